@@ -1,0 +1,133 @@
+# Makefile: build, test, install and benchmark the reco toolkit.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR = $(PREFIX)/bin
+MANDIR = $(PREFIX)/share/man
+DATADIR = $(PREFIX)/share/reco
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD ?= build
+else
+BUILD ?= build-san
+SANFLAGS = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+PKGS = jansson avro-c zlib hiredis libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -Ilib
+LDLIBS = $(PKG_LIBS) -lcsv -lm
+LDFLAGS += $(SANFLAGS)
+
+TOOLS = reco-ingest reco-gen reco-enrich reco-clean reco-profile reco-train reco-eval reco-serve
+LIBSRC = $(wildcard lib/*.c)
+LIBOBJ = $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIBSRC)) $(BUILD)/lib/schema_text.o
+BINS = $(addprefix $(BUILD)/bin/,$(TOOLS))
+MAN1 = $(wildcard man/*.1)
+MAN5 = $(wildcard man/*.5)
+MAN7 = $(wildcard man/*.7)
+SCHEMAS = schema/event.avsc schema/event.schema.json schema/profile.avsc \
+	schema/profile.schema.json schema/request.schema.json schema/response.schema.json
+
+all: $(BINS)
+
+$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(BUILD)/lib
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The schemas are data files; the tools carry their text.
+$(BUILD)/lib/schema_text.c: $(SCHEMAS) tests/tools/embed.sh | $(BUILD)/lib
+	sh tests/tools/embed.sh schema/event.avsc event_avsc schema/event.schema.json event_json_schema \
+		schema/profile.avsc profile_avsc schema/profile.schema.json profile_json_schema > $@
+
+$(BUILD)/lib/schema_text.o: $(BUILD)/lib/schema_text.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libreco.a: $(LIBOBJ)
+	rm -f $@
+	ar rcs $@ $(LIBOBJ)
+
+$(BUILD)/bin/%: cmd/%.c $(BUILD)/libreco.a $(wildcard lib/*.h) | $(BUILD)/bin
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
+	mkdir -p $@
+
+# Test helpers (not installed).
+TESTBINS = $(BUILD)/tests/evcheck $(BUILD)/tests/avro-old $(BUILD)/tests/accesslog-check \
+	$(BUILD)/tests/kafka-broker
+$(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libreco.a | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
+
+# The loopback Kafka cluster of the live tests: librdkafka only, no libreco.
+$(BUILD)/tests/kafka-broker: tests/tools/kafka-broker.c | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $$(pkg-config --cflags rdkafka) -o $@ $< $(LDFLAGS) \
+		$$(pkg-config --libs rdkafka)
+
+# Install the Debian packages that the build and the tests need.
+deps:
+	sh tests/tools/deps.sh
+
+# Run the quickstart example with the built tools.
+demo: all
+	@if [ ! -f examples/quickstart.sh ]; then \
+		echo "demo: examples/quickstart.sh is missing" >&2; exit 1; fi
+	PATH="$(abspath $(BUILD)/bin):$$PATH" sh examples/quickstart.sh
+
+check: all $(TESTBINS)
+	mandoc -Tlint -Wwarning $(MAN1) $(MAN5) $(MAN7)
+	RECO_BIN=$(abspath $(BUILD)/bin) RECO_TESTBIN=$(abspath $(BUILD)/tests) \
+		bats tests/*.bats
+	$(MAKE) --no-print-directory fuzz
+
+# libFuzzer targets, each run for a bounded time on its checked-in corpus.
+FUZZ_SECONDS ?= 10
+FUZZERS = fuzz_event_json fuzz_csv fuzz_access_log fuzz_avro
+FUZZ_SRC = $(filter-out lib/schema_text.c,$(LIBSRC))
+fuzz:
+	@if command -v clang >/dev/null; then \
+		mkdir -p $(BUILD)/fuzz; \
+		for f in $(FUZZERS); do \
+			[ -f tests/fuzz/$$f.c ] || continue; \
+			clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+				$(PKG_CFLAGS) -Ilib -o $(BUILD)/fuzz/$$f tests/fuzz/$$f.c $(FUZZ_SRC) \
+				$(BUILD)/lib/schema_text.c $(LDLIBS) || exit 1; \
+			mkdir -p $(BUILD)/fuzz/$$f-corpus; \
+			$(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=$(BUILD)/fuzz/ \
+				$(BUILD)/fuzz/$$f-corpus tests/fuzz/corpus/$$f > $(BUILD)/fuzz/$$f.log 2>&1 \
+				|| { tail -40 $(BUILD)/fuzz/$$f.log; exit 1; }; \
+			echo "fuzz $$f: ok ($(FUZZ_SECONDS) s)"; \
+		done; \
+	else echo "fuzz: clang not found, fuzz targets not run"; exit 1; fi
+
+BENCHES = run clean enrich train profile serve
+bench: all
+	@for b in $(BENCHES); do \
+		[ -f tests/bench/$$b.sh ] || continue; \
+		RECO_BIN=$(abspath $(BUILD)/bin) sh tests/bench/$$b.sh || exit 1; \
+	done
+
+install: all
+	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(DATADIR)/schema
+	cp $(BINS) $(DESTDIR)$(BINDIR)/
+	cp $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	cp $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	cp $(MAN7) $(DESTDIR)$(MANDIR)/man7/
+	cp $(SCHEMAS) $(DESTDIR)$(DATADIR)/schema/
+
+uninstall:
+	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
+	for m in $(notdir $(MAN1)); do rm -f $(DESTDIR)$(MANDIR)/man1/$$m; done
+	for m in $(notdir $(MAN5)); do rm -f $(DESTDIR)$(MANDIR)/man5/$$m; done
+	for m in $(notdir $(MAN7)); do rm -f $(DESTDIR)$(MANDIR)/man7/$$m; done
+	for s in $(notdir $(SCHEMAS)); do rm -f $(DESTDIR)$(DATADIR)/schema/$$s; done
+	-rmdir $(DESTDIR)$(DATADIR)/schema $(DESTDIR)$(DATADIR)
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all check deps demo fuzz bench install uninstall clean

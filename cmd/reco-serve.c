@@ -1,0 +1,1112 @@
+/* reco-serve: top-N recommendations per user from the latest model snapshot and the user's live profile, over standard input and output or HTTP. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "reco.h"
+#include "model.h"
+#include "profile.h"
+#include "rank.h"
+#include "serve.h"
+#include "store.h"
+#include "table.h"
+
+static const char usage[] =
+"usage: reco-serve --model file [options] [file ...]\n"
+"       reco-serve --model file --listen addr:port [options]\n"
+"Answer recommendation requests (reco-serve(5)) from a model snapshot and\n"
+"the users' live profiles: one JSON request per line on standard input,\n"
+"one answer per line on standard output, or over HTTP with --listen.\n"
+"\n"
+"Model and profiles:\n"
+"      --model FILE         the snapshot to serve (reco-train -o FILE);\n"
+"                           reloaded when the file is replaced\n"
+"      --store SPEC         profiles: a state file or redis://host:port/db\n"
+"                           (as reco-profile --store)\n"
+"      --items FILE         item attributes (CSV or NDJSON: item, category,\n"
+"                           brand, price, in_stock or stock) for filters\n"
+"      --variant NAME=FILE:PCT  serve PCT% of users (by a stable hash of the\n"
+"                           user id) from the snapshot FILE, as variant NAME\n"
+"      --control NAME       the name of --model's variant (default A)\n"
+"      --impressions FILE   append an impression event per item shown\n"
+"      --reload-every DUR   check the snapshots for a new file this often\n"
+"                           (default 1s; 0: only on SIGHUP)\n"
+"Ranking:\n"
+"      --weights SPEC       the blend, SOURCE=WEIGHT,... with sources mf,\n"
+"                           cooc, trend, dpop, pop (default\n"
+"                           mf=0.2,cooc=1,trend=0.05,dpop=0.1)\n"
+"      --default-n N        results when a request does not say (default 10)\n"
+"      --keep-purchased     do not exclude the user's purchases\n"
+"      --keep-cart          do not exclude the items in the user's cart\n"
+"Limits:\n"
+"      --max-n N            most results a request may ask for (default 1000)\n"
+"      --max-id N           longest id in bytes (default 256)\n"
+"      --max-items N        longest context or exclude list (default 1000)\n"
+"HTTP:\n"
+"      --listen ADDR:PORT   serve HTTP on ADDR:PORT (port 0: any free one)\n"
+"      --threads N          worker threads (default 2)\n"
+"      --max-inflight N     requests at once; more get 503 (default 256)\n"
+"      --max-connections N  open connections at most (default 1024)\n"
+"      --max-request N      largest request body in bytes (default 65536)\n"
+"      --max-headers N      most request headers (default 64)\n"
+"      --timeout SECONDS    idle connections are closed, slow bodies get\n"
+"                           408 after this (default 10)\n";
+
+enum {
+	OPT_MODEL = OPT_TOOL_FIRST,
+	OPT_STORE,
+	OPT_ITEMS,
+	OPT_VARIANT,
+	OPT_CONTROL,
+	OPT_IMPRESSIONS,
+	OPT_RELOAD_EVERY,
+	OPT_WEIGHTS,
+	OPT_DEFAULT_N,
+	OPT_KEEP_PURCHASED,
+	OPT_KEEP_CART,
+	OPT_MAX_N,
+	OPT_MAX_ID,
+	OPT_MAX_ITEMS,
+	OPT_LISTEN,
+	OPT_THREADS,
+	OPT_MAX_INFLIGHT,
+	OPT_MAX_CONNECTIONS,
+	OPT_MAX_REQUEST,
+	OPT_MAX_HEADERS,
+	OPT_TIMEOUT
+};
+
+static const struct option opts[] = {
+	{ "model", required_argument, NULL, OPT_MODEL },
+	{ "store", required_argument, NULL, OPT_STORE },
+	{ "items", required_argument, NULL, OPT_ITEMS },
+	{ "variant", required_argument, NULL, OPT_VARIANT },
+	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "impressions", required_argument, NULL, OPT_IMPRESSIONS },
+	{ "reload-every", required_argument, NULL, OPT_RELOAD_EVERY },
+	{ "weights", required_argument, NULL, OPT_WEIGHTS },
+	{ "default-n", required_argument, NULL, OPT_DEFAULT_N },
+	{ "keep-purchased", no_argument, NULL, OPT_KEEP_PURCHASED },
+	{ "keep-cart", no_argument, NULL, OPT_KEEP_CART },
+	{ "max-n", required_argument, NULL, OPT_MAX_N },
+	{ "max-id", required_argument, NULL, OPT_MAX_ID },
+	{ "max-items", required_argument, NULL, OPT_MAX_ITEMS },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
+	{ "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+	{ "max-request", required_argument, NULL, OPT_MAX_REQUEST },
+	{ "max-headers", required_argument, NULL, OPT_MAX_HEADERS },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ NULL, 0, NULL, 0 }
+};
+
+#define MAX_VARIANTS 16
+
+/* A snapshot slot: the control (--model) or a variant. */
+struct slot {
+	char *name, *path;
+	int lo, hi;                /* its users' buckets, [lo, hi) */
+	pthread_mutex_t mu;
+	struct serve_snap *cur;
+	struct stat st;            /* of the file last loaded or tried */
+};
+
+static struct {
+	const char *model, *store, *items, *control, *impressions, *listen;
+	const char *metrics;
+	int64_t reload_ms;
+	struct serve_opts so;
+	struct serve_limits lim;
+	long threads, max_inflight, max_conn, max_request, max_headers, timeout;
+	char *vspec[MAX_VARIANTS];
+	int nvspec;
+} O = {
+	.control = "A", .reload_ms = 1000, .threads = 2, .max_inflight = 256,
+	.max_conn = 1024, .max_request = 65536, .max_headers = 64,
+	.timeout = 10
+};
+
+static struct tool T;
+static struct slot S[MAX_VARIANTS + 1];
+static int nS;
+static struct table *items;
+static struct store *ST;
+static pthread_mutex_t store_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct wout *imp;
+static pthread_mutex_t imp_mu = PTHREAD_MUTEX_INITIALIZER;
+static volatile sig_atomic_t hup;
+static atomic_int watch_stop;
+static int http_mode;
+static double t_start;
+
+/* Metrics, updated from every thread. */
+static const int codes[] = { 200, 400, 404, 405, 408, 413, 431, 500, 503 };
+#define NCODES (sizeof codes / sizeof codes[0])
+static const double hbounds[] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.25, 1
+};
+#define NHB (sizeof hbounds / sizeof hbounds[0])
+#define FINE 640 /* 8 buckets per power of two of nanoseconds */
+static struct {
+	atomic_ullong status[NCODES];
+	atomic_ullong hist[NHB + 1];
+	atomic_ullong fine[FINE];
+	atomic_ullong lat_ns;
+	atomic_ullong cold, unknown_ctx, results, impressions, store_errors;
+	atomic_ullong reloads, reload_failures, busy, variants[MAX_VARIANTS + 1];
+	atomic_llong inflight;
+	atomic_ullong seq;
+} M;
+
+static double
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long
+num(const char *opt, const char *arg, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (!*arg || *end || errno || v < min || v > max)
+		tool_usage_error(&T, "%s: expected a number from %ld to %ld, not \"%s\"",
+				 opt, min, max, arg);
+	return v;
+}
+
+static int
+on_opt(struct tool *t, int c, const char *arg)
+{
+	char err[256];
+
+	(void)t;
+	switch (c) {
+	case OPT_MODEL: O.model = arg; break;
+	case OPT_STORE: O.store = arg; break;
+	case OPT_ITEMS: O.items = arg; break;
+	case OPT_CONTROL: O.control = arg; break;
+	case OPT_IMPRESSIONS: O.impressions = arg; break;
+	case OPT_LISTEN: O.listen = arg; break;
+	case OPT_METRICS: O.metrics = arg; break;
+	case OPT_VARIANT:
+		if (O.nvspec == MAX_VARIANTS)
+			tool_usage_error(&T, "--variant: at most %d variants", MAX_VARIANTS);
+		O.vspec[O.nvspec++] = (char *)arg;
+		break;
+	case OPT_RELOAD_EVERY:
+		if (duration_parse(arg, &O.reload_ms) || O.reload_ms < 0)
+			tool_usage_error(&T, "--reload-every: bad duration \"%s\"", arg);
+		break;
+	case OPT_WEIGHTS:
+		if (rank_weights_parse(&O.so.w, arg, err, sizeof err))
+			tool_usage_error(&T, "--weights: %s", err);
+		break;
+	case OPT_DEFAULT_N: O.so.default_n = (size_t)num("--default-n", arg, 1, 100000); break;
+	case OPT_KEEP_PURCHASED: O.so.exclude_purchased = 0; break;
+	case OPT_KEEP_CART: O.so.exclude_cart = 0; break;
+	case OPT_MAX_N: O.lim.max_n = (size_t)num("--max-n", arg, 1, 100000); break;
+	case OPT_MAX_ID: O.lim.max_id = (size_t)num("--max-id", arg, 1, 65536); break;
+	case OPT_MAX_ITEMS: O.lim.max_items = (size_t)num("--max-items", arg, 0, 1000000); break;
+	case OPT_THREADS: O.threads = num("--threads", arg, 1, 256); break;
+	case OPT_MAX_INFLIGHT: O.max_inflight = num("--max-inflight", arg, 1, 1000000); break;
+	case OPT_MAX_CONNECTIONS: O.max_conn = num("--max-connections", arg, 1, 1000000); break;
+	case OPT_MAX_REQUEST: O.max_request = num("--max-request", arg, 64, 64L << 20); break;
+	case OPT_MAX_HEADERS: O.max_headers = num("--max-headers", arg, 1, 10000); break;
+	case OPT_TIMEOUT: O.timeout = num("--timeout", arg, 1, 3600); break;
+	default:
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- snapshots and reloads ---- */
+
+static struct serve_snap *
+snap_get(struct slot *sl)
+{
+	struct serve_snap *s;
+
+	pthread_mutex_lock(&sl->mu);
+	s = sl->cur;
+	if (s)
+		__atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_unlock(&sl->mu);
+	return s;
+}
+
+static void
+snap_put(struct serve_snap *s)
+{
+	if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		serve_snap_free(s);
+}
+
+static int
+same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Load sl's file if it changed (or if force): swap it in, or keep the
+ * old snapshot if the new one does not load. */
+static void
+reload(struct slot *sl, int force)
+{
+	struct stat st;
+	char err[512];
+	struct serve_snap *s, *old;
+
+	if (!sl->path)
+		return;
+	if (stat(sl->path, &st) != 0) {
+		if (force)
+			warn("%s: %s; keeping the snapshot loaded", sl->path,
+			     strerror(errno));
+		return;
+	}
+	if (!force && same_file(&st, &sl->st))
+		return;
+	sl->st = st;
+	if (!(s = serve_snap_load(sl->path, items, err, sizeof err))) {
+		M.reload_failures++;
+		warn("%s; keeping snapshot %s", err,
+		     sl->cur ? sl->cur->version : "(none)");
+		return;
+	}
+	pthread_mutex_lock(&sl->mu);
+	old = sl->cur;
+	sl->cur = s;
+	pthread_mutex_unlock(&sl->mu);
+	M.reloads++;
+	if (verbosity >= 0)
+		warn("%s: loaded snapshot %s (%llu items) for variant %s",
+		     sl->path, s->version, (unsigned long long)s->m->nitems,
+		     sl->name);
+	snap_put(old);
+}
+
+static void write_metrics_file(void);
+
+static void
+imp_flush(void)
+{
+	if (!imp)
+		return;
+	pthread_mutex_lock(&imp_mu);
+	if (wout_flush(imp))
+		warn("%s: write error: %s", O.impressions, strerror(imp->err_no));
+	pthread_mutex_unlock(&imp_mu);
+}
+
+/* The watcher thread: new snapshot files, SIGHUP, periodic flushes. */
+static void *
+watcher(void *arg)
+{
+	double last = mono(), last_metrics = last;
+
+	(void)arg;
+	while (!atomic_load(&watch_stop)) {
+		struct timespec ts = { 0, 50 * 1000000L };
+		nanosleep(&ts, NULL);
+		double t = mono();
+		int force = hup;
+		if (force)
+			hup = 0;
+		if (force || (O.reload_ms > 0 && (t - last) * 1000 >= (double)O.reload_ms)) {
+			for (int k = 0; k < nS; k++)
+				reload(&S[k], force);
+			last = t;
+		}
+		if (http_mode)
+			imp_flush();
+		if (O.metrics && t - last_metrics >= 5) {
+			write_metrics_file();
+			last_metrics = t;
+		}
+	}
+	return NULL;
+}
+
+static void
+on_hup(int sig)
+{
+	(void)sig;
+	hup = 1;
+}
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	reco_stop = 1;
+}
+
+/* ---- metrics ---- */
+
+static void
+observe(int code, double secs)
+{
+	size_t k;
+
+	for (k = 0; k < NCODES && codes[k] != code; k++)
+		;
+	if (k < NCODES)
+		M.status[k]++;
+	for (k = 0; k < NHB && secs > hbounds[k]; k++)
+		;
+	M.hist[k]++;
+	uint64_t ns = secs > 0 ? (uint64_t)(secs * 1e9) : 0;
+	M.lat_ns += ns;
+	/* Log-linear buckets: 8 per power of two. */
+	size_t b;
+	if (ns < 8)
+		b = (size_t)ns;
+	else {
+		int e = 63 - __builtin_clzll(ns);
+		b = (size_t)(e - 2) * 8 + (size_t)((ns >> (e - 3)) & 7);
+	}
+	if (b >= FINE)
+		b = FINE - 1;
+	M.fine[b]++;
+}
+
+/* The latency below which a fraction q of requests fell, in seconds. */
+static double
+quantile(double q)
+{
+	uint64_t tot = 0, acc = 0;
+
+	for (size_t b = 0; b < FINE; b++)
+		tot += M.fine[b];
+	if (!tot)
+		return 0;
+	uint64_t want = (uint64_t)ceil(q * (double)tot);
+	for (size_t b = 0; b < FINE; b++) {
+		acc += M.fine[b];
+		if (acc >= want) {
+			if (b < 8)
+				return (double)(b + 1) / 1e9;
+			size_t e = b / 8 + 2, m = b % 8;
+			/* the bucket's upper bound */
+			return (double)((8 + m + 1) << (e - 3)) / 1e9;
+		}
+	}
+	return 0;
+}
+
+static void
+metrics_text(struct buf *b)
+{
+	uint64_t tot = 0;
+
+#define HELP(n, h, t) buf_puts(b, "# HELP " n " " h "\n# TYPE " n " " t "\n")
+	HELP("reco_serve_requests_total", "Requests answered, by HTTP status.", "counter");
+	for (size_t k = 0; k < NCODES; k++)
+		buf_printf(b, "reco_serve_requests_total{status=\"%d\"} %llu\n",
+			   codes[k], (unsigned long long)M.status[k]);
+	HELP("reco_serve_request_duration_seconds", "Time to answer a request.", "histogram");
+	for (size_t k = 0; k <= NHB; k++) {
+		tot += M.hist[k];
+		if (k < NHB)
+			buf_printf(b, "reco_serve_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+				   hbounds[k], (unsigned long long)tot);
+		else
+			buf_printf(b, "reco_serve_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+				   (unsigned long long)tot);
+	}
+	buf_printf(b, "reco_serve_request_duration_seconds_sum %.9f\n",
+		   (double)M.lat_ns / 1e9);
+	buf_printf(b, "reco_serve_request_duration_seconds_count %llu\n",
+		   (unsigned long long)tot);
+#define CTR(n, h, v) do { HELP(n, h, "counter"); \
+	buf_printf(b, n " %llu\n", (unsigned long long)(v)); } while (0)
+	CTR("reco_serve_cold_starts_total", "Requests for users the model does not know.", M.cold);
+	CTR("reco_serve_unknown_context_items_total", "Context items the model does not know, ignored.", M.unknown_ctx);
+	CTR("reco_serve_results_total", "Items recommended.", M.results);
+	CTR("reco_serve_impressions_total", "Impression events written.", M.impressions);
+	CTR("reco_serve_store_errors_total", "Profile reads that failed (answered without the profile).", M.store_errors);
+	CTR("reco_serve_reloads_total", "Snapshots loaded after a change or SIGHUP.", M.reloads);
+	CTR("reco_serve_reload_failures_total", "New snapshots refused (the old one kept).", M.reload_failures);
+	CTR("reco_serve_overload_total", "Requests refused with 503 beyond --max-inflight.", M.busy);
+	HELP("reco_serve_inflight", "Requests being answered.", "gauge");
+	buf_printf(b, "reco_serve_inflight %lld\n", (long long)M.inflight);
+	HELP("reco_serve_variant_requests_total", "Requests answered by variant.", "counter");
+	for (int k = 0; k < nS; k++)
+		buf_printf(b, "reco_serve_variant_requests_total{variant=\"%s\"} %llu\n",
+			   S[k].name, (unsigned long long)M.variants[k]);
+	HELP("reco_serve_model_items", "Items of the snapshot served, by variant and version.", "gauge");
+	for (int k = 0; k < nS; k++) {
+		struct serve_snap *s = snap_get(&S[k]);
+		if (s)
+			buf_printf(b, "reco_serve_model_items{variant=\"%s\",version=\"%s\"} %llu\n",
+				   S[k].name, s->version, (unsigned long long)s->m->nitems);
+		snap_put(s);
+	}
+	HELP("reco_serve_model_events", "Events learned by the snapshot served.", "gauge");
+	for (int k = 0; k < nS; k++) {
+		struct serve_snap *s = snap_get(&S[k]);
+		if (s)
+			buf_printf(b, "reco_serve_model_events{variant=\"%s\"} %llu\n",
+				   S[k].name, (unsigned long long)s->events);
+		snap_put(s);
+	}
+#undef CTR
+#undef HELP
+}
+
+/* Write --metrics atomically (a temporary file renamed). */
+static void
+write_metrics_file(void)
+{
+	struct buf b = { 0 };
+	char tmp[4096];
+	FILE *f;
+
+	if (!O.metrics)
+		return;
+	metrics_text(&b);
+	snprintf(tmp, sizeof tmp, "%s.tmp", O.metrics);
+	if (!(f = fopen(tmp, "w")) || fwrite(b.p, 1, b.n, f) != b.n ||
+	    fclose(f) != 0 || rename(tmp, O.metrics) != 0)
+		warn("%s:", O.metrics);
+	buf_free(&b);
+}
+
+/* ---- answering ---- */
+
+static int
+has_filter(const struct serve_req *q)
+{
+	return q->cats.n || q->brands.n || q->has_price_min ||
+	       q->has_price_max || q->in_stock >= 0;
+}
+
+static int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Answer a parsed request: append the answer (or an error object) to out
+ * without a newline, and return its HTTP status. defid is the id given
+ * to a request without one.
+ */
+static int
+answer(struct serve_worker *w, struct serve_req *q, const char *defid,
+       struct buf *out, struct buf *impbuf)
+{
+	char err[512], idbuf[1024];
+	const char *id = defid;
+	struct serve_result r;
+	struct profile *p = NULL;
+	int k = 0;
+
+	if (q->has_id) {
+		struct str s = serve_req_str(q, q->id);
+		snprintf(idbuf, sizeof idbuf, "%.*s", (int)s.n, s.p);
+		id = idbuf;
+	}
+	if (serve_req_check(q, O.so.default_n, err, sizeof err)) {
+		serve_write_error(out, id, strlen(id), 400, err);
+		return 400;
+	}
+	if (has_filter(q) && !items) {
+		serve_write_error(out, id, strlen(id), 400,
+				  "filter: this server has no item attributes (--items)");
+		return 400;
+	}
+	struct str user = serve_req_str(q, q->user);
+	if (nS > 1) {
+		int b = serve_variant_bucket(user.p, user.n);
+		for (k = 1; k < nS && !(b >= S[k].lo && b < S[k].hi); k++)
+			;
+		if (k == nS)
+			k = 0;
+	}
+	struct serve_snap *s = snap_get(&S[k]);
+	if (!s) {
+		serve_write_error(out, id, strlen(id), 503,
+				  "no model snapshot loaded (--model)");
+		return 503;
+	}
+	if (ST) {
+		pthread_mutex_lock(&store_mu);
+		int rc = store_refresh(ST, err, sizeof err);
+		if (rc >= 0)
+			rc = store_get(ST, user.p, user.n, &p, err, sizeof err);
+		if (rc < 0) {
+			M.store_errors++;
+			if (verbosity > 0)
+				warn("%s", err);
+			p = NULL;
+		} else if (rc == 0)
+			p = NULL;
+		serve_begin(w, s, p, q, &O.so, &r);
+		pthread_mutex_unlock(&store_mu);
+	} else
+		serve_begin(w, s, NULL, q, &O.so, &r);
+	serve_finish(w, s, q, &O.so, &r);
+	serve_write_answer(out, q, id, S[k].name, s, &r);
+	M.variants[k]++;
+	M.cold += (unsigned)r.cold;
+	M.unknown_ctx += r.unknown_context;
+	M.results += r.n;
+	if (imp && r.n) {
+		impbuf->n = 0;
+		serve_write_impressions(impbuf, q, id, S[k].name,
+					q->has_ts ? q->ts : wall_ms(), s, &r);
+		pthread_mutex_lock(&imp_mu);
+		if (wout_write(imp, impbuf->p, impbuf->n))
+			die(EXIT_IO, "%s: write error: %s", O.impressions,
+			    strerror(imp->err_no));
+		pthread_mutex_unlock(&imp_mu);
+		M.impressions += r.n;
+	}
+	snap_put(s);
+	return 200;
+}
+
+/* ---- standard input and output ---- */
+
+static void
+idle(void *ctx)
+{
+	tool_idle(ctx);
+	imp_flush();
+}
+
+static void
+run_stdin(void)
+{
+	struct serve_worker *w = serve_worker_new();
+	struct serve_req q;
+	struct buf out = { 0 }, ib = { 0 };
+	const char *line;
+	size_t n;
+	int toolong, r;
+	char err[512], defid[32];
+
+	serve_req_init(&q);
+	T.src->on_idle = idle;
+	while ((r = src_next_file(T.src)) != 0) {
+		if (r < 0)
+			die(EXIT_IO, "%s", T.src->err);
+		while ((r = src_getline(T.src, &line, &n, &toolong)) > 0) {
+			double t0 = mono();
+			int code;
+			size_t i = 0;
+			while (i < n && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
+				i++;
+			if (i == n && !toolong)
+				continue;
+			(*T.in)++;
+			tool_tick(&T);
+			out.n = 0;
+			snprintf(defid, sizeof defid, "%llu",
+				 (unsigned long long)T.src->line);
+			if (toolong) {
+				snprintf(err, sizeof err, "request longer than %zu bytes (--max-line)",
+					 T.max_line);
+				serve_write_error(&out, defid, strlen(defid), 413, err);
+				code = 413;
+			} else if (serve_req_parse_json(&q, line, n, &O.lim, err, sizeof err)) {
+				struct str id = serve_req_str(&q, q.id);
+				if (!q.has_id)
+					id = (struct str){ defid, strlen(defid) };
+				serve_write_error(&out, id.p, id.n, 400, err);
+				code = 400;
+			} else
+				code = answer(w, &q, defid, &out, &ib);
+			buf_putc(&out, '\n');
+			tool_emit_line(&T, out.p, out.n);
+			observe(code, mono() - t0);
+		}
+		if (r < 0)
+			die(EXIT_IO, "%s", T.src->err);
+	}
+	serve_req_free(&q);
+	serve_worker_free(w);
+	buf_free(&out);
+	buf_free(&ib);
+}
+
+/* ---- HTTP ---- */
+
+static pthread_key_t wkey;
+
+struct tls {
+	struct serve_worker *w;
+	struct serve_req q;
+	struct buf out, ib;
+};
+
+
+static void
+tls_free(void *p)
+{
+	struct tls *t = p;
+
+	serve_worker_free(t->w);
+	serve_req_free(&t->q);
+	buf_free(&t->out);
+	buf_free(&t->ib);
+	free(t);
+}
+
+static struct tls *
+tls_get(void)
+{
+	struct tls *t = pthread_getspecific(wkey);
+
+	if (!t) {
+		t = xcalloc(1, sizeof *t);
+		t->w = serve_worker_new();
+		serve_req_init(&t->q);
+		pthread_setspecific(wkey, t);
+	}
+	return t;
+}
+
+/* One connection's request. */
+struct conn {
+	double t0;
+	struct buf body;
+	int too_big, too_slow, counted;
+};
+
+static enum MHD_Result
+reply(struct MHD_Connection *c, struct conn *cn, int code, const char *type,
+      const char *p, size_t n)
+{
+	struct MHD_Response *r;
+	enum MHD_Result rc;
+
+	r = MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", type);
+	if (code == 405)
+		MHD_add_response_header(r, "Allow", "GET, POST");
+	rc = MHD_queue_response(c, (unsigned)code, r);
+	MHD_destroy_response(r);
+	observe(code, mono() - cn->t0);
+	return rc;
+}
+
+static enum MHD_Result
+reply_error(struct MHD_Connection *c, struct conn *cn, int code,
+	    const char *msg)
+{
+	struct tls *t = tls_get();
+
+	t->out.n = 0;
+	serve_write_error(&t->out, NULL, 0, code, msg);
+	buf_putc(&t->out, '\n');
+	return reply(c, cn, code, "application/json", t->out.p, t->out.n);
+}
+
+struct args {
+	struct serve_req *q;
+	char err[512];
+	int failed;
+};
+
+static enum MHD_Result
+on_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *val)
+{
+	struct args *a = cls;
+
+	(void)kind;
+	if (a->failed)
+		return MHD_NO;
+	if (serve_req_param(a->q, key, val, &O.lim, a->err, sizeof a->err)) {
+		a->failed = 1;
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result
+recommend(struct MHD_Connection *c, struct conn *cn, int post)
+{
+	struct tls *t = tls_get();
+	struct args a = { &t->q, "", 0 };
+	char defid[48];
+	int code;
+
+	t->out.n = 0;
+	snprintf(defid, sizeof defid, "%llx-%llu",
+		 (unsigned long long)(t_start * 1000),
+		 (unsigned long long)++M.seq);
+	if (post) {
+		if (MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0)
+			return reply_error(c, cn, 400, "POST /recommend takes the request as its JSON body, not URL parameters");
+		if (serve_req_parse_json(&t->q, cn->body.p ? cn->body.p : "",
+					 cn->body.n, &O.lim, a.err, sizeof a.err)) {
+			struct str id = serve_req_str(&t->q, t->q.id);
+			if (!t->q.has_id)
+				id = (struct str){ defid, strlen(defid) };
+			serve_write_error(&t->out, id.p, id.n, 400, a.err);
+			a.failed = 1;
+		}
+	} else {
+		serve_req_reset(&t->q);
+		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, on_arg, &a);
+		if (a.failed) {
+			struct str id = serve_req_str(&t->q, t->q.id);
+			if (!t->q.has_id)
+				id = (struct str){ defid, strlen(defid) };
+			serve_write_error(&t->out, id.p, id.n, 400, a.err);
+		}
+	}
+	if (a.failed)
+		code = 400;
+	else
+		code = answer(t->w, &t->q, defid, &t->out, &t->ib);
+	buf_putc(&t->out, '\n');
+	return reply(c, cn, code, "application/json", t->out.p, t->out.n);
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *c, const char *url,
+	   const char *method, const char *version, const char *upload,
+	   size_t *upload_size, void **con_cls)
+{
+	struct conn *cn = *con_cls;
+	int post = strcmp(method, "POST") == 0;
+	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+	(void)cls;
+	(void)version;
+	if (!cn) {
+		cn = xcalloc(1, sizeof *cn);
+		cn->t0 = mono();
+		*con_cls = cn;
+		if (MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL) >
+		    O.max_headers)
+			return reply_error(c, cn, 431, "too many request headers (--max-headers)");
+		if (strcmp(url, "/healthz") == 0) {
+			if (!get)
+				return reply_error(c, cn, 405, "method not allowed");
+			for (int k = 0; k < nS; k++) {
+				struct serve_snap *s = snap_get(&S[k]);
+				if (!s)
+					return reply(c, cn, 503, "text/plain",
+						     "no model\n", 9);
+				snap_put(s);
+			}
+			return reply(c, cn, 200, "text/plain", "ok\n", 3);
+		}
+		if (strcmp(url, "/metrics") == 0) {
+			struct tls *t = tls_get();
+			if (!get)
+				return reply_error(c, cn, 405, "method not allowed");
+			t->out.n = 0;
+			metrics_text(&t->out);
+			return reply(c, cn, 200, "text/plain; version=0.0.4",
+				     t->out.p, t->out.n);
+		}
+		if (strcmp(url, "/recommend") != 0)
+			return reply_error(c, cn, 404, "not found (/recommend, /healthz, /metrics)");
+		if (!get && !post)
+			return reply_error(c, cn, 405, "method not allowed");
+		cn->counted = 1;
+		if (++M.inflight > O.max_inflight) {
+			M.busy++;
+			return reply_error(c, cn, 503, "busy: too many requests at once (--max-inflight)");
+		}
+		if (post) {
+			const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+								     MHD_HTTP_HEADER_CONTENT_LENGTH);
+			if (cl && strtoull(cl, NULL, 10) > (unsigned long long)O.max_request)
+				return reply_error(c, cn, 413, "request body too large (--max-request)");
+			return MHD_YES;
+		}
+		return recommend(c, cn, 0);
+	}
+	if (*upload_size) {
+		if (mono() - cn->t0 > (double)O.timeout)
+			cn->too_slow = 1;
+		if (!cn->too_big && !cn->too_slow &&
+		    cn->body.n + *upload_size <= (size_t)O.max_request)
+			buf_put(&cn->body, upload, *upload_size);
+		else
+			cn->too_big = !cn->too_slow;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (cn->too_slow)
+		return reply_error(c, cn, 408, "request body too slow (--timeout)");
+	if (cn->too_big)
+		return reply_error(c, cn, 413, "request body too large (--max-request)");
+	return recommend(c, cn, post);
+}
+
+static void
+completed(void *cls, struct MHD_Connection *c, void **con_cls,
+	  enum MHD_RequestTerminationCode toe)
+{
+	struct conn *cn = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (!cn)
+		return;
+	if (cn->counted)
+		M.inflight--;
+	buf_free(&cn->body);
+	free(cn);
+	*con_cls = NULL;
+}
+
+/* Parse ADDR:PORT (IPv4, or [IPv6]) into sa. Return 0, or -1. */
+static int
+parse_listen(const char *spec, struct sockaddr_storage *sa, socklen_t *len)
+{
+	char host[128];
+	const char *colon = strrchr(spec, ':');
+	char *end;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof host)
+		return -1;
+	long port = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || port < 0 || port > 65535)
+		return -1;
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	memset(sa, 0, sizeof *sa);
+	if (host[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+		size_t hl = strlen(host);
+		if (hl < 2 || host[hl - 1] != ']')
+			return -1;
+		host[hl - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+			return -1;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*len = sizeof *s6;
+		return 0;
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+	if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+		return -1;
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons((uint16_t)port);
+	*len = sizeof *s4;
+	return 0;
+}
+
+static void
+run_http(void)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	struct MHD_Daemon *d;
+	sigset_t all, old;
+
+	if (parse_listen(O.listen, &sa, &salen))
+		tool_usage_error(&T, "--listen: expected ADDR:PORT such as 127.0.0.1:8080, not \"%s\"",
+				 O.listen);
+	pthread_key_create(&wkey, tls_free);
+	/* Signals go to the main thread, not to the server's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			     MHD_USE_ERROR_LOG,
+			     0, NULL, NULL, on_request, NULL,
+			     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+			     MHD_OPTION_THREAD_POOL_SIZE, (unsigned)O.threads,
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)O.timeout,
+			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)O.max_conn,
+			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+			     MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
+			     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+			     MHD_OPTION_END);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!d)
+		die(EXIT_IO, "%s: cannot listen:", O.listen);
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	char host[128];
+	snprintf(host, sizeof host, "%.*s", (int)(strrchr(O.listen, ':') - O.listen),
+		 O.listen);
+	if (verbosity >= 0)
+		warn("listening on %s:%u", host, di ? (unsigned)di->port : 0);
+	while (!reco_stop) {
+		struct timespec ts = { 0, 100 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	MHD_stop_daemon(d);
+}
+
+static void
+parse_variants(void)
+{
+	int lo = 0;
+
+	for (int k = 0; k < O.nvspec; k++) {
+		char *spec = O.vspec[k], *eq = strchr(spec, '='),
+		     *colon = strrchr(spec, ':'), *end;
+		struct slot *sl = &S[nS];
+		long pct;
+
+		if (!eq || !colon || colon < eq || eq == spec || colon == eq + 1)
+			tool_usage_error(&T, "--variant: expected NAME=FILE:PCT, not \"%s\"", spec);
+		errno = 0;
+		pct = strtol(colon + 1, &end, 10);
+		if (!colon[1] || *end || errno || pct < 0 || pct > 100)
+			tool_usage_error(&T, "--variant %s: PCT must be a whole number from 0 to 100", spec);
+		if (lo + pct > 100)
+			tool_usage_error(&T, "--variant: the variants take more than 100%% of users");
+		sl->name = xstrndup(spec, (size_t)(eq - spec));
+		sl->path = xstrndup(eq + 1, (size_t)(colon - eq - 1));
+		for (int j = 0; j < nS; j++)
+			if (strcmp(S[j].name, sl->name) == 0)
+				tool_usage_error(&T, "--variant: two variants named %s", sl->name);
+		sl->lo = lo;
+		sl->hi = lo + (int)pct;
+		lo += (int)pct;
+		nS++;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	char err[512];
+	pthread_t wt;
+	int st;
+
+	tool_init(&T, "reco-serve", usage);
+	serve_opts_default(&O.so);
+	serve_limits_default(&O.lim);
+	tool_parse(&T, argc, argv, opts, NULL, on_opt);
+	if (O.listen && T.nfiles)
+		tool_usage_error(&T, "--listen serves HTTP: no input files");
+	if (strchr(O.control, '"') || strchr(O.control, '\\'))
+		tool_usage_error(&T, "--control: a plain name, please");
+	S[0].name = xstrdup(O.control);
+	S[0].path = O.model ? xstrdup(O.model) : NULL;
+	nS = 1;
+	parse_variants();
+	S[0].lo = 0;
+	S[0].hi = 100;
+	if (O.items) {
+		struct table_opts to = { 0 };
+		int kind;
+		to.key_default = "item";
+		to.max_line = T.max_line;
+		if (!(items = table_load(O.items, &to, &kind, err, sizeof err)))
+			die(kind == TABLE_ERR_IO ? EXIT_IO : EXIT_DATA, "%s", err);
+	}
+	for (int k = 0; k < nS; k++) {
+		pthread_mutex_init(&S[k].mu, NULL);
+		if (!S[k].path)
+			continue;
+		if (stat(S[k].path, &S[k].st) != 0 && errno == ENOENT) {
+			/* Not written yet: answer 503 until it is. */
+			warn("%s: no such file yet; waiting for it", S[k].path);
+			continue;
+		}
+		if (!(S[k].cur = serve_snap_load(S[k].path, items, err, sizeof err)))
+			die(errno == EINVAL ? EXIT_DATA : EXIT_IO, "%s", err);
+		if (verbosity > 0)
+			info("%s: snapshot %s, %llu items, %llu users, variant %s",
+			     S[k].path, S[k].cur->version,
+			     (unsigned long long)S[k].cur->m->nitems,
+			     (unsigned long long)S[k].cur->m->nusers, S[k].name);
+	}
+	if (O.store && !(ST = store_open(O.store, STORE_READ, NULL, err, sizeof err)))
+		die(EXIT_IO, "%s", err);
+	if (O.impressions && !(imp = wout_open(O.impressions)))
+		die(EXIT_IO, "%s:", O.impressions);
+	t_start = (double)wall_ms() / 1000;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	/* The watcher takes no signals: they reach the reading thread. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&wt, NULL, watcher, NULL) != 0)
+		die(EXIT_IO, "cannot start a thread");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	if (O.listen) {
+		http_mode = 1;
+		sa.sa_handler = on_stop;
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		run_http();
+		st = EXIT_OK;
+	} else {
+		tool_open(&T);
+		run_stdin();
+	}
+	atomic_store(&watch_stop, 1);
+	pthread_join(wt, NULL);
+	if (imp) {
+		if (wout_close(imp)) {
+			warn("%s: write error:", O.impressions);
+			T.status = EXIT_IO;
+		}
+		imp = NULL;
+	}
+	write_metrics_file();
+	if (O.listen) {
+		if (T.stats) {
+			for (size_t k = 0; k < NCODES; k++)
+				if (M.status[k])
+					fprintf(stderr, "%s:   requests{status=\"%d\"} %llu\n",
+						T.name, codes[k], (unsigned long long)M.status[k]);
+		}
+		st = T.status;
+	} else
+		st = tool_finish(&T);
+	if (T.stats)
+		fprintf(stderr, "%s: latency p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n",
+			"reco-serve", quantile(0.5) * 1e3, quantile(0.99) * 1e3,
+			quantile(0.999) * 1e3);
+	for (int k = 0; k < nS; k++) {
+		snap_put(S[k].cur);
+		free(S[k].name);
+		free(S[k].path);
+	}
+	store_close(ST);
+	table_free(items);
+	return st;
+}

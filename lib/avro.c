@@ -1,0 +1,946 @@
+/* avro.c: Avro object container files of reco.Event: a fast codec for our schema, Avro C for resolving others. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <avro.h>
+#include <jansson.h>
+#include <zlib.h>
+
+#include "reco.h"
+
+#define BLOCK_BYTES (64u << 10)  /* close a block at this size ... */
+#define BLOCK_RECORDS 4096       /* ... or at this many records */
+#define MAX_BLOCK (64u << 20)    /* a larger block is taken as corrupt */
+
+static const char magic[4] = { 'O', 'b', 'j', 1 };
+
+/* ---- varints ---- */
+
+static inline char *
+put_long(char *p, int64_t v)
+{
+	uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+
+	while (z >= 0x80) {
+		*p++ = (char)(z | 0x80);
+		z >>= 7;
+	}
+	*p++ = (char)z;
+	return p;
+}
+
+static inline int
+get_long(const unsigned char **pp, const unsigned char *e, int64_t *v)
+{
+	const unsigned char *p = *pp;
+	uint64_t z = 0;
+
+	for (int shift = 0; shift < 64 && p < e; shift += 7) {
+		unsigned b = *p++;
+		z |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+			*pp = p;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void
+buf_long(struct buf *b, int64_t v)
+{
+	buf_reserve(b, 10);
+	b->n = (size_t)(put_long(b->p + b->n, v) - b->p);
+}
+
+static void
+buf_avro_str(struct buf *b, const char *p, size_t n)
+{
+	buf_long(b, (int64_t)n);
+	buf_put(b, p, n);
+}
+
+/* ---- the event codec ---- */
+
+static inline char *
+put_str(char *p, const struct str *s)
+{
+	p = put_long(p, (int64_t)s->n);
+	memcpy(p, s->p, s->n);
+	return p + s->n;
+}
+
+static inline char *
+put_opt_str(char *p, int has, const struct str *s)
+{
+	if (!has) {
+		*p++ = 0;
+		return p;
+	}
+	*p++ = 2; /* branch 1 */
+	return put_str(p, s);
+}
+
+/* Append the Avro binary encoding of ev (schema reco.Event v1) to b. */
+void
+avro_encode_event(struct buf *b, const struct event *ev)
+{
+	size_t need = 128 + ev->event_id.n + ev->user.n + ev->item.n +
+		      ev->session.n + ev->query.n + ev->source.n;
+
+	for (size_t i = 0; i < ev->nattrs; i++)
+		need += 20 + ev->attrs[i].key.n + ev->attrs[i].val.n;
+	buf_reserve(b, need);
+	char *p = b->p + b->n;
+	p = put_str(p, &ev->event_id);
+	p = put_long(p, ev->ts);
+	p = put_str(p, &ev->user);
+	p = put_long(p, ev->type);
+	p = put_opt_str(p, ev->has & EV_ITEM, &ev->item);
+	p = put_opt_str(p, ev->has & EV_SESSION, &ev->session);
+	if (ev->has & EV_QTY) {
+		*p++ = 2;
+		p = put_long(p, ev->qty);
+	} else
+		*p++ = 0;
+	if (ev->has & EV_PRICE) {
+		*p++ = 2;
+		memcpy(p, &ev->price, 8); /* little-endian hosts only */
+		p += 8;
+	} else
+		*p++ = 0;
+	p = put_opt_str(p, ev->has & EV_QUERY, &ev->query);
+	p = put_opt_str(p, ev->has & EV_SOURCE, &ev->source);
+	if (ev->has & EV_ATTRS) {
+		*p++ = 2;
+		if (ev->nattrs) {
+			p = put_long(p, (int64_t)ev->nattrs);
+			for (size_t i = 0; i < ev->nattrs; i++) {
+				p = put_str(p, &ev->attrs[i].key);
+				p = put_str(p, &ev->attrs[i].val);
+			}
+		}
+		*p++ = 0;
+	} else
+		*p++ = 0;
+	p = put_long(p, ev->v);
+	b->n = (size_t)(p - b->p);
+}
+
+static int
+get_str(const unsigned char **p, const unsigned char *e, struct str *s)
+{
+	int64_t n;
+
+	if (get_long(p, e, &n) || n < 0 || n > e - *p)
+		return -1;
+	s->p = (const char *)*p;
+	s->n = (size_t)n;
+	*p += n;
+	return 0;
+}
+
+static int
+get_branch(const unsigned char **p, const unsigned char *e, int *branch)
+{
+	int64_t b;
+
+	if (get_long(p, e, &b) || (b != 0 && b != 1))
+		return -1;
+	*branch = (int)b;
+	return 0;
+}
+
+static int
+get_opt_str(const unsigned char **p, const unsigned char *e, struct event *ev,
+	    unsigned bit, struct str *s)
+{
+	int br;
+
+	if (get_branch(p, e, &br))
+		return -1;
+	if (br == 0)
+		return 0;
+	ev->has |= bit;
+	return get_str(p, e, s);
+}
+
+/*
+ * Decode one reco.Event v1 record from p[0..n) into ev; strings point into
+ * p. Set *used to the bytes consumed. Return 0, or -1 if the bytes are not
+ * a well-formed record.
+ */
+int
+avro_decode_event(const char *data, size_t n, size_t *used, struct event *ev)
+{
+	const unsigned char *p = (const unsigned char *)data, *e = p + n;
+	int64_t t;
+	int br;
+
+	event_reset(ev);
+	if (get_str(&p, e, &ev->event_id) || get_long(&p, e, &ev->ts) ||
+	    get_str(&p, e, &ev->user) || get_long(&p, e, &t) || t < 0 ||
+	    t >= ET_NTYPES)
+		return -1;
+	ev->type = (int)t;
+	if (get_opt_str(&p, e, ev, EV_ITEM, &ev->item) ||
+	    get_opt_str(&p, e, ev, EV_SESSION, &ev->session) ||
+	    get_branch(&p, e, &br))
+		return -1;
+	if (br) {
+		if (get_long(&p, e, &ev->qty))
+			return -1;
+		ev->has |= EV_QTY;
+	}
+	if (get_branch(&p, e, &br))
+		return -1;
+	if (br) {
+		if (e - p < 8)
+			return -1;
+		memcpy(&ev->price, p, 8);
+		p += 8;
+		ev->has |= EV_PRICE;
+	}
+	if (get_opt_str(&p, e, ev, EV_QUERY, &ev->query) ||
+	    get_opt_str(&p, e, ev, EV_SOURCE, &ev->source) ||
+	    get_branch(&p, e, &br))
+		return -1;
+	if (br) {
+		ev->has |= EV_ATTRS;
+		for (;;) {
+			int64_t cnt, bytes;
+			if (get_long(&p, e, &cnt))
+				return -1;
+			if (cnt == 0)
+				break;
+			if (cnt < 0) {
+				if (cnt == INT64_MIN)
+					return -1;
+				cnt = -cnt;
+				if (get_long(&p, e, &bytes))
+					return -1;
+			}
+			if (cnt > e - p)
+				return -1;
+			for (int64_t i = 0; i < cnt; i++) {
+				struct str k, v;
+				if (get_str(&p, e, &k) || get_str(&p, e, &v))
+					return -1;
+				event_add_attr(ev, k.p, k.n, v.p, v.n);
+			}
+		}
+	}
+	if (get_long(&p, e, &t))
+		return -1;
+	ev->v = t >= 0 && t < 1000000 ? (int)t : -1;
+	*used = (size_t)(p - (const unsigned char *)data);
+	return 0;
+}
+
+/* Check the strings of a decoded event: Avro strings must be UTF-8. */
+static int
+event_utf8_ok(const struct event *ev, char *err, size_t errlen)
+{
+	const struct str *f[] = { &ev->event_id, &ev->user, &ev->item,
+				  &ev->session, &ev->query, &ev->source };
+	static const char *names[] = { "event_id", "user", "item", "session",
+				       "query", "source" };
+
+	/* NUL is valid UTF-8 but no JSON reader here accepts it. */
+	for (size_t i = 0; i < 6; i++)
+		if (f[i]->n && (!utf8_valid(f[i]->p, f[i]->n) ||
+				memchr(f[i]->p, 0, f[i]->n))) {
+			snprintf(err, errlen, "invalid UTF-8 in %s", names[i]);
+			return -1;
+		}
+	for (size_t i = 0; i < ev->nattrs; i++)
+		if (!utf8_valid(ev->attrs[i].key.p, ev->attrs[i].key.n) ||
+		    !utf8_valid(ev->attrs[i].val.p, ev->attrs[i].val.n) ||
+		    memchr(ev->attrs[i].key.p, 0, ev->attrs[i].key.n) ||
+		    memchr(ev->attrs[i].val.p, 0, ev->attrs[i].val.n)) {
+			snprintf(err, errlen, "invalid UTF-8 in attrs");
+			return -1;
+		}
+	return 0;
+}
+
+/* ---- the schema ---- */
+
+static avro_schema_t our_schema;
+
+static avro_schema_t
+event_schema(void)
+{
+	if (!our_schema &&
+	    avro_schema_from_json_length(event_avsc, strlen(event_avsc),
+					 &our_schema))
+		die(EXIT_IO, "internal error: bad event schema: %s",
+		    avro_strerror());
+	return our_schema;
+}
+
+/* ---- reading ---- */
+
+struct avro_in {
+	struct src *s;
+	char sync[16];
+	int deflate;
+	int fast;                 /* the writer schema is ours */
+	avro_schema_t wschema, rschema;
+	int *typemap;             /* writer's enum index -> ET_*, or -1 */
+	int ntypemap;
+	avro_value_iface_t *resolver, *riface;
+	avro_value_t resolved, value;
+	int have_values;
+	avro_reader_t mem;
+	struct buf block, raw;
+	const unsigned char *p, *e;
+	int64_t left;             /* records left in the current block */
+	uint64_t nblock, nrec;
+	int truncated;
+};
+
+static int
+read_long(struct src *s, int64_t *v)
+{
+	uint64_t z = 0;
+
+	for (int shift = 0; shift < 64; shift += 7) {
+		unsigned char b;
+		if (src_read(s, &b, 1) != 1)
+			return -1;
+		z |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+read_bytes(struct src *s, struct buf *b, size_t max)
+{
+	int64_t n;
+
+	if (read_long(s, &n) || n < 0 || (uint64_t)n > max)
+		return -1;
+	b->n = 0;
+	buf_reserve(b, (size_t)n);
+	if (src_read(s, b->p, (size_t)n) != n)
+		return -1;
+	b->n = (size_t)n;
+	b->p[n] = '\0';
+	return 0;
+}
+
+/*
+ * Prepare to read a file written with another schema: the reader schema is
+ * reco.Event less the fields the writer does not have (Avro C's resolver
+ * does not fill defaults; event_from_value does). Return 0, or -1 with the
+ * reason in err if the writer's records cannot be read as events.
+ */
+static int
+reader_schema(struct avro_in *a, char *err, size_t errlen)
+{
+	json_t *root = json_loads(event_avsc, 0, NULL), *fields, *keep, *f;
+	size_t i;
+	int rc = -1;
+
+	if (!is_avro_record(a->wschema) ||
+	    strcmp(avro_schema_type_name(a->wschema), "Event") != 0) {
+		snprintf(err, errlen, "incompatible schema: records are %s, not reco.Event",
+			 avro_schema_type_name(a->wschema));
+		json_decref(root);
+		return -1;
+	}
+	fields = json_object_get(root, "fields");
+	keep = json_array();
+	json_array_foreach(fields, i, f) {
+		const char *name = json_string_value(json_object_get(f, "name"));
+		if (avro_schema_record_field_get_index(a->wschema, name) >= 0)
+			json_array_append(keep, f);
+		else if (!json_object_get(f, "default")) {
+			snprintf(err, errlen, "incompatible schema: no field %s, which has no default",
+				 name);
+			json_decref(keep);
+			goto out;
+		}
+	}
+	json_object_set_new(root, "fields", keep);
+	/* Avro C passes a writer's enum index through unresolved: map the
+	 * writer's symbols to ours by name. */
+	avro_schema_t wt = avro_schema_record_field_get(a->wschema, "type");
+	if (!wt || !is_avro_enum(wt)) {
+		snprintf(err, errlen, "incompatible schema: field type is not an enum");
+		goto out;
+	}
+	a->ntypemap = avro_schema_enum_number_of_symbols(wt);
+	a->typemap = xcalloc((size_t)(a->ntypemap > 0 ? a->ntypemap : 1), sizeof *a->typemap);
+	for (int k = 0; k < a->ntypemap; k++) {
+		const char *sym = avro_schema_enum_get(wt, k);
+		a->typemap[k] = sym ? event_type_parse(sym, strlen(sym)) : -1;
+	}
+	char *text = json_dumps(root, JSON_COMPACT);
+	if (avro_schema_from_json_length(text, strlen(text), &a->rschema)) {
+		snprintf(err, errlen, "incompatible schema: %s", avro_strerror());
+		free(text);
+		goto out;
+	}
+	free(text);
+	a->resolver = avro_resolved_writer_new(a->wschema, a->rschema);
+	if (!a->resolver) {
+		snprintf(err, errlen, "incompatible schema: cannot read it as reco.Event: %s",
+			 avro_strerror());
+		goto out;
+	}
+	a->riface = avro_generic_class_from_schema(a->rschema);
+	avro_generic_value_new(a->riface, &a->value);
+	avro_resolved_writer_new_value(a->resolver, &a->resolved);
+	avro_resolved_writer_set_dest(&a->resolved, &a->value);
+	a->have_values = 1;
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+/*
+ * Read the container header from s (positioned at the magic). Return a
+ * reader, or NULL with the reason in err (not an Avro file, bad header,
+ * an unknown codec, a schema that cannot be read as reco.Event).
+ */
+struct avro_in *
+avro_in_open(struct src *s, char *err, size_t errlen)
+{
+	struct avro_in *a = xcalloc(1, sizeof *a);
+	char m[4];
+	struct buf key = { 0 }, val = { 0 };
+	char *schema_json = NULL;
+
+	a->s = s;
+	if (src_read(s, m, 4) != 4 || memcmp(m, magic, 4) != 0) {
+		snprintf(err, errlen, "not an Avro object container file");
+		goto fail;
+	}
+	for (;;) {
+		int64_t cnt, bytes;
+		if (read_long(s, &cnt))
+			goto bad;
+		if (cnt == 0)
+			break;
+		if (cnt < 0) {
+			if (cnt == INT64_MIN)
+				goto bad;
+			cnt = -cnt;
+			if (read_long(s, &bytes))
+				goto bad;
+		}
+		for (int64_t i = 0; i < cnt; i++) {
+			if (read_bytes(s, &key, 1 << 20) ||
+			    read_bytes(s, &val, 16 << 20))
+				goto bad;
+			if (strcmp(key.p, "avro.schema") == 0) {
+				free(schema_json);
+				schema_json = xstrndup(val.p, val.n);
+			} else if (strcmp(key.p, "avro.codec") == 0) {
+				if (strcmp(val.p, "deflate") == 0)
+					a->deflate = 1;
+				else if (strcmp(val.p, "null") != 0) {
+					snprintf(err, errlen,
+						 "unsupported Avro codec \"%.32s\"",
+						 val.p);
+					goto fail;
+				}
+			}
+		}
+	}
+	if (src_read(s, a->sync, 16) != 16)
+		goto bad;
+	if (!schema_json) {
+		snprintf(err, errlen, "Avro header has no schema");
+		goto fail;
+	}
+	if (strcmp(schema_json, event_avsc) == 0)
+		a->fast = 1;
+	else {
+		if (avro_schema_from_json_length(schema_json,
+						 strlen(schema_json),
+						 &a->wschema)) {
+			snprintf(err, errlen, "bad Avro schema in header: %s",
+				 avro_strerror());
+			goto fail;
+		}
+		if (avro_schema_equal(a->wschema, event_schema()))
+			a->fast = 1;
+		else if (reader_schema(a, err, errlen))
+			goto fail;
+	}
+	free(schema_json);
+	buf_free(&key);
+	buf_free(&val);
+	return a;
+bad:
+	snprintf(err, errlen, "bad or truncated Avro header");
+fail:
+	free(schema_json);
+	buf_free(&key);
+	buf_free(&val);
+	avro_in_free(a);
+	return NULL;
+}
+
+void
+avro_in_free(struct avro_in *a)
+{
+	if (!a)
+		return;
+	if (a->have_values) {
+		avro_value_decref(&a->resolved);
+		avro_value_decref(&a->value);
+	}
+	if (a->resolver)
+		avro_value_iface_decref(a->resolver);
+	if (a->riface)
+		avro_value_iface_decref(a->riface);
+	if (a->wschema)
+		avro_schema_decref(a->wschema);
+	if (a->rschema)
+		avro_schema_decref(a->rschema);
+	free(a->typemap);
+	if (a->mem)
+		avro_reader_free(a->mem);
+	buf_free(&a->block);
+	buf_free(&a->raw);
+	free(a);
+}
+
+static int
+inflate_block(struct avro_in *a, char *err, size_t errlen)
+{
+	z_stream z;
+	int rc;
+
+	memset(&z, 0, sizeof z);
+	if (inflateInit2(&z, -15) != Z_OK) {
+		snprintf(err, errlen, "inflate: cannot initialise");
+		return -1;
+	}
+	a->raw.n = 0;
+	buf_reserve(&a->raw, a->block.n * 4 + 1024);
+	z.next_in = (unsigned char *)a->block.p;
+	z.avail_in = (unsigned)a->block.n;
+	for (;;) {
+		z.next_out = (unsigned char *)a->raw.p + a->raw.n;
+		z.avail_out = (unsigned)(a->raw.cap - a->raw.n - 1);
+		rc = inflate(&z, Z_NO_FLUSH);
+		a->raw.n = a->raw.cap - 1 - z.avail_out;
+		if (rc == Z_STREAM_END)
+			break;
+		if (rc != Z_OK && rc != Z_BUF_ERROR) {
+			inflateEnd(&z);
+			snprintf(err, errlen, "corrupt deflate data in block %llu",
+				 (unsigned long long)a->nblock);
+			return -1;
+		}
+		if (z.avail_in == 0 && rc == Z_BUF_ERROR) {
+			inflateEnd(&z);
+			snprintf(err, errlen, "truncated deflate data in block %llu",
+				 (unsigned long long)a->nblock);
+			return -1;
+		}
+		if (a->raw.n > MAX_BLOCK * 4u) {
+			inflateEnd(&z);
+			snprintf(err, errlen, "block %llu inflates past the limit",
+				 (unsigned long long)a->nblock);
+			return -1;
+		}
+		buf_reserve(&a->raw, a->raw.cap);
+	}
+	inflateEnd(&z);
+	return 0;
+}
+
+/* Read the next block. Return 1, 0 at the end of the file, -2 if it is
+ * truncated or corrupt (err says which). */
+static int
+next_block(struct avro_in *a, char *err, size_t errlen)
+{
+	int64_t cnt, size;
+	char sync[16];
+	const char *peek;
+
+	if (src_peek(a->s, 1, &peek) == 0)
+		return 0;
+	a->nblock++;
+	a->nrec = 0;
+	if (read_long(a->s, &cnt) || read_long(a->s, &size)) {
+		snprintf(err, errlen, "truncated Avro block %llu header",
+			 (unsigned long long)a->nblock);
+		return -2;
+	}
+	if (cnt < 0 || size < 0 || (uint64_t)size > MAX_BLOCK) {
+		snprintf(err, errlen, "corrupt Avro block %llu (count %lld, size %lld)",
+			 (unsigned long long)a->nblock, (long long)cnt,
+			 (long long)size);
+		return -2;
+	}
+	a->block.n = 0;
+	buf_reserve(&a->block, (size_t)size);
+	int got = src_read(a->s, a->block.p, (size_t)size);
+	if (got < 0) {
+		snprintf(err, errlen, "%s", a->s->err);
+		return -2;
+	}
+	a->block.n = (size_t)got;
+	a->left = cnt;
+	if (got < size || src_read(a->s, sync, 16) != 16) {
+		/* Keep the complete records of an uncompressed block. */
+		snprintf(err, errlen, "truncated Avro block %llu",
+			 (unsigned long long)a->nblock);
+		a->truncated = 1;
+		if (a->deflate || !a->fast) {
+			a->left = 0;
+			return -2;
+		}
+	} else if (memcmp(sync, a->sync, 16) != 0) {
+		snprintf(err, errlen, "corrupt Avro block %llu (sync marker mismatch)",
+			 (unsigned long long)a->nblock);
+		a->left = 0;
+		return -2;
+	}
+	if (a->deflate) {
+		if (inflate_block(a, err, errlen)) {
+			a->left = 0;
+			return -2;
+		}
+		a->p = (const unsigned char *)a->raw.p;
+		a->e = a->p + a->raw.n;
+	} else {
+		a->p = (const unsigned char *)a->block.p;
+		a->e = a->p + a->block.n;
+	}
+	if (!a->fast) {
+		if (a->mem)
+			avro_reader_free(a->mem);
+		a->mem = avro_reader_memory((const char *)a->p, a->e - a->p);
+	}
+	return 1;
+}
+
+static int
+get_value_str(avro_value_t *v, struct str *s)
+{
+	const char *p;
+	size_t n;
+
+	if (avro_value_get_string(v, &p, &n))
+		return -1;
+	s->p = p;
+	s->n = n ? n - 1 : 0; /* Avro C counts the NUL */
+	return 0;
+}
+
+/* Field name of the reader's record, or absent (its default applies). */
+static int
+field(avro_value_t *rec, const char *name, avro_value_t *f)
+{
+	return avro_value_get_by_name(rec, name, f, NULL) == 0;
+}
+
+/* An optional field: 1 with *br set to its value, 0 if null or absent,
+ * -1 on a bad value. */
+static int
+opt_field(avro_value_t *rec, const char *name, avro_value_t *br)
+{
+	avro_value_t f;
+	int disc;
+
+	if (!field(rec, name, &f))
+		return 0;
+	if (avro_value_get_discriminant(&f, &disc))
+		return -1;
+	if (disc == 0)
+		return 0;
+	return avro_value_get_current_branch(&f, br) ? -1 : 1;
+}
+
+static int
+opt_str(avro_value_t *rec, const char *name, struct event *ev, unsigned bit,
+	struct str *s)
+{
+	avro_value_t br;
+	int r = opt_field(rec, name, &br);
+
+	if (r <= 0)
+		return r;
+	ev->has |= bit;
+	return get_value_str(&br, s);
+}
+
+/* An event from the generic (resolved) value; absent fields get their
+ * defaults. */
+static int
+event_from_value(struct avro_in *a, avro_value_t *v, struct event *ev)
+{
+	avro_value_t f, br;
+	int sym, r;
+	int32_t i32;
+
+	event_reset(ev);
+	if (!field(v, "event_id", &f) || get_value_str(&f, &ev->event_id) ||
+	    !field(v, "ts", &f) || avro_value_get_long(&f, &ev->ts) ||
+	    !field(v, "user", &f) || get_value_str(&f, &ev->user) ||
+	    !field(v, "type", &f) || avro_value_get_enum(&f, &sym))
+		return -1;
+	if (sym < 0 || sym >= a->ntypemap)
+		return -1;
+	ev->type = a->typemap[sym]; /* -1 for a symbol we do not know */
+	if (opt_str(v, "item", ev, EV_ITEM, &ev->item) < 0 ||
+	    opt_str(v, "session", ev, EV_SESSION, &ev->session) < 0 ||
+	    opt_str(v, "query", ev, EV_QUERY, &ev->query) < 0 ||
+	    opt_str(v, "source", ev, EV_SOURCE, &ev->source) < 0)
+		return -1;
+	if ((r = opt_field(v, "qty", &br)) < 0 ||
+	    (r && avro_value_get_long(&br, &ev->qty)))
+		return -1;
+	ev->has |= r ? EV_QTY : 0;
+	if ((r = opt_field(v, "price", &br)) < 0 ||
+	    (r && avro_value_get_double(&br, &ev->price)))
+		return -1;
+	ev->has |= r ? EV_PRICE : 0;
+	if ((r = opt_field(v, "attrs", &br)) < 0)
+		return -1;
+	if (r) {
+		size_t n;
+		if (avro_value_get_size(&br, &n))
+			return -1;
+		ev->has |= EV_ATTRS;
+		for (size_t i = 0; i < n; i++) {
+			avro_value_t mv;
+			const char *k;
+			struct str sv;
+			if (avro_value_get_by_index(&br, i, &mv, &k) || get_value_str(&mv, &sv))
+				return -1;
+			event_add_attr(ev, k, strlen(k), sv.p, sv.n);
+		}
+	}
+	if (field(v, "v", &f)) {
+		if (avro_value_get_int(&f, &i32))
+			return -1;
+		ev->v = i32;
+	} else
+		ev->v = 1;
+	return 0;
+}
+
+/*
+ * Read the next event. Return 1 with ev filled, 0 at the end of the file,
+ * -1 if this record is invalid (err says why; reading can go on), -2 if the
+ * file is truncated or corrupt (err says where; stop reading this file).
+ */
+int
+avro_in_next(struct avro_in *a, struct event *ev, char *err, size_t errlen)
+{
+	while (a->left == 0) {
+		if (a->truncated)
+			return -2;
+		int r = next_block(a, err, errlen);
+		if (r <= 0)
+			return r;
+	}
+	a->left--;
+	a->nrec++;
+	if (a->fast) {
+		size_t used;
+		if (avro_decode_event((const char *)a->p, (size_t)(a->e - a->p),
+				      &used, ev)) {
+			if (!a->truncated)
+				snprintf(err, errlen,
+					 "corrupt record %llu in Avro block %llu",
+					 (unsigned long long)a->nrec,
+					 (unsigned long long)a->nblock);
+			a->left = 0;
+			return -2;
+		}
+		a->p += used;
+	} else {
+		avro_value_reset(&a->value);
+		if (avro_value_read(a->mem, &a->resolved) ||
+		    event_from_value(a, &a->value, ev)) {
+			/* The rest of the block cannot be trusted. */
+			snprintf(err, errlen, "corrupt record %llu in Avro block %llu: %s",
+				 (unsigned long long)a->nrec,
+				 (unsigned long long)a->nblock, avro_strerror());
+			a->left = 0;
+			return -2;
+		}
+	}
+	if (event_utf8_ok(ev, err, errlen) || event_validate(ev, err, errlen))
+		return -1;
+	return 1;
+}
+
+uint64_t
+avro_in_block(const struct avro_in *a)
+{
+	return a->nblock;
+}
+
+uint64_t
+avro_in_record(const struct avro_in *a)
+{
+	return a->nrec;
+}
+
+/* ---- writing ---- */
+
+struct avro_out {
+	struct wout *w;
+	const char *schema;
+	int codec;
+	int header_done;
+	char sync[16];
+	struct buf block, z, hdr;
+	size_t count;
+};
+
+/*
+ * An Avro writer of records of the given schema (its JSON text, which must
+ * outlive the writer) on w. The sync marker is derived from the schema, not
+ * drawn at random, so the same records always give the same bytes.
+ */
+struct avro_out *
+avro_out_new_schema(struct wout *w, int codec, const char *schema)
+{
+	struct avro_out *a = xcalloc(1, sizeof *a);
+	uint64_t h1 = hash64(schema, strlen(schema), 1);
+	uint64_t h2 = hash64(schema, strlen(schema), 2);
+
+	a->w = w;
+	a->schema = schema;
+	a->codec = codec;
+	memcpy(a->sync, &h1, 8);
+	memcpy(a->sync + 8, &h2, 8);
+	return a;
+}
+
+/* An Avro writer of events (reco.Event) on w. */
+struct avro_out *
+avro_out_new(struct wout *w, int codec)
+{
+	return avro_out_new_schema(w, codec, event_avsc);
+}
+
+static int
+write_header(struct avro_out *a)
+{
+	struct buf *b = &a->hdr;
+
+	a->header_done = 1;
+	b->n = 0;
+	buf_put(b, magic, 4);
+	buf_long(b, 2);
+	buf_avro_str(b, "avro.schema", 11);
+	buf_avro_str(b, a->schema, strlen(a->schema));
+	buf_avro_str(b, "avro.codec", 10);
+	if (a->codec == CODEC_DEFLATE)
+		buf_avro_str(b, "deflate", 7);
+	else
+		buf_avro_str(b, "null", 4);
+	buf_long(b, 0);
+	buf_put(b, a->sync, 16);
+	return wout_write(a->w, b->p, b->n);
+}
+
+static int
+write_block(struct avro_out *a)
+{
+	struct buf *b = &a->hdr;
+	const char *data = a->block.p;
+	size_t n = a->block.n;
+
+	if (!a->header_done && write_header(a))
+		return -1;
+	if (a->count == 0)
+		return 0;
+	if (a->codec == CODEC_DEFLATE) {
+		z_stream z;
+		memset(&z, 0, sizeof z);
+		if (deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+			return -1;
+		a->z.n = 0;
+		buf_reserve(&a->z, deflateBound(&z, n));
+		z.next_in = (unsigned char *)a->block.p;
+		z.avail_in = (unsigned)n;
+		z.next_out = (unsigned char *)a->z.p;
+		z.avail_out = (unsigned)(a->z.cap - 1);
+		int rc = deflate(&z, Z_FINISH);
+		a->z.n = z.total_out;
+		deflateEnd(&z);
+		if (rc != Z_STREAM_END)
+			return -1;
+		data = a->z.p;
+		n = a->z.n;
+	}
+	b->n = 0;
+	buf_long(b, (int64_t)a->count);
+	buf_long(b, (int64_t)n);
+	if (wout_write(a->w, b->p, b->n) || wout_write(a->w, data, n) ||
+	    wout_write(a->w, a->sync, 16))
+		return -1;
+	a->block.n = 0;
+	a->count = 0;
+	return 0;
+}
+
+/* Append an event. Return 0, or -1 if the output failed. */
+int
+avro_out_event(struct avro_out *a, const struct event *ev)
+{
+	avro_encode_event(&a->block, ev);
+	return avro_out_next(a);
+}
+
+/* The buffer the next record's binary encoding is appended to; call
+ * avro_out_next once it is complete. */
+struct buf *
+avro_out_record(struct avro_out *a)
+{
+	return &a->block;
+}
+
+/* One more record is in the block: close the block when it is full.
+ * Return 0, or -1 if the output failed. */
+int
+avro_out_next(struct avro_out *a)
+{
+	if (++a->count >= BLOCK_RECORDS || a->block.n >= BLOCK_BYTES)
+		return write_block(a);
+	return 0;
+}
+
+/* Close the current block so that a reader sees every event so far. */
+int
+avro_out_flush(struct avro_out *a)
+{
+	return a ? write_block(a) : 0;
+}
+
+/* Write what is pending (a header at least) and free the writer; the
+ * caller closes w. Return 0 or -1. */
+int
+avro_out_close(struct avro_out *a)
+{
+	int rc;
+
+	if (!a)
+		return 0;
+	rc = write_block(a);
+	buf_free(&a->block);
+	buf_free(&a->z);
+	buf_free(&a->hdr);
+	free(a);
+	return rc;
+}

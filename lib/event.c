@@ -1,0 +1,345 @@
+/* event.c: the canonical event reco.Event v1: types, validation, NDJSON output. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reco.h"
+
+const char *const event_type_names[ET_NTYPES] = {
+	"view", "click", "search", "add_to_cart", "remove_from_cart",
+	"purchase", "impression"
+};
+
+/* Return the ET_* value of the type named p[0..n), or -1. */
+int
+event_type_parse(const char *p, size_t n)
+{
+	for (int i = 0; i < ET_NTYPES; i++)
+		if (strlen(event_type_names[i]) == n &&
+		    memcmp(event_type_names[i], p, n) == 0)
+			return i;
+	return -1;
+}
+
+/* Every type but search is about an item. */
+int
+event_type_needs_item(int type)
+{
+	return type != ET_SEARCH;
+}
+
+void
+event_init(struct event *ev)
+{
+	memset(ev, 0, sizeof *ev);
+	ev->v = EVENT_VERSION;
+}
+
+/* Forget the fields but keep the allocations for the next record. */
+void
+event_reset(struct event *ev)
+{
+	struct attr *a = ev->attrs;
+	size_t cap = ev->attrs_cap;
+	struct buf arena = ev->arena;
+
+	memset(ev, 0, sizeof *ev);
+	ev->attrs = a;
+	ev->attrs_cap = cap;
+	ev->arena = arena;
+	ev->arena.n = 0;
+	ev->v = EVENT_VERSION;
+}
+
+void
+event_free(struct event *ev)
+{
+	if (!ev)
+		return;
+	free(ev->attrs);
+	buf_free(&ev->arena);
+	ev->attrs = NULL;
+	ev->attrs_cap = ev->nattrs = 0;
+}
+
+/*
+ * Copy p[0..n) into the event's arena and return the copy. Earlier pointers
+ * into the arena stay valid only if no reallocation happens, so callers
+ * reserve first (event_arena_copy reserves generously) or store offsets.
+ */
+const char *
+event_arena_copy(struct event *ev, const char *p, size_t n)
+{
+	size_t off = ev->arena.n;
+	char *old = ev->arena.p;
+
+	buf_reserve(&ev->arena, n + 1);
+	if (old && ev->arena.p != old) {
+		/* The arena moved: rebase every string that pointed into it. */
+		struct str *f[] = { &ev->event_id, &ev->user, &ev->item,
+				    &ev->session, &ev->query, &ev->source };
+		for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+			if (f[i]->p >= old && f[i]->p < old + off)
+				f[i]->p = ev->arena.p + (f[i]->p - old);
+		for (size_t i = 0; i < ev->nattrs; i++) {
+			struct str *s[] = { &ev->attrs[i].key, &ev->attrs[i].val };
+			for (int j = 0; j < 2; j++)
+				if (s[j]->p >= old && s[j]->p < old + off)
+					s[j]->p = ev->arena.p + (s[j]->p - old);
+		}
+		for (size_t i = 0; i < ev->nunknown; i++)
+			if (ev->unknown[i].p >= old && ev->unknown[i].p < old + off)
+				ev->unknown[i].p =
+					ev->arena.p + (ev->unknown[i].p - old);
+	}
+	memcpy(ev->arena.p + off, p, n);
+	ev->arena.p[off + n] = '\0';
+	ev->arena.n = off + n + 1;
+	return ev->arena.p + off;
+}
+
+/* Append an attribute; the strings are referenced, not copied. A key that is
+ * already present gets the new value. */
+void
+event_add_attr(struct event *ev, const char *k, size_t kn, const char *v,
+	       size_t vn)
+{
+	for (size_t i = 0; i < ev->nattrs; i++)
+		if (ev->attrs[i].key.n == kn &&
+		    memcmp(ev->attrs[i].key.p, k, kn) == 0) {
+			ev->attrs[i].val.p = v;
+			ev->attrs[i].val.n = vn;
+			return;
+		}
+	event_append_attr(ev, k, kn, v, vn);
+}
+
+/* Append an attribute whose key the caller knows is new (the parsers,
+ * which reject repeated keys): no search. */
+void
+event_append_attr(struct event *ev, const char *k, size_t kn, const char *v,
+		  size_t vn)
+{
+	if (ev->nattrs == ev->attrs_cap) {
+		ev->attrs_cap = ev->attrs_cap ? ev->attrs_cap * 2 : 8;
+		ev->attrs = xreallocarray(ev->attrs, ev->attrs_cap,
+					  sizeof *ev->attrs);
+	}
+	ev->attrs[ev->nattrs].key.p = k;
+	ev->attrs[ev->nattrs].key.n = kn;
+	ev->attrs[ev->nattrs].val.p = v;
+	ev->attrs[ev->nattrs].val.n = vn;
+	ev->nattrs++;
+	ev->has |= EV_ATTRS;
+}
+
+/* Return the value of attribute k, or NULL. */
+const struct str *
+event_get_attr(const struct event *ev, const char *k)
+{
+	return event_get_attr_n(ev, k, strlen(k));
+}
+
+const struct str *
+event_get_attr_n(const struct event *ev, const char *k, size_t kn)
+{
+	for (size_t i = 0; i < ev->nattrs; i++)
+		if (ev->attrs[i].key.n == kn &&
+		    memcmp(ev->attrs[i].key.p, k, kn) == 0)
+			return &ev->attrs[i].val;
+	return NULL;
+}
+
+/* Earliest and latest accepted event times: 1970 to the year 9999. */
+#define TS_MAX 253402300799999LL
+
+/*
+ * Check the rules that the schema cannot express. Return 0 if the event is
+ * valid, else -1 with a short reason (also the rejects' "reason") in err.
+ */
+int
+event_validate(const struct event *ev, char *err, size_t errlen)
+{
+	if (ev->event_id.n == 0) {
+		snprintf(err, errlen, "empty event_id");
+		return -1;
+	}
+	if (ev->user.n == 0) {
+		snprintf(err, errlen, "empty user");
+		return -1;
+	}
+	if (ev->ts < 0 || ev->ts > TS_MAX) {
+		snprintf(err, errlen, "timestamp out of range %lld",
+			 (long long)ev->ts);
+		return -1;
+	}
+	if (ev->type < 0 || ev->type >= ET_NTYPES) {
+		snprintf(err, errlen, "unknown event type");
+		return -1;
+	}
+	if (event_type_needs_item(ev->type) &&
+	    (!(ev->has & EV_ITEM) || ev->item.n == 0)) {
+		snprintf(err, errlen, "missing item for %s event",
+			 event_type_names[ev->type]);
+		return -1;
+	}
+	if ((ev->has & EV_PRICE) && !isfinite(ev->price)) {
+		snprintf(err, errlen, "price is not a finite number");
+		return -1;
+	}
+	if (ev->v < 1 || ev->v > EVENT_VERSION) {
+		snprintf(err, errlen, "unsupported schema version %d", ev->v);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+put_key(struct buf *b, const char *k, size_t kn)
+{
+	buf_put(b, k, kn);
+}
+
+/* A string field: copied as it is when the lean parser saw it unescaped
+ * in the line (no quote, backslash or control byte), else escaped. */
+static inline void
+put_str(struct buf *b, const struct event *ev, const struct str *s)
+{
+	if (s->p >= ev->clean_lo && s->p + s->n <= ev->clean_hi && ev->clean_lo) {
+		buf_reserve(b, s->n + 2);
+		b->p[b->n++] = '"';
+		memcpy(b->p + b->n, s->p, s->n);
+		b->n += s->n;
+		b->p[b->n++] = '"';
+	} else
+		buf_json_str(b, s->p, s->n);
+}
+
+/* Append the event as one compact JSON object (no newline). Fields come in
+ * schema order and absent optional fields are left out, so equal events
+ * always give equal bytes. */
+void
+event_write_json(struct buf *b, const struct event *ev)
+{
+#define K(s) put_key(b, s, sizeof(s) - 1)
+	K("{\"event_id\":");
+	put_str(b, ev, &ev->event_id);
+	K(",\"ts\":");
+	buf_put_i64(b, ev->ts);
+	K(",\"user\":");
+	put_str(b, ev, &ev->user);
+	K(",\"type\":\"");
+	/* Only a rejected record can have no known type. */
+	buf_puts(b, ev->type >= 0 && ev->type < ET_NTYPES ? event_type_names[ev->type] : "?");
+	buf_putc(b, '"');
+	if (ev->has & EV_ITEM) {
+		K(",\"item\":");
+		put_str(b, ev, &ev->item);
+	}
+	if (ev->has & EV_SESSION) {
+		K(",\"session\":");
+		put_str(b, ev, &ev->session);
+	}
+	if (ev->has & EV_QTY) {
+		K(",\"qty\":");
+		buf_put_i64(b, ev->qty);
+	}
+	if (ev->has & EV_PRICE) {
+		K(",\"price\":");
+		buf_put_double(b, ev->price);
+	}
+	if (ev->has & EV_QUERY) {
+		K(",\"query\":");
+		put_str(b, ev, &ev->query);
+	}
+	if (ev->has & EV_SOURCE) {
+		K(",\"source\":");
+		put_str(b, ev, &ev->source);
+	}
+	if (ev->has & EV_ATTRS) {
+		K(",\"attrs\":{");
+		for (size_t i = 0; i < ev->nattrs; i++) {
+			if (i)
+				buf_putc(b, ',');
+			put_str(b, ev, &ev->attrs[i].key);
+			buf_putc(b, ':');
+			put_str(b, ev, &ev->attrs[i].val);
+		}
+		buf_putc(b, '}');
+	}
+	K(",\"v\":");
+	buf_put_i64(b, ev->v);
+	buf_putc(b, '}');
+#undef K
+}
+
+/*
+ * Append the text of field name (a top-level string field, ts, type, or
+ * attrs.KEY) to out. Return 0, or -1 if the event has no such value.
+ */
+int
+event_field(const struct event *ev, const char *name, struct buf *out)
+{
+	const struct str *s = NULL;
+
+	if (strcmp(name, "event_id") == 0)
+		s = &ev->event_id;
+	else if (strcmp(name, "user") == 0)
+		s = &ev->user;
+	else if (strcmp(name, "item") == 0)
+		s = ev->has & EV_ITEM ? &ev->item : NULL;
+	else if (strcmp(name, "session") == 0)
+		s = ev->has & EV_SESSION ? &ev->session : NULL;
+	else if (strcmp(name, "query") == 0)
+		s = ev->has & EV_QUERY ? &ev->query : NULL;
+	else if (strcmp(name, "source") == 0)
+		s = ev->has & EV_SOURCE ? &ev->source : NULL;
+	else if (strcmp(name, "type") == 0) {
+		buf_puts(out, event_type_names[ev->type]);
+		return 0;
+	} else if (strcmp(name, "ts") == 0) {
+		buf_put_i64(out, ev->ts);
+		return 0;
+	} else if (strncmp(name, "attrs.", 6) == 0)
+		s = event_get_attr(ev, name + 6);
+	if (!s)
+		return -1;
+	buf_put(out, s->p, s->n);
+	return 0;
+}
+
+/* Make dst a deep copy of src (dst's strings live in dst's arena). */
+void
+event_copy(struct event *dst, const struct event *src)
+{
+	size_t need = src->event_id.n + src->user.n + src->item.n +
+		      src->session.n + src->query.n + src->source.n + 6;
+
+	for (size_t i = 0; i < src->nattrs; i++)
+		need += src->attrs[i].key.n + src->attrs[i].val.n + 2;
+	event_reset(dst);
+	buf_reserve(&dst->arena, need);
+#define C(f) dst->f.p = event_arena_copy(dst, src->f.p ? src->f.p : "", src->f.n), dst->f.n = src->f.n
+	C(event_id);
+	C(user);
+	C(item);
+	C(session);
+	C(query);
+	C(source);
+#undef C
+	for (size_t i = 0; i < src->nattrs; i++) {
+		const char *k = event_arena_copy(dst, src->attrs[i].key.p,
+						 src->attrs[i].key.n);
+		const char *v = event_arena_copy(dst, src->attrs[i].val.p,
+						 src->attrs[i].val.n);
+		event_add_attr(dst, k, src->attrs[i].key.n, v,
+			       src->attrs[i].val.n);
+	}
+	dst->ts = src->ts;
+	dst->qty = src->qty;
+	dst->price = src->price;
+	dst->type = src->type;
+	dst->v = src->v;
+	dst->has = src->has;
+}

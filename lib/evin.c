@@ -1,0 +1,201 @@
+/* evin.c: read canonical events (NDJSON or Avro, detected per file), rejecting bad records through the tool. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "reco.h"
+
+struct evin {
+	struct tool *t;
+	struct src *s;
+	struct avro_in *avro;
+	int open;
+	char err[512];
+	struct buf raw;
+	const char *line; /* the last NDJSON line read */
+	size_t linen;
+};
+
+/* A reader of the tool's input files; t must be open (tool_open). */
+struct evin *
+evin_new(struct tool *t)
+{
+	struct evin *in = xcalloc(1, sizeof *in);
+
+	in->t = t;
+	in->s = t->src;
+	return in;
+}
+
+void
+evin_free(struct evin *in)
+{
+	if (!in)
+		return;
+	avro_in_free(in->avro);
+	buf_free(&in->raw);
+	free(in);
+}
+
+/* Where the last record came from. */
+void
+evin_pos(const struct evin *in, struct pos *at)
+{
+	memset(at, 0, sizeof *at);
+	at->file = in->s->name ? in->s->name : "-";
+	if (in->avro) {
+		at->block = avro_in_block(in->avro);
+		at->record = avro_in_record(in->avro);
+	} else
+		at->line = in->s->line;
+}
+
+/* The rejects' reason for a parse or validation message. */
+const char *
+evin_reason(const char *msg)
+{
+	if (strncmp(msg, "invalid JSON", 12) == 0 ||
+	    strncmp(msg, "expected a JSON object", 22) == 0)
+		return "bad_json";
+	if (strncmp(msg, "unknown event type", 18) == 0)
+		return "unknown_type";
+	if (strncmp(msg, "missing item", 12) == 0)
+		return "missing_item";
+	if (strncmp(msg, "missing field", 13) == 0)
+		return "missing_field";
+	if (strncmp(msg, "invalid UTF-8", 13) == 0)
+		return "invalid_utf8";
+	return "invalid_event";
+}
+
+/*
+ * The raw bytes of the last event read, for a rejects or drops file: the
+ * NDJSON line as it came, or for Avro the event as JSON. Valid until the
+ * next evin_next.
+ */
+void
+evin_raw(struct evin *in, const struct event *ev, const char **p, size_t *n)
+{
+	if (in->avro) {
+		in->raw.n = 0;
+		event_write_json(&in->raw, ev);
+		*p = in->raw.p;
+		*n = in->raw.n;
+	} else {
+		*p = in->line;
+		*n = in->linen;
+	}
+}
+
+static int
+open_next(struct evin *in)
+{
+	struct tool *t = in->t;
+	const char *p;
+
+	for (;;) {
+		int r = src_next_file(in->s);
+		if (r == 0)
+			return 0;
+		if (r < 0)
+			die(EXIT_IO, "%s", in->s->err);
+		int avro = t->in_fmt == FMT_AVRO;
+		if (t->in_fmt == FMT_AUTO) {
+			int n = src_peek(in->s, 4, &p);
+			if (n < 0)
+				die(EXIT_IO, "%s", in->s->err);
+			avro = n == 4 && memcmp(p, "Obj\1", 4) == 0;
+		}
+		if (avro) {
+			in->avro = avro_in_open(in->s, in->err, sizeof in->err);
+			if (!in->avro) {
+				warn("%s: %s", in->s->name, in->err);
+				t->status = EXIT_DATA;
+				continue;
+			}
+		}
+		in->open = 1;
+		return 1;
+	}
+}
+
+static void
+close_file(struct evin *in)
+{
+	avro_in_free(in->avro);
+	in->avro = NULL;
+	in->open = 0;
+}
+
+/*
+ * Read the next valid event into ev. Invalid records are counted and
+ * rejected on the way. Return 1, or 0 when every file is done.
+ */
+int
+evin_next(struct evin *in, struct event *ev)
+{
+	struct tool *t = in->t;
+	struct pos at;
+
+	for (;;) {
+		if (!in->open && !open_next(in))
+			return 0;
+		if (in->avro) {
+			int r = avro_in_next(in->avro, ev, in->err, sizeof in->err);
+			if (r == 1) {
+				(*t->in)++;
+				tool_tick(t);
+				return 1;
+			}
+			if (r == 0) {
+				close_file(in);
+				continue;
+			}
+			evin_pos(in, &at);
+			if (r == -1) {
+				(*t->in)++;
+				in->raw.n = 0;
+				event_write_json(&in->raw, ev);
+				tool_reject(t, &at, evin_reason(in->err), in->err,
+					    in->raw.p, in->raw.n);
+				continue;
+			}
+			warn("%s: block %llu: %s", at.file,
+			     (unsigned long long)at.block, in->err);
+			t->status = EXIT_DATA;
+			close_file(in);
+			continue;
+		}
+		const char *line;
+		size_t n;
+		int toolong;
+		int r = src_getline(in->s, &line, &n, &toolong);
+		if (r < 0)
+			die(EXIT_IO, "%s", in->s->err);
+		if (r == 0) {
+			close_file(in);
+			continue;
+		}
+		size_t i = 0;
+		while (i < n && (line[i] == ' ' || line[i] == '\t' ||
+				 line[i] == '\r'))
+			i++;
+		if (i == n && !toolong)
+			continue; /* blank lines are not records */
+		(*t->in)++;
+		tool_tick(t);
+		evin_pos(in, &at);
+		if (toolong) {
+			snprintf(in->err, sizeof in->err,
+				 "line longer than %zu bytes (--max-line)",
+				 t->max_line);
+			tool_reject(t, &at, "line_too_long", in->err, line,
+				    n > 1024 ? 1024 : n);
+			continue;
+		}
+		in->line = line;
+		in->linen = n;
+		if (event_parse_json(ev, line, n, in->err, sizeof in->err) == 0)
+			return 1;
+		tool_reject(t, &at, evin_reason(in->err), in->err, line, n);
+	}
+}

@@ -1,0 +1,2034 @@
+/* model.c: the recommendation model: per-event learning, bounded tables with eviction, and snapshot files (reco-model(5)). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "reco.h"
+#include "model.h"
+
+/* ---- options ---- */
+
+const struct option model_options[] = {
+	{ "dim", required_argument, NULL, MOPT_DIM },
+	{ "factors", required_argument, NULL, MOPT_DIM },
+	{ "neighbours", required_argument, NULL, MOPT_NEIGHBOURS },
+	{ "neighbors", required_argument, NULL, MOPT_NEIGHBOURS },
+	{ "recent", required_argument, NULL, MOPT_RECENT },
+	{ "negatives", required_argument, NULL, MOPT_NEGATIVES },
+	{ "lr", required_argument, NULL, MOPT_LR },
+	{ "reg", required_argument, NULL, MOPT_REG },
+	{ "init", required_argument, NULL, MOPT_INIT },
+	{ "type-weights", required_argument, NULL, MOPT_TYPE_W },
+	{ "forget", required_argument, NULL, MOPT_FORGET },
+	{ "cooc-half-life", required_argument, NULL, MOPT_COOC_HL },
+	{ "pop-half-life", required_argument, NULL, MOPT_POP_HL },
+	{ "trend-half-life", required_argument, NULL, MOPT_TREND_HL },
+	{ "session-gap", required_argument, NULL, MOPT_SESSION_GAP },
+	{ "max-users", required_argument, NULL, MOPT_MAX_USERS },
+	{ "max-items", required_argument, NULL, MOPT_MAX_ITEMS },
+	{ "seed", required_argument, NULL, MOPT_SEED },
+	{ NULL, 0, NULL, 0 }
+};
+
+const char model_usage[] =
+"Model:\n"
+"      --dim N              factors of the matrix factorisation (default 32)\n"
+"      --lr X               SGD learning rate (default 0.2)\n"
+"      --reg X              L2 penalty (default 0.01)\n"
+"      --negatives N        negative samples per event (default 4)\n"
+"      --init X             scale of new factors (default 0.1)\n"
+"      --type-weights T=W,...  weight of each event type (default view=1,\n"
+"                           click=1,add_to_cart=2,purchase=3, others 0)\n"
+"      --forget DUR         half-life of the factors (default 7d; 0: never)\n"
+"      --neighbours N       co-occurrence neighbours per item (default 20)\n"
+"      --recent N           recent items per user (default 8)\n"
+"      --session-gap DUR    inactivity that ends a session without an id\n"
+"                           (default 30m)\n"
+"      --cooc-half-life DUR half-life of co-occurrence counts (default 7d)\n"
+"      --pop-half-life DUR  half-life of popularity (default 1d)\n"
+"      --trend-half-life DUR  half-life of the trending window (default 1h)\n"
+"      --max-users N        users kept at most (default 1000000)\n"
+"      --max-items N        items kept at most (default 1000000)\n"
+"      --seed N             seed of the random choices (default 1)\n";
+
+/* Fill p with the defaults. */
+void
+model_params_default(struct model_params *p)
+{
+	memset(p, 0, sizeof *p);
+	p->dim = 32;
+	p->neighbours = 20;
+	p->recent = 8;
+	p->negatives = 4;
+	p->lr = 0.2f;
+	p->reg = 0.01f;
+	p->init = 0.1f;
+	p->type_w[ET_VIEW] = 1;
+	p->type_w[ET_CLICK] = 1;
+	p->type_w[ET_ADD_TO_CART] = 2;
+	p->type_w[ET_PURCHASE] = 3;
+	p->forget = 7 * 86400000LL;
+	p->cooc_half_life = 7 * 86400000LL;
+	p->pop_half_life = 86400000LL;
+	p->trend_half_life = 3600000LL;
+	p->session_gap = 1800000LL;
+	p->max_users = 1000000;
+	p->max_items = 1000000;
+	p->seed = 1;
+}
+
+static int
+num_u64(const char *arg, uint64_t min, uint64_t max, uint64_t *v)
+{
+	char *end;
+	unsigned long long x;
+
+	if (*arg < '0' || *arg > '9')
+		return -1;
+	errno = 0;
+	x = strtoull(arg, &end, 10);
+	if (*end || errno || x < min || x > max)
+		return -1;
+	*v = x;
+	return 0;
+}
+
+static int
+num_float(const char *arg, double min, double max, float *v)
+{
+	char *end;
+	double x;
+
+	errno = 0;
+	x = strtod(arg, &end);
+	if (end == arg || *end || errno || !isfinite(x) || x < min || x > max)
+		return -1;
+	*v = (float)x;
+	return 0;
+}
+
+static int
+type_weights(struct model_params *p, const char *arg)
+{
+	const char *s = arg;
+
+	for (;;) {
+		const char *eq = strchr(s, '='), *comma = strchr(s, ',');
+		char num[64];
+		float w;
+		int t;
+
+		if (!eq || (comma && comma < eq))
+			return -1;
+		if ((t = event_type_parse(s, (size_t)(eq - s))) < 0)
+			return -1;
+		size_t n = comma ? (size_t)(comma - eq - 1) : strlen(eq + 1);
+		if (n == 0 || n >= sizeof num)
+			return -1;
+		memcpy(num, eq + 1, n);
+		num[n] = '\0';
+		if (num_float(num, 0, 1000, &w))
+			return -1;
+		p->type_w[t] = w;
+		if (!comma)
+			return 0;
+		s = comma + 1;
+	}
+}
+
+static int
+half_life(const char *arg, int64_t min, int64_t *v)
+{
+	if (duration_parse(arg, v) || *v > 3650LL * 86400000)
+		return -1;
+	return *v < min ? -1 : 0;
+}
+
+/*
+ * Take model option c (MOPT_*) with its argument. Return 0, 1 if c is
+ * not a model option, or -1 with a message in err.
+ */
+int
+model_option(struct model_params *p, int c, const char *arg, char *err,
+	     size_t errlen)
+{
+	uint64_t u;
+
+#define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+	switch (c) {
+	case MOPT_DIM:
+		if (num_u64(arg, 1, MODEL_MAX_DIM, &u))
+			BAD("--dim: expected a number from 1 to %d, not \"%s\"",
+			    MODEL_MAX_DIM, arg);
+		p->dim = (uint32_t)u;
+		p->given |= MP_DIM;
+		return 0;
+	case MOPT_NEIGHBOURS:
+		if (num_u64(arg, 0, MODEL_MAX_NEIGHBOURS, &u))
+			BAD("--neighbours: expected a number from 0 to %d, not \"%s\"",
+			    MODEL_MAX_NEIGHBOURS, arg);
+		p->neighbours = (uint32_t)u;
+		p->given |= MP_NEIGHBOURS;
+		return 0;
+	case MOPT_RECENT:
+		if (num_u64(arg, 1, MODEL_MAX_RECENT, &u))
+			BAD("--recent: expected a number from 1 to %d, not \"%s\"",
+			    MODEL_MAX_RECENT, arg);
+		p->recent = (uint32_t)u;
+		p->given |= MP_RECENT;
+		return 0;
+	case MOPT_NEGATIVES:
+		if (num_u64(arg, 0, 1000, &u))
+			BAD("--negatives: expected a number from 0 to 1000, not \"%s\"", arg);
+		p->negatives = (uint32_t)u;
+		p->given |= MP_NEGATIVES;
+		return 0;
+	case MOPT_LR:
+		if (num_float(arg, 0, 10, &p->lr))
+			BAD("--lr: expected a number from 0 to 10, not \"%s\"", arg);
+		p->given |= MP_LR;
+		return 0;
+	case MOPT_REG:
+		if (num_float(arg, 0, 10, &p->reg))
+			BAD("--reg: expected a number from 0 to 10, not \"%s\"", arg);
+		p->given |= MP_REG;
+		return 0;
+	case MOPT_INIT:
+		if (num_float(arg, 0, 10, &p->init))
+			BAD("--init: expected a number from 0 to 10, not \"%s\"", arg);
+		p->given |= MP_INIT;
+		return 0;
+	case MOPT_TYPE_W:
+		if (type_weights(p, arg))
+			BAD("--type-weights: expected TYPE=WEIGHT,... such as view=1,purchase=3 (types view, click, search, add_to_cart, remove_from_cart, purchase, impression; weights 0 to 1000), not \"%s\"",
+			    arg);
+		p->given |= MP_TYPE_W;
+		return 0;
+	case MOPT_FORGET:
+		if (half_life(arg, 0, &p->forget) || (p->forget > 0 && p->forget < 16))
+			BAD("--forget: expected 0 or a duration such as 7d (at least 16ms), not \"%s\"", arg);
+		p->given |= MP_FORGET;
+		return 0;
+	case MOPT_COOC_HL:
+		if (half_life(arg, 1000, &p->cooc_half_life))
+			BAD("--cooc-half-life: expected a duration of at least 1s, such as 7d, not \"%s\"", arg);
+		p->given |= MP_COOC_HL;
+		return 0;
+	case MOPT_POP_HL:
+		if (half_life(arg, 1000, &p->pop_half_life))
+			BAD("--pop-half-life: expected a duration of at least 1s, such as 1d, not \"%s\"", arg);
+		p->given |= MP_POP_HL;
+		return 0;
+	case MOPT_TREND_HL:
+		if (half_life(arg, 1000, &p->trend_half_life))
+			BAD("--trend-half-life: expected a duration of at least 1s, such as 1h, not \"%s\"", arg);
+		p->given |= MP_TREND_HL;
+		return 0;
+	case MOPT_SESSION_GAP:
+		if (half_life(arg, 0, &p->session_gap))
+			BAD("--session-gap: expected a duration such as 30m, not \"%s\"", arg);
+		p->given |= MP_SESSION_GAP;
+		return 0;
+	case MOPT_MAX_USERS:
+		if (num_u64(arg, 1, UINT32_MAX - 1, &u))
+			BAD("--max-users: expected a number from 1 to %u, not \"%s\"",
+			    UINT32_MAX - 1, arg);
+		p->max_users = u;
+		p->given |= MP_MAX_USERS;
+		return 0;
+	case MOPT_MAX_ITEMS:
+		if (num_u64(arg, 1, UINT32_MAX - 1, &u))
+			BAD("--max-items: expected a number from 1 to %u, not \"%s\"",
+			    UINT32_MAX - 1, arg);
+		p->max_items = u;
+		p->given |= MP_MAX_ITEMS;
+		return 0;
+	case MOPT_SEED:
+		if (num_u64(arg, 0, UINT64_MAX, &u))
+			BAD("--seed: expected a whole number, not \"%s\"", arg);
+		p->seed = u;
+		p->given |= MP_SEED;
+		return 0;
+	}
+#undef BAD
+	return 1;
+}
+
+/*
+ * Resuming: snap holds a snapshot's parameters, cmd the command line's.
+ * The shape (--dim, --neighbours, --recent) must agree where cmd sets it;
+ * every other parameter that cmd sets replaces the snapshot's (the seed
+ * only seeds a new model: a resumed one continues its own sequence).
+ * Return 0, or -1 with the conflict in err.
+ */
+int
+model_params_merge(struct model_params *snap, const struct model_params *cmd,
+		   char *err, size_t errlen)
+{
+	if ((cmd->given & MP_DIM) && cmd->dim != snap->dim) {
+		snprintf(err, errlen, "--dim %u: the snapshot has %u factors",
+			 cmd->dim, snap->dim);
+		return -1;
+	}
+	if ((cmd->given & MP_NEIGHBOURS) && cmd->neighbours != snap->neighbours) {
+		snprintf(err, errlen, "--neighbours %u: the snapshot keeps %u",
+			 cmd->neighbours, snap->neighbours);
+		return -1;
+	}
+	if ((cmd->given & MP_RECENT) && cmd->recent != snap->recent) {
+		snprintf(err, errlen, "--recent %u: the snapshot keeps %u",
+			 cmd->recent, snap->recent);
+		return -1;
+	}
+	if (cmd->given & MP_NEGATIVES)
+		snap->negatives = cmd->negatives;
+	if (cmd->given & MP_LR)
+		snap->lr = cmd->lr;
+	if (cmd->given & MP_REG)
+		snap->reg = cmd->reg;
+	if (cmd->given & MP_INIT)
+		snap->init = cmd->init;
+	if (cmd->given & MP_TYPE_W)
+		memcpy(snap->type_w, cmd->type_w, sizeof snap->type_w);
+	if (cmd->given & MP_FORGET)
+		snap->forget = cmd->forget;
+	if (cmd->given & MP_COOC_HL)
+		snap->cooc_half_life = cmd->cooc_half_life;
+	if (cmd->given & MP_POP_HL)
+		snap->pop_half_life = cmd->pop_half_life;
+	if (cmd->given & MP_TREND_HL)
+		snap->trend_half_life = cmd->trend_half_life;
+	if (cmd->given & MP_SESSION_GAP)
+		snap->session_gap = cmd->session_gap;
+	if (cmd->given & MP_MAX_USERS)
+		snap->max_users = cmd->max_users;
+	if (cmd->given & MP_MAX_ITEMS)
+		snap->max_items = cmd->max_items;
+	snap->given = cmd->given;
+	return 0;
+}
+
+/* ---- memory ---- */
+
+/* Aligned memory, dying like xmalloc when there is none. */
+static void *
+xalign(size_t n)
+{
+	void *p;
+
+	if (n == 0)
+		n = MODEL_ALIGN;
+	n = (n + MODEL_ALIGN - 1) & ~(size_t)(MODEL_ALIGN - 1);
+	if (posix_memalign(&p, MODEL_ALIGN, n))
+		die(EXIT_IO, "out of memory (%zu bytes)", n);
+	return p;
+}
+
+/* Grow an aligned array of old elements of size sz to cap elements,
+ * keeping the old ones and zeroing the rest. */
+static void *
+xalign_grow(void *old, size_t nold, size_t cap, size_t sz)
+{
+	if (cap && sz > SIZE_MAX / cap)
+		die(EXIT_IO, "out of memory (array of %zu)", cap);
+	char *p = xalign(cap * sz);
+	if (!old)
+		nold = 0;
+	if (nold)
+		memcpy(p, old, nold * sz);
+	memset(p + nold * sz, 0, (cap - nold) * sz);
+	free(old);
+	return p;
+}
+
+/* ---- ids ---- */
+
+static void
+ids_add(uint64_t **off, char **bytes, size_t *n, size_t *cap, uint64_t idx,
+	const char *p, size_t len)
+{
+	if (*n + len > *cap) {
+		size_t c = *cap ? *cap : 4096;
+		while (c < *n + len)
+			c *= 2;
+		*bytes = xrealloc(*bytes, c);
+		*cap = c;
+	}
+	memcpy(*bytes + *n, p, len);
+	*n += len;
+	(*off)[idx + 1] = *n;
+}
+
+/* ---- construction ---- */
+
+static uint32_t
+stride_of(uint32_t dim)
+{
+	return (dim + MODEL_ROW - 1) / MODEL_ROW * MODEL_ROW;
+}
+
+static void
+grow_items(struct model *m, uint64_t need)
+{
+	uint64_t cap = m->items_cap ? m->items_cap : 64, n = m->nitems;
+
+	if (need <= m->items_cap)
+		return;
+	while (cap < need)
+		cap *= 2;
+	m->ifac = xalign_grow(m->ifac, n * m->stride, cap * m->stride, sizeof(float));
+	m->icount = xalign_grow(m->icount, n, cap, sizeof(float));
+	m->ipop = xalign_grow(m->ipop, n, cap, sizeof(float));
+	m->ishort = xalign_grow(m->ishort, n, cap, sizeof(float));
+	m->its = xalign_grow(m->its, n, cap, sizeof(int64_t));
+	m->iseq = xalign_grow(m->iseq, n, cap, sizeof(uint64_t));
+	m->ioff = xalign_grow(m->ioff, n + 1, cap + 1, sizeof(uint64_t));
+	m->nbl = xalign_grow(m->nbl, n, cap, sizeof(struct model_nb *));
+	m->nbn = xalign_grow(m->nbn, n, cap, sizeof(uint16_t));
+	m->items_cap = cap;
+}
+
+static void
+grow_users(struct model *m, uint64_t need)
+{
+	uint64_t cap = m->users_cap ? m->users_cap : 64, n = m->nusers;
+	size_t r = m->p.recent;
+
+	if (need <= m->users_cap)
+		return;
+	while (cap < need)
+		cap *= 2;
+	m->ufac = xalign_grow(m->ufac, n * m->stride, cap * m->stride, sizeof(float));
+	m->uts = xalign_grow(m->uts, n, cap, sizeof(int64_t));
+	m->useq = xalign_grow(m->useq, n, cap, sizeof(uint64_t));
+	m->usess = xalign_grow(m->usess, n, cap, sizeof(uint64_t));
+	m->unrec = xalign_grow(m->unrec, n, cap, 1);
+	m->unsess = xalign_grow(m->unsess, n, cap, 1);
+	m->urec = xalign_grow(m->urec, n * r, cap * r, sizeof(uint32_t));
+	m->uoff = xalign_grow(m->uoff, n + 1, cap + 1, sizeof(uint64_t));
+	m->users_cap = cap;
+}
+
+/*
+ * A new, empty, trainable model with parameters p (copied). Never fails
+ * (allocation failures end the program, as with xmalloc). The caller owns
+ * it: model_free.
+ */
+struct model *
+model_new(const struct model_params *p)
+{
+	struct model *m = xcalloc(1, sizeof *m);
+
+	m->p = *p;
+	m->stride = stride_of(p->dim);
+	rng_seed(&m->rng, p->seed);
+	htab_init(&m->iidx, 64);
+	htab_init(&m->uidx, 64);
+	grow_items(m, 1);
+	grow_users(m, 1);
+	return m;
+}
+
+/* Free m and everything it owns, or unmap it; NULL is allowed. */
+void
+model_free(struct model *m)
+{
+	if (!m)
+		return;
+	if (m->mapped) {
+		if (m->mapped == 1)
+			munmap(m->map, m->maplen);
+		else
+			free(m->map);
+		free(m);
+		return;
+	}
+	for (uint64_t i = 0; i < m->nitems; i++)
+		free(m->nbl[i]);
+	free(m->ifac);
+	free(m->icount);
+	free(m->ipop);
+	free(m->ishort);
+	free(m->its);
+	free(m->iseq);
+	free(m->ioff);
+	free(m->ibytes);
+	free(m->nbl);
+	free(m->nbn);
+	free(m->ufac);
+	free(m->uts);
+	free(m->useq);
+	free(m->usess);
+	free(m->unrec);
+	free(m->unsess);
+	free(m->urec);
+	free(m->uoff);
+	free(m->ubytes);
+	free(m->log);
+	htab_free(&m->iidx);
+	htab_free(&m->uidx);
+	free(m);
+}
+
+/* Bytes the model holds in memory (a trainable model) or maps. */
+size_t
+model_bytes(const struct model *m)
+{
+	size_t b = sizeof *m;
+
+	if (m->mapped)
+		return m->maplen;
+	b += m->items_cap * (m->stride * sizeof(float) + 3 * sizeof(float) +
+			     2 * 8 + 8 + sizeof(void *) + 2);
+	b += m->users_cap * (m->stride * sizeof(float) + 3 * 8 + 2 + 8 +
+			     m->p.recent * sizeof(uint32_t));
+	b += m->ibytes_cap + m->ubytes_cap;
+	b += htab_bytes(&m->iidx) + htab_bytes(&m->uidx);
+	b += m->nlists * m->p.neighbours * sizeof(struct model_nb);
+	b += m->log_cap * sizeof *m->log;
+	return b;
+}
+
+/* ---- eviction ---- */
+
+struct lru_key {
+	uint64_t seq, idx;
+};
+
+static int
+lru_cmp(const void *a, const void *b)
+{
+	const struct lru_key *x = a, *y = b;
+
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Mark the e least recently active of n entries (by seq) in gone[]. */
+static void
+pick_oldest(const uint64_t *seq, uint64_t n, uint64_t e, uint8_t *gone)
+{
+	struct lru_key *k = xreallocarray(NULL, n, sizeof *k);
+
+	for (uint64_t i = 0; i < n; i++) {
+		k[i].seq = seq[i];
+		k[i].idx = i;
+	}
+	if (n > 1)
+		qsort(k, n, sizeof *k, lru_cmp);
+	memset(gone, 0, n);
+	for (uint64_t i = 0; i < e && i < n; i++)
+		gone[k[i].idx] = 1;
+	free(k);
+}
+
+/* How many to evict from n entries so that one more fits under max: a
+ * sixteenth of max (at least 1), and all the excess after a lower max
+ * on --resume. */
+static uint64_t
+evict_batch(uint64_t n, uint64_t max)
+{
+	uint64_t e = max / 16;
+
+	return (e ? e : 1) + (n > max ? n - max : 0);
+}
+
+/* Rebuild an id table and its index after entries moved: newidx[i] is the
+ * new place of entry i, or UINT32_MAX if it left. */
+static void
+ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
+	    const uint32_t *newidx, struct htab *h)
+{
+	size_t w = 0;
+	uint64_t j = 0;
+
+	htab_free(h);
+	htab_init(h, n);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t a = off[i], b = off[i + 1];
+		if (newidx[i] == UINT32_MAX)
+			continue;
+		memmove(bytes + w, bytes + a, (size_t)(b - a));
+		off[j] = w;
+		w += (size_t)(b - a);
+		off[j + 1] = w;
+		int isnew;
+		*htab_put(h, hash64(bytes + off[j], (size_t)(b - a), MODEL_ID_SEED),
+			  &isnew) = (uint32_t)j;
+		j++;
+	}
+	if (j == 0)
+		off[0] = 0;
+	*nbytes = w;
+}
+
+/* Evict the least recently active items to make room for one more. */
+static void
+evict_items(struct model *m)
+{
+	uint64_t n = m->nitems, e = evict_batch(m->nitems, m->p.max_items), j = 0;
+	uint8_t *gone = xmalloc(n);
+	uint32_t *newidx = xreallocarray(NULL, n, sizeof *newidx);
+	size_t r = m->p.recent, s = m->stride;
+
+	pick_oldest(m->iseq, n, e, gone);
+	for (uint64_t i = 0; i < n; i++)
+		newidx[i] = gone[i] ? UINT32_MAX : (uint32_t)j++;
+	ids_compact(m->ioff, m->ibytes, &m->ibytes_n, n, newidx, &m->iidx);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t k = newidx[i];
+		if (k == UINT32_MAX) {
+			if (m->nbl[i])
+				m->nlists--;
+			free(m->nbl[i]);
+			m->nbl[i] = NULL;
+			continue;
+		}
+		if (k != i) {
+			memcpy(m->ifac + k * s, m->ifac + i * s, s * sizeof(float));
+			m->icount[k] = m->icount[i];
+			m->ipop[k] = m->ipop[i];
+			m->ishort[k] = m->ishort[i];
+			m->its[k] = m->its[i];
+			m->iseq[k] = m->iseq[i];
+			m->nbl[k] = m->nbl[i];
+			m->nbn[k] = m->nbn[i];
+			m->nbl[i] = NULL;
+		}
+	}
+	memset(m->ifac + j * s, 0, (n - j) * s * sizeof(float));
+	for (uint64_t i = j; i < n; i++) {
+		m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
+		m->its[i] = 0;
+		m->iseq[i] = 0;
+		m->nbn[i] = 0;
+	}
+	m->nitems = j;
+	/* Neighbour lists lose the items that left, keeping their order. */
+	for (uint64_t i = 0; i < j; i++) {
+		struct model_nb *l = m->nbl[i];
+		uint32_t w = 0;
+		if (!l)
+			continue;
+		for (uint32_t k = 0; k < m->nbn[i]; k++)
+			if (newidx[l[k].item] != UINT32_MAX) {
+				l[w].item = newidx[l[k].item];
+				l[w++].score = l[k].score;
+			}
+		m->nbn[i] = (uint16_t)w;
+	}
+	/* So do the users' recent items. */
+	for (uint64_t u = 0; u < m->nusers; u++) {
+		uint32_t *rec = m->urec + u * r;
+		uint32_t w = 0, ns = m->unsess[u];
+		for (uint32_t k = 0; k < m->unrec[u]; k++) {
+			if (newidx[rec[k]] == UINT32_MAX) {
+				if (k < m->unsess[u])
+					ns--;
+				continue;
+			}
+			rec[w++] = newidx[rec[k]];
+		}
+		for (uint32_t k = w; k < m->unrec[u]; k++)
+			rec[k] = 0;
+		m->unrec[u] = (uint8_t)w;
+		m->unsess[u] = (uint8_t)ns;
+	}
+	for (size_t k = 0; k < m->nlog; k++)
+		if (m->log[k].item != UINT32_MAX)
+			m->log[k].item = newidx[m->log[k].item];
+	m->st.items_evicted += n - j;
+	m->st.evictions++;
+	free(gone);
+	free(newidx);
+}
+
+static void
+evict_users(struct model *m)
+{
+	uint64_t n = m->nusers, e = evict_batch(m->nusers, m->p.max_users), j = 0;
+	uint8_t *gone = xmalloc(n);
+	uint32_t *newidx = xreallocarray(NULL, n, sizeof *newidx);
+	size_t r = m->p.recent, s = m->stride;
+
+	pick_oldest(m->useq, n, e, gone);
+	for (uint64_t i = 0; i < n; i++)
+		newidx[i] = gone[i] ? UINT32_MAX : (uint32_t)j++;
+	ids_compact(m->uoff, m->ubytes, &m->ubytes_n, n, newidx, &m->uidx);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t k = newidx[i];
+		if (k == UINT32_MAX || k == i)
+			continue;
+		memcpy(m->ufac + k * s, m->ufac + i * s, s * sizeof(float));
+		m->uts[k] = m->uts[i];
+		m->useq[k] = m->useq[i];
+		m->usess[k] = m->usess[i];
+		m->unrec[k] = m->unrec[i];
+		m->unsess[k] = m->unsess[i];
+		memcpy(m->urec + k * r, m->urec + i * r, r * sizeof(uint32_t));
+	}
+	memset(m->ufac + j * s, 0, (n - j) * s * sizeof(float));
+	memset(m->urec + j * r, 0, (n - j) * r * sizeof(uint32_t));
+	for (uint64_t i = j; i < n; i++) {
+		m->uts[i] = 0;
+		m->useq[i] = m->usess[i] = 0;
+		m->unrec[i] = m->unsess[i] = 0;
+	}
+	m->nusers = j;
+	for (size_t k = 0; k < m->nlog; k++)
+		if (m->log[k].user != UINT32_MAX)
+			m->log[k].user = newidx[m->log[k].user];
+	m->st.users_evicted += n - j;
+	m->st.evictions++;
+	free(gone);
+	free(newidx);
+}
+
+/* ---- factors ---- */
+
+/* A new factor row: uniform in [-init, init] / sqrt(dim), padding zero. */
+static void
+init_row(struct model *m, float *v)
+{
+	float a = m->p.init / sqrtf((float)m->p.dim);
+
+	for (uint32_t k = 0; k < m->p.dim; k++)
+		v[k] = (float)((rng_double(&m->rng) * 2 - 1) * a);
+	for (uint32_t k = m->p.dim; k < m->stride; k++)
+		v[k] = 0;
+}
+
+/* One SGD step on the squared error of p.q against target. */
+static inline void
+sgd_step(float *p, float *q, float target, float lr,
+	 float keep, uint32_t n)
+{
+	model_step(p, q, lr * (target - model_dot(p, q, n)), keep, n);
+}
+
+/* Learn (u, i) with weight w: one positive step and --negatives steps
+ * towards 0 for items drawn uniformly. Allocates nothing. */
+static void
+mf_update(struct model *m, uint64_t u, uint64_t i, float w)
+{
+	float *p = m->ufac + u * m->stride;
+	float lr = m->p.lr, keep = 1 - lr * m->p.reg;
+	uint32_t n = m->stride;
+
+	sgd_step(p, m->ifac + i * n, 1, lr * w, keep, n);
+	m->st.mf_updates++;
+	if (m->nitems < 2)
+		return;
+	for (uint32_t k = 0; k < m->p.negatives; k++) {
+		uint64_t j = rng_below(&m->rng, m->nitems);
+		if (j == i)
+			continue;
+		sgd_step(p, m->ifac + j * n, 0, lr, keep, n);
+		m->st.mf_updates++;
+	}
+}
+
+/* ---- clocks ---- */
+
+static int64_t
+floor_div(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+
+	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t
+tick_len(const struct model *m)
+{
+	return m->p.forget / 16;
+}
+
+static int64_t
+min_half_life(const struct model *m)
+{
+	int64_t h = m->p.pop_half_life;
+
+	if (m->p.trend_half_life < h)
+		h = m->p.trend_half_life;
+	if (m->p.cooc_half_life < h)
+		h = m->p.cooc_half_life;
+	return h;
+}
+
+static void
+scale_rows(float *v, uint64_t nrows, uint32_t stride, float f)
+{
+	size_t n = (size_t)nrows * stride;
+
+	for (size_t k = 0; k < n; k++)
+		v[k] *= f;
+}
+
+/* Move the reference time of the decayed counts to the clock: the stored
+ * values become the decayed counts at the clock. */
+static void
+rebase(struct model *m)
+{
+	double d = (double)(m->clock - m->tref);
+	float fp = (float)exp2(-d / (double)m->p.pop_half_life);
+	float fs = (float)exp2(-d / (double)m->p.trend_half_life);
+	float fc = (float)exp2(-d / (double)m->p.cooc_half_life);
+
+	for (uint64_t i = 0; i < m->nitems; i++) {
+		m->ipop[i] *= fp;
+		m->ishort[i] *= fs;
+		for (uint32_t k = 0; m->nbl[i] && k < m->nbn[i]; k++)
+			m->nbl[i][k].score *= fc;
+	}
+	m->tref = m->clock;
+	m->st.renorms++;
+}
+
+/* Move the clock to ts: forgetting steps of the factors, and a new
+ * reference time for the decayed counts when the old one is far behind. */
+static void
+advance(struct model *m, int64_t ts)
+{
+	if (!m->have_clock) {
+		m->have_clock = 1;
+		m->clock = ts;
+		m->tref = ts;
+		m->tick = m->p.forget ? floor_div(ts, tick_len(m)) : 0;
+		return;
+	}
+	if (ts <= m->clock)
+		return;
+	m->clock = ts;
+	if (m->p.forget) {
+		int64_t t = floor_div(ts, tick_len(m));
+		if (t > m->tick) {
+			double k = (double)(t - m->tick);
+			float f = (float)exp2(-k * (double)tick_len(m) /
+					      (double)m->p.forget);
+			scale_rows(m->ifac, m->nitems, m->stride, f);
+			scale_rows(m->ufac, m->nusers, m->stride, f);
+			m->tick = t;
+			m->st.ticks++;
+		}
+	}
+	if (m->clock - m->tref > 16 * min_half_life(m))
+		rebase(m);
+}
+
+/* The weight of an event at ts in the forward-decay frame. */
+static double
+fwd(const struct model *m, int64_t ts, int64_t hl)
+{
+	return exp2((double)(ts - m->tref) / (double)hl);
+}
+
+/*
+ * The factors that turn the stored decayed counts into counts at the
+ * model's clock: returns the one of ishort, and sets *pop for ipop.
+ */
+double
+model_trend_factor(const struct model *m, double *pop)
+{
+	double d = m->have_clock ? (double)(m->clock - m->tref) : 0;
+
+	*pop = exp2(-d / (double)m->p.pop_half_life);
+	return exp2(-d / (double)m->p.trend_half_life);
+}
+
+/* ---- co-occurrence ---- */
+
+/* Add inc to the score of j in i's list, kept sorted best first. A full
+ * list gives its last place to j, which starts from the score it had
+ * (the space-saving rule: a pair that keeps coming back stays). */
+static void
+nb_add(struct model *m, uint64_t i, uint32_t j, float inc)
+{
+	struct model_nb *l = m->nbl[i];
+	uint32_t n = m->nbn[i], k, cap = m->p.neighbours;
+
+	if (cap == 0)
+		return;
+	if (!l) {
+		l = m->nbl[i] = xreallocarray(NULL, cap, sizeof *l);
+		m->nlists++;
+	}
+	for (k = 0; k < n; k++)
+		if (l[k].item == j)
+			break;
+	if (k < n)
+		l[k].score += inc;
+	else if (n < cap) {
+		l[n].item = j;
+		l[n].score = inc;
+		k = n;
+		m->nbn[i] = (uint16_t)(n + 1);
+	} else {
+		k = n - 1;
+		l[k].item = j;
+		l[k].score += inc;
+		m->st.cooc_replaced++;
+	}
+	while (k > 0 && l[k - 1].score < l[k].score) {
+		struct model_nb t = l[k - 1];
+		l[k - 1] = l[k];
+		l[k] = t;
+		k--;
+	}
+}
+
+/* ---- learning ---- */
+
+#define TS_LIMIT (1LL << 52)
+
+static uint64_t
+find_or_add_user(struct model *m, const struct str *id, int *isnew)
+{
+	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
+	uint32_t *v = htab_get(&m->uidx, h);
+
+	*isnew = 0;
+	if (v)
+		return *v;
+	if (m->nusers >= m->p.max_users)
+		evict_users(m);
+	grow_users(m, m->nusers + 1);
+	uint64_t u = m->nusers++;
+	*htab_put(&m->uidx, h, isnew) = (uint32_t)u;
+	ids_add(&m->uoff, &m->ubytes, &m->ubytes_n, &m->ubytes_cap, u, id->p,
+		id->n);
+	init_row(m, m->ufac + u * m->stride);
+	m->uts[u] = 0;
+	m->usess[u] = 0;
+	m->unrec[u] = m->unsess[u] = 0;
+	m->st.users_added++;
+	*isnew = 1;
+	return u;
+}
+
+static uint64_t
+find_or_add_item(struct model *m, const struct str *id, int *isnew)
+{
+	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
+	uint32_t *v = htab_get(&m->iidx, h);
+
+	*isnew = 0;
+	if (v)
+		return *v;
+	if (m->nitems >= m->p.max_items)
+		evict_items(m);
+	grow_items(m, m->nitems + 1);
+	uint64_t i = m->nitems++;
+	*htab_put(&m->iidx, h, isnew) = (uint32_t)i;
+	ids_add(&m->ioff, &m->ibytes, &m->ibytes_n, &m->ibytes_cap, i, id->p,
+		id->n);
+	init_row(m, m->ifac + i * m->stride);
+	m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
+	m->nbl[i] = NULL;
+	m->nbn[i] = 0;
+	m->st.items_added++;
+	*isnew = 1;
+	return i;
+}
+
+/*
+ * Learn one event: popularity, co-occurrence with the user's recent items
+ * of the same session, and a matrix-factorisation step. Events without an
+ * item, and of types whose weight is 0, are counted and left out. Return 1
+ * if the event was learned, 0 if not.
+ */
+int
+model_learn(struct model *m, const struct event *ev)
+{
+	float w = ev->type >= 0 && ev->type < ET_NTYPES ? m->p.type_w[ev->type] : 0;
+	int unew, inew;
+
+	m->st.events++;
+	if (!(ev->has & EV_ITEM) || ev->item.n == 0) {
+		m->st.ignored_item++;
+		return 0;
+	}
+	if (!(w > 0)) {
+		m->st.ignored_type++;
+		return 0;
+	}
+	/* Times past 140000 years from 1970 are taken as that far, so that
+	 * differences of times never overflow. */
+	int64_t ts = ev->ts > TS_LIMIT ? TS_LIMIT : ev->ts < -TS_LIMIT ? -TS_LIMIT : ev->ts;
+	m->st.learned++;
+	m->version++;
+	advance(m, ts);
+	uint64_t seq = m->st.learned;
+	uint64_t u = find_or_add_user(m, &ev->user, &unew);
+	uint64_t i = find_or_add_item(m, &ev->item, &inew);
+
+	/* Popularity. */
+	m->icount[i] += w;
+	m->ipop[i] += (float)(w * fwd(m, ts, m->p.pop_half_life));
+	m->ishort[i] += (float)(w * fwd(m, ts, m->p.trend_half_life));
+
+	/* Sessions: an id when the event has one, else a gap in time. */
+	uint64_t sess = 0;
+	int same;
+	if ((ev->has & EV_SESSION) && ev->session.n) {
+		sess = hash64(ev->session.p, ev->session.n, MODEL_ID_SEED) | 1;
+		same = !unew && m->usess[u] == sess;
+	} else
+		same = !unew && m->usess[u] == 0 &&
+		       (ts >= m->uts[u] ? ts - m->uts[u] : m->uts[u] - ts) <=
+			       m->p.session_gap;
+	if (!same)
+		m->unsess[u] = 0;
+	m->usess[u] = sess;
+
+	/* Co-occurrence with the current session's recent items, nearer ones more. */
+	uint32_t *rec = m->urec + u * m->p.recent;
+	double cw = w * fwd(m, ts, m->p.cooc_half_life);
+	for (uint32_t k = 0; k < m->unsess[u]; k++) {
+		uint32_t j = rec[k];
+		if (j == i)
+			continue;
+		float inc = (float)(cw / (k + 1));
+		nb_add(m, i, j, inc);
+		nb_add(m, j, (uint32_t)i, inc);
+		m->st.cooc_pairs++;
+	}
+	/* i moves to the front of the recent items. */
+	uint32_t n = m->unrec[u], ns = m->unsess[u], k;
+	for (k = 0; k < n && rec[k] != i; k++)
+		;
+	if (k < n) {
+		memmove(rec + 1, rec, k * sizeof *rec);
+		if (k >= ns && ns < m->p.recent)
+			ns++;
+	} else {
+		if (n < m->p.recent)
+			n++;
+		memmove(rec + 1, rec, (n - 1) * sizeof *rec);
+		if (ns < m->p.recent)
+			ns++;
+	}
+	rec[0] = (uint32_t)i;
+	m->unrec[u] = (uint8_t)n;
+	m->unsess[u] = (uint8_t)ns;
+
+	mf_update(m, u, i, w);
+
+	if (ts > m->uts[u] || unew)
+		m->uts[u] = ts;
+	if (ts > m->its[i] || inew)
+		m->its[i] = ts;
+	m->useq[u] = seq;
+	m->iseq[i] = seq;
+	if (m->logging) {
+		if (m->nlog == m->log_cap) {
+			m->log_cap = m->log_cap ? m->log_cap * 2 : 4096;
+			m->log = xreallocarray(m->log, m->log_cap, sizeof *m->log);
+		}
+		m->log[m->nlog].user = (uint32_t)u;
+		m->log[m->nlog].item = (uint32_t)i;
+		m->log[m->nlog++].w = w;
+	}
+	return 1;
+}
+
+/* Keep the (user, item, weight) of each event learned from now on, for
+ * model_epoch. */
+void
+model_log_start(struct model *m)
+{
+	m->logging = 1;
+}
+
+/*
+ * One more matrix-factorisation pass over the logged events, in an order
+ * shuffled by the model's random sequence (the same for the same seed and
+ * input). Popularity and co-occurrence are counts: a pass over the same
+ * events again would only inflate them, so they are left as they are.
+ */
+void
+model_epoch(struct model *m)
+{
+	for (size_t k = m->nlog; k > 1; k--) {
+		size_t j = (size_t)rng_below(&m->rng, k);
+		struct model_logent t = m->log[k - 1];
+		m->log[k - 1] = m->log[j];
+		m->log[j] = t;
+	}
+	for (size_t k = 0; k < m->nlog; k++) {
+		const struct model_logent *e = &m->log[k];
+		if (e->user != UINT32_MAX && e->item != UINT32_MAX)
+			mf_update(m, e->user, e->item, e->w);
+	}
+	m->st.epochs++;
+	m->version++;
+}
+
+/*
+ * Resuming: apply the parameters of the command line cmd to the loaded
+ * model m (see model_params_merge), carrying the state over to them: the
+ * decayed counts are brought to the clock under the old half-lives before
+ * the new ones apply, and the forgetting steps are counted in the new
+ * unit. Return 0, or -1 with the conflict in err (m unchanged).
+ */
+int
+model_retune(struct model *m, const struct model_params *cmd, char *err,
+	     size_t errlen)
+{
+	struct model_params p = m->p;
+
+	if (model_params_merge(&p, cmd, err, errlen))
+		return -1;
+	if (m->have_clock && (p.pop_half_life != m->p.pop_half_life ||
+			      p.trend_half_life != m->p.trend_half_life ||
+			      p.cooc_half_life != m->p.cooc_half_life))
+		rebase(m);
+	m->p = p;
+	if (m->have_clock && m->p.forget)
+		m->tick = floor_div(m->clock, tick_len(m));
+	return 0;
+}
+
+/* ---- lookups ---- */
+
+static int64_t
+find(const struct htab *h, const uint64_t *off, const char *bytes,
+     uint64_t n, const char *id, size_t len)
+{
+	const uint32_t *v = htab_get(h, hash64(id, len, MODEL_ID_SEED));
+
+	if (!v || *v >= n || off[*v + 1] - off[*v] != len ||
+	    memcmp(bytes + off[*v], id, len) != 0)
+		return -1;
+	return *v;
+}
+
+/* The index of item id (len bytes), or -1 if the model does not know it. */
+int64_t
+model_item_find(const struct model *m, const char *id, size_t len)
+{
+	return find(&m->iidx, m->ioff, m->ibytes, m->nitems, id, len);
+}
+
+/* The index of user id (len bytes), or -1. */
+int64_t
+model_user_find(const struct model *m, const char *id, size_t len)
+{
+	return find(&m->uidx, m->uoff, m->ubytes, m->nusers, id, len);
+}
+
+/* The id of item i; it points into the model. */
+struct str
+model_item_id(const struct model *m, uint64_t i)
+{
+	struct str s = { m->ibytes + m->ioff[i], (size_t)(m->ioff[i + 1] - m->ioff[i]) };
+
+	return s;
+}
+
+/* The id of user u; it points into the model. */
+struct str
+model_user_id(const struct model *m, uint64_t u)
+{
+	struct str s = { m->ubytes + m->uoff[u], (size_t)(m->uoff[u + 1] - m->uoff[u]) };
+
+	return s;
+}
+
+/* Copy user u's recent items, newest first, at most max; return how many. */
+size_t
+model_user_recent(const struct model *m, uint64_t u, uint32_t *out,
+		  size_t max)
+{
+	size_t n = m->unrec[u];
+
+	if (n > max)
+		n = max;
+	memcpy(out, m->urec + u * m->p.recent, n * sizeof *out);
+	return n;
+}
+
+/* ---- snapshots ---- */
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#define MODEL_BIG_ENDIAN 1
+#else
+#define MODEL_BIG_ENDIAN 0
+#endif
+
+/* The sections, in file order. */
+enum {
+	SEC_ITEM_IDS = 1, SEC_USER_IDS, SEC_ITEM_INDEX, SEC_USER_INDEX,
+	SEC_ITEM_FACTORS, SEC_USER_FACTORS, SEC_ITEM_COUNT, SEC_ITEM_POP,
+	SEC_ITEM_TREND, SEC_NEIGHBOURS, SEC_ITEM_STATE, SEC_USER_STATE,
+	SEC_TRAIN_STATE,
+	NSEC = SEC_TRAIN_STATE
+};
+static const char *const sec_names[NSEC + 1] = {
+	"", "item_ids", "user_ids", "item_index", "user_index",
+	"item_factors", "user_factors", "item_count", "item_pop",
+	"item_trend", "neighbours", "item_state", "user_state", "train_state"
+};
+#define HDR_FIXED 256
+#define SEC_ENTRY 32
+#define HDR_SIZE ((HDR_FIXED + NSEC * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
+#define TRAIN_STATE_SIZE (4 * 8 + 8 + 8 + MODEL_NSTATS * 8)
+
+/* zlib's CRC-32 over any length. */
+uint32_t
+model_crc32(uint32_t crc, const void *p, size_t n)
+{
+	const Bytef *b = p;
+
+	while (n > 0) {
+		uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+		crc = (uint32_t)crc32(crc, b, k);
+		b += k;
+		n -= k;
+	}
+	return crc;
+}
+
+static void
+put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void
+put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t
+get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint64_t
+get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void
+putf(unsigned char *p, float f)
+{
+	uint32_t v;
+
+	memcpy(&v, &f, 4);
+	put32(p, v);
+}
+
+static float
+getf(const unsigned char *p)
+{
+	uint32_t v = get32(p);
+	float f;
+
+	memcpy(&f, &v, 4);
+	return f;
+}
+
+/* Where section bytes go: the checksum, and the file (an atomic state
+ * file or an output stream) when one is set. */
+struct sink {
+	struct statew *w;
+	struct wout *o;
+	uint32_t crc;
+	uint64_t n;
+};
+
+static void
+sink_put(struct sink *s, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	/* The second pass writes what the first one checksummed. */
+	if (!s->w && !s->o)
+		s->crc = model_crc32(s->crc, p, n);
+	s->n += n;
+	if (s->w)
+		state_write(s->w, p, n);
+	if (s->o)
+		wout_write(s->o, p, n);
+}
+
+/* Little arrays built on the fly (offsets) go through this buffer. */
+struct obuf {
+	struct sink *s;
+	size_t n;
+	uint64_t v[1024];
+};
+
+static void
+obuf_put(struct obuf *o, uint64_t v)
+{
+	o->v[o->n++] = v;
+	if (o->n == sizeof o->v / sizeof o->v[0]) {
+		sink_put(o->s, o->v, o->n * 8);
+		o->n = 0;
+	}
+}
+
+static void
+obuf_flush(struct obuf *o)
+{
+	sink_put(o->s, o->v, o->n * 8);
+	o->n = 0;
+}
+
+/* The index of an id table as the file has it: built afresh in index
+ * order, so that it is a function of the ids alone. */
+static void
+canon_index(struct htab *h, const uint64_t *off, const char *bytes,
+	    uint64_t n)
+{
+	htab_init(h, n);
+	for (uint64_t i = 0; i < n; i++) {
+		int isnew;
+		*htab_put(h, hash64(bytes + off[i], (size_t)(off[i + 1] - off[i]),
+				    MODEL_ID_SEED), &isnew) = (uint32_t)i;
+	}
+}
+
+static uint64_t
+total_nb(const struct model *m)
+{
+	uint64_t t = 0;
+
+	for (uint64_t i = 0; i < m->nitems; i++)
+		t += m->nbl[i] ? m->nbn[i] : 0;
+	return t;
+}
+
+static uint64_t
+sec_size(const struct model *m, int id, const struct htab *ci,
+	 const struct htab *cu, uint64_t nnb)
+{
+	uint64_t ni = m->nitems, nu = m->nusers;
+
+	switch (id) {
+	case SEC_ITEM_IDS:
+		return 8 * (ni + 1) + m->ioff[ni];
+	case SEC_USER_IDS:
+		return 8 * (nu + 1) + m->uoff[nu];
+	case SEC_ITEM_INDEX:
+		return 8 + 12 * ci->cap;
+	case SEC_USER_INDEX:
+		return 8 + 12 * cu->cap;
+	case SEC_ITEM_FACTORS:
+		return 4 * ni * m->stride;
+	case SEC_USER_FACTORS:
+		return 4 * nu * m->stride;
+	case SEC_ITEM_COUNT:
+	case SEC_ITEM_POP:
+	case SEC_ITEM_TREND:
+		return 4 * ni;
+	case SEC_NEIGHBOURS:
+		return 8 * (ni + 1) + 8 * nnb;
+	case SEC_ITEM_STATE:
+		return 16 * ni;
+	case SEC_USER_STATE:
+		return 24 * nu + 4 * nu * m->p.recent + 2 * nu;
+	case SEC_TRAIN_STATE:
+		return TRAIN_STATE_SIZE;
+	}
+	return 0;
+}
+
+static void
+emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
+     const struct htab *cu)
+{
+	uint64_t ni = m->nitems, nu = m->nusers;
+	struct obuf o;
+	const struct htab *h;
+
+	o.s = s;
+	o.n = 0;
+	switch (id) {
+	case SEC_ITEM_IDS:
+		sink_put(s, m->ioff, 8 * (ni + 1));
+		sink_put(s, m->ibytes, m->ioff[ni]);
+		break;
+	case SEC_USER_IDS:
+		sink_put(s, m->uoff, 8 * (nu + 1));
+		sink_put(s, m->ubytes, m->uoff[nu]);
+		break;
+	case SEC_ITEM_INDEX:
+	case SEC_USER_INDEX:
+		h = id == SEC_ITEM_INDEX ? ci : cu;
+		obuf_put(&o, h->cap);
+		obuf_flush(&o);
+		sink_put(s, h->keys, 8 * h->cap);
+		sink_put(s, h->vals, 4 * h->cap);
+		break;
+	case SEC_ITEM_FACTORS:
+		sink_put(s, m->ifac, 4 * ni * m->stride);
+		break;
+	case SEC_USER_FACTORS:
+		sink_put(s, m->ufac, 4 * nu * m->stride);
+		break;
+	case SEC_ITEM_COUNT:
+		sink_put(s, m->icount, 4 * ni);
+		break;
+	case SEC_ITEM_POP:
+		sink_put(s, m->ipop, 4 * ni);
+		break;
+	case SEC_ITEM_TREND:
+		sink_put(s, m->ishort, 4 * ni);
+		break;
+	case SEC_NEIGHBOURS: {
+		uint64_t t = 0;
+		obuf_put(&o, 0);
+		for (uint64_t i = 0; i < ni; i++) {
+			t += m->nbl[i] ? m->nbn[i] : 0;
+			obuf_put(&o, t);
+		}
+		obuf_flush(&o);
+		for (uint64_t i = 0; i < ni; i++)
+			if (m->nbl[i])
+				sink_put(s, m->nbl[i], m->nbn[i] * sizeof(struct model_nb));
+		break;
+	}
+	case SEC_ITEM_STATE:
+		sink_put(s, m->its, 8 * ni);
+		sink_put(s, m->iseq, 8 * ni);
+		break;
+	case SEC_USER_STATE:
+		sink_put(s, m->uts, 8 * nu);
+		sink_put(s, m->useq, 8 * nu);
+		sink_put(s, m->usess, 8 * nu);
+		sink_put(s, m->urec, 4 * nu * m->p.recent);
+		sink_put(s, m->unrec, nu);
+		sink_put(s, m->unsess, nu);
+		break;
+	case SEC_TRAIN_STATE: {
+		uint64_t st[MODEL_NSTATS];
+		for (int k = 0; k < 4; k++)
+			obuf_put(&o, m->rng.s[k]);
+		obuf_put(&o, (uint64_t)m->tick);
+		obuf_put(&o, (uint64_t)m->have_clock);
+		memcpy(st, &m->st, sizeof st);
+		for (int k = 0; k < MODEL_NSTATS; k++)
+			obuf_put(&o, st[k]);
+		obuf_flush(&o);
+		break;
+	}
+	}
+}
+
+static void
+header(const struct model *m, unsigned char *h, const uint64_t *off,
+       const uint64_t *size, const uint32_t *crc, uint64_t file_size)
+{
+	const struct model_params *p = &m->p;
+
+	memset(h, 0, HDR_SIZE);
+	memcpy(h, MODEL_MAGIC, 8);
+	put32(h + 8, MODEL_VERSION);
+	put32(h + 12, HDR_SIZE);
+	put64(h + 16, file_size);
+	put32(h + 24, NSEC);
+	put32(h + 28, p->dim);
+	put32(h + 32, m->stride);
+	put32(h + 36, p->neighbours);
+	put32(h + 40, p->recent);
+	put32(h + 44, p->negatives);
+	put64(h + 48, m->nitems);
+	put64(h + 56, m->nusers);
+	put64(h + 64, (uint64_t)m->clock);
+	put64(h + 72, (uint64_t)m->tref);
+	put64(h + 80, m->st.learned);
+	putf(h + 88, p->lr);
+	putf(h + 92, p->reg);
+	putf(h + 96, p->init);
+	put32(h + 100, m->have_clock ? 1 : 0);
+	for (int t = 0; t < ET_NTYPES; t++)
+		putf(h + 104 + 4 * t, p->type_w[t]);
+	put64(h + 136, (uint64_t)p->forget);
+	put64(h + 144, (uint64_t)p->cooc_half_life);
+	put64(h + 152, (uint64_t)p->pop_half_life);
+	put64(h + 160, (uint64_t)p->trend_half_life);
+	put64(h + 168, (uint64_t)p->session_gap);
+	put64(h + 176, p->max_users);
+	put64(h + 184, p->max_items);
+	put64(h + 192, p->seed);
+	for (int k = 0; k < NSEC; k++) {
+		unsigned char *e = h + HDR_FIXED + k * SEC_ENTRY;
+		put32(e, (uint32_t)(k + 1));
+		put32(e + 4, crc[k]);
+		put64(e + 8, off[k]);
+		put64(e + 16, size[k]);
+	}
+	put32(h + 252, model_crc32(0, h, HDR_SIZE));
+}
+
+static uint64_t
+align_up(uint64_t v)
+{
+	return (v + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN;
+}
+
+/* The header and sizes of m's snapshot: the first pass over the sections.
+ * Return 0, or -1 with the reason in err. */
+static int
+prepare(const struct model *m, const char *name, unsigned char *h,
+	uint64_t *off, uint64_t *size, struct htab *ci, struct htab *cu,
+	char *err, size_t errlen)
+{
+	uint64_t pos = HDR_SIZE, nnb;
+	uint32_t crc[NSEC];
+
+	if (MODEL_BIG_ENDIAN) {
+		snprintf(err, errlen, "%s: snapshots are little-endian; this machine is not", name);
+		return -1;
+	}
+	if (m->mapped) {
+		snprintf(err, errlen, "%s: a mapped model cannot be saved", name);
+		return -1;
+	}
+	canon_index(ci, m->ioff, m->ibytes, m->nitems);
+	canon_index(cu, m->uoff, m->ubytes, m->nusers);
+	nnb = total_nb(m);
+	for (int k = 0; k < NSEC; k++) {
+		struct sink s = { NULL, NULL, 0, 0 };
+		off[k] = pos;
+		size[k] = sec_size(m, k + 1, ci, cu, nnb);
+		emit(m, k + 1, &s, ci, cu);
+		if (s.n != size[k]) {
+			snprintf(err, errlen, "%s: internal error: section %s has %llu bytes, not %llu",
+				 name, sec_names[k + 1], (unsigned long long)s.n,
+				 (unsigned long long)size[k]);
+			htab_free(ci);
+			htab_free(cu);
+			return -1;
+		}
+		crc[k] = s.crc;
+		pos = align_up(pos + size[k]);
+	}
+	header(m, h, off, size, crc, pos);
+	return 0;
+}
+
+/* The second pass: the header and the sections, padded, to w or o. */
+static void
+write_all(const struct model *m, struct statew *w, struct wout *o,
+	  const unsigned char *h, const uint64_t *off, const uint64_t *size,
+	  const struct htab *ci, const struct htab *cu)
+{
+	static const unsigned char zero[MODEL_ALIGN];
+	struct sink s = { w, o, 0, 0 };
+
+	sink_put(&s, h, HDR_SIZE);
+	for (int k = 0; k < NSEC; k++) {
+		emit(m, k + 1, &s, ci, cu);
+		uint64_t end = off[k] + size[k];
+		sink_put(&s, zero, (size_t)(align_up(end) - end));
+	}
+}
+
+/*
+ * Write a snapshot of the trainable model m to path, atomically (see
+ * state_begin). The bytes depend only on the model's state. Return 0, or
+ * -1 with the reason in err; path is then as it was.
+ */
+int
+model_save(const struct model *m, const char *path, char *err, size_t errlen)
+{
+	unsigned char h[HDR_SIZE];
+	uint64_t off[NSEC], size[NSEC];
+	struct htab ci, cu;
+	struct statew *w;
+
+	if (prepare(m, path, h, off, size, &ci, &cu, err, errlen))
+		return -1;
+	if (!(w = state_begin(path, err, errlen))) {
+		htab_free(&ci);
+		htab_free(&cu);
+		return -1;
+	}
+	write_all(m, w, NULL, h, off, size, &ci, &cu);
+	htab_free(&ci);
+	htab_free(&cu);
+	return state_commit(w, err, errlen);
+}
+
+/*
+ * Write the same bytes as model_save to the output stream o (which is
+ * not atomic: for standard output). Return 0, or -1 with the reason in
+ * err (a write error is left in o for the caller to report).
+ */
+int
+model_write(const struct model *m, struct wout *o, char *err, size_t errlen)
+{
+	unsigned char h[HDR_SIZE];
+	uint64_t off[NSEC], size[NSEC];
+	struct htab ci, cu;
+
+	if (prepare(m, o->name, h, off, size, &ci, &cu, err, errlen))
+		return -1;
+	write_all(m, NULL, o, h, off, size, &ci, &cu);
+	htab_free(&ci);
+	htab_free(&cu);
+	if (o->failed) {
+		snprintf(err, errlen, "%s: write error: %s", o->name,
+			 strerror(o->err_no));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- loading ---- */
+
+/* Read or map a whole file. Return 0, or -1 with the reason in err. */
+static int
+map_file(const char *path, void **map, size_t *len, int *how, char *err,
+	 size_t errlen)
+{
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		errno = e;
+		return -1;
+	}
+	if (fstat(fd, &sb) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (S_ISREG(sb.st_mode) && sb.st_size > 0) {
+		void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (p != MAP_FAILED) {
+			close(fd);
+			*map = p;
+			*len = (size_t)sb.st_size;
+			*how = 1;
+			return 0;
+		}
+	}
+	/* A pipe or a file that cannot be mapped: read it. */
+	size_t cap = 1 << 20, n = 0;
+	char *b = xalign(cap);
+	for (;;) {
+		if (n == cap) {
+			char *nb = xalign(cap * 2);
+			memcpy(nb, b, n);
+			free(b);
+			b = nb;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, b + n, cap - n);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			snprintf(err, errlen, "%s: %s", path, strerror(e));
+			free(b);
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		n += (size_t)r;
+	}
+	close(fd);
+	*map = b;
+	*len = n;
+	*how = 2;
+	return 0;
+}
+
+static int
+all_finite(const float *v, uint64_t n)
+{
+	for (uint64_t k = 0; k < n; k++)
+		if (!isfinite(v[k]))
+			return 0;
+	return 1;
+}
+
+static int
+ids_ok(const unsigned char *s, uint64_t size, uint64_t n)
+{
+	const uint64_t *off = (const uint64_t *)s;
+
+	if (size < 8 * (n + 1) || off[0] != 0)
+		return 0;
+	for (uint64_t i = 0; i < n; i++)
+		if (off[i + 1] < off[i])
+			return 0;
+	return off[n] == size - 8 * (n + 1);
+}
+
+static int
+index_ok(const unsigned char *s, uint64_t size, uint64_t n)
+{
+	uint64_t cap = get64(s), used = 0;
+
+	if (cap < 16 || (cap & (cap - 1)) || cap <= n || size != 8 + 12 * cap)
+		return 0;
+	const uint64_t *keys = (const uint64_t *)(s + 8);
+	const uint32_t *vals = (const uint32_t *)(s + 8 + 8 * cap);
+	for (uint64_t k = 0; k < cap; k++)
+		if (keys[k]) {
+			if (vals[k] >= n)
+				return 0;
+			used++;
+		}
+	return used == n;
+}
+
+/*
+ * Check everything the header promises before anything is used: magic,
+ * version, sizes, the checksums of the header and of every section, and
+ * that every index in the file points inside it. On success fill the
+ * mapped model v (pointers into map) and return 0; else -1 with the reason
+ * in err.
+ */
+static int
+check(struct model *v, const char *path, unsigned char *map, size_t len,
+      char *err, size_t errlen)
+{
+	unsigned char h[HDR_SIZE];
+	const unsigned char *sec[NSEC + 1];
+	uint64_t secsize[NSEC + 1];
+	struct model_params *p = &v->p;
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+	if (len < 16 || memcmp(map, MODEL_MAGIC, 8) != 0)
+		FAIL("%s: not a reco model snapshot", path);
+	if (get32(map + 8) != MODEL_VERSION)
+		FAIL("%s: snapshot format version %u; this program reads version %d",
+		     path, get32(map + 8), MODEL_VERSION);
+	if (len < HDR_SIZE)
+		FAIL("%s: truncated snapshot: %zu bytes, shorter than its header",
+		     path, len);
+	if (get32(map + 12) != HDR_SIZE || get32(map + 24) != NSEC)
+		FAIL("%s: corrupt snapshot: bad header", path);
+	if (get64(map + 16) != len) {
+		if (get64(map + 16) > len)
+			FAIL("%s: truncated snapshot: %zu bytes, the header says %llu",
+			     path, len, (unsigned long long)get64(map + 16));
+		FAIL("%s: corrupt snapshot: %zu bytes, the header says %llu",
+		     path, len, (unsigned long long)get64(map + 16));
+	}
+	memcpy(h, map, HDR_SIZE);
+	put32(h + 252, 0);
+	if (model_crc32(0, h, HDR_SIZE) != get32(map + 252))
+		FAIL("%s: corrupt snapshot: header checksum mismatch", path);
+	if (MODEL_BIG_ENDIAN)
+		FAIL("%s: snapshots are little-endian; this machine is not", path);
+	memset(v, 0, sizeof *v);
+	p->dim = get32(map + 28);
+	v->stride = get32(map + 32);
+	p->neighbours = get32(map + 36);
+	p->recent = get32(map + 40);
+	p->negatives = get32(map + 44);
+	v->nitems = get64(map + 48);
+	v->nusers = get64(map + 56);
+	v->clock = (int64_t)get64(map + 64);
+	v->tref = (int64_t)get64(map + 72);
+	p->lr = getf(map + 88);
+	p->reg = getf(map + 92);
+	p->init = getf(map + 96);
+	v->have_clock = (int)(get32(map + 100) & 1);
+	for (int t = 0; t < ET_NTYPES; t++)
+		p->type_w[t] = getf(map + 104 + 4 * t);
+	p->forget = (int64_t)get64(map + 136);
+	p->cooc_half_life = (int64_t)get64(map + 144);
+	p->pop_half_life = (int64_t)get64(map + 152);
+	p->trend_half_life = (int64_t)get64(map + 160);
+	p->session_gap = (int64_t)get64(map + 168);
+	p->max_users = get64(map + 176);
+	p->max_items = get64(map + 184);
+	p->seed = get64(map + 192);
+	if (p->dim < 1 || p->dim > MODEL_MAX_DIM || v->stride != stride_of(p->dim) ||
+	    p->neighbours > MODEL_MAX_NEIGHBOURS || p->recent < 1 ||
+	    p->recent > MODEL_MAX_RECENT || v->nitems >= UINT32_MAX ||
+	    v->nusers >= UINT32_MAX || p->forget < 0 || p->session_gap < 0 ||
+	    p->cooc_half_life < 1 || p->pop_half_life < 1 ||
+	    p->trend_half_life < 1 || p->max_users < 1 || p->max_items < 1 ||
+	    !isfinite(p->lr) || !isfinite(p->reg) || !isfinite(p->init))
+		FAIL("%s: corrupt snapshot: impossible parameters", path);
+	uint64_t ni = v->nitems, nu = v->nusers, prev = HDR_SIZE;
+	for (int k = 0; k < NSEC; k++) {
+		const unsigned char *e = map + HDR_FIXED + k * SEC_ENTRY;
+		uint64_t off = get64(e + 8), size = get64(e + 16);
+		if (get32(e) != (uint32_t)(k + 1) || off % MODEL_ALIGN || off < prev ||
+		    off > len || size > len - off)
+			FAIL("%s: corrupt snapshot: bad place for section %s", path,
+			     sec_names[k + 1]);
+		for (uint64_t z = prev; z < off; z++)
+			if (map[z])
+				FAIL("%s: corrupt snapshot: garbage before section %s",
+				     path, sec_names[k + 1]);
+		if (model_crc32(0, map + off, size) != get32(e + 4))
+			FAIL("%s: corrupt snapshot: checksum mismatch in section %s",
+			     path, sec_names[k + 1]);
+		sec[k + 1] = map + off;
+		secsize[k + 1] = size;
+		prev = off + size;
+	}
+	for (uint64_t z = prev; z < len; z++)
+		if (map[z])
+			FAIL("%s: corrupt snapshot: garbage at the end", path);
+	/* Sizes. */
+	for (int k = 1; k <= NSEC; k++) {
+		uint64_t want = 0;
+		switch (k) {
+		case SEC_ITEM_IDS:
+			if (!ids_ok(sec[k], secsize[k], ni))
+				FAIL("%s: corrupt snapshot: bad item ids", path);
+			continue;
+		case SEC_USER_IDS:
+			if (!ids_ok(sec[k], secsize[k], nu))
+				FAIL("%s: corrupt snapshot: bad user ids", path);
+			continue;
+		case SEC_ITEM_INDEX:
+		case SEC_USER_INDEX:
+			if (secsize[k] < 8 ||
+			    !index_ok(sec[k], secsize[k], k == SEC_ITEM_INDEX ? ni : nu))
+				FAIL("%s: corrupt snapshot: bad section %s", path,
+				     sec_names[k]);
+			continue;
+		case SEC_ITEM_FACTORS:
+			want = 4 * ni * v->stride;
+			break;
+		case SEC_USER_FACTORS:
+			want = 4 * nu * v->stride;
+			break;
+		case SEC_ITEM_COUNT:
+		case SEC_ITEM_POP:
+		case SEC_ITEM_TREND:
+			want = 4 * ni;
+			break;
+		case SEC_NEIGHBOURS:
+			if (secsize[k] < 8 * (ni + 1) || (secsize[k] - 8 * (ni + 1)) % 8)
+				FAIL("%s: corrupt snapshot: bad neighbours", path);
+			continue;
+		case SEC_ITEM_STATE:
+			want = 16 * ni;
+			break;
+		case SEC_USER_STATE:
+			want = 24 * nu + 4 * nu * p->recent + 2 * nu;
+			break;
+		case SEC_TRAIN_STATE:
+			want = TRAIN_STATE_SIZE;
+			break;
+		}
+		if (secsize[k] != want)
+			FAIL("%s: corrupt snapshot: section %s has %llu bytes, not %llu",
+			     path, sec_names[k], (unsigned long long)secsize[k],
+			     (unsigned long long)want);
+	}
+	/* Pointers into the mapping. */
+	v->ioff = (uint64_t *)(uintptr_t)sec[SEC_ITEM_IDS];
+	v->ibytes = (char *)(uintptr_t)(sec[SEC_ITEM_IDS] + 8 * (ni + 1));
+	v->ibytes_n = v->ioff[ni];
+	v->uoff = (uint64_t *)(uintptr_t)sec[SEC_USER_IDS];
+	v->ubytes = (char *)(uintptr_t)(sec[SEC_USER_IDS] + 8 * (nu + 1));
+	v->ubytes_n = v->uoff[nu];
+	v->iidx.cap = get64(sec[SEC_ITEM_INDEX]);
+	v->iidx.n = ni;
+	v->iidx.keys = (uint64_t *)(uintptr_t)(sec[SEC_ITEM_INDEX] + 8);
+	v->iidx.vals = (uint32_t *)(uintptr_t)(sec[SEC_ITEM_INDEX] + 8 + 8 * v->iidx.cap);
+	v->uidx.cap = get64(sec[SEC_USER_INDEX]);
+	v->uidx.n = nu;
+	v->uidx.keys = (uint64_t *)(uintptr_t)(sec[SEC_USER_INDEX] + 8);
+	v->uidx.vals = (uint32_t *)(uintptr_t)(sec[SEC_USER_INDEX] + 8 + 8 * v->uidx.cap);
+	v->ifac = (float *)(uintptr_t)sec[SEC_ITEM_FACTORS];
+	v->ufac = (float *)(uintptr_t)sec[SEC_USER_FACTORS];
+	v->icount = (float *)(uintptr_t)sec[SEC_ITEM_COUNT];
+	v->ipop = (float *)(uintptr_t)sec[SEC_ITEM_POP];
+	v->ishort = (float *)(uintptr_t)sec[SEC_ITEM_TREND];
+	v->nboff = (const uint64_t *)sec[SEC_NEIGHBOURS];
+	v->nbent = (const struct model_nb *)(sec[SEC_NEIGHBOURS] + 8 * (ni + 1));
+	v->its = (int64_t *)(uintptr_t)sec[SEC_ITEM_STATE];
+	v->iseq = (uint64_t *)(uintptr_t)(sec[SEC_ITEM_STATE] + 8 * ni);
+	const unsigned char *us = sec[SEC_USER_STATE];
+	v->uts = (int64_t *)(uintptr_t)us;
+	v->useq = (uint64_t *)(uintptr_t)(us + 8 * nu);
+	v->usess = (uint64_t *)(uintptr_t)(us + 16 * nu);
+	v->urec = (uint32_t *)(uintptr_t)(us + 24 * nu);
+	v->unrec = (uint8_t *)(uintptr_t)(us + 24 * nu + 4 * nu * p->recent);
+	v->unsess = v->unrec + nu;
+	const unsigned char *ts = sec[SEC_TRAIN_STATE];
+	for (int k = 0; k < 4; k++)
+		v->rng.s[k] = get64(ts + 8 * k);
+	v->tick = (int64_t)get64(ts + 32);
+	uint64_t st[MODEL_NSTATS];
+	for (int k = 0; k < MODEL_NSTATS; k++)
+		st[k] = get64(ts + 48 + 8 * k);
+	memcpy(&v->st, st, sizeof st);
+	if (get64(ts + 40) != (uint64_t)v->have_clock || v->st.learned != get64(map + 80))
+		FAIL("%s: corrupt snapshot: bad training state", path);
+	/* Every index inside the model, every number finite. */
+	uint64_t nnb = (secsize[SEC_NEIGHBOURS] - 8 * (ni + 1)) / 8;
+	if (v->nboff[0] != 0 || v->nboff[ni] != nnb)
+		FAIL("%s: corrupt snapshot: bad neighbours", path);
+	for (uint64_t i = 0; i < ni; i++)
+		if (v->nboff[i + 1] < v->nboff[i] ||
+		    v->nboff[i + 1] - v->nboff[i] > p->neighbours)
+			FAIL("%s: corrupt snapshot: bad neighbours", path);
+	for (uint64_t k = 0; k < nnb; k++)
+		if (v->nbent[k].item >= ni || !isfinite(v->nbent[k].score))
+			FAIL("%s: corrupt snapshot: bad neighbours", path);
+	for (uint64_t u = 0; u < nu; u++) {
+		if (v->unrec[u] > p->recent || v->unsess[u] > v->unrec[u])
+			FAIL("%s: corrupt snapshot: bad user state", path);
+		for (uint32_t k = 0; k < v->unrec[u]; k++)
+			if (v->urec[u * p->recent + k] >= ni)
+				FAIL("%s: corrupt snapshot: bad user state", path);
+	}
+	if (!all_finite(v->ifac, ni * v->stride) || !all_finite(v->ufac, nu * v->stride) ||
+	    !all_finite(v->icount, ni) || !all_finite(v->ipop, ni) ||
+	    !all_finite(v->ishort, ni))
+		FAIL("%s: corrupt snapshot: a number that is not finite", path);
+#undef FAIL
+	return 0;
+}
+
+/* A trainable copy of the mapped model v. */
+static struct model *
+unmap_copy(const struct model *v)
+{
+	struct model *m = model_new(&v->p);
+	uint64_t ni = v->nitems, nu = v->nusers;
+	size_t r = v->p.recent;
+
+	grow_items(m, ni);
+	grow_users(m, nu);
+	m->nitems = ni;
+	m->nusers = nu;
+	memcpy(m->ifac, v->ifac, 4 * ni * v->stride);
+	memcpy(m->icount, v->icount, 4 * ni);
+	memcpy(m->ipop, v->ipop, 4 * ni);
+	memcpy(m->ishort, v->ishort, 4 * ni);
+	memcpy(m->its, v->its, 8 * ni);
+	memcpy(m->iseq, v->iseq, 8 * ni);
+	memcpy(m->ioff, v->ioff, 8 * (ni + 1));
+	m->ibytes_cap = v->ibytes_n ? v->ibytes_n : 1;
+	m->ibytes = xmalloc(m->ibytes_cap);
+	memcpy(m->ibytes, v->ibytes, v->ibytes_n);
+	m->ibytes_n = v->ibytes_n;
+	for (uint64_t i = 0; i < ni; i++) {
+		size_t n = (size_t)(v->nboff[i + 1] - v->nboff[i]);
+		if (n == 0)
+			continue;
+		m->nbl[i] = xreallocarray(NULL, v->p.neighbours, sizeof(struct model_nb));
+		m->nlists++;
+		memcpy(m->nbl[i], v->nbent + v->nboff[i], n * sizeof(struct model_nb));
+		m->nbn[i] = (uint16_t)n;
+	}
+	memcpy(m->ufac, v->ufac, 4 * nu * v->stride);
+	memcpy(m->uts, v->uts, 8 * nu);
+	memcpy(m->useq, v->useq, 8 * nu);
+	memcpy(m->usess, v->usess, 8 * nu);
+	memcpy(m->unrec, v->unrec, nu);
+	memcpy(m->unsess, v->unsess, nu);
+	memcpy(m->urec, v->urec, 4 * nu * r);
+	memcpy(m->uoff, v->uoff, 8 * (nu + 1));
+	m->ubytes_cap = v->ubytes_n ? v->ubytes_n : 1;
+	m->ubytes = xmalloc(m->ubytes_cap);
+	memcpy(m->ubytes, v->ubytes, v->ubytes_n);
+	m->ubytes_n = v->ubytes_n;
+	htab_free(&m->uidx);
+	canon_index(&m->uidx, m->uoff, m->ubytes, nu);
+	htab_free(&m->iidx);
+	canon_index(&m->iidx, m->ioff, m->ibytes, ni);
+	m->have_clock = v->have_clock;
+	m->clock = v->clock;
+	m->tref = v->tref;
+	m->tick = v->tick;
+	m->rng = v->rng;
+	m->st = v->st;
+	return m;
+}
+
+/*
+ * Load the snapshot at path, refusing it (NULL, the reason in err) unless
+ * every check passes: nothing of a truncated or corrupt file is ever used.
+ * After a refusal errno is EINVAL if the file is not a valid snapshot, or
+ * the error of the system call that failed.
+ * With MODEL_MAP the model is a read-only view of the mapped file (for
+ * serving); without, a trainable copy that --resume continues. The caller
+ * owns the model: model_free.
+ */
+struct model *
+model_load(const char *path, int flags, char *err, size_t errlen)
+{
+	void *map;
+	size_t len;
+	int how;
+	struct model *v = xcalloc(1, sizeof *v);
+
+	if (map_file(path, &map, &len, &how, err, errlen)) {
+		int e = errno;
+		free(v);
+		errno = e;
+		return NULL;
+	}
+	if (check(v, path, map, len, err, errlen)) {
+		if (how == 1)
+			munmap(map, len);
+		else
+			free(map);
+		free(v);
+		errno = EINVAL;
+		return NULL;
+	}
+	v->map = map;
+	v->maplen = len;
+	v->mapped = how;
+	v->items_cap = v->nitems;
+	v->users_cap = v->nusers;
+	if (flags & MODEL_MAP)
+		return v;
+	struct model *m = unmap_copy(v);
+	model_free(v);
+	return m;
+}
+
+/*
+ * Section k (from 0) of a loaded snapshot: its name, offset, size and
+ * checksum. Return 0, or -1 if there is no such section or m was not
+ * loaded with MODEL_MAP.
+ */
+int
+model_section(const struct model *m, int k, const char **name,
+	      uint64_t *off, uint64_t *size, uint32_t *crc)
+{
+	const unsigned char *e;
+
+	if (!m->mapped || k < 0 || k >= NSEC)
+		return -1;
+	e = (const unsigned char *)m->map + HDR_FIXED + k * SEC_ENTRY;
+	*name = sec_names[k + 1];
+	*off = get64(e + 8);
+	*size = get64(e + 16);
+	*crc = get32(e + 4);
+	return 0;
+}

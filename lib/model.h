@@ -1,0 +1,283 @@
+/* model.h: the recommendation model: streaming matrix factorisation, session co-occurrence, decayed popularity and trending, and its snapshot files (reco-model(5)). */
+#ifndef MODEL_H
+#define MODEL_H
+
+#include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "reco.h"
+
+#define MODEL_VERSION 1
+#define MODEL_MAGIC "RECOMDL1"
+#define MODEL_ALIGN 64     /* bytes: factor rows and file sections */
+#define MODEL_ROW 16       /* floats per 64 bytes: factor rows are padded
+			    * to a multiple of this */
+#define MODEL_MAX_DIM 1024
+#define MODEL_MAX_NEIGHBOURS 1024
+#define MODEL_MAX_RECENT 64
+#define MODEL_ID_SEED 0x7265636f2d6d646cULL /* seed of hash64 for ids */
+
+/*
+ * Hyper-parameters. The first four give the model its shape and cannot
+ * change over a model's life; the others may differ on --resume.
+ */
+struct model_params {
+	uint32_t dim;           /* factors */
+	uint32_t neighbours;    /* co-occurrence neighbours kept per item */
+	uint32_t recent;        /* recent items kept per user */
+	uint32_t negatives;     /* negative samples per positive */
+	float lr, reg, init;    /* SGD step, L2 penalty, initial scale */
+	float type_w[ET_NTYPES]; /* event-type weights; 0 ignores a type */
+	int64_t forget;         /* half-life of the factors (ms), 0: none */
+	int64_t cooc_half_life, pop_half_life, trend_half_life; /* ms */
+	int64_t session_gap;    /* inactivity that ends a session without id */
+	uint64_t max_users, max_items;
+	uint64_t seed;
+	uint32_t given;         /* MP_* bits of the options set explicitly */
+};
+
+/* Bits of model_params.given. */
+enum {
+	MP_DIM = 1 << 0, MP_NEIGHBOURS = 1 << 1, MP_RECENT = 1 << 2,
+	MP_NEGATIVES = 1 << 3, MP_LR = 1 << 4, MP_REG = 1 << 5,
+	MP_INIT = 1 << 6, MP_TYPE_W = 1 << 7, MP_FORGET = 1 << 8,
+	MP_COOC_HL = 1 << 9, MP_POP_HL = 1 << 10, MP_TREND_HL = 1 << 11,
+	MP_SESSION_GAP = 1 << 12, MP_MAX_USERS = 1 << 13,
+	MP_MAX_ITEMS = 1 << 14, MP_SEED = 1 << 15
+};
+
+/* Counters, kept in the snapshot so that they add up over --resume. */
+struct model_stats {
+	uint64_t events;          /* events offered to model_learn */
+	uint64_t learned;         /* of them, learned */
+	uint64_t ignored_type;    /* type weight 0 */
+	uint64_t ignored_item;    /* no item */
+	uint64_t users_added, items_added;
+	uint64_t users_evicted, items_evicted; /* --max-users, --max-items */
+	uint64_t evictions;       /* eviction rounds */
+	uint64_t mf_updates;      /* SGD steps, positive and negative */
+	uint64_t cooc_pairs;      /* co-occurrence increments */
+	uint64_t cooc_replaced;   /* neighbours pushed out of a full list */
+	uint64_t ticks;           /* forgetting steps */
+	uint64_t renorms;         /* decay reference moves */
+	uint64_t epochs;          /* extra shuffled passes */
+	uint64_t reserved;
+};
+#define MODEL_NSTATS 16
+
+/* One co-occurrence neighbour. */
+struct model_nb {
+	uint32_t item;
+	float score;
+};
+
+/*
+ * The model. A trainable model owns its arrays and grows them; a model
+ * loaded with MODEL_MAP points into a read-only mapping of its snapshot
+ * (and nbl is NULL: neighbours are in nboff/nbent). Use the accessors
+ * below rather than the fields where there is one.
+ */
+struct model {
+	struct model_params p;
+	uint32_t stride;          /* floats per factor row */
+	/* items */
+	uint64_t nitems, items_cap;
+	float *ifac;              /* nitems rows of stride floats */
+	float *icount;            /* weighted count, never decayed */
+	float *ipop;              /* forward-decayed count, pop_half_life */
+	float *ishort;            /* forward-decayed count, trend_half_life */
+	int64_t *its;             /* time of the last event */
+	uint64_t *iseq;           /* number of the last event, for eviction */
+	uint64_t *ioff;           /* nitems + 1 offsets into ibytes */
+	char *ibytes;
+	size_t ibytes_n, ibytes_cap;
+	struct htab iidx;         /* hash64 of the id -> index */
+	struct model_nb **nbl;    /* trainable: per item, sorted by score */
+	uint16_t *nbn;
+	uint64_t nlists;          /* neighbour lists allocated */
+	const uint64_t *nboff;    /* mapped: CSR of the neighbour lists */
+	const struct model_nb *nbent;
+	/* users */
+	uint64_t nusers, users_cap;
+	float *ufac;
+	int64_t *uts;
+	uint64_t *useq;
+	uint64_t *usess;          /* hash of the current session's id */
+	uint8_t *unrec, *unsess;  /* recent items held; of them, the current session's */
+	uint32_t *urec;           /* users_cap * recent: newest first */
+	uint64_t *uoff;
+	char *ubytes;
+	size_t ubytes_n, ubytes_cap;
+	struct htab uidx;
+	/* clocks and the rest of the training state */
+	int have_clock;
+	int64_t clock;            /* the newest event time learned */
+	int64_t tref;             /* reference time of the forward decay */
+	int64_t tick;             /* forgetting steps done, in tick units */
+	struct rng rng;
+	struct model_stats st;
+	/* the log of this run, for extra epochs (model_log_start) */
+	struct model_logent *log;
+	size_t nlog, log_cap;
+	int logging;
+	/* mapping */
+	void *map;
+	size_t maplen;
+	int mapped;               /* 1: mmap, 2: read into memory */
+	uint64_t version;         /* changes whenever the model learns */
+};
+
+struct model_logent {
+	uint32_t user, item;
+	float w;
+};
+
+/* The options of the model, shared by reco-train and reco-eval. */
+enum {
+	MOPT_FIRST = 3000,
+	MOPT_DIM = MOPT_FIRST, MOPT_NEIGHBOURS, MOPT_RECENT, MOPT_NEGATIVES,
+	MOPT_LR, MOPT_REG, MOPT_INIT, MOPT_TYPE_W, MOPT_FORGET, MOPT_COOC_HL,
+	MOPT_POP_HL, MOPT_TREND_HL, MOPT_SESSION_GAP, MOPT_MAX_USERS,
+	MOPT_MAX_ITEMS, MOPT_SEED,
+	MOPT_LAST = MOPT_SEED
+};
+extern const struct option model_options[]; /* ended by a zero entry */
+extern const char model_usage[];
+
+/* model.c */
+void model_params_default(struct model_params *p);
+int model_option(struct model_params *p, int c, const char *arg, char *err,
+		 size_t errlen);
+int model_params_merge(struct model_params *snap,
+		       const struct model_params *cmd, char *err,
+		       size_t errlen);
+int model_retune(struct model *m, const struct model_params *cmd, char *err,
+		 size_t errlen);
+struct model *model_new(const struct model_params *p);
+void model_free(struct model *m);
+int model_learn(struct model *m, const struct event *ev);
+void model_log_start(struct model *m);
+void model_epoch(struct model *m);
+size_t model_bytes(const struct model *m);
+
+int model_save(const struct model *m, const char *path, char *err,
+	       size_t errlen);
+int model_write(const struct model *m, struct wout *o, char *err,
+		size_t errlen);
+enum { MODEL_MAP = 1 };
+struct model *model_load(const char *path, int flags, char *err,
+			 size_t errlen);
+uint32_t model_crc32(uint32_t crc, const void *p, size_t n);
+int model_section(const struct model *m, int k, const char **name,
+		  uint64_t *off, uint64_t *size, uint32_t *crc);
+
+int64_t model_item_find(const struct model *m, const char *id, size_t n);
+int64_t model_user_find(const struct model *m, const char *id, size_t n);
+struct str model_item_id(const struct model *m, uint64_t i);
+struct str model_user_id(const struct model *m, uint64_t u);
+size_t model_user_recent(const struct model *m, uint64_t u, uint32_t *out,
+			 size_t max);
+double model_trend_factor(const struct model *m, double *pop_scale);
+
+/* The co-occurrence neighbours of item i, best first. */
+static inline size_t
+model_neighbours(const struct model *m, uint64_t i, const struct model_nb **l)
+{
+	if (m->nbl) {
+		*l = m->nbl[i];
+		return m->nbl[i] ? m->nbn[i] : 0;
+	}
+	*l = m->nbent + m->nboff[i];
+	return (size_t)(m->nboff[i + 1] - m->nboff[i]);
+}
+
+/*
+ * The dot product of two rows of n floats (n a multiple of MODEL_ROW),
+ * summed in 16 lanes that are added up in a fixed order, so that the
+ * result is the same bits with or without SIMD. GCC 12 does not vectorise
+ * a float reduction at -O2 (it would have to reorder the additions), so
+ * the lanes are written with the vector extension of GCC and clang; other
+ * compilers get the same order in plain C.
+ */
+#if defined(__GNUC__)
+typedef float model_v4 __attribute__((vector_size(16)));
+
+static inline float
+model_dot(const float *a, const float *b, uint32_t n)
+{
+	model_v4 s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 }, x, y;
+
+	for (uint32_t k = 0; k < n; k += MODEL_ROW) {
+		memcpy(&x, a + k, 16);
+		memcpy(&y, b + k, 16);
+		s0 += x * y;
+		memcpy(&x, a + k + 4, 16);
+		memcpy(&y, b + k + 4, 16);
+		s1 += x * y;
+		memcpy(&x, a + k + 8, 16);
+		memcpy(&y, b + k + 8, 16);
+		s2 += x * y;
+		memcpy(&x, a + k + 12, 16);
+		memcpy(&y, b + k + 12, 16);
+		s3 += x * y;
+	}
+	s0 = (s0 + s2) + (s1 + s3);
+	return (s0[0] + s0[2]) + (s0[1] + s0[3]);
+}
+
+/* p, q = p * keep + g * q, q * keep + g * p, lane by lane. */
+static inline void
+model_step(float *p, float *q, float g, float keep, uint32_t n)
+{
+	model_v4 x, y, nx, ny;
+
+	for (uint32_t k = 0; k < n; k += 4) {
+		memcpy(&x, p + k, 16);
+		memcpy(&y, q + k, 16);
+		nx = x * keep + g * y;
+		ny = y * keep + g * x;
+		memcpy(p + k, &nx, 16);
+		memcpy(q + k, &ny, 16);
+	}
+}
+#else
+static inline float
+model_dot(const float *a, const float *b, uint32_t n)
+{
+	float acc[MODEL_ROW] = { 0 }, t[4];
+
+	for (uint32_t k = 0; k < n; k += MODEL_ROW)
+		for (int j = 0; j < MODEL_ROW; j++)
+			acc[j] += a[k + j] * b[k + j];
+	for (int l = 0; l < 4; l++)
+		t[l] = (acc[l] + acc[8 + l]) + (acc[4 + l] + acc[12 + l]);
+	return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+static inline void
+model_step(float *p, float *q, float g, float keep, uint32_t n)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		float x = p[k], y = q[k];
+		p[k] = x * keep + g * y;
+		q[k] = y * keep + g * x;
+	}
+}
+#endif
+
+/* Item i's factor row (stride floats, 64-byte aligned). */
+static inline const float *
+model_item_vec(const struct model *m, uint64_t i)
+{
+	return m->ifac + i * m->stride;
+}
+
+static inline const float *
+model_user_vec(const struct model *m, uint64_t u)
+{
+	return m->ufac + u * m->stride;
+}
+
+#endif

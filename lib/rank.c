@@ -1,0 +1,488 @@
+/* rank.c: candidates from matrix factorisation, co-occurrence, trending and popularity, blended into one ranked list with reasons. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reco.h"
+#include "model.h"
+#include "rank.h"
+
+const char *const rank_src_names[RANK_NSRC] = {
+	"mf", "cooc", "trend", "dpop", "pop"
+};
+
+/* How many candidates each source gives a blend, per result wanted: a
+ * blend can lift an item that two sources rank fairly high. */
+#define BLEND_DEPTH 3
+
+struct cand {
+	float s;
+	uint32_t i;
+};
+
+struct ranker {
+	uint64_t cap;             /* items the scratch arrays cover */
+	uint32_t gen;             /* request generation */
+	uint32_t *seen;           /* gen when the item became a candidate */
+	uint32_t *slot;           /* its place in the candidate arrays */
+	uint32_t *excl;           /* gen when the item is excluded */
+	float *acc;               /* co-occurrence sums */
+	uint32_t *accl;           /* items with a co-occurrence sum */
+	size_t naccl;
+	struct cand *heap;        /* top-M selection */
+	size_t heap_cap;
+	struct cand *src[RANK_NSRC]; /* each source's list, best first */
+	size_t nsrc[RANK_NSRC], src_cap[RANK_NSRC];
+	uint32_t *ci;             /* candidates: item */
+	float *cs;                /* blended score */
+	float *cbest;             /* the best single contribution */
+	uint8_t *cr;              /* its source */
+	size_t nc, c_cap;
+	struct cand *order;
+	struct rank_info info;
+};
+
+/* Return the source named name (n bytes), or -1. */
+int
+rank_src_parse(const char *name, size_t n)
+{
+	for (int s = 0; s < RANK_NSRC; s++)
+		if (strlen(rank_src_names[s]) == n &&
+		    memcmp(rank_src_names[s], name, n) == 0)
+			return s;
+	return -1;
+}
+
+/* The blend of the hybrid recommender by default. */
+void
+rank_weights_hybrid(struct rank_weights *w)
+{
+	memset(w, 0, sizeof *w);
+	w->w[RANK_MF] = 0.2f;
+	w->w[RANK_COOC] = 1.0f;
+	w->w[RANK_TREND] = 0.05f;
+	w->w[RANK_DPOP] = 0.1f;
+}
+
+/* Only one source. */
+void
+rank_weights_only(struct rank_weights *w, int src)
+{
+	memset(w, 0, sizeof *w);
+	w->w[src] = 1;
+}
+
+/*
+ * Parse SOURCE=WEIGHT,... (sources mf, cooc, trend, dpop, pop; those not
+ * named get 0) into w. Return 0, or -1 with the reason in err.
+ */
+int
+rank_weights_parse(struct rank_weights *w, const char *spec, char *err,
+		   size_t errlen)
+{
+	const char *s = spec;
+
+	memset(w, 0, sizeof *w);
+	for (;;) {
+		const char *eq = strchr(s, '='), *comma = strchr(s, ',');
+		char *end;
+		int src;
+
+		if (!eq || (comma && comma < eq) ||
+		    (src = rank_src_parse(s, (size_t)(eq - s))) < 0) {
+			snprintf(err, errlen, "expected SOURCE=WEIGHT,... with sources mf, cooc, trend, dpop and pop, not \"%s\"",
+				 spec);
+			return -1;
+		}
+		double v = strtod(eq + 1, &end);
+		if (end == eq + 1 || (*end && *end != ',') || !isfinite(v) ||
+		    v < 0 || v > 1e6) {
+			snprintf(err, errlen, "bad weight in \"%s\" (a number from 0 to 1000000)",
+				 spec);
+			return -1;
+		}
+		w->w[src] = (float)v;
+		if (!*end)
+			return 0;
+		s = end + 1;
+	}
+}
+
+/* A new ranker: scratch memory for one request at a time. The caller owns
+ * it: ranker_free. */
+struct ranker *
+ranker_new(void)
+{
+	return xcalloc(1, sizeof(struct ranker));
+}
+
+/* Free r; NULL is allowed. */
+void
+ranker_free(struct ranker *r)
+{
+	if (!r)
+		return;
+	free(r->seen);
+	free(r->slot);
+	free(r->excl);
+	free(r->acc);
+	free(r->accl);
+	free(r->heap);
+	for (int s = 0; s < RANK_NSRC; s++)
+		free(r->src[s]);
+	free(r->ci);
+	free(r->cs);
+	free(r->cbest);
+	free(r->cr);
+	free(r->order);
+	free(r);
+}
+
+/* What the last rank_top found out. */
+const struct rank_info *
+rank_last(const struct ranker *r)
+{
+	return &r->info;
+}
+
+static void
+fit(struct ranker *r, uint64_t nitems)
+{
+	if (nitems <= r->cap)
+		return;
+	uint64_t cap = r->cap ? r->cap : 1024;
+	while (cap < nitems)
+		cap *= 2;
+	r->seen = xreallocarray(r->seen, cap, sizeof *r->seen);
+	r->slot = xreallocarray(r->slot, cap, sizeof *r->slot);
+	r->excl = xreallocarray(r->excl, cap, sizeof *r->excl);
+	r->acc = xreallocarray(r->acc, cap, sizeof *r->acc);
+	r->accl = xreallocarray(r->accl, cap, sizeof *r->accl);
+	/* New generations start from nothing. */
+	memset(r->seen, 0, cap * sizeof *r->seen);
+	memset(r->excl, 0, cap * sizeof *r->excl);
+	memset(r->acc, 0, cap * sizeof *r->acc);
+	r->gen = 0;
+	r->cap = cap;
+}
+
+static void
+next_gen(struct ranker *r)
+{
+	if (++r->gen == 0) {
+		memset(r->seen, 0, r->cap * sizeof *r->seen);
+		memset(r->excl, 0, r->cap * sizeof *r->excl);
+		r->gen = 1;
+	}
+}
+
+/* Higher score first; among equals, the lower item index. */
+static inline int
+better(float as, uint32_t ai, float bs, uint32_t bi)
+{
+	return as > bs || (as == bs && ai < bi);
+}
+
+/* The top-M selection: a heap whose root is the worst kept. */
+struct top {
+	struct cand *h;
+	size_t n, m;
+};
+
+static void
+top_init(struct ranker *r, struct top *t, size_t m)
+{
+	if (m > r->heap_cap) {
+		r->heap_cap = m;
+		r->heap = xreallocarray(r->heap, m, sizeof *r->heap);
+	}
+	t->h = r->heap;
+	t->n = 0;
+	t->m = m;
+}
+
+static void
+sift_down(struct cand *h, size_t n, size_t k)
+{
+	for (;;) {
+		size_t l = 2 * k + 1, w = k;
+		if (l < n && better(h[w].s, h[w].i, h[l].s, h[l].i))
+			w = l;
+		if (l + 1 < n && better(h[w].s, h[w].i, h[l + 1].s, h[l + 1].i))
+			w = l + 1;
+		if (w == k)
+			return;
+		struct cand c = h[k];
+		h[k] = h[w];
+		h[w] = c;
+		k = w;
+	}
+}
+
+static inline void
+top_add(struct top *t, float s, uint32_t i)
+{
+	struct cand *h = t->h;
+
+	if (t->n < t->m) {
+		size_t k = t->n++;
+		h[k].s = s;
+		h[k].i = i;
+		while (k > 0) {
+			size_t p = (k - 1) / 2;
+			if (!better(h[p].s, h[p].i, h[k].s, h[k].i))
+				break;
+			struct cand c = h[p];
+			h[p] = h[k];
+			h[k] = c;
+			k = p;
+		}
+		return;
+	}
+	if (t->m == 0 || !better(s, i, h[0].s, h[0].i))
+		return;
+	h[0].s = s;
+	h[0].i = i;
+	sift_down(h, t->n, 0);
+}
+
+static int
+cand_cmp(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (better(x->s, x->i, y->s, y->i))
+		return -1;
+	return better(y->s, y->i, x->s, x->i);
+}
+
+/* Move the selection, best first, to source s's list. */
+static void
+top_done(struct ranker *r, struct top *t, int s)
+{
+	r->nsrc[s] = t->n;
+	if (t->n == 0)
+		return;
+	if (t->n > 1)
+		qsort(t->h, t->n, sizeof *t->h, cand_cmp);
+	if (t->n > r->src_cap[s]) {
+		r->src_cap[s] = t->n;
+		r->src[s] = xreallocarray(r->src[s], t->n, sizeof *r->src[s]);
+	}
+	memcpy(r->src[s], t->h, t->n * sizeof *t->h);
+}
+
+#define EXCLUDED(r, i) ((r)->excl[i] == (r)->gen)
+
+/* The user's factors against every item's: a straight pass over the
+ * contiguous rows. */
+static void
+src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
+       size_t depth)
+{
+	struct top t;
+	uint32_t stride = m->stride;
+
+	top_init(r, &t, depth);
+	if (q->user < 0 || (uint64_t)q->user >= m->nusers) {
+		r->info.cold = 1;
+		top_done(r, &t, RANK_MF);
+		return;
+	}
+	const float *p = model_user_vec(m, (uint64_t)q->user);
+	const float *row = m->ifac;
+	for (uint64_t i = 0; i < m->nitems; i++, row += stride) {
+		float s = model_dot(p, row, stride);
+		if (t.n == t.m && !(s > t.h[0].s))
+			continue;
+		if (EXCLUDED(r, i) || !isfinite(s))
+			continue;
+		top_add(&t, s, (uint32_t)i);
+	}
+	top_done(r, &t, RANK_MF);
+}
+
+/* Neighbours of the recent items (nearer ones count more) and of the
+ * context items, each list scaled by its best score. */
+static void
+src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 size_t depth)
+{
+	struct top t;
+
+	r->naccl = 0;
+	for (size_t k = 0; k < q->nrecent + q->ncontext; k++) {
+		uint32_t a = k < q->nrecent ? q->recent[k] : q->context[k - q->nrecent];
+		float wk = k < q->nrecent ? 1.0f / (float)(k + 1) : 1.0f;
+		const struct model_nb *l;
+		size_t n;
+
+		if (a >= m->nitems || (n = model_neighbours(m, a, &l)) == 0 ||
+		    !(l[0].score > 0))
+			continue;
+		float f = wk / l[0].score;
+		for (size_t j = 0; j < n; j++) {
+			uint32_t b = l[j].item;
+			if (b >= m->nitems || EXCLUDED(r, b) || !(l[j].score > 0))
+				continue;
+			if (r->acc[b] == 0)
+				r->accl[r->naccl++] = b;
+			r->acc[b] += l[j].score * f;
+		}
+	}
+	top_init(r, &t, depth);
+	for (size_t k = 0; k < r->naccl; k++) {
+		uint32_t b = r->accl[k];
+		top_add(&t, r->acc[b], b);
+		r->acc[b] = 0;
+	}
+	top_done(r, &t, RANK_COOC);
+}
+
+/* Trending: how far the recent count is above what the long-run rate
+ * predicts, in Poisson standard deviations. */
+static void
+src_trend(struct ranker *r, const struct model *m, size_t depth)
+{
+	struct top t;
+	double fp, fs = model_trend_factor(m, &fp);
+	double ratio = (double)m->p.trend_half_life / (double)m->p.pop_half_life;
+	float a = (float)(fp * ratio), b = (float)fs;
+
+	top_init(r, &t, depth);
+	for (uint64_t i = 0; i < m->nitems; i++) {
+		float e = m->ipop[i] * a, o = m->ishort[i] * b;
+		if (!(o > e))
+			continue;
+		float z = (o - e) / sqrtf(e + 1);
+		if (t.n == t.m && !(z > t.h[0].s))
+			continue;
+		if (!EXCLUDED(r, i))
+			top_add(&t, z, (uint32_t)i);
+	}
+	top_done(r, &t, RANK_TREND);
+}
+
+static void
+src_pop(struct ranker *r, const struct model *m, const float *v, int s,
+	size_t depth)
+{
+	struct top t;
+
+	top_init(r, &t, depth);
+	for (uint64_t i = 0; i < m->nitems; i++) {
+		if (!(v[i] > 0) || (t.n == t.m && !(v[i] > t.h[0].s)))
+			continue;
+		if (!EXCLUDED(r, i))
+			top_add(&t, v[i], (uint32_t)i);
+	}
+	top_done(r, &t, s);
+}
+
+static void
+cands_fit(struct ranker *r, size_t n)
+{
+	if (n <= r->c_cap)
+		return;
+	r->c_cap = n;
+	r->ci = xreallocarray(r->ci, n, sizeof *r->ci);
+	r->cs = xreallocarray(r->cs, n, sizeof *r->cs);
+	r->cbest = xreallocarray(r->cbest, n, sizeof *r->cbest);
+	r->cr = xreallocarray(r->cr, n, sizeof *r->cr);
+	r->order = xreallocarray(r->order, n, sizeof *r->order);
+}
+
+/*
+ * Rank: ask each source of non-zero weight for its best candidates (the
+ * excluded items left out before any cut), scale each source's scores to
+ * [0, 1] (MF's by the range of its candidates, the others by their
+ * best), add them up by weight, and write the best q->n to out (room for
+ * q->n), best first, each with the source that gave most of its score.
+ * Return how many were written: fewer than q->n when the sources have no
+ * more. A single source keeps its own order. Allocates only when the
+ * model has grown since the last call.
+ */
+size_t
+rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 struct rank_item *out)
+{
+	int nsrc = 0;
+	size_t depth;
+
+	memset(&r->info, 0, sizeof r->info);
+	for (int s = 0; s < RANK_NSRC; s++) {
+		r->nsrc[s] = 0;
+		nsrc += q->w.w[s] > 0;
+	}
+	if (q->n == 0 || nsrc == 0)
+		return 0;
+	fit(r, m->nitems);
+	next_gen(r);
+	for (size_t k = 0; k < q->nexclude; k++)
+		if (q->exclude[k] < m->nitems)
+			r->excl[q->exclude[k]] = r->gen;
+	depth = nsrc > 1 ? q->n * BLEND_DEPTH : q->n;
+	if (q->w.w[RANK_MF] > 0)
+		src_mf(r, m, q, depth);
+	if (q->w.w[RANK_COOC] > 0)
+		src_cooc(r, m, q, depth);
+	if (q->w.w[RANK_TREND] > 0)
+		src_trend(r, m, depth);
+	if (q->w.w[RANK_DPOP] > 0)
+		src_pop(r, m, m->ipop, RANK_DPOP, depth);
+	if (q->w.w[RANK_POP] > 0)
+		src_pop(r, m, m->icount, RANK_POP, depth);
+
+	/* Blend. */
+	size_t total = 0;
+	for (int s = 0; s < RANK_NSRC; s++)
+		total += r->nsrc[s];
+	cands_fit(r, total ? total : 1);
+	r->nc = 0;
+	for (int s = 0; s < RANK_NSRC; s++) {
+		size_t n = r->nsrc[s];
+		const struct cand *l = r->src[s];
+		if (n == 0)
+			continue;
+		float hi = l[0].s, lo = 0;
+		if (s == RANK_MF)
+			lo = n > 1 ? l[n - 1].s : hi - 1;
+		float span = hi - lo;
+		for (size_t k = 0; k < n; k++) {
+			uint32_t i = l[k].i;
+			float v = span > 0 ? (l[k].s - lo) / span : 1;
+			float c = q->w.w[s] * v;
+			size_t at;
+			if (r->seen[i] != r->gen) {
+				r->seen[i] = r->gen;
+				at = r->slot[i] = (uint32_t)r->nc++;
+				r->ci[at] = i;
+				r->cs[at] = 0;
+				r->cbest[at] = -1;
+				r->cr[at] = (uint8_t)s;
+			} else
+				at = r->slot[i];
+			r->cs[at] += c;
+			if (c > r->cbest[at]) {
+				r->cbest[at] = c;
+				r->cr[at] = (uint8_t)s;
+			}
+		}
+	}
+	r->info.candidates = r->nc;
+	for (size_t k = 0; k < r->nc; k++) {
+		r->order[k].s = r->cs[k];
+		r->order[k].i = r->ci[k];
+	}
+	if (r->nc > 1)
+		qsort(r->order, r->nc, sizeof *r->order, cand_cmp);
+	size_t n = r->nc < q->n ? r->nc : q->n;
+	for (size_t k = 0; k < n; k++) {
+		uint32_t c = r->slot[r->order[k].i];
+		out[k].item = r->ci[c];
+		out[k].score = r->cs[c];
+		out[k].reason = r->cr[c];
+	}
+	return n;
+}

@@ -1,0 +1,66 @@
+/* rank.h: candidate generation and blending: the items a model recommends to a user, the same code for reco-eval and reco-serve. */
+#ifndef RANK_H
+#define RANK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+/* Where a candidate comes from; also the reason given with a result. */
+enum rank_src {
+	RANK_MF,    /* the user's factors against every item's */
+	RANK_COOC,  /* neighbours of the user's recent and context items */
+	RANK_TREND, /* items whose recent rate is above their long-run rate */
+	RANK_DPOP,  /* time-decayed popularity */
+	RANK_POP,   /* popularity since the model began */
+	RANK_NSRC
+};
+extern const char *const rank_src_names[RANK_NSRC];
+
+/* Blend weights, one per source; a source of weight 0 is not asked. */
+struct rank_weights {
+	float w[RANK_NSRC];
+};
+
+/* A request. Items are model indices (model_item_find). */
+struct rank_req {
+	int64_t user;             /* the user's index, -1 if the model does
+				   * not know the user (no MF candidates) */
+	const uint32_t *recent;   /* the user's recent items, newest first */
+	size_t nrecent;
+	const uint32_t *context;  /* items of the page or cart */
+	size_t ncontext;
+	const uint32_t *exclude;  /* never recommended */
+	size_t nexclude;
+	size_t n;                 /* results wanted */
+	struct rank_weights w;
+};
+
+struct rank_item {
+	uint32_t item;
+	float score;              /* the blended score */
+	uint8_t reason;           /* the source that gave most of it */
+};
+
+/* What the last rank_top found out. */
+struct rank_info {
+	int cold;                 /* MF was asked for a user it does not know */
+	size_t candidates;        /* candidates blended */
+};
+
+struct ranker;
+
+/* rank.c */
+int rank_weights_parse(struct rank_weights *w, const char *spec, char *err,
+		       size_t errlen);
+void rank_weights_hybrid(struct rank_weights *w);
+void rank_weights_only(struct rank_weights *w, int src);
+int rank_src_parse(const char *name, size_t n);
+struct ranker *ranker_new(void);
+void ranker_free(struct ranker *r);
+size_t rank_top(struct ranker *r, const struct model *m,
+		const struct rank_req *q, struct rank_item *out);
+const struct rank_info *rank_last(const struct ranker *r);
+
+#endif

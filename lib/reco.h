@@ -1,0 +1,422 @@
+/* reco.h: the map of libreco, the library every reco tool links. */
+#ifndef RECO_H
+#define RECO_H
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define RECO_VERSION "0.1.0"
+
+/* Exit statuses, the same for every tool and documented in every man page. */
+enum reco_exit {
+	EXIT_OK = 0,    /* success */
+	EXIT_DATA = 1,  /* data problems past --max-rejects, truncated input */
+	EXIT_USAGE = 2, /* bad command line */
+	EXIT_IO = 3     /* I/O or resource failure */
+};
+
+/* A byte string that need not be NUL-terminated; p may point into an input
+ * buffer or a record arena. */
+struct str {
+	const char *p;
+	size_t n;
+};
+
+/* err.c */
+extern const char *progname;
+extern int verbosity; /* -1 with -q, 0 by default, 1 or more with -v */
+/* Set by SIGINT and SIGTERM (tool_open installs the handler): input ends at
+ * the next read, so the tool finishes cleanly and saves its state. */
+extern volatile sig_atomic_t reco_stop;
+void err_init(const char *argv0);
+void die(int status, const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 2, 3)));
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void vwarn(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* mem.c: allocation that dies (status 3) on exhaustion or size overflow. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+void *xreallocarray(void *p, size_t nmemb, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* buf.c: a growing byte buffer and JSON text helpers. */
+struct buf {
+	char *p;
+	size_t n, cap;
+};
+void buf_reserve(struct buf *b, size_t extra);
+void buf_put(struct buf *b, const void *p, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_putc(struct buf *b, char c);
+void buf_printf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void buf_put_u64(struct buf *b, uint64_t v);
+void buf_put_i64(struct buf *b, int64_t v);
+void buf_put_double(struct buf *b, double d);
+void buf_json_str(struct buf *b, const char *p, size_t n);
+void buf_free(struct buf *b);
+int utf8_valid(const char *p, size_t n);
+
+/* hash.c: fast 64-bit hashing for ids, shards and hash tables. */
+uint64_t hash64(const void *p, size_t n, uint64_t seed);
+void hash_hex16(uint64_t h, char out[17]);
+
+/* rng.c: a seedable PRNG (xoshiro256**), the same sequence on every
+ * platform, so that --seed makes runs reproducible. */
+struct rng {
+	uint64_t s[4];
+};
+void rng_seed(struct rng *r, uint64_t seed);
+uint64_t rng_next(struct rng *r);
+double rng_double(struct rng *r);              /* uniform in [0, 1) */
+uint64_t rng_below(struct rng *r, uint64_t n); /* uniform in [0, n) */
+
+/* accesslog.c: web server access logs in the combined log format. */
+struct access_rec {
+	struct str ip, ident, user;   /* %h %l %u ("-" is kept as is) */
+	int64_t ts;                   /* [10/Oct/2000:13:55:36 -0700] in ms UTC */
+	struct str method, target;    /* from the request line */
+	struct str path, query;       /* target split at '?' (query without '?') */
+	struct str proto;
+	int status;
+	int64_t bytes;                /* -1 for "-" */
+	struct str referer, ua;       /* "-" is kept as is */
+	struct str cookie;            /* an optional extra quoted field after the
+				       * user agent, else empty */
+};
+int access_parse(const char *line, size_t n, struct access_rec *r, char *err,
+		 size_t errlen);
+struct route;
+struct route *route_parse(const char *spec, char *err, size_t errlen);
+int route_match(const struct route *rt, const struct access_rec *r,
+		struct str *item, int *type);
+void route_free(struct route *rt);
+int query_param(struct str query, const char *name, struct buf *out);
+int cookie_value(struct str cookies, const char *name, struct str *val);
+
+/* csv_in.c: CSV records (libcsv), fed one physical line at a time so that
+ * every record keeps its raw bytes and its first line number. */
+struct csv_in;
+struct csv_in *csv_in_new(int delim, int quote, size_t max_record);
+int csv_in_line(struct csv_in *c, const char *line, size_t n, char *err,
+		size_t errlen);
+int csv_in_end(struct csv_in *c, char *err, size_t errlen);
+size_t csv_in_nfields(const struct csv_in *c);
+struct str csv_in_field(const struct csv_in *c, size_t i);
+struct str csv_in_raw(const struct csv_in *c);
+void csv_in_free(struct csv_in *c);
+
+/* htab.c: an open-addressing hash table from 64-bit keys (hashes of ids,
+ * see hash64) to 32-bit values, with deletion. Two ids with the same 64-bit
+ * hash share an entry: at 10^7 live ids the chance of any such pair is
+ * about 3e-6. */
+struct htab {
+	uint64_t *keys; /* 0 marks an empty slot; key 0 is stored as 1 */
+	uint32_t *vals;
+	size_t cap, n;  /* cap is a power of two */
+};
+void htab_init(struct htab *h, size_t hint);
+uint32_t *htab_get(const struct htab *h, uint64_t key);
+uint32_t *htab_put(struct htab *h, uint64_t key, int *isnew);
+int htab_del(struct htab *h, uint64_t key);
+void htab_free(struct htab *h);
+size_t htab_bytes(const struct htab *h);
+
+/* state.c: state and snapshot files, written atomically (a temporary file
+ * in the same directory, fsync, rename, fsync of the directory), so that a
+ * crash at any moment leaves the old file or the new one, never a mix. */
+struct statew;
+struct statew *state_begin(const char *path, char *err, size_t errlen);
+int state_write(struct statew *w, const void *p, size_t n);
+int state_commit(struct statew *w, char *err, size_t errlen);
+void state_abort(struct statew *w);
+int state_load(const char *path, struct buf *out, char *err, size_t errlen);
+int state_put(struct statew *w, struct buf *b);
+int state_put_crc(struct statew *w);
+enum { STATE_FOREIGN = -1, STATE_BAD_VERSION = -2, STATE_CORRUPT = -3 };
+int state_body(const struct buf *b, const char *magic, size_t mlen,
+	       int64_t want, int64_t *version, const char **p, const char **e);
+void buf_put_u64le(struct buf *b, uint64_t v);
+int get_u64le(const char **p, const char *e, uint64_t *v);
+void buf_put_varint(struct buf *b, int64_t v);
+int get_varint(const char **p, const char *e, int64_t *v);
+void buf_put_bytes(struct buf *b, const void *p, size_t n);
+int get_bytes(const char **p, const char *e, struct str *s);
+
+/* timefmt.c: event time, always milliseconds since the epoch, UTC. */
+enum ts_unit { TS_AUTO, TS_S, TS_MS, TS_US };
+struct ts_format {
+	int kind;       /* TSF_AUTO, TSF_S, TSF_MS, TSF_US, TSF_ISO, TSF_STRF */
+	char *strf;     /* strftime-style format for TSF_STRF */
+};
+enum { TSF_AUTO, TSF_S, TSF_MS, TSF_US, TSF_ISO, TSF_STRF };
+int ts_format_parse(struct ts_format *f, const char *spec);
+int ts_parse(const struct ts_format *f, const char *p, size_t n, int64_t *ms);
+int64_t ts_from_civil(int y, int mon, int d, int h, int mi, int s);
+void ts_format_iso(int64_t ms, char out[64]);
+int duration_parse(const char *s, int64_t *ms);
+
+/* event.c: the canonical event reco.Event, version 1. */
+#define EVENT_VERSION 1
+enum event_type {
+	ET_VIEW,
+	ET_CLICK,
+	ET_SEARCH,
+	ET_ADD_TO_CART,
+	ET_REMOVE_FROM_CART,
+	ET_PURCHASE,
+	ET_IMPRESSION,
+	ET_NTYPES
+};
+extern const char *const event_type_names[ET_NTYPES];
+int event_type_parse(const char *p, size_t n); /* -1 if unknown */
+int event_type_needs_item(int type);
+
+struct attr {
+	struct str key, val;
+};
+
+/* Field presence bits for the optional fields. */
+enum {
+	EV_ITEM = 1 << 0,
+	EV_SESSION = 1 << 1,
+	EV_QTY = 1 << 2,
+	EV_PRICE = 1 << 3,
+	EV_QUERY = 1 << 4,
+	EV_SOURCE = 1 << 5,
+	EV_ATTRS = 1 << 6
+};
+
+/* An event. Strings point into the record being parsed or into arena, so an
+ * event lives until the next call that fills it. */
+struct event {
+	struct str event_id, user, item, session, query, source;
+	int64_t ts, qty;
+	double price;
+	int type;
+	int v;
+	unsigned has; /* EV_* bits */
+	struct attr *attrs;
+	size_t nattrs, attrs_cap;
+	struct buf arena; /* unescaped strings */
+	/* The line the lean parser read this event from: strings that lie in
+	 * it had no escapes there, so they are written back as they are. */
+	const char *clean_lo, *clean_hi;
+	/* Names of unknown top-level fields of the last parse (schema drift). */
+	struct str unknown[8];
+	size_t nunknown;
+};
+void event_init(struct event *ev);
+void event_reset(struct event *ev);
+void event_free(struct event *ev);
+const char *event_arena_copy(struct event *ev, const char *p, size_t n);
+void event_add_attr(struct event *ev, const char *k, size_t kn, const char *v,
+		    size_t vn);
+void event_append_attr(struct event *ev, const char *k, size_t kn,
+		       const char *v, size_t vn);
+const struct str *event_get_attr(const struct event *ev, const char *k);
+const struct str *event_get_attr_n(const struct event *ev, const char *k,
+				   size_t kn);
+int event_validate(const struct event *ev, char *err, size_t errlen);
+void event_write_json(struct buf *b, const struct event *ev);
+int event_field(const struct event *ev, const char *name, struct buf *out);
+void event_copy(struct event *dst, const struct event *src);
+
+/* event_json.c: the lean NDJSON path (jsmn + strict validation) and the
+ * reference path (jansson). Both return 0 and fill ev, or -1 and write the
+ * reason to err; both accept and reject exactly the same lines. */
+int event_parse_json(struct event *ev, const char *line, size_t n, char *err,
+		     size_t errlen);
+int event_parse_jansson(struct event *ev, const char *line, size_t n,
+			char *err, size_t errlen);
+
+/* schema_text.c (generated from schema/): the schemas, as text. */
+extern const char event_avsc[];
+extern const char event_json_schema[];
+
+/* io.c: byte input over a list of files, and buffered output. */
+typedef void (*idle_fn)(void *ctx);
+struct src {
+	char **files;
+	int nfiles, cur;
+	const char *name;      /* current file name, "-" for stdin */
+	int fd;
+	char *buf, *head;
+	size_t cap, start, end; /* unread bytes are buf[start..end) */
+	int eof;
+	uint64_t line;          /* line number of the last line returned */
+	uint64_t offset;        /* file offset of buf[start] */
+	uint64_t size;          /* file size, 0 if unknown (pipe) */
+	uint64_t total_size, done_size; /* over all files, for --progress */
+	size_t max_line;
+	idle_fn on_idle;
+	void *idle_ctx;
+	char err[256];
+};
+struct src *src_new(char **files, int nfiles, size_t max_line);
+void src_free(struct src *s);
+int src_next_file(struct src *s);
+int src_peek(struct src *s, size_t n, const char **p);
+int src_getline(struct src *s, const char **line, size_t *n, int *toolong);
+int src_read(struct src *s, void *dst, size_t n);
+
+struct wout {
+	int fd;
+	const char *name;
+	char *buf;
+	size_t n, cap;
+	int failed;
+	int err_no;
+};
+struct wout *wout_open(const char *path);
+struct wout *wout_fd(int fd, const char *name);
+int wout_write(struct wout *w, const void *p, size_t n);
+int wout_flush(struct wout *w);
+int wout_close(struct wout *w);
+static inline int wout_reserve_ok(struct wout *w, size_t n)
+{
+	return w->cap - w->n >= n;
+}
+
+/* File formats. */
+enum { FMT_AUTO, FMT_NDJSON, FMT_AVRO };
+int fmt_parse(const char *s);
+
+/* avro.c: Avro object container files for events (own fast codec for the
+ * reco.Event schema, Avro C for schema parsing and resolution). */
+struct avro_in;
+struct avro_in *avro_in_open(struct src *s, char *err, size_t errlen);
+int avro_in_next(struct avro_in *a, struct event *ev, char *err,
+		 size_t errlen);
+uint64_t avro_in_block(const struct avro_in *a);
+uint64_t avro_in_record(const struct avro_in *a);
+void avro_in_free(struct avro_in *a);
+int avro_decode_event(const char *p, size_t n, size_t *used,
+		      struct event *ev);
+
+enum { CODEC_NULL, CODEC_DEFLATE };
+struct avro_out;
+struct avro_out *avro_out_new(struct wout *w, int codec);
+struct avro_out *avro_out_new_schema(struct wout *w, int codec,
+				     const char *schema);
+struct buf *avro_out_record(struct avro_out *a);
+int avro_out_next(struct avro_out *a);
+int avro_out_event(struct avro_out *a, const struct event *ev);
+int avro_out_flush(struct avro_out *a);
+int avro_out_close(struct avro_out *a);
+void avro_encode_event(struct buf *b, const struct event *ev);
+
+/* metrics.c: counters, --stats and Prometheus text metrics. */
+struct counter {
+	char *name;   /* full metric name */
+	char *labels; /* e.g. reason="bot", or NULL */
+	char *help;
+	int gauge;
+	uint64_t v;
+};
+struct metrics {
+	struct counter **c;
+	size_t n, cap;
+	char *tool; /* e.g. "ingest" */
+};
+uint64_t *metric(struct metrics *m, const char *name, const char *labels,
+		 const char *help);
+uint64_t *metric_gauge(struct metrics *m, const char *name,
+		       const char *labels, const char *help);
+int metrics_write(const struct metrics *m, const char *path);
+void metrics_free(struct metrics *m);
+
+/* rejects.c */
+struct pos {
+	const char *file;
+	uint64_t line;   /* line, or 0 */
+	uint64_t block;  /* Avro block, or 0 */
+	uint64_t record; /* record within an Avro block */
+};
+
+/* tool.c: what every tool shares: the common options, output, rejects,
+ * stats, metrics and progress. */
+struct tool;
+typedef int (*opt_fn)(struct tool *t, int c, const char *arg);
+struct tool {
+	const char *name;      /* "reco-ingest" */
+	const char *usage;     /* synopsis and the tool's own options; -h
+				* adds the common options */
+	int no_input;          /* a generator: no input options in -h */
+	/* common options */
+	const char *output;
+	int in_fmt, out_fmt;
+	const char *key;
+	const char *rejects_path;
+	long long max_rejects;
+	int stats;
+	const char *metrics_path;
+	int progress;
+	size_t max_line;
+	int codec;
+	char **files;
+	int nfiles;
+	/* state */
+	struct wout *out;
+	struct avro_out *avro;
+	struct wout *rej;
+	struct src *src;
+	struct metrics m;
+	uint64_t *in, *out_n, *rejected, *dropped_total;
+	uint64_t nrej_msgs;
+	double t0, last_tick, last_metrics;
+	uint64_t ticks;
+	struct buf line;
+	int status;
+};
+enum {
+	OPT_COMMON_FIRST = 1000,
+	OPT_KEY = 1000,
+	OPT_REJECTS,
+	OPT_MAX_REJECTS,
+	OPT_STATS,
+	OPT_METRICS,
+	OPT_PROGRESS,
+	OPT_NO_PROGRESS,
+	OPT_MAX_LINE,
+	OPT_SCHEMA,
+	OPT_CODEC,
+	OPT_TOOL_FIRST = 2000
+};
+struct option;
+void tool_init(struct tool *t, const char *name, const char *usage);
+void tool_parse(struct tool *t, int argc, char **argv,
+		const struct option *tool_opts, const char *tool_short,
+		opt_fn fn);
+void tool_usage_error(struct tool *t, const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 2, 3)));
+void tool_open(struct tool *t);
+void tool_emit(struct tool *t, const struct event *ev);
+void tool_emit_line(struct tool *t, const char *p, size_t n);
+void tool_reject(struct tool *t, const struct pos *at, const char *reason,
+		 const char *msg, const char *raw, size_t rawn);
+void tool_drop(struct tool *t, const char *reason);
+void tool_tick(struct tool *t);
+void tool_idle(void *t);
+int tool_finish(struct tool *t);
+void tool_pos(struct tool *t, struct pos *at);
+
+/* evin.c: read events (NDJSON or Avro, auto-detected per file) with every
+ * bad record rejected through the tool. */
+struct evin;
+struct evin *evin_new(struct tool *t);
+int evin_next(struct evin *in, struct event *ev);
+void evin_pos(const struct evin *in, struct pos *at);
+void evin_free(struct evin *in);
+void evin_raw(struct evin *in, const struct event *ev, const char **p,
+	      size_t *n);
+const char *evin_reason(const char *msg);
+
+#endif

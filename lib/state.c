@@ -1,0 +1,303 @@
+/* state.c: atomic state files (temporary file, fsync, rename) and the varint encoding they use. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "reco.h"
+
+struct statew {
+	char *path, *tmp;
+	int fd;
+	struct buf b;
+	int failed, err_no;
+	uLong crc; /* of every byte written so far */
+};
+
+/*
+ * Start writing path atomically. Return a writer, or NULL with the reason in
+ * err. Nothing is visible at path until state_commit succeeds.
+ */
+struct statew *
+state_begin(const char *path, char *err, size_t errlen)
+{
+	struct statew *w = xcalloc(1, sizeof *w);
+
+	w->path = xstrdup(path);
+	w->tmp = xmalloc(strlen(path) + 32);
+	sprintf(w->tmp, "%s.tmp.%ld", path, (long)getpid());
+	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	if (w->fd < 0) {
+		snprintf(err, errlen, "%s: %s", w->tmp, strerror(errno));
+		free(w->path);
+		free(w->tmp);
+		free(w);
+		return NULL;
+	}
+	w->crc = crc32(0L, Z_NULL, 0);
+	return w;
+}
+
+static int
+flush(struct statew *w)
+{
+	size_t off = 0;
+
+	while (off < w->b.n) {
+		ssize_t r = write(w->fd, w->b.p + off, w->b.n - off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			w->failed = 1;
+			w->err_no = errno;
+			return -1;
+		}
+		off += (size_t)r;
+	}
+	w->b.n = 0;
+	return 0;
+}
+
+/* Append bytes. Return 0, or -1 once writing has failed. */
+int
+state_write(struct statew *w, const void *p, size_t n)
+{
+	if (w->failed)
+		return -1;
+	for (size_t off = 0, k; off < n; off += k) {
+		k = n - off < (1u << 30) ? n - off : (1u << 30);
+		w->crc = crc32(w->crc, (const Bytef *)p + off, (uInt)k);
+	}
+	buf_put(&w->b, p, n);
+	return w->b.n >= (1u << 20) ? flush(w) : 0;
+}
+
+/* Write what b holds and empty it, for callers that build records in a
+ * buffer of their own. Return 0 or -1. */
+int
+state_put(struct statew *w, struct buf *b)
+{
+	int rc = state_write(w, b->p, b->n);
+
+	b->n = 0;
+	return rc;
+}
+
+/* Append the CRC-32 of everything written so far, little-endian: the
+ * trailer of a checksummed state file (see state_body). */
+int
+state_put_crc(struct statew *w)
+{
+	char c[4];
+	uint32_t v = (uint32_t)w->crc;
+
+	for (int i = 0; i < 4; i++)
+		c[i] = (char)(v >> (8 * i));
+	return state_write(w, c, 4);
+}
+
+/*
+ * Check a loaded checksummed state file: magic[0..mlen), a varint version
+ * (returned in *version), the body, and the CRC-32 of all before it. On
+ * success set *p and *e to the body and return 0; return STATE_FOREIGN if
+ * the magic is not there, STATE_BAD_VERSION if the version is not want
+ * (*version says which it is), STATE_CORRUPT if the checksum or the
+ * framing is wrong.
+ */
+int
+state_body(const struct buf *b, const char *magic, size_t mlen, int64_t want,
+	   int64_t *version, const char **p, const char **e)
+{
+	const unsigned char *c;
+	uLong crc = crc32(0L, Z_NULL, 0);
+
+	if (b->n < mlen + 5 || memcmp(b->p, magic, mlen) != 0)
+		return STATE_FOREIGN;
+	*p = b->p + mlen;
+	*e = b->p + b->n - 4;
+	if (get_varint(p, *e, version))
+		return STATE_CORRUPT;
+	if (*version != want)
+		return STATE_BAD_VERSION;
+	for (size_t off = 0, k; off < b->n - 4; off += k) {
+		k = b->n - 4 - off < (1u << 30) ? b->n - 4 - off : (1u << 30);
+		crc = crc32(crc, (const Bytef *)b->p + off, (uInt)k);
+	}
+	c = (const unsigned char *)*e;
+	if ((crc & 0xffffffffUL) != ((uLong)c[0] | (uLong)c[1] << 8 |
+				     (uLong)c[2] << 16 | (uLong)c[3] << 24))
+		return STATE_CORRUPT;
+	return 0;
+}
+
+/* Eight bytes, little-endian: ids' 64-bit hashes in state files. */
+void
+buf_put_u64le(struct buf *b, uint64_t v)
+{
+	char x[8];
+
+	for (int i = 0; i < 8; i++)
+		x[i] = (char)(v >> (8 * i));
+	buf_put(b, x, 8);
+}
+
+int
+get_u64le(const char **p, const char *e, uint64_t *v)
+{
+	const unsigned char *s = (const unsigned char *)*p;
+
+	if (e - *p < 8)
+		return -1;
+	*v = 0;
+	for (int i = 0; i < 8; i++)
+		*v |= (uint64_t)s[i] << (8 * i);
+	*p += 8;
+	return 0;
+}
+
+static void
+sync_dir(const char *path)
+{
+	char *copy = xstrdup(path);
+	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(copy);
+}
+
+/* Make the file visible at its path. Return 0, or -1 with the reason in
+ * err (the old file, if any, stays as it was). Frees w either way. */
+int
+state_commit(struct statew *w, char *err, size_t errlen)
+{
+	int rc = -1;
+
+	if (!w->failed && flush(w) == 0 && fsync(w->fd) == 0) {
+		if (close(w->fd) == 0) {
+			w->fd = -1;
+			if (rename(w->tmp, w->path) == 0) {
+				sync_dir(w->path);
+				rc = 0;
+			}
+		}
+	}
+	if (rc) {
+		snprintf(err, errlen, "%s: %s", w->path,
+			 strerror(w->failed ? w->err_no : errno));
+		if (w->fd >= 0)
+			close(w->fd);
+		unlink(w->tmp);
+	}
+	buf_free(&w->b);
+	free(w->path);
+	free(w->tmp);
+	free(w);
+	return rc;
+}
+
+/* Drop the temporary file; path is untouched. */
+void
+state_abort(struct statew *w)
+{
+	if (!w)
+		return;
+	close(w->fd);
+	unlink(w->tmp);
+	buf_free(&w->b);
+	free(w->path);
+	free(w->tmp);
+	free(w);
+}
+
+/* Read the whole file at path into out. Return 1, 0 if there is no such
+ * file, or -1 with the reason in err. */
+int
+state_load(const char *path, struct buf *out, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char tmp[65536];
+	ssize_t r;
+
+	out->n = 0;
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while ((r = read(fd, tmp, sizeof tmp)) != 0) {
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		buf_put(out, tmp, (size_t)r);
+	}
+	close(fd);
+	return 1;
+}
+
+/* Append v as a zigzag varint (the Avro long encoding). */
+void
+buf_put_varint(struct buf *b, int64_t v)
+{
+	uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+
+	buf_reserve(b, 10);
+	while (z >= 0x80) {
+		b->p[b->n++] = (char)(z | 0x80);
+		z >>= 7;
+	}
+	b->p[b->n++] = (char)z;
+}
+
+/* Read a zigzag varint from *p (not past e). Return 0, or -1 if malformed. */
+int
+get_varint(const char **p, const char *e, int64_t *v)
+{
+	const unsigned char *s = (const unsigned char *)*p;
+	uint64_t z = 0;
+
+	for (int shift = 0; shift < 64 && (const char *)s < e; shift += 7) {
+		unsigned c = *s++;
+		z |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80)) {
+			*v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+			*p = (const char *)s;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Length-prefixed bytes. */
+void
+buf_put_bytes(struct buf *b, const void *p, size_t n)
+{
+	buf_put_varint(b, (int64_t)n);
+	buf_put(b, p, n);
+}
+
+int
+get_bytes(const char **p, const char *e, struct str *s)
+{
+	int64_t n;
+
+	if (get_varint(p, e, &n) || n < 0 || n > e - *p)
+		return -1;
+	s->p = *p;
+	s->n = (size_t)n;
+	*p += n;
+	return 0;
+}

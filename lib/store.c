@@ -1,0 +1,1894 @@
+/* store.c: profile stores: the embedded state file and Redis (hiredis), with source positions kept atomically with the profiles. */
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <zlib.h>
+
+#include "reco.h"
+#include "profile.h"
+#include "store.h"
+
+#define NIL UINT32_MAX
+#define STATE_VERSION 2 /* 1: no windows (read, every window full) */
+#define REDIS_CHUNK 1000 /* keys per MGET */
+
+static const char state_magic[] = "reco-profile state\n";
+#define STATE_MAGIC_LEN (sizeof state_magic - 1)
+
+struct slot {
+	struct profile *p;  /* NULL: a free slot (next free in same) */
+	uint64_t h;
+	uint32_t same;      /* the next slot with the same hash */
+	uint32_t prev, next; /* least recently used first (Redis) */
+	int changed;
+};
+
+/*
+ * A stream's positions: pos, the highest applied (-1: none), and in win
+ * (writers only; NULL otherwise) one bit per position of the window
+ * (pos - window, pos], at bit (position % window): set if applied. Redis
+ * keeps win as is; dirty and dmin..dmax say which positions changed since
+ * the last commit, full that all of win must be written.
+ */
+struct stream {
+	char *name;
+	size_t n;
+	int64_t pos;
+	unsigned char *win;
+	int64_t dmin, dmax;
+	int dirty, full;
+};
+
+struct store {
+	int kind, mode;
+	char *spec;
+	struct store_opts o;
+	struct store_counts c;
+	/* the profiles in memory: all of them (embedded) or a cache (Redis) */
+	struct htab idx;     /* hash of the user -> first slot */
+	struct slot *slots;
+	uint32_t nslots, capslots, free_slot, lru_head, lru_tail;
+	uint64_t nusers;
+	uint32_t *changed;
+	size_t nchanged, capchanged;
+	struct profile **list;
+	size_t caplist;
+	/* source positions and the population, saved with the profiles */
+	struct stream *streams;
+	size_t nstreams;
+	struct htab sidx;
+	int meta_dirty;
+	int clean;           /* the state file holds what memory holds */
+	struct profile_stats stats;
+	uint64_t since_checkpoint;
+	/* the embedded file, to notice a replacement */
+	struct stat st;
+	/* Redis */
+	redisContext *rc;
+	char *host, *user, *password;
+	int port, db;
+	struct buf key, val, cmd, resp;
+	struct profile *scratch;
+};
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The defaults the man page documents. */
+void
+store_opts_default(struct store_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->max_users = 10000000;
+	o->cache_users = 100000;
+	o->checkpoint_every = 1000000;
+	o->prefix = "reco:";
+	o->retries = 5;
+	o->timeout = 10000;
+	o->positions = 1;
+	o->window = 1 << 20;
+	o->max_streams = 1024;
+}
+
+/* ---- the table of profiles ---- */
+
+static uint64_t
+user_hash(const char *u, size_t n)
+{
+	return hash64(u, n, 0x70726f66);
+}
+
+static int
+user_is(const struct profile *p, const char *u, size_t n)
+{
+	return p->user.len == n && memcmp(p->strs + p->user.off, u, n) == 0;
+}
+
+static uint32_t
+table_find(const struct store *s, const char *u, size_t n, uint64_t h)
+{
+	uint32_t *v = htab_get(&s->idx, h);
+
+	for (uint32_t i = v ? *v : NIL; i != NIL; i = s->slots[i].same)
+		if (user_is(s->slots[i].p, u, n))
+			return i;
+	return NIL;
+}
+
+static void
+lru_unlink(struct store *s, uint32_t i)
+{
+	struct slot *e = &s->slots[i];
+
+	if (e->prev != NIL)
+		s->slots[e->prev].next = e->next;
+	else
+		s->lru_head = e->next;
+	if (e->next != NIL)
+		s->slots[e->next].prev = e->prev;
+	else
+		s->lru_tail = e->prev;
+	e->prev = e->next = NIL;
+}
+
+static void
+lru_append(struct store *s, uint32_t i)
+{
+	struct slot *e = &s->slots[i];
+
+	e->prev = s->lru_tail;
+	e->next = NIL;
+	if (s->lru_tail != NIL)
+		s->slots[s->lru_tail].next = i;
+	else
+		s->lru_head = i;
+	s->lru_tail = i;
+}
+
+/* Take p (its user not yet in the table) in; return its slot. */
+static uint32_t
+table_insert(struct store *s, struct profile *p)
+{
+	struct str u = profile_str(p, p->user);
+	uint64_t h = user_hash(u.p, u.n);
+	uint32_t i, *v;
+	int isnew;
+
+	if (s->free_slot != NIL) {
+		i = s->free_slot;
+		s->free_slot = s->slots[i].same;
+	} else {
+		if (s->nslots == s->capslots) {
+			s->capslots = s->capslots ? s->capslots * 2 : 1024;
+			s->slots = xreallocarray(s->slots, s->capslots,
+						 sizeof *s->slots);
+		}
+		i = s->nslots++;
+	}
+	memset(&s->slots[i], 0, sizeof s->slots[i]);
+	s->slots[i].p = p;
+	s->slots[i].h = h;
+	s->slots[i].prev = s->slots[i].next = NIL;
+	v = htab_put(&s->idx, h, &isnew);
+	s->slots[i].same = isnew ? NIL : *v;
+	*v = i;
+	if (s->kind == STORE_REDIS)
+		lru_append(s, i);
+	s->nusers++;
+	return i;
+}
+
+/* Take slot i out and free its profile. */
+static void
+table_remove(struct store *s, uint32_t i)
+{
+	struct slot *e = &s->slots[i];
+	uint32_t *v = htab_get(&s->idx, e->h);
+
+	if (*v == i) {
+		if (e->same == NIL)
+			htab_del(&s->idx, e->h);
+		else
+			*v = e->same;
+	} else {
+		uint32_t j = *v;
+		while (s->slots[j].same != i)
+			j = s->slots[j].same;
+		s->slots[j].same = e->same;
+	}
+	if (s->kind == STORE_REDIS)
+		lru_unlink(s, i);
+	profile_free(e->p);
+	e->p = NULL;
+	e->same = s->free_slot;
+	s->free_slot = i;
+	s->nusers--;
+}
+
+static void
+mark_changed(struct store *s, uint32_t i)
+{
+	s->clean = 0;
+	if (s->slots[i].changed)
+		return;
+	s->slots[i].changed = 1;
+	if (s->nchanged == s->capchanged) {
+		s->capchanged = s->capchanged ? s->capchanged * 2 : 1024;
+		s->changed = xreallocarray(s->changed, s->capchanged,
+					   sizeof *s->changed);
+	}
+	s->changed[s->nchanged++] = i;
+}
+
+/* ---- source positions ---- */
+
+static int
+all_digits(const char *p, size_t n)
+{
+	if (n == 0 || n > 18)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+	return 1;
+}
+
+/*
+ * Split a source into its stream and position: kafka:TOPIC/PART@OFFSET
+ * (stream kafka:TOPIC/PART) and file:NAME:LINE (stream file:NAME). Return
+ * 1, or 0 for a source without a position that can be read again (none,
+ * stdin:LINE, anything else).
+ */
+int
+store_source_parse(struct str src, struct str *stream, int64_t *pos)
+{
+	const char *p = src.p, *sep = NULL;
+	size_t pre;
+
+	if (src.n > 6 && memcmp(p, "kafka:", 6) == 0) {
+		pre = 6;
+		for (size_t i = src.n; i-- > pre;)
+			if (p[i] == '@') {
+				sep = p + i;
+				break;
+			}
+	} else if (src.n > 5 && memcmp(p, "file:", 5) == 0) {
+		pre = 5;
+		for (size_t i = src.n; i-- > pre;)
+			if (p[i] == ':') {
+				sep = p + i;
+				break;
+			}
+	} else
+		return 0;
+	if (!sep || sep == p + pre)
+		return 0;
+	if (!all_digits(sep + 1, (size_t)(p + src.n - sep - 1)))
+		return 0;
+	stream->p = p;
+	stream->n = (size_t)(sep - p);
+	*pos = 0;
+	for (const char *d = sep + 1; d < p + src.n; d++)
+		*pos = *pos * 10 + (*d - '0');
+	return 1;
+}
+
+/* The stream named name: found, or added if create (NIL if not). */
+static uint32_t
+stream_get(struct store *s, const char *name, size_t n, int create)
+{
+	uint64_t h = hash64(name, n, 0x73747265);
+	int isnew;
+	uint32_t *v = htab_get(&s->sidx, h);
+	struct stream *t;
+
+	if (v && s->streams[*v].n == n &&
+	    memcmp(s->streams[*v].name, name, n) == 0)
+		return *v;
+	if (v) {
+		/* A hash shared by two streams: search them all. */
+		for (size_t i = 0; i < s->nstreams; i++)
+			if (s->streams[i].n == n &&
+			    memcmp(s->streams[i].name, name, n) == 0)
+				return (uint32_t)i;
+	}
+	if (!create)
+		return NIL;
+	v = htab_put(&s->sidx, h, &isnew);
+	s->streams = xreallocarray(s->streams, s->nstreams + 1,
+				   sizeof *s->streams);
+	t = &s->streams[s->nstreams];
+	memset(t, 0, sizeof *t);
+	t->name = xstrndup(name, n);
+	t->n = n;
+	t->pos = -1;
+	if (s->mode == STORE_WRITE && s->o.window) {
+		t->win = xcalloc(1, s->o.window / 8);
+		t->full = 1;
+	}
+	if (isnew)
+		*v = (uint32_t)s->nstreams;
+	return (uint32_t)s->nstreams++;
+}
+
+static int
+win_bit(const struct store *s, const struct stream *t, int64_t p)
+{
+	uint64_t i = (uint64_t)p % s->o.window;
+
+	return t->win[i >> 3] >> (i & 7) & 1;
+}
+
+static void
+win_set(const struct store *s, struct stream *t, int64_t p, int v)
+{
+	uint64_t i = (uint64_t)p % s->o.window;
+
+	if (v)
+		t->win[i >> 3] |= (unsigned char)(1u << (i & 7));
+	else
+		t->win[i >> 3] &= (unsigned char)~(1u << (i & 7));
+}
+
+static void
+win_touch(struct stream *t, int64_t lo, int64_t hi)
+{
+	if (!t->dirty) {
+		t->dmin = lo;
+		t->dmax = hi;
+		t->dirty = 1;
+		return;
+	}
+	if (lo < t->dmin)
+		t->dmin = lo;
+	if (hi > t->dmax)
+		t->dmax = hi;
+}
+
+/* Raise t's highest position to p (above it), with p applied and the
+ * positions between not; if all, every position up to p counts as
+ * applied. */
+static void
+stream_raise(struct store *s, struct stream *t, int64_t p, int all)
+{
+	int64_t w = (int64_t)s->o.window;
+
+	if (all || p - t->pos >= w) {
+		memset(t->win, all ? 0xff : 0, (size_t)(w / 8));
+		t->full = 1;
+	} else {
+		for (int64_t q = t->pos + 1; q < p; q++)
+			win_set(s, t, q, 0);
+		win_touch(t, t->pos + 1, p);
+	}
+	t->pos = p;
+	win_set(s, t, p, 1);
+	win_touch(t, p, p);
+}
+
+/*
+ * Look up the position of an event's source. Return STORE_NEW if the
+ * store has not applied it (or it has no position), STORE_REPLAYED if it
+ * has, STORE_BEYOND_WINDOW if it is at or below the stream's highest
+ * position less the window (taken as applied), or -1 if its stream would
+ * be one more than max_streams. sp is what store_advance takes once the
+ * event is applied.
+ */
+int
+store_check(struct store *s, struct str source, struct store_pos *sp)
+{
+	struct str stream;
+	struct stream *t;
+
+	sp->stream = NIL;
+	if (!s->o.positions || !store_source_parse(source, &stream, &sp->pos))
+		return STORE_NEW;
+	sp->stream = stream_get(s, stream.p, stream.n, 0);
+	if (sp->stream == NIL) {
+		if (s->o.max_streams && s->nstreams >= s->o.max_streams)
+			return -1;
+		sp->stream = stream_get(s, stream.p, stream.n, 1);
+	}
+	t = &s->streams[sp->stream];
+	if (sp->pos > t->pos)
+		return STORE_NEW;
+	if (!t->win)
+		return STORE_REPLAYED;
+	if (sp->pos <= t->pos - (int64_t)s->o.window)
+		return STORE_BEYOND_WINDOW;
+	return win_bit(s, t, sp->pos) ? STORE_REPLAYED : STORE_NEW;
+}
+
+/* Record that the event at sp (STORE_NEW from store_check) is applied. */
+void
+store_advance(struct store *s, const struct store_pos *sp)
+{
+	struct stream *t;
+
+	if (sp->stream == NIL)
+		return;
+	t = &s->streams[sp->stream];
+	if (!t->win) {
+		if (sp->pos <= t->pos)
+			return;
+		t->pos = sp->pos;
+	} else if (sp->pos > t->pos)
+		stream_raise(s, t, sp->pos, 0);
+	else if (sp->pos > t->pos - (int64_t)s->o.window) {
+		win_set(s, t, sp->pos, 1);
+		win_touch(t, sp->pos, sp->pos);
+	} else
+		return;
+	s->meta_dirty = 1;
+	s->clean = 0;
+}
+
+/* For --restore: a profile's last source says its position was applied;
+ * which others were is not known, so every position up to the highest
+ * such one counts as applied. Return 0, or -1 past max_streams. */
+static int
+advance_from(struct store *s, const struct profile *p)
+{
+	struct store_pos sp;
+	struct stream *t;
+	int r;
+
+	if (!p->has_source)
+		return 0;
+	r = store_check(s, profile_str(p, p->source), &sp);
+	if (r < 0)
+		return -1;
+	if (sp.stream == NIL)
+		return 0;
+	t = &s->streams[sp.stream];
+	if (t->win && sp.pos > t->pos) {
+		stream_raise(s, t, sp.pos, 1);
+		s->meta_dirty = 1;
+		s->clean = 0;
+	} else if (r == STORE_NEW)
+		store_advance(s, &sp);
+	return 0;
+}
+
+/* Free what the streams hold. */
+static void
+streams_free(struct store *s)
+{
+	for (size_t i = 0; i < s->nstreams; i++) {
+		free(s->streams[i].name);
+		free(s->streams[i].win);
+	}
+	free(s->streams);
+}
+
+static int
+stream_cmp(const void *a, const void *b)
+{
+	const struct stream *x = a, *y = b;
+	size_t n = x->n < y->n ? x->n : y->n;
+	int c = memcmp(x->name, y->name, n);
+
+	return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+static void
+streams_sort(struct store *s)
+{
+	if (s->nstreams > 1)
+		qsort(s->streams, s->nstreams, sizeof *s->streams, stream_cmp);
+	htab_free(&s->sidx);
+	htab_init(&s->sidx, 16);
+	for (size_t i = 0; i < s->nstreams; i++) {
+		int isnew;
+		uint64_t h = hash64(s->streams[i].name, s->streams[i].n, 0x73747265);
+		uint32_t *v = htab_put(&s->sidx, h, &isnew);
+		if (isnew)
+			*v = (uint32_t)i;
+	}
+}
+
+/* The population the percentile normalisation ranks users in. */
+struct profile_stats *
+store_stats(struct store *s)
+{
+	s->meta_dirty = 1;
+	return &s->stats;
+}
+
+/* ---- the embedded state file ---- */
+
+static int
+profile_ptr_cmp(const void *a, const void *b)
+{
+	return profile_user_cmp(*(struct profile *const *)a,
+				*(struct profile *const *)b);
+}
+
+/* Every profile in memory, sorted by user, in s->list. */
+static size_t
+sorted_list(struct store *s)
+{
+	size_t n = 0;
+
+	if (s->caplist < s->nusers) {
+		s->caplist = s->nusers;
+		s->list = xreallocarray(s->list, s->caplist, sizeof *s->list);
+	}
+	for (uint32_t i = 0; i < s->nslots; i++)
+		if (s->slots[i].p && s->slots[i].p->events)
+			s->list[n++] = s->slots[i].p;
+	if (n > 1)
+		qsort(s->list, n, sizeof *s->list, profile_ptr_cmp);
+	return n;
+}
+
+/*
+ * A stream's window in the state file, whatever its size: the positions
+ * from pos - 1 down to the window's lowest (not below 0) as alternating
+ * runs of applied and not applied ones, the first (applied) maybe empty:
+ * a count, then the lengths. Positions below the runs count as applied.
+ */
+static void
+put_window(struct buf *b, struct store *s, struct stream *t)
+{
+	struct buf runs = { 0 };
+	int64_t lo, q, nruns = 0, len = 0;
+	int cur = 1;
+
+	lo = t->pos - (int64_t)s->o.window + 1;
+	if (lo < 0)
+		lo = 0;
+	if (!t->win || t->pos <= 0) {
+		buf_put_varint(b, 0);
+		return;
+	}
+	for (q = t->pos - 1; q >= lo; q--) {
+		int bit = win_bit(s, t, q);
+		if (bit != cur) {
+			buf_put_varint(&runs, len);
+			nruns++;
+			cur = bit;
+			len = 0;
+		}
+		len++;
+	}
+	if (len) {
+		buf_put_varint(&runs, len);
+		nruns++;
+	}
+	buf_put_varint(b, nruns);
+	buf_put(b, runs.p, runs.n);
+	buf_free(&runs);
+}
+
+/* Read what put_window wrote into t's window (if t has one). Return 0, or
+ * -1 if it is corrupt. */
+static int
+get_window(const char **p, const char *e, struct store *s, struct stream *t)
+{
+	int64_t nruns, len, q = t->pos - 1, low;
+	int cur = 1;
+
+	if (get_varint(p, e, &nruns) || nruns < 0 || nruns > e - *p)
+		return -1;
+	low = t->pos - (int64_t)s->o.window;
+	if (t->win) {
+		memset(t->win, 0xff, s->o.window / 8);
+		t->full = 1;
+	}
+	while (nruns-- > 0) {
+		if (get_varint(p, e, &len) || len < 0 || len > q + 1)
+			return -1;
+		for (; len > 0 && q > low && t->win; len--, q--)
+			win_set(s, t, q, cur);
+		q -= len;
+		cur = !cur;
+	}
+	return 0;
+}
+
+static void
+put_meta(struct buf *b, struct store *s)
+{
+	struct buf st = { 0 };
+
+	streams_sort(s);
+	buf_put_varint(b, (int64_t)s->nstreams);
+	for (size_t i = 0; i < s->nstreams; i++) {
+		buf_put_bytes(b, s->streams[i].name, s->streams[i].n);
+		buf_put_varint(b, s->streams[i].pos);
+		put_window(b, s, &s->streams[i]);
+	}
+	profile_stats_encode(&st, &s->stats);
+	buf_put_bytes(b, st.p, st.n);
+	buf_free(&st);
+}
+
+/* Write the state file: the magic line, the version, the positions, the
+ * population, the profiles sorted by user, a CRC-32 of all before it. */
+static int
+checkpoint(struct store *s, char *err, size_t errlen)
+{
+	double t0 = now_s();
+	struct statew *w = state_begin(s->spec, err, errlen);
+	struct buf b = { 0 }, one = { 0 };
+	uLong crc = crc32(0, NULL, 0);
+	size_t n;
+	unsigned char tail[4];
+
+	if (!w)
+		return -1;
+	buf_put(&b, state_magic, STATE_MAGIC_LEN);
+	buf_put_varint(&b, STATE_VERSION);
+	put_meta(&b, s);
+	n = sorted_list(s);
+	buf_put_varint(&b, (int64_t)n);
+	for (size_t i = 0; i < n; i++) {
+		one.n = 0;
+		profile_encode(&one, s->list[i]);
+		buf_put_bytes(&b, one.p, one.n);
+		if (b.n >= (1u << 20)) {
+			crc = crc32(crc, (const Bytef *)b.p, (uInt)b.n);
+			state_write(w, b.p, b.n);
+			b.n = 0;
+		}
+	}
+	crc = crc32(crc, (const Bytef *)b.p, (uInt)b.n);
+	for (int i = 0; i < 4; i++)
+		tail[i] = (unsigned char)(crc >> (8 * i));
+	buf_put(&b, tail, 4);
+	state_write(w, b.p, b.n);
+	buf_free(&b);
+	buf_free(&one);
+	if (state_commit(w, err, errlen))
+		return -1;
+	stat(s->spec, &s->st);
+	s->since_checkpoint = 0;
+	s->clean = 1;
+	s->c.checkpoints++;
+	s->c.checkpoint_s = now_s() - t0;
+	return 0;
+}
+
+/* Read the state file into memory. Return 0 (also when there is none), or
+ * -1 with the reason in err. */
+static int
+load_file(struct store *s, char *err, size_t errlen)
+{
+	double t0 = now_s();
+	struct buf b = { 0 };
+	const char *p, *e;
+	int64_t v, n, version;
+	struct str x;
+	int r;
+
+	if (stat(s->spec, &s->st) != 0)
+		memset(&s->st, 0, sizeof s->st);
+	r = state_load(s->spec, &b, err, errlen);
+	if (r <= 0) {
+		buf_free(&b);
+		return r;
+	}
+	if (b.n < STATE_MAGIC_LEN + 4 ||
+	    memcmp(b.p, state_magic, STATE_MAGIC_LEN) != 0) {
+		snprintf(err, errlen, "%s: not a reco-profile state file", s->spec);
+		goto fail;
+	}
+	p = b.p + STATE_MAGIC_LEN;
+	e = b.p + b.n - 4;
+	uLong crc = crc32(0, (const Bytef *)b.p, (uInt)(b.n - 4)), got = 0;
+	for (int i = 0; i < 4; i++)
+		got |= (uLong)(unsigned char)e[i] << (8 * i);
+	if (crc != got) {
+		snprintf(err, errlen, "%s: corrupt state file (checksum)", s->spec);
+		goto fail;
+	}
+	if (get_varint(&p, e, &version) || version < 1 || version > STATE_VERSION) {
+		snprintf(err, errlen, "%s: state file version %lld; this reco-profile reads versions 1 to %d",
+			 s->spec, (long long)version, STATE_VERSION);
+		goto fail;
+	}
+	if (get_varint(&p, e, &n) || n < 0)
+		goto corrupt;
+	while (n-- > 0) {
+		if (get_bytes(&p, e, &x) || get_varint(&p, e, &v) || v < -1)
+			goto corrupt;
+		uint32_t k = stream_get(s, x.p, x.n, 1);
+		struct stream *t = &s->streams[k];
+		t->pos = v;
+		if (version == 1) {
+			/* No window: every position up to pos is applied. */
+			if (t->win)
+				memset(t->win, 0xff, s->o.window / 8);
+		} else if (get_window(&p, e, s, t))
+			goto corrupt;
+	}
+	if (get_bytes(&p, e, &x) || profile_stats_decode(&s->stats, x.p, x.n))
+		goto corrupt;
+	if (get_varint(&p, e, &n) || n < 0 || n > e - p)
+		goto corrupt;
+	if (s->kind == STORE_FILE && s->o.max_users && (uint64_t)n > s->o.max_users) {
+		snprintf(err, errlen, "%s: %lld users, more than --max-users %llu",
+			 s->spec, (long long)n, (unsigned long long)s->o.max_users);
+		goto fail;
+	}
+	htab_free(&s->idx);
+	htab_init(&s->idx, (size_t)n);
+	while (n-- > 0) {
+		struct profile *pr = profile_new("", 0);
+		if (get_bytes(&p, e, &x) || profile_decode(pr, x.p, x.n, err, errlen)) {
+			profile_free(pr);
+			goto corrupt;
+		}
+		struct str u = profile_str(pr, pr->user);
+		if (table_find(s, u.p, u.n, user_hash(u.p, u.n)) != NIL) {
+			profile_free(pr);
+			goto corrupt;
+		}
+		table_insert(s, pr);
+	}
+	if (p != e)
+		goto corrupt;
+	buf_free(&b);
+	s->clean = 1;
+	s->c.load_s = now_s() - t0;
+	return 0;
+corrupt:
+	snprintf(err, errlen, "%s: corrupt state file", s->spec);
+fail:
+	buf_free(&b);
+	return -1;
+}
+
+/* Remove the temporary files (PATH.tmp.PID) that writers killed during a
+ * checkpoint left behind, if their process is gone. */
+static void
+remove_stale_tmp(const char *path)
+{
+	char *d = xstrdup(path), *b = xstrdup(path), *dir, *base;
+	size_t bn;
+	DIR *dp;
+	struct dirent *de;
+
+	dir = dirname(d);
+	base = basename(b);
+	bn = strlen(base);
+	if (!(dp = opendir(dir)))
+		goto out;
+	while ((de = readdir(dp))) {
+		char *end;
+		long pid;
+		if (strncmp(de->d_name, base, bn) != 0 ||
+		    strncmp(de->d_name + bn, ".tmp.", 5) != 0)
+			continue;
+		pid = strtol(de->d_name + bn + 5, &end, 10);
+		if (*end || pid <= 0 || (kill((pid_t)pid, 0) == -1 && errno != ESRCH))
+			continue;
+		if (pid == (long)getpid() || kill((pid_t)pid, 0) == -1) {
+			char *full = xmalloc(strlen(dir) + strlen(de->d_name) + 2);
+			sprintf(full, "%s/%s", dir, de->d_name);
+			unlink(full);
+			free(full);
+		}
+	}
+	closedir(dp);
+out:
+	free(d);
+	free(b);
+}
+
+/* ---- Redis ---- */
+
+static int
+parse_url(struct store *s, const char *url, char *err, size_t errlen)
+{
+	const char *p = url + 8, *at, *slash, *colon, *hend;
+	char *end;
+
+	s->port = 6379;
+	slash = strchr(p, '/');
+	hend = slash ? slash : p + strlen(p);
+	at = memchr(p, '@', (size_t)(hend - p));
+	if (at) {
+		colon = memchr(p, ':', (size_t)(at - p));
+		if (colon) {
+			if (colon > p)
+				s->user = xstrndup(p, (size_t)(colon - p));
+			s->password = xstrndup(colon + 1, (size_t)(at - colon - 1));
+		} else
+			s->password = xstrndup(p, (size_t)(at - p));
+		p = at + 1;
+	}
+	colon = memchr(p, ':', (size_t)(hend - p));
+	s->host = xstrndup(p, (size_t)((colon ? colon : hend) - p));
+	if (!*s->host) {
+		free(s->host);
+		s->host = xstrdup("127.0.0.1");
+	}
+	if (colon) {
+		long v = strtol(colon + 1, &end, 10);
+		if (end != hend || v <= 0 || v > 65535)
+			goto bad;
+		s->port = (int)v;
+	}
+	if (slash && slash[1]) {
+		long v = strtol(slash + 1, &end, 10);
+		if (*end || v < 0 || v > 1000000)
+			goto bad;
+		s->db = (int)v;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "bad Redis URL \"%s\" (redis://HOST:PORT/DB)", url);
+	return -1;
+}
+
+static struct timeval
+tv_of(int64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000) };
+	return tv;
+}
+
+static void
+redis_drop(struct store *s)
+{
+	if (s->rc)
+		redisFree(s->rc);
+	s->rc = NULL;
+}
+
+/* One command on a fresh connection; 0 if it answered without an error. */
+static int
+redis_setup_cmd(struct store *s, int argc, const char **argv, char *err,
+		size_t errlen)
+{
+	redisReply *r = redisCommandArgv(s->rc, argc, argv, NULL);
+
+	if (!r) {
+		snprintf(err, errlen, "%s: %s", s->spec, s->rc->errstr);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "%s: %s: %s", s->spec, argv[0], r->str);
+		freeReplyObject(r);
+		return -2;
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
+/* Connect, authenticate and select the database. Return 0, -1 on a
+ * connection failure (worth retrying), -2 on a refusal. */
+static int
+redis_connect(struct store *s, char *err, size_t errlen)
+{
+	char db[16];
+	int r;
+
+	redis_drop(s);
+	s->rc = redisConnectWithTimeout(s->host, s->port, tv_of(s->o.timeout));
+	if (!s->rc || s->rc->err) {
+		snprintf(err, errlen, "%s: %s", s->spec,
+			 s->rc ? s->rc->errstr : "cannot connect");
+		redis_drop(s);
+		return -1;
+	}
+	redisSetTimeout(s->rc, tv_of(s->o.timeout));
+	if (s->password) {
+		const char *a[3] = { "AUTH", s->user ? s->user : s->password,
+				     s->password };
+		if ((r = redis_setup_cmd(s, s->user ? 3 : 2, a, err, errlen)))
+			goto fail;
+	}
+	if (s->db) {
+		const char *a[2] = { "SELECT", db };
+		snprintf(db, sizeof db, "%d", s->db);
+		if ((r = redis_setup_cmd(s, 2, a, err, errlen)))
+			goto fail;
+	}
+	return 0;
+fail:
+	redis_drop(s);
+	return r;
+}
+
+/* Wait before the next attempt: 100 ms, doubling, at most 5 s. */
+static void
+backoff(int attempt)
+{
+	int64_t ms = 100LL << (attempt < 6 ? attempt : 6);
+	struct timespec ts;
+
+	if (ms > 5000)
+		ms = 5000;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/*
+ * A pipelined list of commands, built in s->cmd: each is an argc and the
+ * (length, bytes) of its arguments. Sent whole, replies read in order.
+ */
+struct rcmds {
+	size_t ncmd;
+	size_t *argc;       /* per command */
+	size_t nargs;
+	size_t *off, *len;  /* per argument, into s->cmd */
+	size_t capcmd, capargs;
+};
+
+static void
+rc_begin(struct store *s, struct rcmds *c)
+{
+	s->cmd.n = 0;
+	c->ncmd = c->nargs = 0;
+}
+
+static void
+rc_arg(struct store *s, struct rcmds *c, const void *p, size_t n)
+{
+	if (c->nargs == c->capargs) {
+		c->capargs = c->capargs ? c->capargs * 2 : 64;
+		c->off = xreallocarray(c->off, c->capargs, sizeof *c->off);
+		c->len = xreallocarray(c->len, c->capargs, sizeof *c->len);
+	}
+	c->off[c->nargs] = s->cmd.n;
+	c->len[c->nargs] = n;
+	c->nargs++;
+	buf_put(&s->cmd, p, n);
+	c->argc[c->ncmd - 1]++;
+}
+
+static void
+rc_cmd(struct store *s, struct rcmds *c, const char *name)
+{
+	if (c->ncmd == c->capcmd) {
+		c->capcmd = c->capcmd ? c->capcmd * 2 : 64;
+		c->argc = xreallocarray(c->argc, c->capcmd, sizeof *c->argc);
+	}
+	c->argc[c->ncmd++] = 0;
+	rc_arg(s, c, name, strlen(name));
+}
+
+static void
+rc_free(struct rcmds *c)
+{
+	free(c->argc);
+	free(c->off);
+	free(c->len);
+}
+
+/*
+ * Send the commands and collect one reply each into replies (the caller
+ * frees them with freeReplyObject). On a lost connection, reconnect with
+ * backoff and send them all again, up to the retries: the callers only
+ * send what may be repeated (whole values, MULTI/EXEC). Return 0, or -1
+ * with the reason in err.
+ */
+static int
+rc_run(struct store *s, struct rcmds *c, redisReply **replies, char *err,
+       size_t errlen)
+{
+	size_t a;
+
+	/* The protocol is written here, not argument by argument by
+	 * hiredis: its formatting is the larger cost of big pipelines. */
+	s->resp.n = 0;
+	a = 0;
+	for (size_t i = 0; i < c->ncmd; i++) {
+		buf_putc(&s->resp, '*');
+		buf_put_u64(&s->resp, c->argc[i]);
+		buf_puts(&s->resp, "\r\n");
+		for (size_t j = 0; j < c->argc[i]; j++, a++) {
+			buf_putc(&s->resp, '$');
+			buf_put_u64(&s->resp, c->len[a]);
+			buf_puts(&s->resp, "\r\n");
+			buf_put(&s->resp, s->cmd.p + c->off[a], c->len[a]);
+			buf_puts(&s->resp, "\r\n");
+		}
+	}
+	for (int attempt = 0;; attempt++) {
+		int r = 0;
+		size_t got = 0;
+		if (!s->rc)
+			r = redis_connect(s, err, errlen);
+		if (r == -2)
+			return -1;
+		if (r == 0) {
+			redisAppendFormattedCommand(s->rc, s->resp.p, s->resp.n);
+			for (; got < c->ncmd; got++)
+				if (redisGetReply(s->rc, (void **)&replies[got]) != REDIS_OK)
+					break;
+			if (got == c->ncmd)
+				return 0;
+			snprintf(err, errlen, "%s: %s", s->spec, s->rc->errstr);
+			for (size_t i = 0; i < got; i++)
+				freeReplyObject(replies[i]);
+			redis_drop(s);
+		}
+		if (attempt >= s->o.retries)
+			return -1;
+		s->c.retries++;
+		if (verbosity >= 0)
+			warn("%s; retrying (%d of %d)", err, attempt + 1,
+			     s->o.retries);
+		backoff(attempt);
+	}
+}
+
+static void
+free_replies(redisReply **r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (r[i])
+			freeReplyObject(r[i]);
+}
+
+static const char *
+user_key(struct store *s, const char *u, size_t n, size_t *kn)
+{
+	s->key.n = 0;
+	buf_puts(&s->key, s->o.prefix);
+	buf_puts(&s->key, "p:");
+	buf_put(&s->key, u, n);
+	*kn = s->key.n;
+	return s->key.p;
+}
+
+static void
+rc_key_arg(struct store *s, struct rcmds *c, const char *u, size_t n)
+{
+	size_t kn;
+	const char *k = user_key(s, u, n, &kn);
+
+	rc_arg(s, c, k, kn);
+}
+
+static void
+rc_meta_key(struct store *s, struct rcmds *c)
+{
+	s->key.n = 0;
+	buf_puts(&s->key, s->o.prefix);
+	buf_puts(&s->key, "meta");
+	rc_arg(s, c, s->key.p, s->key.n);
+}
+
+static int
+reply_error(struct store *s, redisReply *r, const char *what, char *err,
+	    size_t errlen)
+{
+	if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "%s: %s: %s", s->spec, what, r->str);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+rc_window_key(struct store *s, struct rcmds *c, const struct stream *t)
+{
+	s->key.n = 0;
+	buf_puts(&s->key, s->o.prefix);
+	buf_puts(&s->key, "w:");
+	buf_put(&s->key, t->name, t->n);
+	rc_arg(s, c, s->key.p, s->key.n);
+}
+
+/*
+ * A writer's windows, from the strings prefix w:STREAM: the bitmap as in
+ * memory (bit position % window). One of another length was written with
+ * another window, window = 8 * its length: its bits are taken over, and
+ * the positions it did not cover count as applied, as they do without one
+ * (a store written before windows were kept).
+ */
+static int
+redis_load_windows(struct store *s, char *err, size_t errlen)
+{
+	struct rcmds c = { 0 };
+	redisReply **r = NULL;
+	size_t nr = 0;
+	int rc = -1;
+
+	if (s->mode != STORE_WRITE || !s->o.window || !s->nstreams)
+		return 0;
+	rc_begin(s, &c);
+	for (size_t i = 0; i < s->nstreams; i++) {
+		rc_cmd(s, &c, "GET");
+		rc_window_key(s, &c, &s->streams[i]);
+	}
+	r = xcalloc(c.ncmd, sizeof *r);
+	if (rc_run(s, &c, r, err, errlen))
+		goto out;
+	nr = c.ncmd;
+	for (size_t i = 0; i < nr; i++) {
+		struct stream *t = &s->streams[i];
+		redisReply *v = r[i];
+		if (reply_error(s, v, "GET", err, errlen))
+			goto out;
+		t->full = 1;
+		if (v->type == REDIS_REPLY_STRING && v->len == s->o.window / 8) {
+			memcpy(t->win, v->str, v->len);
+			t->full = 0;
+			continue;
+		}
+		memset(t->win, 0xff, s->o.window / 8);
+		if (v->type != REDIS_REPLY_STRING || v->len == 0)
+			continue;
+		uint64_t ow = (uint64_t)v->len * 8;
+		int64_t w = (int64_t)(ow < s->o.window ? ow : s->o.window);
+		for (int64_t q = t->pos; q > t->pos - w && q >= 0; q--) {
+			uint64_t b = (uint64_t)q % ow;
+			win_set(s, t, q, (unsigned char)v->str[b >> 3] >> (b & 7) & 1);
+		}
+	}
+	rc = 0;
+out:
+	free_replies(r, nr);
+	free(r);
+	rc_free(&c);
+	return rc;
+}
+
+/* Put into c the commands that write the windows changed since the last
+ * commit: the whole string, or SETRANGE of the bytes that changed. */
+static void
+rc_windows(struct store *s, struct rcmds *c)
+{
+	uint64_t w = s->o.window;
+	char num[32];
+
+	for (size_t i = 0; i < s->nstreams; i++) {
+		struct stream *t = &s->streams[i];
+		if (!t->win || (!t->full && !t->dirty))
+			continue;
+		if (t->full || t->dmax - t->dmin + 1 >= (int64_t)w) {
+			rc_cmd(s, c, "SET");
+			rc_window_key(s, c, t);
+			rc_arg(s, c, t->win, w / 8);
+			continue;
+		}
+		uint64_t b0 = (uint64_t)t->dmin % w / 8, b1 = (uint64_t)t->dmax % w / 8;
+		uint64_t from[2] = { b0, 0 }, to[2] = { b1, b1 };
+		int parts = 1;
+		if (b0 > b1) {
+			to[0] = w / 8 - 1;
+			parts = 2;
+		}
+		for (int k = 0; k < parts; k++) {
+			rc_cmd(s, c, "SETRANGE");
+			rc_window_key(s, c, t);
+			snprintf(num, sizeof num, "%llu", (unsigned long long)from[k]);
+			rc_arg(s, c, num, strlen(num));
+			rc_arg(s, c, t->win + from[k], to[k] - from[k] + 1);
+		}
+	}
+}
+
+/* Read the positions and the population from the meta hash. */
+static int
+redis_load_meta(struct store *s, char *err, size_t errlen)
+{
+	struct rcmds c = { 0 };
+	redisReply *r = NULL;
+	int rc = -1;
+
+	rc_begin(s, &c);
+	rc_cmd(s, &c, "HGETALL");
+	rc_meta_key(s, &c);
+	if (rc_run(s, &c, &r, err, errlen))
+		goto out;
+	if (reply_error(s, r, "HGETALL", err, errlen))
+		goto out;
+	if (r->type != REDIS_REPLY_ARRAY) {
+		snprintf(err, errlen, "%s: unexpected reply to HGETALL", s->spec);
+		goto out;
+	}
+	for (size_t i = 0; i + 1 < r->elements; i += 2) {
+		redisReply *k = r->element[i], *v = r->element[i + 1];
+		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+			continue;
+		if (strcmp(k->str, "version") == 0) {
+			if (strcmp(v->str, "1") != 0) {
+				snprintf(err, errlen, "%s: store version %s; this reco-profile reads version 1",
+					 s->spec, v->str);
+				goto out;
+			}
+		} else if (strcmp(k->str, "stats") == 0) {
+			if (profile_stats_decode(&s->stats, v->str, v->len)) {
+				snprintf(err, errlen, "%s: corrupt stats in %smeta",
+					 s->spec, s->o.prefix);
+				goto out;
+			}
+		} else if (k->len > 4 && memcmp(k->str, "pos:", 4) == 0) {
+			char *end;
+			long long pos = strtoll(v->str, &end, 10);
+			if (*end)
+				continue;
+			uint32_t j = stream_get(s, k->str + 4, k->len - 4, 1);
+			s->streams[j].pos = pos;
+		}
+	}
+	rc = redis_load_windows(s, err, errlen);
+out:
+	if (r)
+		freeReplyObject(r);
+	rc_free(&c);
+	return rc;
+}
+
+/* Fetch the given users (not in memory) with MGET; absent ones become
+ * empty profiles. */
+static int
+redis_fetch(struct store *s, const struct str *users, size_t n, char *err,
+	    size_t errlen)
+{
+	struct rcmds c = { 0 };
+	redisReply *r = NULL;
+	int rc = -1;
+
+	rc_begin(s, &c);
+	rc_cmd(s, &c, "MGET");
+	for (size_t i = 0; i < n; i++)
+		rc_key_arg(s, &c, users[i].p, users[i].n);
+	if (rc_run(s, &c, &r, err, errlen))
+		goto out;
+	if (reply_error(s, r, "MGET", err, errlen))
+		goto out;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+		snprintf(err, errlen, "%s: unexpected reply to MGET", s->spec);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		redisReply *v = r->element[i];
+		struct profile *p;
+		if (table_find(s, users[i].p, users[i].n,
+			       user_hash(users[i].p, users[i].n)) != NIL)
+			continue; /* asked twice */
+		p = profile_new(users[i].p, users[i].n);
+		if (v->type == REDIS_REPLY_STRING) {
+			if (profile_decode(p, v->str, v->len, err, errlen) ||
+			    !user_is(p, users[i].p, users[i].n)) {
+				snprintf(err, errlen, "%s: %.*s: corrupt profile",
+					 s->spec, (int)(users[i].n > 200 ? 200 : users[i].n),
+					 users[i].p);
+				profile_free(p);
+				goto out;
+			}
+			s->c.hits++;
+		}
+		table_insert(s, p);
+	}
+	rc = 0;
+out:
+	if (r)
+		freeReplyObject(r);
+	rc_free(&c);
+	return rc;
+}
+
+/* Write the changed profiles, the positions and the population in one
+ * MULTI/EXEC. */
+static int
+redis_commit(struct store *s, char *err, size_t errlen)
+{
+	struct rcmds c = { 0 };
+	redisReply **r = NULL;
+	size_t nr = 0;
+	int rc = -1;
+	char num[32];
+	struct buf stats = { 0 };
+
+	rc_begin(s, &c);
+	rc_cmd(s, &c, "MULTI");
+	for (size_t i = 0; i < s->nchanged; i++) {
+		struct profile *p = s->slots[s->changed[i]].p;
+		struct str u = profile_str(p, p->user);
+		rc_cmd(s, &c, "SET");
+		rc_key_arg(s, &c, u.p, u.n);
+		s->val.n = 0;
+		profile_encode(&s->val, p);
+		rc_arg(s, &c, s->val.p, s->val.n);
+	}
+	rc_cmd(s, &c, "HSET");
+	rc_meta_key(s, &c);
+	rc_arg(s, &c, "version", 7);
+	rc_arg(s, &c, "1", 1);
+	rc_arg(s, &c, "stats", 5);
+	profile_stats_encode(&stats, &s->stats);
+	rc_arg(s, &c, stats.p, stats.n);
+	for (size_t i = 0; i < s->nstreams; i++) {
+		if (s->streams[i].pos < 0)
+			continue;
+		s->key.n = 0;
+		buf_puts(&s->key, "pos:");
+		buf_put(&s->key, s->streams[i].name, s->streams[i].n);
+		rc_arg(s, &c, s->key.p, s->key.n);
+		snprintf(num, sizeof num, "%lld", (long long)s->streams[i].pos);
+		rc_arg(s, &c, num, strlen(num));
+	}
+	rc_windows(s, &c);
+	rc_cmd(s, &c, "EXEC");
+	r = xcalloc(c.ncmd, sizeof *r);
+	if (rc_run(s, &c, r, err, errlen))
+		goto out;
+	nr = c.ncmd;
+	for (size_t i = 0; i < nr; i++)
+		if (reply_error(s, r[i], i == 0 ? "MULTI" : i + 1 == nr ? "EXEC" : "queued command",
+				err, errlen))
+			goto out;
+	if (r[nr - 1]->type != REDIS_REPLY_ARRAY) {
+		snprintf(err, errlen, "%s: transaction aborted", s->spec);
+		goto out;
+	}
+	for (size_t i = 0; i < r[nr - 1]->elements; i++)
+		if (reply_error(s, r[nr - 1]->element[i], "EXEC", err, errlen))
+			goto out;
+	rc = 0;
+out:
+	free_replies(r, nr);
+	free(r);
+	rc_free(&c);
+	buf_free(&stats);
+	return rc;
+}
+
+/* Every profile in Redis, sorted by user, to fn. */
+static int
+redis_each(struct store *s, int (*fn)(struct profile *, void *), void *ctx,
+	   char *err, size_t errlen)
+{
+	struct rcmds c = { 0 };
+	redisReply *r = NULL;
+	struct buf pat = { 0 };
+	char cursor[32] = "0";
+	struct profile **all = NULL;
+	size_t n = 0, cap = 0, keys_cap = 0, nkeys = 0;
+	char **keys = NULL;
+	size_t *klen = NULL;
+	int rc = -1;
+
+	for (const char *q = s->o.prefix; *q; q++) {
+		if (strchr("*?[]\\", *q))
+			buf_putc(&pat, '\\');
+		buf_putc(&pat, *q);
+	}
+	buf_puts(&pat, "p:*");
+	do {
+		rc_begin(s, &c);
+		rc_cmd(s, &c, "SCAN");
+		rc_arg(s, &c, cursor, strlen(cursor));
+		rc_arg(s, &c, "MATCH", 5);
+		rc_arg(s, &c, pat.p, pat.n);
+		rc_arg(s, &c, "COUNT", 5);
+		rc_arg(s, &c, "1000", 4);
+		if (rc_run(s, &c, &r, err, errlen))
+			goto out;
+		if (reply_error(s, r, "SCAN", err, errlen))
+			goto out;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			snprintf(err, errlen, "%s: unexpected reply to SCAN", s->spec);
+			goto out;
+		}
+		snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+		for (size_t i = 0; i < r->element[1]->elements; i++) {
+			redisReply *k = r->element[1]->element[i];
+			if (nkeys == keys_cap) {
+				keys_cap = keys_cap ? keys_cap * 2 : 1024;
+				keys = xreallocarray(keys, keys_cap, sizeof *keys);
+				klen = xreallocarray(klen, keys_cap, sizeof *klen);
+			}
+			keys[nkeys] = xmalloc(k->len + 1);
+			memcpy(keys[nkeys], k->str, k->len + 1);
+			klen[nkeys++] = k->len;
+		}
+		freeReplyObject(r);
+		r = NULL;
+	} while (strcmp(cursor, "0") != 0);
+	/* SCAN may return a key twice. */
+	for (size_t i = 0; i < nkeys; i += REDIS_CHUNK) {
+		size_t m = nkeys - i < REDIS_CHUNK ? nkeys - i : REDIS_CHUNK;
+		rc_begin(s, &c);
+		rc_cmd(s, &c, "MGET");
+		for (size_t j = 0; j < m; j++)
+			rc_arg(s, &c, keys[i + j], klen[i + j]);
+		if (rc_run(s, &c, &r, err, errlen))
+			goto out;
+		if (reply_error(s, r, "MGET", err, errlen))
+			goto out;
+		for (size_t j = 0; j < r->elements; j++) {
+			redisReply *v = r->element[j];
+			struct profile *p;
+			if (v->type != REDIS_REPLY_STRING)
+				continue; /* deleted meanwhile */
+			p = profile_new("", 0);
+			if (profile_decode(p, v->str, v->len, err, errlen)) {
+				snprintf(err, errlen, "%s: %s: corrupt profile",
+					 s->spec, keys[i + j]);
+				profile_free(p);
+				goto out;
+			}
+			if (n == cap) {
+				cap = cap ? cap * 2 : 1024;
+				all = xreallocarray(all, cap, sizeof *all);
+			}
+			all[n++] = p;
+		}
+		freeReplyObject(r);
+		r = NULL;
+	}
+	if (n > 1)
+		qsort(all, n, sizeof *all, profile_ptr_cmp);
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (i > 0 && profile_user_cmp(all[i - 1], all[i]) == 0)
+			continue;
+		rc = fn(all[i], ctx);
+	}
+	if (rc)
+		snprintf(err, errlen, "stopped");
+out:
+	if (r)
+		freeReplyObject(r);
+	for (size_t i = 0; i < n; i++)
+		profile_free(all[i]);
+	free(all);
+	for (size_t i = 0; i < nkeys; i++)
+		free(keys[i]);
+	free(keys);
+	free(klen);
+	buf_free(&pat);
+	rc_free(&c);
+	return rc;
+}
+
+/* ---- the API ---- */
+
+/*
+ * Open the store named by spec for reading (STORE_READ) or writing
+ * (STORE_WRITE) under the options o (NULL: the defaults). An embedded file
+ * is loaded whole; a missing file is an empty store when writing and an
+ * error when reading. Return the store (store_close frees it), or NULL
+ * with the reason in err.
+ */
+struct store *
+store_open(const char *spec, int mode, const struct store_opts *o,
+	   char *err, size_t errlen)
+{
+	struct store *s = xcalloc(1, sizeof *s);
+
+	if (o)
+		s->o = *o;
+	else
+		store_opts_default(&s->o);
+	if (!s->o.prefix)
+		s->o.prefix = "reco:";
+	s->mode = mode;
+	s->spec = xstrdup(spec ? spec : "");
+	s->free_slot = s->lru_head = s->lru_tail = NIL;
+	htab_init(&s->idx, 1024);
+	htab_init(&s->sidx, 16);
+	if (!spec || !*spec) {
+		s->kind = STORE_MEMORY;
+		return s;
+	}
+	if (strncmp(spec, "redis://", 8) == 0) {
+		s->kind = STORE_REDIS;
+		if (parse_url(s, spec, err, errlen))
+			goto fail;
+		for (int attempt = 0;; attempt++) {
+			int r = redis_connect(s, err, errlen);
+			if (r == 0)
+				break;
+			if (r == -2 || attempt >= s->o.retries)
+				goto fail;
+			s->c.retries++;
+			backoff(attempt);
+		}
+		if (redis_load_meta(s, err, errlen))
+			goto fail;
+		s->scratch = profile_new("", 0);
+		return s;
+	}
+	if (strncmp(spec, "redis+", 6) == 0 || strncmp(spec, "rediss://", 9) == 0) {
+		snprintf(err, errlen, "%s: only redis://HOST:PORT/DB is supported", spec);
+		goto fail;
+	}
+	s->kind = STORE_FILE;
+	if (mode == STORE_READ) {
+		struct stat st;
+		if (stat(spec, &st) != 0) {
+			snprintf(err, errlen, "%s: %s", spec, strerror(errno));
+			goto fail;
+		}
+	}
+	if (load_file(s, err, errlen))
+		goto fail;
+	if (mode == STORE_WRITE) {
+		remove_stale_tmp(spec);
+		/* Fail now, not at the first checkpoint, if it cannot be
+		 * written. */
+		struct statew *w = state_begin(spec, err, errlen);
+		if (!w)
+			goto fail;
+		state_abort(w);
+	}
+	return s;
+fail:
+	store_close(s);
+	return NULL;
+}
+
+/* Free the store without writing anything (store_commit first). */
+void
+store_close(struct store *s)
+{
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < s->nslots; i++)
+		profile_free(s->slots[i].p);
+	free(s->slots);
+	htab_free(&s->idx);
+	htab_free(&s->sidx);
+	streams_free(s);
+	free(s->changed);
+	free(s->list);
+	redis_drop(s);
+	free(s->host);
+	free(s->user);
+	free(s->password);
+	buf_free(&s->key);
+	buf_free(&s->val);
+	buf_free(&s->cmd);
+	buf_free(&s->resp);
+	profile_free(s->scratch);
+	free(s->spec);
+	free(s);
+}
+
+/* STORE_MEMORY, STORE_FILE or STORE_REDIS. */
+int
+store_kind(const struct store *s)
+{
+	return s->kind;
+}
+
+/*
+ * Find user's profile. Return 1 with *p set (owned by the store, valid
+ * until the next call on s), 0 if the store has no such user, -1 with the
+ * reason in err.
+ */
+int
+store_get(struct store *s, const char *user, size_t n, struct profile **p,
+	  char *err, size_t errlen)
+{
+	uint32_t i = table_find(s, user, n, user_hash(user, n));
+
+	if (i != NIL) {
+		*p = s->slots[i].p;
+		return (*p)->events > 0;
+	}
+	if (s->kind != STORE_REDIS)
+		return 0;
+	if (s->mode == STORE_WRITE) {
+		struct str u = { user, n };
+		if (redis_fetch(s, &u, 1, err, errlen))
+			return -1;
+		return store_get(s, user, n, p, err, errlen);
+	}
+	struct rcmds c = { 0 };
+	redisReply *r = NULL;
+	int rc = -1;
+	rc_begin(s, &c);
+	rc_cmd(s, &c, "GET");
+	rc_key_arg(s, &c, user, n);
+	if (rc_run(s, &c, &r, err, errlen) || reply_error(s, r, "GET", err, errlen))
+		goto out;
+	if (r->type == REDIS_REPLY_NIL)
+		rc = 0;
+	else if (r->type == REDIS_REPLY_STRING &&
+		 profile_decode(s->scratch, r->str, r->len, err, errlen) == 0) {
+		*p = s->scratch;
+		rc = 1;
+	} else
+		snprintf(err, errlen, "%s: %.*s: corrupt profile", s->spec,
+			 (int)(n > 200 ? 200 : n), user);
+out:
+	if (r)
+		freeReplyObject(r);
+	rc_free(&c);
+	return rc;
+}
+
+/*
+ * For a reader of an embedded store: reload the file if it was replaced
+ * since it was loaded (a writer's checkpoint). Return 1 if reloaded, 0 if
+ * unchanged (always for Redis), -1 with the reason in err (the profiles
+ * loaded before stay).
+ */
+int
+store_refresh(struct store *s, char *err, size_t errlen)
+{
+	struct stat st;
+	struct store *t;
+
+	if (s->kind != STORE_FILE || s->mode != STORE_READ)
+		return 0;
+	if (stat(s->spec, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", s->spec, strerror(errno));
+		return -1;
+	}
+	if (st.st_ino == s->st.st_ino && st.st_dev == s->st.st_dev &&
+	    st.st_size == s->st.st_size &&
+	    st.st_mtim.tv_sec == s->st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == s->st.st_mtim.tv_nsec)
+		return 0;
+	if (!(t = store_open(s->spec, STORE_READ, &s->o, err, errlen)))
+		return -1;
+	/* Swap the contents, keep the handle. */
+	struct store tmp = *s;
+	*s = *t;
+	*t = tmp;
+	store_close(t);
+	return 1;
+}
+
+/* Call fn on every profile, sorted by user, until it returns non-zero.
+ * Return 0, or -1 (fn stopped, or an error in err). */
+int
+store_each(struct store *s, int (*fn)(struct profile *, void *), void *ctx,
+	   char *err, size_t errlen)
+{
+	size_t n;
+
+	if (s->kind == STORE_REDIS)
+		return redis_each(s, fn, ctx, err, errlen);
+	n = sorted_list(s);
+	for (size_t i = 0; i < n; i++)
+		if (fn(s->list[i], ctx)) {
+			snprintf(err, errlen, "stopped");
+			return -1;
+		}
+	return 0;
+}
+
+/*
+ * Bring the profiles of users (duplicates allowed) into memory, so that
+ * store_touch finds them without a round trip: one MGET per 1000 users
+ * not in memory yet. Only Redis does anything. Return 0, or -1 with the
+ * reason in err.
+ */
+int
+store_fetch(struct store *s, const struct str *users, size_t n, char *err,
+	    size_t errlen)
+{
+	struct str *want = NULL;
+	size_t nw = 0;
+	int rc = 0;
+
+	if (s->kind != STORE_REDIS)
+		return 0;
+	want = xreallocarray(NULL, n ? n : 1, sizeof *want);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t h = user_hash(users[i].p, users[i].n);
+		uint32_t j = table_find(s, users[i].p, users[i].n, h);
+		if (j != NIL) {
+			lru_unlink(s, j);
+			lru_append(s, j);
+			continue;
+		}
+		int dup = 0;
+		for (size_t k = nw; k-- > 0 && k + 64 > nw;)
+			if (want[k].n == users[i].n &&
+			    memcmp(want[k].p, users[i].p, users[i].n) == 0)
+				dup = 1;
+		if (dup)
+			continue;
+		want[nw++] = users[i];
+		s->c.misses++;
+		if (nw == REDIS_CHUNK) {
+			/* Insert what we have, then go on: later duplicates
+			 * are then found in the table. */
+			if ((rc = redis_fetch(s, want, nw, err, errlen)))
+				break;
+			nw = 0;
+		}
+	}
+	if (rc == 0 && nw)
+		rc = redis_fetch(s, want, nw, err, errlen);
+	free(want);
+	return rc;
+}
+
+/*
+ * The profile of user, to update: found in memory, fetched (Redis), or
+ * created empty (events 0). It counts as changed in this batch. Return
+ * NULL with the reason in err past --max-users (embedded) or on a Redis
+ * error.
+ */
+struct profile *
+store_touch(struct store *s, const char *user, size_t n, char *err,
+	    size_t errlen)
+{
+	uint64_t h = user_hash(user, n);
+	uint32_t i = table_find(s, user, n, h);
+
+	if (i == NIL && s->kind == STORE_REDIS) {
+		struct str u = { user, n };
+		s->c.misses++;
+		if (redis_fetch(s, &u, 1, err, errlen))
+			return NULL;
+		i = table_find(s, user, n, h);
+	}
+	if (i == NIL) {
+		if (s->kind != STORE_REDIS && s->o.max_users &&
+		    s->nusers >= s->o.max_users) {
+			snprintf(err, errlen, "more than --max-users %llu users",
+				 (unsigned long long)s->o.max_users);
+			return NULL;
+		}
+		i = table_insert(s, profile_new(user, n));
+	} else if (s->kind == STORE_REDIS) {
+		lru_unlink(s, i);
+		lru_append(s, i);
+	}
+	mark_changed(s, i);
+	s->since_checkpoint++;
+	return s->slots[i].p;
+}
+
+/*
+ * Replace (or add) the profile of p's user by p, which the store takes
+ * over; the positions rise to p's source, every position up to it
+ * counting as applied, and the population follows (for --restore).
+ * Return 0, or -1 with the reason in err (p is then freed, the store
+ * unchanged).
+ */
+int
+store_put(struct store *s, struct profile *p, char *err, size_t errlen)
+{
+	struct str u = profile_str(p, p->user);
+	uint64_t h = user_hash(u.p, u.n);
+	uint32_t i = table_find(s, u.p, u.n, h);
+
+	if (i == NIL && s->kind == STORE_REDIS) {
+		if (redis_fetch(s, &u, 1, err, errlen)) {
+			profile_free(p);
+			return -1;
+		}
+		i = table_find(s, u.p, u.n, h);
+	}
+	if (i == NIL) {
+		if (s->kind != STORE_REDIS && s->o.max_users &&
+		    s->nusers >= s->o.max_users) {
+			snprintf(err, errlen, "more than --max-users %llu users",
+				 (unsigned long long)s->o.max_users);
+			profile_free(p);
+			return -1;
+		}
+	}
+	if (advance_from(s, p)) {
+		snprintf(err, errlen, "more than --max-sources %llu sources",
+			 (unsigned long long)s->o.max_streams);
+		profile_free(p);
+		return -1;
+	}
+	if (i == NIL)
+		i = table_insert(s, p);
+	else {
+		struct profile *old = s->slots[i].p;
+		profile_stats_add(&s->stats, old->events, -1);
+		profile_free(old);
+		s->slots[i].p = p;
+	}
+	profile_stats_add(&s->stats, p->events, 1);
+	s->meta_dirty = 1;
+	mark_changed(s, i);
+	s->since_checkpoint++;
+	return 0;
+}
+
+/* The profiles changed since the last commit, in the order of their first
+ * change; *list is valid until the next call on s. Return their number. */
+size_t
+store_changed(struct store *s, struct profile ***list)
+{
+	if (s->caplist < s->nchanged) {
+		s->caplist = s->nchanged;
+		s->list = xreallocarray(s->list, s->caplist, sizeof *s->list);
+	}
+	for (size_t i = 0; i < s->nchanged; i++)
+		s->list[i] = s->slots[s->changed[i]].p;
+	*list = s->list;
+	return s->nchanged;
+}
+
+/*
+ * End a batch: make what it changed durable together with the source
+ * positions. Redis: one MULTI/EXEC, then the cache shrinks back to
+ * cache_users. Embedded: the state file is written when checkpoint_every
+ * events have passed since the last one, or when checkpoint is set.
+ * Return 0, or -1 with the reason in err (the batch is then not durable:
+ * a restart applies it again).
+ */
+int
+store_commit(struct store *s, int checkpoint_now, char *err, size_t errlen)
+{
+	uint64_t commits = s->c.commits;
+
+	if (s->mode != STORE_WRITE)
+		return 0;
+	if (s->kind == STORE_REDIS) {
+		if (s->nchanged || s->meta_dirty) {
+			if (redis_commit(s, err, errlen))
+				return -1;
+			s->c.commits++;
+		}
+	} else if (s->kind == STORE_FILE && !s->clean &&
+		   (checkpoint_now ||
+		    (s->o.checkpoint_every &&
+		     s->since_checkpoint >= s->o.checkpoint_every))) {
+		if (checkpoint(s, err, errlen))
+			return -1;
+	}
+	for (size_t i = 0; i < s->nchanged; i++)
+		s->slots[s->changed[i]].changed = 0;
+	s->nchanged = 0;
+	s->meta_dirty = 0;
+	/* Redis: a window not written yet (not changed) stays to write. */
+	for (size_t i = 0; i < s->nstreams; i++)
+		if (s->kind != STORE_REDIS || s->streams[i].dirty ||
+		    s->c.commits != commits)
+			s->streams[i].dirty = s->streams[i].full = 0;
+	if (s->kind == STORE_REDIS)
+		while (s->nusers > s->o.cache_users && s->lru_head != NIL) {
+			table_remove(s, s->lru_head);
+			s->c.evictions++;
+		}
+	return 0;
+}
+
+/* Users in memory (all of them for an embedded store). */
+uint64_t
+store_users(const struct store *s)
+{
+	return s->nusers;
+}
+
+/* Bytes of memory the profiles in memory and their table hold. */
+size_t
+store_bytes(const struct store *s)
+{
+	size_t b = htab_bytes(&s->idx) + s->capslots * sizeof *s->slots;
+
+	for (uint32_t i = 0; i < s->nslots; i++)
+		if (s->slots[i].p)
+			b += profile_bytes(s->slots[i].p);
+	return b;
+}
+
+const struct store_counts *
+store_counts(const struct store *s)
+{
+	return &s->c;
+}

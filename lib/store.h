@@ -1,0 +1,110 @@
+/* store.h: profile stores (an embedded state file, or Redis) behind one API, for the tools that write and read reco.Profile. */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reco.h"
+#include "profile.h"
+
+/*
+ * A store is named by a spec, the argument of --store:
+ *   PATH                        the embedded store: a state file
+ *   redis://[[USER]:PASS@]HOST[:PORT][/DB]   Redis (port 6379, db 0)
+ *   NULL or ""                  memory only (nothing is kept after exit)
+ *
+ * Reading (reco-serve, reco-profile --get):
+ *   s = store_open(spec, STORE_READ, NULL, err, sizeof err);
+ *   r = store_get(s, user, n, &p, err, sizeof err);  1 found, 0 not, -1
+ *   store_refresh(s, ...) reloads an embedded file that was replaced
+ *   store_close(s);
+ * The embedded store is loaded whole into memory; Redis is asked at each
+ * store_get.
+ *
+ * Writing (reco-profile), one batch at a time:
+ *   store_fetch(s, users)          bring the batch's users into memory
+ *   store_check / store_touch / profile_apply / store_advance, per event
+ *   store_changed(s, &list)        the profiles the batch changed
+ *   store_commit(s, ...)           make the batch durable with its source
+ *                                  positions, atomically
+ * In the embedded store, a commit writes the state file every
+ * checkpoint_every events (and always when forced); in Redis, every
+ * commit is one MULTI/EXEC of the changed profiles and the positions.
+ *
+ * A stream's positions are its highest position applied (high) and a
+ * window of the window positions up to it: a bitmap (window / 8 bytes per
+ * stream, at most max_streams streams) of those applied. An event is new
+ * if its position is above high, or in the window and not applied yet;
+ * a position at or below high - window cannot be told from a replay and
+ * counts as applied. So events reordered by less than the window (as
+ * reco-clean does within its lateness) are each applied once.
+ */
+
+enum { STORE_READ, STORE_WRITE };
+enum { STORE_MEMORY, STORE_FILE, STORE_REDIS };
+
+struct store_opts {
+	uint64_t max_users;        /* embedded: refuse more users; 0: no limit */
+	uint64_t cache_users;      /* Redis: profiles kept in memory */
+	uint64_t checkpoint_every; /* embedded: events between state files */
+	const char *prefix;        /* Redis: key prefix */
+	int retries;               /* Redis: reconnections before failing */
+	int64_t timeout;           /* Redis: ms to wait for a reply */
+	int positions;             /* keep source positions (exactly-once) */
+	uint64_t window;           /* positions per stream window, a multiple
+				    * of 8; 0: only the highest position */
+	uint64_t max_streams;      /* most streams (sources); 0: no limit */
+};
+void store_opts_default(struct store_opts *o);
+
+/* Counters a tool may publish as metrics. */
+struct store_counts {
+	uint64_t hits, misses, evictions, retries, checkpoints, commits;
+	double load_s, checkpoint_s; /* the last load and checkpoint */
+};
+
+/* A source position: a stream (Kafka topic and partition, or file) and
+ * an offset or line in it. */
+struct store_pos {
+	uint32_t stream; /* UINT32_MAX: the event has no position */
+	int64_t pos;
+};
+
+/* What store_check says of a position. */
+enum {
+	STORE_NEW,           /* not applied: apply it, then store_advance */
+	STORE_REPLAYED,      /* applied already */
+	STORE_BEYOND_WINDOW  /* at or below high - window: taken as applied */
+};
+
+struct store;
+
+/* store.c */
+struct store *store_open(const char *spec, int mode,
+			 const struct store_opts *o, char *err, size_t errlen);
+void store_close(struct store *s);
+int store_kind(const struct store *s);
+int store_get(struct store *s, const char *user, size_t n,
+	      struct profile **p, char *err, size_t errlen);
+int store_refresh(struct store *s, char *err, size_t errlen);
+int store_each(struct store *s, int (*fn)(struct profile *, void *),
+	       void *ctx, char *err, size_t errlen);
+
+int store_fetch(struct store *s, const struct str *users, size_t n,
+		char *err, size_t errlen);
+struct profile *store_touch(struct store *s, const char *user, size_t n,
+			    char *err, size_t errlen);
+int store_put(struct store *s, struct profile *p, char *err, size_t errlen);
+int store_source_parse(struct str source, struct str *stream, int64_t *pos);
+int store_check(struct store *s, struct str source, struct store_pos *sp);
+void store_advance(struct store *s, const struct store_pos *sp);
+struct profile_stats *store_stats(struct store *s);
+size_t store_changed(struct store *s, struct profile ***list);
+int store_commit(struct store *s, int checkpoint, char *err, size_t errlen);
+
+uint64_t store_users(const struct store *s);
+size_t store_bytes(const struct store *s);
+const struct store_counts *store_counts(const struct store *s);
+
+#endif

@@ -1,0 +1,630 @@
+/* tool.c: what every tool shares: options, output, rejects, stats, metrics, progress. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reco.h"
+
+#define REJECT_MSGS 10        /* messages shown on stderr without -v */
+#define METRICS_EVERY 5.0     /* seconds between --metrics rewrites */
+
+static const struct option common_opts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ "output", required_argument, NULL, 'o' },
+	{ "input-format", required_argument, NULL, 'I' },
+	{ "output-format", required_argument, NULL, 'O' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "key", required_argument, NULL, OPT_KEY },
+	{ "rejects", required_argument, NULL, OPT_REJECTS },
+	{ "max-rejects", required_argument, NULL, OPT_MAX_REJECTS },
+	{ "stats", no_argument, NULL, OPT_STATS },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
+	{ "progress", no_argument, NULL, OPT_PROGRESS },
+	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+	{ "max-line", required_argument, NULL, OPT_MAX_LINE },
+	{ "schema", optional_argument, NULL, OPT_SCHEMA },
+	{ "codec", required_argument, NULL, OPT_CODEC },
+};
+#define NCOMMON (sizeof common_opts / sizeof common_opts[0])
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Return FMT_NDJSON, FMT_AVRO, FMT_AUTO, or -1. */
+int
+fmt_parse(const char *s)
+{
+	if (strcmp(s, "ndjson") == 0 || strcmp(s, "json") == 0)
+		return FMT_NDJSON;
+	if (strcmp(s, "avro") == 0)
+		return FMT_AVRO;
+	if (strcmp(s, "auto") == 0)
+		return FMT_AUTO;
+	return -1;
+}
+
+/* Set the defaults; name is the program name ("reco-ingest"), usage the
+ * text -h prints. */
+void
+tool_init(struct tool *t, const char *name, const char *usage)
+{
+	memset(t, 0, sizeof *t);
+	t->name = name;
+	t->usage = usage;
+	t->in_fmt = FMT_AUTO;
+	t->out_fmt = FMT_NDJSON;
+	t->max_rejects = -1;
+	t->max_line = 1 << 20;
+	t->progress = -1;
+	t->codec = CODEC_NULL;
+	err_init(name);
+	t->m.tool = xstrdup(strncmp(name, "reco-", 5) == 0 ? name + 5 : name);
+	for (char *p = t->m.tool; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	/* A closed output is an error we report, not a silent death. */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Print a usage error and a hint, and exit 2. */
+void
+tool_usage_error(struct tool *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vwarn(fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "Try '%s --help' for more information.\n", t->name);
+	exit(EXIT_USAGE);
+}
+
+static long long
+num_arg(struct tool *t, const char *opt, const char *arg, long long min)
+{
+	char *end;
+	long long v = strtoll(arg, &end, 10);
+
+	if (*arg == '\0' || *end != '\0' || v < min)
+		tool_usage_error(t, "%s: bad number \"%s\"", opt, arg);
+	return v;
+}
+
+/* Print a schema file's text and exit. */
+static void
+print_schema(const char *which)
+{
+	if (!which || strcmp(which, "json") == 0)
+		fputs(event_json_schema, stdout);
+	else if (strcmp(which, "avro") == 0)
+		fputs(event_avsc, stdout);
+	else
+		die(EXIT_USAGE, "--schema: expected json or avro, not \"%s\"",
+		    which);
+	if (fflush(stdout) || ferror(stdout))
+		die(EXIT_IO, "standard output: write error:");
+	exit(EXIT_OK);
+}
+
+/* The common options' help, after each tool's own. */
+static const char help_input[] =
+"  -I, --input-format FMT   ndjson, avro or auto (default)\n"
+"      --rejects FILE       write rejected records to FILE\n"
+"      --max-rejects N      stop with status 1 after more than N rejects\n"
+"      --max-line N         longest input line in bytes (default 1048576)\n";
+static const char help_output[] =
+"  -o, --output FILE        write to FILE instead of standard output\n"
+"  -O, --output-format FMT  ndjson (default) or avro\n"
+"      --codec C            Avro codec: null (default) or deflate\n"
+"      --key FIELD          write KEY<TAB>JSON lines (kcat -K '\\t')\n";
+static const char help_rest[] =
+"      --stats              print record counts on standard error at exit\n"
+"      --metrics FILE       write Prometheus text metrics to FILE\n"
+"      --progress, --no-progress  a live progress line on standard error\n"
+"      --schema[=json|avro] print the schema of the records and exit\n"
+"  -q, --quiet              no messages but fatal errors\n"
+"  -v, --verbose            more messages\n"
+"  -h, --help               print this help and exit\n"
+"  -V, --version            print the version and exit\n";
+
+static void
+common_opt(struct tool *t, int c, const char *arg)
+{
+	switch (c) {
+	case 'h':
+		fputs(t->usage, stdout);
+		fputs("\nCommon:\n", stdout);
+		fputs(help_output, stdout);
+		if (!t->no_input)
+			fputs(help_input, stdout);
+		fputs(help_rest, stdout);
+		if (fflush(stdout) || ferror(stdout))
+			die(EXIT_IO, "standard output: write error:");
+		exit(EXIT_OK);
+	case 'V':
+		printf("%s (reco) %s\n", t->name, RECO_VERSION);
+		if (fflush(stdout) || ferror(stdout))
+			die(EXIT_IO, "standard output: write error:");
+		exit(EXIT_OK);
+	case 'o':
+		t->output = arg;
+		break;
+	case 'I':
+		if ((t->in_fmt = fmt_parse(arg)) < 0)
+			tool_usage_error(t, "-I: unknown format \"%s\" (ndjson, avro, auto)", arg);
+		break;
+	case 'O':
+		if ((t->out_fmt = fmt_parse(arg)) < 0 || t->out_fmt == FMT_AUTO)
+			tool_usage_error(t, "-O: unknown format \"%s\" (ndjson, avro)", arg);
+		break;
+	case 'q':
+		verbosity = -1;
+		break;
+	case 'v':
+		verbosity++;
+		break;
+	case OPT_KEY:
+		t->key = arg;
+		break;
+	case OPT_REJECTS:
+		t->rejects_path = arg;
+		break;
+	case OPT_MAX_REJECTS:
+		t->max_rejects = num_arg(t, "--max-rejects", arg, 0);
+		break;
+	case OPT_STATS:
+		t->stats = 1;
+		break;
+	case OPT_METRICS:
+		t->metrics_path = arg;
+		break;
+	case OPT_PROGRESS:
+		t->progress = 1;
+		break;
+	case OPT_NO_PROGRESS:
+		t->progress = 0;
+		break;
+	case OPT_MAX_LINE:
+		t->max_line = (size_t)num_arg(t, "--max-line", arg, 16);
+		break;
+	case OPT_SCHEMA:
+		print_schema(arg);
+		break;
+	case OPT_CODEC:
+		if (strcmp(arg, "null") == 0)
+			t->codec = CODEC_NULL;
+		else if (strcmp(arg, "deflate") == 0)
+			t->codec = CODEC_DEFLATE;
+		else
+			tool_usage_error(t, "--codec: unknown codec \"%s\" (null, deflate)", arg);
+		break;
+	default:
+		tool_usage_error(t, "unknown option");
+	}
+}
+
+/*
+ * Parse argv: the common options and the tool's own (tool_opts, ended by a
+ * zero entry, and tool_short). For each option fn is asked first; it returns
+ * 0 if it took the option, 1 to leave it to the common handling. The
+ * remaining arguments are the input files.
+ */
+void
+tool_parse(struct tool *t, int argc, char **argv,
+	   const struct option *tool_opts, const char *tool_short, opt_fn fn)
+{
+	/* Static, so that -h and friends can exit without a leak. */
+	static struct option all[128];
+	size_t ntool = 0;
+	char shortopts[128];
+	int c;
+
+	while (tool_opts && tool_opts[ntool].name)
+		ntool++;
+	if (NCOMMON + ntool + 1 > sizeof all / sizeof all[0])
+		die(EXIT_IO, "internal error: too many options");
+	memset(all, 0, sizeof all);
+	memcpy(all, common_opts, sizeof common_opts);
+	if (ntool)
+		memcpy(all + NCOMMON, tool_opts, ntool * sizeof *all);
+	snprintf(shortopts, sizeof shortopts, ":hVo:I:O:qv%s",
+		 tool_short ? tool_short : "");
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, shortopts, all, NULL)) != -1) {
+		if (c == '?') {
+			if (optopt && optopt < 256)
+				tool_usage_error(t, "unknown option -%c", optopt);
+			tool_usage_error(t, "unknown option %s", argv[optind - 1]);
+		}
+		if (c == ':')
+			tool_usage_error(t, "option %s needs an argument",
+					 argv[optind - 1]);
+		if (fn && fn(t, c, optarg) == 0)
+			continue;
+		common_opt(t, c, optarg);
+	}
+	t->files = argv + optind;
+	t->nfiles = argc - optind;
+	if (t->progress < 0)
+		t->progress = verbosity >= 0 && isatty(2);
+	if (t->key && t->out_fmt == FMT_AVRO)
+		tool_usage_error(t, "--key writes keyed NDJSON; it cannot be used with -O avro");
+}
+
+static uint64_t *
+core_metric(struct tool *t, const char *what, const char *labels,
+	    const char *help)
+{
+	char name[128];
+
+	snprintf(name, sizeof name, "reco_%s_%s", t->m.tool, what);
+	return metric(&t->m, name, labels, help);
+}
+
+static void tool_report(struct tool *t);
+
+/* Called when the input would block: make everything so far visible. */
+void
+tool_idle(void *ctx)
+{
+	struct tool *t = ctx;
+
+	tool_report(t);
+	if (t->avro && avro_out_flush(t->avro))
+		die(EXIT_IO, "%s: write error: %s", t->out->name,
+		    strerror(t->out->err_no));
+	if (t->out && wout_flush(t->out))
+		die(EXIT_IO, "%s: write error: %s", t->out->name,
+		    strerror(t->out->err_no));
+	if (t->rej && wout_flush(t->rej))
+		die(EXIT_IO, "%s: write error: %s", t->rej->name,
+		    strerror(t->rej->err_no));
+}
+
+static struct tool *open_tool;
+volatile sig_atomic_t reco_stop;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	reco_stop = 1;
+}
+
+/* On a fatal error (die), keep what was already processed: flush the
+ * output so that no complete record is lost. */
+static void
+flush_at_exit(void)
+{
+	struct tool *t = open_tool;
+
+	if (!t)
+		return;
+	open_tool = NULL;
+	if (t->avro)
+		avro_out_flush(t->avro);
+	if (t->out)
+		wout_flush(t->out);
+	if (t->rej)
+		wout_flush(t->rej);
+}
+
+/* Open the output, the rejects file and the input. Dies (status 3) if one
+ * cannot be opened. */
+void
+tool_open(struct tool *t)
+{
+	t->in = core_metric(t, "records_in_total", NULL, "Records read.");
+	t->out_n = core_metric(t, "records_out_total", NULL, "Records written.");
+	t->dropped_total = core_metric(t, "records_dropped_all_total", NULL,
+				       "Records dropped on purpose, all reasons.");
+	t->rejected = core_metric(t, "records_rejected_all_total", NULL,
+				  "Records rejected as bad input, all reasons.");
+	if (!(t->out = wout_open(t->output)))
+		die(EXIT_IO, "%s:", t->output);
+	if (t->rejects_path && !(t->rej = wout_open(t->rejects_path)))
+		die(EXIT_IO, "%s:", t->rejects_path);
+	if (t->out_fmt == FMT_AVRO)
+		t->avro = avro_out_new(t->out, t->codec);
+	t->src = src_new(t->files, t->nfiles, t->max_line);
+	t->src->on_idle = tool_idle;
+	t->src->idle_ctx = t;
+	t->t0 = t->last_tick = t->last_metrics = now();
+	/* No SA_RESTART: a blocked read returns, and the input ends there. */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	open_tool = t;
+	atexit(flush_at_exit);
+}
+
+static void
+out_failed(struct tool *t)
+{
+	die(EXIT_IO, "%s: write error: %s", t->out->name,
+	    strerror(t->out->err_no));
+}
+
+/* Write one event in the output format (with its key for --key). */
+void
+tool_emit(struct tool *t, const struct event *ev)
+{
+	(*t->out_n)++;
+	if (t->avro) {
+		if (avro_out_event(t->avro, ev))
+			out_failed(t);
+		return;
+	}
+	t->line.n = 0;
+	if (t->key) {
+		size_t k = t->line.n;
+		event_field(ev, t->key, &t->line);
+		/* kcat -K '\t' splits at the first tab: keep keys clean. */
+		for (size_t i = k; i < t->line.n; i++)
+			if (t->line.p[i] == '\t' || t->line.p[i] == '\n')
+				t->line.p[i] = ' ';
+		buf_putc(&t->line, '\t');
+	}
+	event_write_json(&t->line, ev);
+	buf_putc(&t->line, '\n');
+	if (wout_write(t->out, t->line.p, t->line.n))
+		out_failed(t);
+}
+
+/* Write a ready line (with its newline) to the output. */
+void
+tool_emit_line(struct tool *t, const char *p, size_t n)
+{
+	(*t->out_n)++;
+	if (wout_write(t->out, p, n))
+		out_failed(t);
+}
+
+/* Count a deliberate drop under reason. */
+void
+tool_drop(struct tool *t, const char *reason)
+{
+	char labels[96];
+
+	snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
+	(*core_metric(t, "records_dropped_total", labels,
+		      "Records dropped on purpose, by reason."))++;
+	(*t->dropped_total)++;
+}
+
+/* Fill at with the current input position. */
+void
+tool_pos(struct tool *t, struct pos *at)
+{
+	memset(at, 0, sizeof *at);
+	at->file = t->src && t->src->name ? t->src->name : "-";
+	at->line = t->src ? t->src->line : 0;
+}
+
+static void
+format_pos(const struct pos *at, char *out, size_t n)
+{
+	if (at->block)
+		snprintf(out, n, "%s: block %llu record %llu", at->file,
+			 (unsigned long long)at->block,
+			 (unsigned long long)at->record);
+	else if (at->line)
+		snprintf(out, n, "%s:%llu", at->file,
+			 (unsigned long long)at->line);
+	else
+		snprintf(out, n, "%s", at->file);
+}
+
+/*
+ * Reject a record: count it under reason, say so on stderr (the first few,
+ * all with -v), and write it with its position and raw bytes to --rejects.
+ * Past --max-rejects the tool stops with status 1.
+ */
+void
+tool_reject(struct tool *t, const struct pos *at, const char *reason,
+	    const char *msg, const char *raw, size_t rawn)
+{
+	char labels[96], where[512];
+
+	snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
+	(*core_metric(t, "records_rejected_total", labels,
+		      "Records rejected as bad input, by reason."))++;
+	(*t->rejected)++;
+	format_pos(at, where, sizeof where);
+	if (verbosity >= 0 && (t->nrej_msgs < REJECT_MSGS || verbosity > 0)) {
+		warn("%s: %s", where, msg);
+		if (++t->nrej_msgs == REJECT_MSGS && verbosity == 0)
+			warn("further rejects are not shown (-v shows all)");
+	}
+	if (t->rej) {
+		struct buf *b = &t->line;
+		b->n = 0;
+		buf_puts(b, "{\"reason\":");
+		buf_json_str(b, reason, strlen(reason));
+		buf_puts(b, ",\"message\":");
+		buf_json_str(b, msg, strlen(msg));
+		buf_puts(b, ",\"file\":");
+		buf_json_str(b, at->file, strlen(at->file));
+		if (at->line) {
+			buf_puts(b, ",\"line\":");
+			buf_put_u64(b, at->line);
+		}
+		if (at->block) {
+			buf_puts(b, ",\"block\":");
+			buf_put_u64(b, at->block);
+			buf_puts(b, ",\"record\":");
+			buf_put_u64(b, at->record);
+		}
+		if (raw) {
+			if (utf8_valid(raw, rawn)) {
+				buf_puts(b, ",\"raw\":");
+				buf_json_str(b, raw, rawn);
+			} else {
+				/* Bytes that are not UTF-8 survive as base64. */
+				static const char b64[] =
+					"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+				const unsigned char *r = (const unsigned char *)raw;
+				buf_puts(b, ",\"raw_base64\":\"");
+				for (size_t i = 0; i < rawn; i += 3) {
+					unsigned v = r[i] << 16;
+					if (i + 1 < rawn)
+						v |= r[i + 1] << 8;
+					if (i + 2 < rawn)
+						v |= r[i + 2];
+					buf_putc(b, b64[v >> 18 & 63]);
+					buf_putc(b, b64[v >> 12 & 63]);
+					buf_putc(b, i + 1 < rawn ? b64[v >> 6 & 63] : '=');
+					buf_putc(b, i + 2 < rawn ? b64[v & 63] : '=');
+				}
+				buf_putc(b, '"');
+			}
+		}
+		buf_puts(b, "}\n");
+		if (wout_write(t->rej, b->p, b->n))
+			die(EXIT_IO, "%s: write error: %s", t->rej->name,
+			    strerror(t->rej->err_no));
+	}
+	if (t->max_rejects >= 0 && (long long)*t->rejected > t->max_rejects) {
+		warn("more than %lld rejected records: stopping",
+		     t->max_rejects);
+		t->status = EXIT_DATA;
+		exit(tool_finish(t));
+	}
+}
+
+static void
+progress_line(struct tool *t, int final)
+{
+	double el = now() - t->t0;
+	double rate = el > 0 ? (double)*t->in / el : 0;
+	char pct[64] = "";
+
+	if (t->src && t->src->total_size) {
+		uint64_t done = t->src->done_size + t->src->offset + t->src->start;
+		double f = (double)done / (double)t->src->total_size;
+		if (f > 1)
+			f = 1;
+		double left = f > 0 ? el * (1 - f) / f : 0;
+		snprintf(pct, sizeof pct, ", %.0f%%, %.0fs left", f * 100, left);
+	}
+	fprintf(stderr, "\r%s: %llu records, %.0f records/s%s\033[K%s",
+		t->name, (unsigned long long)*t->in, rate, pct,
+		final ? "\n" : "");
+}
+
+/* Called for every record: updates --progress and rewrites --metrics now
+ * and then (the wall clock paces reporting only, never data). */
+void
+tool_tick(struct tool *t)
+{
+	if ((++t->ticks & 4095) != 0)
+		return;
+	tool_report(t);
+}
+
+/* Progress and metrics, paced by the wall clock (reporting only). */
+static void
+tool_report(struct tool *t)
+{
+	double n = now();
+	if (n - t->last_tick < 1.0)
+		return;
+	if (t->progress)
+		progress_line(t, 0);
+	t->last_tick = n;
+	if (t->metrics_path && n - t->last_metrics >= METRICS_EVERY) {
+		metrics_write(&t->m, t->metrics_path);
+		t->last_metrics = n;
+	}
+}
+
+static void
+print_stats(struct tool *t)
+{
+	uint64_t in = *t->in, out = *t->out_n, dr = *t->dropped_total,
+		 rj = *t->rejected;
+	double el = now() - t->t0;
+
+	fprintf(stderr,
+		"%s: records in %llu, out %llu, dropped %llu, rejected %llu (%s)\n",
+		t->name, (unsigned long long)in, (unsigned long long)out,
+		(unsigned long long)dr, (unsigned long long)rj,
+		in == out + dr + rj ? "in = out + dropped + rejected"
+				    : "MISMATCH: in != out + dropped + rejected");
+	for (size_t i = 0; i < t->m.n; i++) {
+		const struct counter *c = t->m.c[i];
+		if (&c->v == t->in || &c->v == t->out_n ||
+		    &c->v == t->dropped_total || &c->v == t->rejected)
+			continue;
+		if (c->v == 0 && !c->gauge)
+			continue;
+		const char *short_name = c->name + 6 + strlen(t->m.tool);
+		fprintf(stderr, "%s:   %s%s%s%s %llu\n", t->name, short_name,
+			c->labels ? "{" : "", c->labels ? c->labels : "",
+			c->labels ? "}" : "", (unsigned long long)c->v);
+	}
+	fprintf(stderr, "%s: %.3f s, %.0f records/s\n", t->name, el,
+		el > 0 ? (double)in / el : 0.0);
+}
+
+/*
+ * Finish: close the output (checking every write), the rejects file, write
+ * the metrics and the stats. Return the exit status: 3 on an output error,
+ * else t->status (1 after truncated input or too many rejects).
+ */
+int
+tool_finish(struct tool *t)
+{
+	int st = t->status;
+
+	open_tool = NULL;
+	if (t->progress && t->ticks >= 4096)
+		progress_line(t, 1);
+	if (t->avro && avro_out_close(t->avro)) {
+		warn("%s: write error: %s", t->out->name,
+		     strerror(t->out->err_no));
+		st = EXIT_IO;
+	}
+	t->avro = NULL;
+	if (t->out) {
+		const char *name = t->out->name;
+		int rc = wout_close(t->out);
+		t->out = NULL;
+		if (rc) {
+			warn("%s: write error:", name);
+			st = EXIT_IO;
+		}
+	}
+	if (t->rej && wout_close(t->rej)) {
+		warn("%s: write error:", t->rejects_path);
+		st = EXIT_IO;
+	}
+	t->rej = NULL;
+	if (t->metrics_path && metrics_write(&t->m, t->metrics_path)) {
+		warn("%s:", t->metrics_path);
+		st = EXIT_IO;
+	}
+	if (t->stats)
+		print_stats(t);
+	src_free(t->src);
+	t->src = NULL;
+	buf_free(&t->line);
+	metrics_free(&t->m);
+	return st;
+}

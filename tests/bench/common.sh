@@ -1,0 +1,61 @@
+# common.sh: what the benchmark scripts share, sourced after they set $tmp:
+# the optional tools (perl for latency, jq for references) and the latency probe.
+
+if command -v perl >/dev/null 2>&1 &&
+    perl -MTime::HiRes -MIPC::Open2 -e 1 2>/dev/null; then
+	PERL=perl
+else
+	PERL=
+	echo "bench: perl with Time::HiRes is missing (Debian package perl): latency is not measured" >&2
+fi
+if command -v jq >/dev/null 2>&1; then
+	JQ=jq
+else
+	JQ=
+	echo "bench: jq is missing: no jq reference" >&2
+fi
+
+# The latency probe: "first CMD" prints the milliseconds until the first
+# byte of CMD's output; "live FILE N CMD" sends the first N lines of FILE
+# one at a time, waits for each one's output line, and prints the 50th,
+# 90th and 99th percentiles of that round trip in microseconds. Either prints "-" on a
+# timeout.
+cat >"$tmp/probe.pl" <<'EOF'
+use strict;
+use warnings;
+use IPC::Open2;
+use Time::HiRes qw(time);
+
+$SIG{ALRM} = sub { print "-\n"; exit 0 };
+alarm 60;
+my $mode = shift;
+if ($mode eq "first") {
+	my $t0 = time;
+	my $pid = open2(my $out, my $in, "sh", "-c", "exec 2>/dev/null; " . $ARGV[0]);
+	close $in;
+	my $n = sysread($out, my $b, 1);
+	my $t = time - $t0;
+	close $out;
+	waitpid $pid, 0;
+	print $n ? sprintf("%.1f\n", 1000 * $t) : "-\n";
+	exit 0;
+}
+my ($file, $n, $cmd) = @ARGV;
+open my $f, "<", $file or die "$file: $!";
+my $pid = open2(my $out, my $in, "sh", "-c", "exec 2>/dev/null; " . $cmd);
+$in->autoflush(1);
+my @lat;
+while (@lat < $n && defined(my $line = <$f>)) {
+	my $t0 = time;
+	print $in $line;
+	my $r = <$out>;
+	last unless defined $r;
+	push @lat, 1e6 * (time - $t0);
+}
+close $in;
+close $out;
+waitpid $pid, 0;
+if (@lat < $n) { print "-\n"; exit 0 }
+@lat = sort { $a <=> $b } @lat;
+printf "%.0f/%.0f/%.0f\n", map { $lat[int($_ * (@lat - 1))] } (0.5, 0.9, 0.99);
+EOF

@@ -1,0 +1,278 @@
+#!/usr/bin/env bats
+# reco-train.bats: reco-train: determinism, resuming, snapshots refused when damaged, inspection, bounded memory, accounting.
+
+load helpers
+
+bats_require_minimum_version 1.5.0
+
+# A generated stream of N events (default 6000) with structure.
+gen() {
+	reco-gen --seed "${3:-5}" --events "${2:-6000}" --users 300 --items 800 -o "$1"
+}
+
+# Print the value of counter NAME from a --stats file.
+stat_of() {
+	sed -n "s/^reco-train:   $2 \([0-9]*\)\$/\1/p" "$1"
+}
+
+# Print a header field of a snapshot: the 4 or 8 bytes at an offset.
+u32_at() {
+	od -A n -t u4 -j "$2" -N 4 "$1" | tr -d ' '
+}
+
+u64_at() {
+	od -A n -t u8 -j "$2" -N 8 "$1" | tr -d ' '
+}
+
+# ---- the contract ----
+
+@test "the tool contract: help, version, bad options, files, stdin, full disk" {
+	check_contract reco-train
+}
+
+@test "usage errors exit 2" {
+	local bad
+	for bad in "--snapshot-every 0 -o m.bin" "--snapshot-every soon -o m.bin" \
+		"--snapshot-every 100" "--dim 0" "--dim 5000" "--epochs 0" \
+		"--type-weights view" "--type-weights teleport=1" "--lr -1" \
+		"--neighbours x" "--recent 0" "--forget 3ms" "--max-items 0" \
+		"--item i1" "-O avro" "--key user"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr reco-train $bad </dev/null
+		[ "$status" -eq 2 ] || fail "$bad: status $status"
+		[[ "$stderr" == *"reco-train: "*"--help"* ]] || fail "$bad: $stderr"
+		[ -z "$output" ]
+	done
+}
+
+@test "the usage lists the model's options" {
+	run reco-train --help
+	[ "$status" -eq 0 ]
+	for opt in --dim --lr --negatives --forget --neighbours --max-users \
+		--max-items --seed --snapshot-every --resume --epochs --inspect; do
+		[[ "$output" == *"$opt"* ]] || fail "--help lacks $opt"
+	done
+}
+
+# ---- snapshots ----
+
+@test "a snapshot starts with the magic and the version, and -o writes what stdout gets" {
+	gen ev.ndjson
+	reco-train -o a.bin ev.ndjson
+	reco-train ev.ndjson >b.bin
+	same_bytes a.bin b.bin
+	[ "$(head -c 8 a.bin)" = RECOMDL1 ]
+	[ "$(u32_at a.bin 8)" -eq 1 ]
+	[ "$(u64_at a.bin 16)" -eq "$(wc -c <a.bin)" ]
+	[ "$(u32_at a.bin 28)" -eq 32 ]
+	# No temporary file is left behind.
+	[ -z "$(ls a.bin.tmp.* 2>/dev/null)" ]
+}
+
+@test "the same input and options give a byte-identical snapshot; NDJSON and Avro alike" {
+	gen ev.ndjson
+	reco-ingest -O avro -o ev.avro ev.ndjson
+	reco-train -o a.bin ev.ndjson
+	reco-train -o b.bin ev.ndjson
+	reco-train -o c.bin ev.avro
+	same_bytes a.bin b.bin
+	same_bytes a.bin c.bin
+	reco-train --seed 2 -o d.bin ev.ndjson
+	! cmp -s a.bin d.bin
+}
+
+@test "--resume continues exactly: two runs give the snapshot of one" {
+	gen ev.ndjson 8000
+	head -n 3000 ev.ndjson >p1.ndjson
+	tail -n +3001 ev.ndjson >p2.ndjson
+	reco-train -o whole.bin ev.ndjson
+	reco-train -o part.bin p1.ndjson
+	reco-train --resume part.bin -o part.bin p2.ndjson
+	same_bytes whole.bin part.bin
+	# Three parts, through standard output and input.
+	head -n 1000 ev.ndjson | reco-train >a.bin
+	sed -n '1001,5000p' ev.ndjson | reco-train --resume a.bin >b.bin
+	tail -n +5001 ev.ndjson | reco-train --resume b.bin -o c.bin
+	same_bytes whole.bin c.bin
+}
+
+@test "--resume continues exactly with evictions, forgetting and renormalised decays" {
+	gen ev.ndjson 8000
+	head -n 4500 ev.ndjson >p1.ndjson
+	tail -n +4501 ev.ndjson >p2.ndjson
+	# Short half-lives make the forgetting steps and decay references move.
+	local opts="--max-users 40 --max-items 120 --forget 20s --trend-half-life 1s --pop-half-life 2s --cooc-half-life 3s"
+	# shellcheck disable=SC2086
+	reco-train $opts -o whole.bin ev.ndjson
+	# shellcheck disable=SC2086
+	reco-train $opts -o part.bin p1.ndjson
+	reco-train --resume part.bin -o part2.bin p2.ndjson
+	same_bytes whole.bin part2.bin
+	run reco-train --inspect whole.bin
+	[[ "$output" =~ users\ +(3[89]|40)\ \(max\ 40\; ]] || fail "$output"
+	[[ "$output" =~ items\ +(11[3-9]|120)\ \(max\ 120\; ]] || fail "$output"
+	[[ "$output" =~ [1-9][0-9]*\ evicted\) ]] || fail "$output"
+}
+
+@test "periodic snapshots leave the model as it was" {
+	gen ev.ndjson
+	reco-train -o a.bin ev.ndjson
+	reco-train --snapshot-every 700 --stats -o b.bin ev.ndjson 2>stats
+	same_bytes a.bin b.bin
+	learned=$(stat_of stats events_learned_total)
+	[ "$(stat_of stats snapshots_total)" -eq $((learned / 700 + 1)) ]
+	reco-train --snapshot-every 10s --stats -o c.bin ev.ndjson 2>stats
+	same_bytes a.bin c.bin
+	[ "$(stat_of stats snapshots_total)" -gt 2 ]
+}
+
+@test "--epochs adds shuffled passes, deterministically" {
+	gen ev.ndjson
+	reco-train -o a.bin ev.ndjson
+	reco-train --epochs 3 -o b.bin ev.ndjson
+	reco-train --epochs 3 -o c.bin ev.ndjson
+	same_bytes b.bin c.bin
+	! cmp -s a.bin b.bin
+	run reco-train --inspect b.bin
+	[[ "$output" == *", 2 extra epochs"* ]]
+}
+
+@test "a truncated, damaged or foreign snapshot is refused, and nothing is written" {
+	gen ev.ndjson 2000
+	reco-train -o good.bin ev.ndjson
+	size=$(wc -c <good.bin)
+	head -c $((size - 64)) good.bin >short.bin
+	head -c 100 good.bin >stub.bin
+	cp good.bin flip.bin
+	printf '\377' | dd of=flip.bin bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+	cp good.bin hdr.bin
+	printf '\7' | dd of=hdr.bin bs=1 seek=30 conv=notrunc 2>/dev/null
+	cp good.bin ver.bin
+	printf '\2' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
+	echo '{"not":"a model"}' >json.bin
+	: >empty.bin
+	local f
+	for f in short stub flip hdr ver json empty; do
+		run --separate-stderr reco-train --inspect "$f.bin"
+		[ "$status" -eq 1 ] || fail "--inspect $f.bin: status $status"
+		[ -z "$output" ] || fail "--inspect $f.bin printed: $output"
+		[[ "$stderr" == "reco-train: $f.bin: "* ]] || fail "$f: $stderr"
+		run --separate-stderr reco-train --resume "$f.bin" -o out.bin ev.ndjson
+		[ "$status" -eq 1 ] || fail "--resume $f.bin: status $status"
+		[ ! -e out.bin ] || fail "--resume $f.bin wrote a snapshot"
+	done
+	run --separate-stderr reco-train --inspect short.bin
+	[[ "$stderr" == *"truncated snapshot"* ]]
+	run --separate-stderr reco-train --inspect flip.bin
+	[[ "$stderr" == *"checksum mismatch in section"* ]]
+	run --separate-stderr reco-train --inspect hdr.bin
+	[[ "$stderr" == *"header checksum mismatch"* ]]
+	run --separate-stderr reco-train --inspect ver.bin
+	[[ "$stderr" == *"version 2"* ]]
+	run --separate-stderr reco-train --inspect json.bin
+	[[ "$stderr" == *"not a reco model snapshot"* ]]
+	run --separate-stderr reco-train --inspect no-such.bin
+	[ "$status" -eq 3 ]
+	[[ "$stderr" == *"no-such.bin"* ]]
+}
+
+@test "a failed resume leaves the old snapshot as it was" {
+	gen ev.ndjson 2000
+	reco-train -o m.bin ev.ndjson
+	cp m.bin keep.bin
+	head -c 500 m.bin >bad.bin
+	run reco-train --resume bad.bin -o m.bin ev.ndjson
+	[ "$status" -eq 1 ]
+	same_bytes keep.bin m.bin
+	# A snapshot of another shape is a usage error.
+	run --separate-stderr reco-train --resume m.bin --dim 64 -o m.bin ev.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"--dim 64: the snapshot has 32 factors"* ]]
+	same_bytes keep.bin m.bin
+}
+
+@test "a snapshot that cannot be written is an I/O error, found before the input" {
+	gen ev.ndjson 500
+	run --separate-stderr reco-train -o no-such-dir/m.bin ev.ndjson
+	[ "$status" -eq 3 ]
+	[[ "$stderr" == *"no-such-dir/m.bin"* ]]
+}
+
+# ---- inspection ----
+
+@test "--inspect prints sizes, counts, sections, top items, neighbours and recommendations" {
+	cp "$(fixture train/eval-small.ndjson)" small.ndjson
+	reco-train -o m.bin small.ndjson
+	run --separate-stderr reco-train --inspect m.bin --item i1 --user u2
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"format       RECOMDL1 version 1, $(wc -c <m.bin) bytes"* ]]
+	[[ "$output" == *"clock        2023-11-14T22:13:27.000Z (1700000007000)"* ]]
+	[[ "$output" == *"events       8 offered, 8 learned"* ]]
+	[[ "$output" == *"users        3 (max 1000000; 3 added, 0 evicted)"* ]]
+	[[ "$output" == *"items        3 (max 1000000; 3 added, 0 evicted)"* ]]
+	[[ "$output" == *"factors      32 (rows of 32 floats)"* ]]
+	for s in item_ids user_ids item_index user_index item_factors user_factors \
+		item_count item_pop item_trend neighbours item_state user_state train_state; do
+		[[ "$output" == *"  $s "*"offset"*"size"*"crc32"* ]] || fail "no section $s"
+	done
+	# i1 and i3 were reached three times each, i2 twice.
+	top=$(printf '%s\n' "$output" | sed -n '/^top items by count/,/^trending/p')
+	[[ "$top" == *"1  i1  3"*"2  i3  3"*"3  i2  2"* ]] || fail "$top"
+	# i1's neighbours: i2 (next to it three times), then i3 (at a
+	# distance of 2, then 3).
+	nb=$(printf '%s\n' "$output" | sed -n '/^neighbours (2 held)/,/^look-alikes/p')
+	[[ "$nb" == *"1  i2  3"*"2  i3  0.83"* ]] || fail "$nb"
+	[[ "$output" == *"user u2: index 1,"*"2 recent items"* ]]
+	[[ "$output" == *"recommendations (hybrid)"* ]]
+	[ -z "$stderr" ]
+	# An unknown id is said so.
+	run reco-train --inspect m.bin --item nope
+	[[ "$output" == *"item nope: not in the model"* ]]
+}
+
+@test "--inspect takes no input files" {
+	reco-train -o m.bin "$(fixture train/eval-small.ndjson)"
+	run reco-train --inspect m.bin events.ndjson
+	[ "$status" -eq 2 ]
+}
+
+# ---- accounting and bounded memory ----
+
+@test "every record is learned, dropped or rejected" {
+	cp "$(fixture train/eval-small.ndjson)" in.ndjson
+	printf '%s\n' '{"event_id":"x1","ts":1700000009000,"user":"u1","type":"search","query":"q","v":1}' \
+		'{"event_id":"x2","ts":1700000009000,"user":"u1","type":"remove_from_cart","item":"i1","v":1}' \
+		'{"event_id":"x3","ts":' \
+		'{"event_id":"x4","ts":1700000009000,"user":"u1","type":"purchase","item":"i9","v":1}' >>in.ndjson
+	run --separate-stderr reco-train --stats --rejects rej.ndjson -o m.bin in.ndjson
+	[ "$status" -eq 0 ]
+	[[ "$stderr" == *"records in 12, out 9, dropped 2, rejected 1 (in = out + dropped + rejected)"* ]]
+	[[ "$stderr" == *'records_dropped_total{reason="no_item"} 1'* ]]
+	[[ "$stderr" == *'records_dropped_total{reason="type"} 1'* ]]
+	[ "$(nlines rej.ndjson)" -eq 1 ]
+	# Weight 0 leaves a type out; a weight given takes it in.
+	run --separate-stderr reco-train --stats --type-weights remove_from_cart=1 -o m.bin in.ndjson
+	[[ "$stderr" == *"out 10, dropped 1, rejected 1"* ]]
+}
+
+@test "--max-users and --max-items bound the model; evictions are counted" {
+	gen ev.ndjson 6000
+	run --separate-stderr reco-train --stats --metrics m.prom --max-users 25 --max-items 60 -o m.bin ev.ndjson
+	[ "$status" -eq 0 ]
+	users=$(printf '%s\n' "$stderr" | sed -n 's/^reco-train:   users \([0-9]*\)$/\1/p')
+	items=$(printf '%s\n' "$stderr" | sed -n 's/^reco-train:   items \([0-9]*\)$/\1/p')
+	[ "$users" -le 25 ] && [ "$users" -gt 0 ]
+	[ "$items" -le 60 ] && [ "$items" -gt 0 ]
+	ue=$(printf '%s\n' "$stderr" | sed -n 's/^reco-train:   users_evicted_total \([0-9]*\)$/\1/p')
+	ie=$(printf '%s\n' "$stderr" | sed -n 's/^reco-train:   items_evicted_total \([0-9]*\)$/\1/p')
+	[ "$ue" -gt 200 ] && [ "$ie" -gt 500 ]
+	grep -q "^reco_train_items_evicted_total $ie\$" m.prom
+	grep -q "^reco_train_users_evicted_total $ue\$" m.prom
+	# The snapshot holds no more, and everything in it points inside it.
+	run reco-train --inspect m.bin
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"users        $users (max 25;"* ]]
+	# With more room nothing is evicted.
+	run --separate-stderr reco-train --stats -o m2.bin ev.ndjson
+	[[ "$stderr" != *"evicted_total"* ]]
+}
