@@ -45,7 +45,25 @@ counts_of() {
 # Run the command given until it completes, killing it with SIGKILL after
 # a random delay each time (at most 40 times); print the number of kills.
 kill_until_done() {
-	local kills=0 pid st attempt
+	# The last argument is the input file. The first run reads it through a
+	# FIFO that stalls partway, so at least one kill lands mid-input however
+	# fast the machine; the later runs are killed at random points.
+	local input=${!#} kills=0 pid feeder st attempt k
+	local cmd=("${@:1:$#-1}")
+	rm -f stall.fifo && mkfifo stall.fifo
+	k=$(( $(wc -l <"$input") * (RANDOM % 60 + 20) / 100 ))
+	(head -n "$k" "$input"; exec sleep 60) >stall.fifo 3>&- &
+	feeder=$!
+	"${cmd[@]}" stall.fifo >/dev/null 2>>kill.err 3>&- &
+	pid=$!
+	sleep 0.4
+	kill -9 "$pid" 2>/dev/null || true
+	st=0
+	wait "$pid" || st=$?
+	kill "$feeder" 2>/dev/null || true
+	wait "$feeder" 2>/dev/null || true
+	[ "$st" -eq 137 ] || { cat kill.err >&2; fail "stalled run: exit status $st"; return 1; }
+	kills=1
 	for attempt in $(seq 40); do
 		"$@" >/dev/null 2>>kill.err 3>&- &
 		pid=$!
