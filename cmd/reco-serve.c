@@ -124,6 +124,7 @@ struct slot {
 	pthread_mutex_t mu;
 	struct serve_snap *cur;
 	struct stat st;            /* of the file last loaded or tried */
+	double mtime;              /* of the snapshot loaded (s since 1970) */
 };
 
 static struct {
@@ -302,6 +303,7 @@ reload(struct slot *sl, int force)
 	pthread_mutex_lock(&sl->mu);
 	old = sl->cur;
 	sl->cur = s;
+	sl->mtime = st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9;
 	pthread_mutex_unlock(&sl->mu);
 	M.reloads++;
 	if (verbosity >= 0)
@@ -474,6 +476,24 @@ metrics_text(struct buf *b)
 		if (s)
 			buf_printf(b, "reco_serve_model_events{variant=\"%s\"} %llu\n",
 				   S[k].name, (unsigned long long)s->events);
+		snap_put(s);
+	}
+	HELP("reco_serve_model_event_time_seconds",
+	     "Event time of the newest event the snapshot served has learned.", "gauge");
+	for (int k = 0; k < nS; k++) {
+		struct serve_snap *s = snap_get(&S[k]);
+		if (s)
+			buf_printf(b, "reco_serve_model_event_time_seconds{variant=\"%s\"} %.3f\n",
+				   S[k].name, s->clock / 1000.0);
+		snap_put(s);
+	}
+	HELP("reco_serve_model_file_time_seconds",
+	     "Modification time of the snapshot file served (when it was written).", "gauge");
+	for (int k = 0; k < nS; k++) {
+		struct serve_snap *s = snap_get(&S[k]);
+		if (s)
+			buf_printf(b, "reco_serve_model_file_time_seconds{variant=\"%s\"} %.3f\n",
+				   S[k].name, S[k].mtime);
 		snap_put(s);
 	}
 #undef CTR
@@ -1041,6 +1061,7 @@ main(int argc, char **argv)
 		}
 		if (!(S[k].cur = serve_snap_load(S[k].path, items, err, sizeof err)))
 			die(errno == EINVAL ? EXIT_DATA : EXIT_IO, "%s", err);
+		S[k].mtime = S[k].st.st_mtim.tv_sec + S[k].st.st_mtim.tv_nsec / 1e9;
 		if (verbosity > 0)
 			info("%s: snapshot %s, %llu items, %llu users, variant %s",
 			     S[k].path, S[k].cur->version,
