@@ -52,6 +52,8 @@ static const char usage[] =
 "      --default-n N        results when a request does not say (default 10)\n"
 "      --keep-purchased     do not exclude the user's purchases\n"
 "      --keep-cart          do not exclude the items in the user's cart\n"
+"      --index-depth N      trending and popular items listed ahead per\n"
+"                           snapshot (default 4096; 0: no index)\n"
 "Limits:\n"
 "      --max-n N            most results a request may ask for (default 1000)\n"
 "      --max-id N           longest id in bytes (default 256)\n"
@@ -74,6 +76,7 @@ enum {
 	OPT_CONTROL,
 	OPT_IMPRESSIONS,
 	OPT_RELOAD_EVERY,
+	OPT_INDEX_DEPTH,
 	OPT_WEIGHTS,
 	OPT_DEFAULT_N,
 	OPT_KEEP_PURCHASED,
@@ -98,6 +101,7 @@ static const struct option opts[] = {
 	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "impressions", required_argument, NULL, OPT_IMPRESSIONS },
 	{ "reload-every", required_argument, NULL, OPT_RELOAD_EVERY },
+	{ "index-depth", required_argument, NULL, OPT_INDEX_DEPTH },
 	{ "weights", required_argument, NULL, OPT_WEIGHTS },
 	{ "default-n", required_argument, NULL, OPT_DEFAULT_N },
 	{ "keep-purchased", no_argument, NULL, OPT_KEEP_PURCHASED },
@@ -134,10 +138,11 @@ static struct {
 	struct serve_opts so;
 	struct serve_limits lim;
 	long threads, max_inflight, max_conn, max_request, max_headers, timeout;
+	size_t index_depth;
 	char *vspec[MAX_VARIANTS];
 	int nvspec;
 } O = {
-	.control = "A", .reload_ms = 1000, .threads = 2, .max_inflight = 256,
+	.control = "A", .index_depth = SERVE_INDEX_DEPTH, .reload_ms = 1000, .threads = 2, .max_inflight = 256,
 	.max_conn = 1024, .max_request = 65536, .max_headers = 64,
 	.timeout = 10
 };
@@ -228,6 +233,7 @@ on_opt(struct tool *t, int c, const char *arg)
 	case OPT_DEFAULT_N: O.so.default_n = (size_t)num("--default-n", arg, 1, 100000); break;
 	case OPT_KEEP_PURCHASED: O.so.exclude_purchased = 0; break;
 	case OPT_KEEP_CART: O.so.exclude_cart = 0; break;
+	case OPT_INDEX_DEPTH: O.index_depth = (size_t)num("--index-depth", arg, 0, 100000000); break;
 	case OPT_MAX_N: O.lim.max_n = (size_t)num("--max-n", arg, 1, 100000); break;
 	case OPT_MAX_ID: O.lim.max_id = (size_t)num("--max-id", arg, 1, 65536); break;
 	case OPT_MAX_ITEMS: O.lim.max_items = (size_t)num("--max-items", arg, 0, 1000000); break;
@@ -294,7 +300,7 @@ reload(struct slot *sl, int force)
 	if (!force && same_file(&st, &sl->st))
 		return;
 	sl->st = st;
-	if (!(s = serve_snap_load(sl->path, items, err, sizeof err))) {
+	if (!(s = serve_snap_load(sl->path, items, O.index_depth, err, sizeof err))) {
 		M.reload_failures++;
 		warn("%s; keeping snapshot %s", err,
 		     sl->cur ? sl->cur->version : "(none)");
@@ -829,50 +835,27 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	(void)cls;
 	(void)version;
 	if (!cn) {
+		/* The first call has the headers only. An answer queued now
+		 * would make the server close the connection, so only the
+		 * early refusals are: the rest waits for the next call. */
 		cn = xcalloc(1, sizeof *cn);
 		cn->t0 = mono();
 		*con_cls = cn;
 		if (MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL) >
 		    O.max_headers)
 			return reply_error(c, cn, 431, "too many request headers (--max-headers)");
-		if (strcmp(url, "/healthz") == 0) {
-			if (!get)
-				return reply_error(c, cn, 405, "method not allowed");
-			for (int k = 0; k < nS; k++) {
-				struct serve_snap *s = snap_get(&S[k]);
-				if (!s)
-					return reply(c, cn, 503, "text/plain",
-						     "no model\n", 9);
-				snap_put(s);
-			}
-			return reply(c, cn, 200, "text/plain", "ok\n", 3);
-		}
-		if (strcmp(url, "/metrics") == 0) {
-			struct tls *t = tls_get();
-			if (!get)
-				return reply_error(c, cn, 405, "method not allowed");
-			t->out.n = 0;
-			metrics_text(&t->out);
-			return reply(c, cn, 200, "text/plain; version=0.0.4",
-				     t->out.p, t->out.n);
-		}
-		if (strcmp(url, "/recommend") != 0)
-			return reply_error(c, cn, 404, "not found (/recommend, /healthz, /metrics)");
-		if (!get && !post)
-			return reply_error(c, cn, 405, "method not allowed");
-		cn->counted = 1;
-		if (++M.inflight > O.max_inflight) {
-			M.busy++;
-			return reply_error(c, cn, 503, "busy: too many requests at once (--max-inflight)");
-		}
-		if (post) {
+		if (post && strcmp(url, "/recommend") == 0) {
 			const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 								     MHD_HTTP_HEADER_CONTENT_LENGTH);
+			cn->counted = 1;
+			if (++M.inflight > O.max_inflight) {
+				M.busy++;
+				return reply_error(c, cn, 503, "busy: too many requests at once (--max-inflight)");
+			}
 			if (cl && strtoull(cl, NULL, 10) > (unsigned long long)O.max_request)
 				return reply_error(c, cn, 413, "request body too large (--max-request)");
-			return MHD_YES;
 		}
-		return recommend(c, cn, 0);
+		return MHD_YES;
 	}
 	if (*upload_size) {
 		if (mono() - cn->t0 > (double)O.timeout)
@@ -885,11 +868,44 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (cn->too_slow)
-		return reply_error(c, cn, 408, "request body too slow (--timeout)");
-	if (cn->too_big)
-		return reply_error(c, cn, 413, "request body too large (--max-request)");
-	return recommend(c, cn, post);
+	if (strcmp(url, "/healthz") == 0) {
+		if (!get)
+			return reply_error(c, cn, 405, "method not allowed");
+		for (int k = 0; k < nS; k++) {
+			struct serve_snap *s = snap_get(&S[k]);
+			if (!s)
+				return reply(c, cn, 503, "text/plain",
+					     "no model\n", 9);
+			snap_put(s);
+		}
+		return reply(c, cn, 200, "text/plain", "ok\n", 3);
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		struct tls *t = tls_get();
+		if (!get)
+			return reply_error(c, cn, 405, "method not allowed");
+		t->out.n = 0;
+		metrics_text(&t->out);
+		return reply(c, cn, 200, "text/plain; version=0.0.4",
+			     t->out.p, t->out.n);
+	}
+	if (strcmp(url, "/recommend") != 0)
+		return reply_error(c, cn, 404, "not found (/recommend, /healthz, /metrics)");
+	if (!get && !post)
+		return reply_error(c, cn, 405, "method not allowed");
+	if (post) {
+		if (cn->too_slow)
+			return reply_error(c, cn, 408, "request body too slow (--timeout)");
+		if (cn->too_big)
+			return reply_error(c, cn, 413, "request body too large (--max-request)");
+		return recommend(c, cn, 1);
+	}
+	cn->counted = 1;
+	if (++M.inflight > O.max_inflight) {
+		M.busy++;
+		return reply_error(c, cn, 503, "busy: too many requests at once (--max-inflight)");
+	}
+	return recommend(c, cn, 0);
 }
 
 static void
@@ -1059,7 +1075,7 @@ main(int argc, char **argv)
 			warn("%s: no such file yet; waiting for it", S[k].path);
 			continue;
 		}
-		if (!(S[k].cur = serve_snap_load(S[k].path, items, err, sizeof err)))
+		if (!(S[k].cur = serve_snap_load(S[k].path, items, O.index_depth, err, sizeof err)))
 			die(errno == EINVAL ? EXIT_DATA : EXIT_IO, "%s", err);
 		S[k].mtime = S[k].st.st_mtim.tv_sec + S[k].st.st_mtim.tv_nsec / 1e9;
 		if (verbosity > 0)

@@ -257,6 +257,50 @@ cand_cmp(const void *a, const void *b)
 	return better(y->s, y->i, x->s, x->i);
 }
 
+/* Sort best first: insertion for the short lists of a request. */
+static void
+cand_sort(struct cand *v, size_t n)
+{
+	if (n > 64) {
+		qsort(v, n, sizeof *v, cand_cmp);
+		return;
+	}
+	for (size_t k = 1; k < n; k++) {
+		struct cand x = v[k];
+		size_t j = k;
+		while (j > 0 && better(x.s, x.i, v[j - 1].s, v[j - 1].i)) {
+			v[j] = v[j - 1];
+			j--;
+		}
+		v[j] = x;
+	}
+}
+
+/* Put the best n of v[0..len) first, in order; the rest in no order. */
+static void
+cand_best(struct cand *v, size_t len, size_t n)
+{
+	size_t kept = 0;
+
+	if (n > 64) {
+		qsort(v, len, sizeof *v, cand_cmp);
+		return;
+	}
+	for (size_t k = 0; k < len; k++) {
+		struct cand x = v[k];
+		size_t j;
+		if (kept == n && !better(x.s, x.i, v[n - 1].s, v[n - 1].i))
+			continue;
+		v[k] = v[kept < n ? kept : n - 1];
+		j = kept < n ? kept++ : n - 1;
+		while (j > 0 && better(x.s, x.i, v[j - 1].s, v[j - 1].i)) {
+			v[j] = v[j - 1];
+			j--;
+		}
+		v[j] = x;
+	}
+}
+
 /* Move the selection, best first, to source s's list. */
 static void
 top_done(struct ranker *r, struct top *t, int s)
@@ -265,7 +309,7 @@ top_done(struct ranker *r, struct top *t, int s)
 	if (t->n == 0)
 		return;
 	if (t->n > 1)
-		qsort(t->h, t->n, sizeof *t->h, cand_cmp);
+		cand_sort(t->h, t->n);
 	if (t->n > r->src_cap[s]) {
 		r->src_cap[s] = t->n;
 		r->src[s] = xreallocarray(r->src[s], t->n, sizeof *r->src[s]);
@@ -274,6 +318,73 @@ top_done(struct ranker *r, struct top *t, int s)
 }
 
 #define EXCLUDED(r, i) ((r)->excl[i] == (r)->gen)
+/* Not a candidate: excluded, or turned away by the request's filter. */
+#define SKIP(r, q, i) \
+	(EXCLUDED(r, i) || ((q)->allow && !(q)->allow((q)->allow_ctx, (uint32_t)(i))))
+
+/*
+ * The lists of a frozen model that do not depend on the request: for
+ * trending and popularity, the best items in order. A request walks the
+ * list and skips what it excludes; when that leaves too few and the list
+ * does not hold every item with a score, it falls back to the full pass,
+ * so the results are always those of the full pass.
+ */
+struct rank_index {
+	struct cand *list[RANK_NSRC];
+	size_t n[RANK_NSRC];
+	int complete[RANK_NSRC];  /* every item with a score is listed */
+	/* The item factors again, in blocks of MF_BLOCK items: factor k of
+	 * the block's item j at [k * MF_BLOCK + j], so that one pass scores
+	 * a block's items side by side. */
+	float *blocks;
+	uint64_t nblocks;
+};
+
+#define MF_BLOCK 16
+
+/* On x86-64, the block scores are compiled for each vector width and
+ * the widest the processor has is chosen at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
+#define RANK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RANK_CLONES
+#endif
+
+typedef float rank_vb __attribute__((vector_size(MF_BLOCK * sizeof(float))));
+
+/*
+ * The scores of a block's items against user factors p: the same sums in
+ * the same order as model_dot (sixteen lane sums over the row, then the
+ * same tree), so each score is bit for bit model_dot's, whatever the
+ * vector width.
+ */
+RANK_CLONES static unsigned
+mf_block(const float *p, const float *blk, uint32_t stride, float thr,
+	 float *out)
+{
+	rank_vb acc[16], f;
+
+#pragma GCC unroll 16
+	for (int j = 0; j < 16; j++)
+		acc[j] = (rank_vb){ 0 };
+	for (uint32_t k = 0; k < stride; k += 16)
+#pragma GCC unroll 16
+		for (int j = 0; j < 16; j++) {
+			memcpy(&f, blk + (size_t)(k + j) * MF_BLOCK, sizeof f);
+			acc[j] += f * p[k + j];
+		}
+	rank_vb c0 = (acc[0] + acc[8]) + (acc[4] + acc[12]);
+	rank_vb c1 = (acc[1] + acc[9]) + (acc[5] + acc[13]);
+	rank_vb c2 = (acc[2] + acc[10]) + (acc[6] + acc[14]);
+	rank_vb c3 = (acc[3] + acc[11]) + (acc[7] + acc[15]);
+	f = (c0 + c2) + (c1 + c3);
+	memcpy(out, &f, sizeof f);
+	/* The items above thr. */
+	unsigned mask = 0;
+	for (int j = 0; j < MF_BLOCK; j++)
+		mask |= (unsigned)(f[j] > thr) << j;
+	return mask;
+}
 
 /* The user's factors against every item's: a straight pass over the
  * contiguous rows. */
@@ -291,12 +402,36 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
 		return;
 	}
 	const float *p = model_user_vec(m, (uint64_t)q->user);
+	if (q->ix && q->ix->blocks) {
+		const float *blk = q->ix->blocks;
+		float sc[MF_BLOCK];
+		for (uint64_t b = 0; b < q->ix->nblocks; b++, blk += (size_t)stride * MF_BLOCK) {
+			uint64_t base = b * MF_BLOCK;
+			uint64_t n = m->nitems - base < MF_BLOCK ? m->nitems - base : MF_BLOCK;
+			unsigned mask = mf_block(p, blk, stride,
+						 t.n == t.m ? t.h[0].s : -INFINITY, sc);
+			if (n < MF_BLOCK)
+				mask &= (1u << n) - 1;
+			while (mask) {
+				unsigned j = (unsigned)__builtin_ctz(mask);
+				float s = sc[j];
+				mask &= mask - 1;
+				if (t.n == t.m && !(s > t.h[0].s))
+					continue;
+				if (!isfinite(s) || SKIP(r, q, base + j))
+					continue;
+				top_add(&t, s, (uint32_t)(base + j));
+			}
+		}
+		top_done(r, &t, RANK_MF);
+		return;
+	}
 	const float *row = m->ifac;
 	for (uint64_t i = 0; i < m->nitems; i++, row += stride) {
 		float s = model_dot(p, row, stride);
 		if (t.n == t.m && !(s > t.h[0].s))
 			continue;
-		if (EXCLUDED(r, i) || !isfinite(s))
+		if (!isfinite(s) || SKIP(r, q, i))
 			continue;
 		top_add(&t, s, (uint32_t)i);
 	}
@@ -324,7 +459,9 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 		float f = wk / l[0].score;
 		for (size_t j = 0; j < n; j++) {
 			uint32_t b = l[j].item;
-			if (b >= m->nitems || EXCLUDED(r, b) || !(l[j].score > 0))
+			if (b >= m->nitems || !(l[j].score > 0))
+				continue;
+			if (r->acc[b] == 0 && SKIP(r, q, b))
 				continue;
 			if (r->acc[b] == 0)
 				r->accl[r->naccl++] = b;
@@ -342,8 +479,37 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 
 /* Trending: how far the recent count is above what the long-run rate
  * predicts, in Poisson standard deviations. */
+/* Take source s's list from the index: the first depth items that are
+ * not skipped. Return 0 if the list ran out before depth and does not
+ * hold every item: the caller makes the full pass. */
+static int
+from_index(struct ranker *r, const struct rank_req *q, int s, size_t depth)
+{
+	const struct rank_index *ix = q->ix;
+	struct top t;
+
+	if (!ix || !ix->list[s])
+		return 0;
+	top_init(r, &t, depth);
+	for (size_t k = 0; k < ix->n[s] && t.n < depth; k++)
+		if (!SKIP(r, q, ix->list[s][k].i))
+			t.h[t.n++] = ix->list[s][k];
+	if (t.n < depth && !ix->complete[s])
+		return 0;
+	/* Already in order. */
+	r->nsrc[s] = t.n;
+	if (t.n > r->src_cap[s]) {
+		r->src_cap[s] = t.n;
+		r->src[s] = xreallocarray(r->src[s], t.n, sizeof *r->src[s]);
+	}
+	if (t.n)
+		memcpy(r->src[s], t.h, t.n * sizeof *t.h);
+	return 1;
+}
+
 static void
-src_trend(struct ranker *r, const struct model *m, size_t depth)
+src_trend(struct ranker *r, const struct model *m, const struct rank_req *q,
+	  size_t depth)
 {
 	struct top t;
 	double fp, fs = model_trend_factor(m, &fp);
@@ -358,15 +524,15 @@ src_trend(struct ranker *r, const struct model *m, size_t depth)
 		float z = (o - e) / sqrtf(e + 1);
 		if (t.n == t.m && !(z > t.h[0].s))
 			continue;
-		if (!EXCLUDED(r, i))
+		if (!SKIP(r, q, i))
 			top_add(&t, z, (uint32_t)i);
 	}
 	top_done(r, &t, RANK_TREND);
 }
 
 static void
-src_pop(struct ranker *r, const struct model *m, const float *v, int s,
-	size_t depth)
+src_pop(struct ranker *r, const struct model *m, const struct rank_req *q,
+	const float *v, int s, size_t depth)
 {
 	struct top t;
 
@@ -374,7 +540,7 @@ src_pop(struct ranker *r, const struct model *m, const float *v, int s,
 	for (uint64_t i = 0; i < m->nitems; i++) {
 		if (!(v[i] > 0) || (t.n == t.m && !(v[i] > t.h[0].s)))
 			continue;
-		if (!EXCLUDED(r, i))
+		if (!SKIP(r, q, i))
 			top_add(&t, v[i], (uint32_t)i);
 	}
 	top_done(r, &t, s);
@@ -427,12 +593,12 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 		src_mf(r, m, q, depth);
 	if (q->w.w[RANK_COOC] > 0)
 		src_cooc(r, m, q, depth);
-	if (q->w.w[RANK_TREND] > 0)
-		src_trend(r, m, depth);
-	if (q->w.w[RANK_DPOP] > 0)
-		src_pop(r, m, m->ipop, RANK_DPOP, depth);
-	if (q->w.w[RANK_POP] > 0)
-		src_pop(r, m, m->icount, RANK_POP, depth);
+	if (q->w.w[RANK_TREND] > 0 && !from_index(r, q, RANK_TREND, depth))
+		src_trend(r, m, q, depth);
+	if (q->w.w[RANK_DPOP] > 0 && !from_index(r, q, RANK_DPOP, depth))
+		src_pop(r, m, q, m->ipop, RANK_DPOP, depth);
+	if (q->w.w[RANK_POP] > 0 && !from_index(r, q, RANK_POP, depth))
+		src_pop(r, m, q, m->icount, RANK_POP, depth);
 
 	/* Blend. */
 	size_t total = 0;
@@ -475,9 +641,9 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 		r->order[k].s = r->cs[k];
 		r->order[k].i = r->ci[k];
 	}
-	if (r->nc > 1)
-		qsort(r->order, r->nc, sizeof *r->order, cand_cmp);
 	size_t n = r->nc < q->n ? r->nc : q->n;
+	if (r->nc > 1)
+		cand_best(r->order, r->nc, n);
 	for (size_t k = 0; k < n; k++) {
 		uint32_t c = r->slot[r->order[k].i];
 		out[k].item = r->ci[c];
@@ -485,4 +651,66 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 		out[k].reason = r->cr[c];
 	}
 	return n;
+}
+
+/*
+ * The index of model m, which must not change while the index is used:
+ * the best depth items of trending and popularity, so that a request
+ * need not pass over the catalogue for them. The caller owns it:
+ * rank_index_free.
+ */
+struct rank_index *
+rank_index_new(const struct model *m, size_t depth)
+{
+	struct rank_index *ix = xcalloc(1, sizeof *ix);
+	struct ranker *r = ranker_new();
+	struct rank_req q;
+	static const int lists[] = { RANK_TREND, RANK_DPOP, RANK_POP };
+
+	memset(&q, 0, sizeof q);
+	if (depth == 0)
+		depth = 1;
+	fit(r, m->nitems);
+	next_gen(r);
+	src_trend(r, m, &q, depth);
+	src_pop(r, m, &q, m->ipop, RANK_DPOP, depth);
+	src_pop(r, m, &q, m->icount, RANK_POP, depth);
+	for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++) {
+		int s = lists[k];
+		size_t n = r->nsrc[s];
+		ix->list[s] = xreallocarray(NULL, n ? n : 1, sizeof *ix->list[s]);
+		if (n)
+			memcpy(ix->list[s], r->src[s], n * sizeof *ix->list[s]);
+		ix->n[s] = n;
+		ix->complete[s] = n < depth;
+	}
+	ranker_free(r);
+	if (m->stride % 16 == 0 && m->nitems) {
+		size_t stride = m->stride;
+		void *mem;
+		ix->nblocks = (m->nitems + MF_BLOCK - 1) / MF_BLOCK;
+		if (posix_memalign(&mem, 64, ix->nblocks * stride * MF_BLOCK * sizeof(float)))
+			die(EXIT_IO, "out of memory");
+		ix->blocks = mem;
+		memset(ix->blocks, 0, ix->nblocks * stride * MF_BLOCK * sizeof(float));
+		for (uint64_t i = 0; i < m->nitems; i++) {
+			const float *row = model_item_vec(m, i);
+			float *blk = ix->blocks + (i / MF_BLOCK) * stride * MF_BLOCK;
+			for (size_t k = 0; k < stride; k++)
+				blk[k * MF_BLOCK + i % MF_BLOCK] = row[k];
+		}
+	}
+	return ix;
+}
+
+/* Free ix; NULL is allowed. */
+void
+rank_index_free(struct rank_index *ix)
+{
+	if (!ix)
+		return;
+	for (int s = 0; s < RANK_NSRC; s++)
+		free(ix->list[s]);
+	free(ix->blocks);
+	free(ix);
 }

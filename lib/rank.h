@@ -35,6 +35,14 @@ struct rank_req {
 	size_t nexclude;
 	size_t n;                 /* results wanted */
 	struct rank_weights w;
+	/* A business filter: an item is a candidate only if allow(ctx, item)
+	 * returns non-zero; NULL lets every item through. It is asked only
+	 * about items that would otherwise make a source's cut. */
+	int (*allow)(const void *ctx, uint32_t item);
+	const void *allow_ctx;
+	/* The lists of a model that no longer changes (rank_index_new), or
+	 * NULL: the same results, sooner. */
+	const struct rank_index *ix;
 };
 
 struct rank_item {
@@ -50,6 +58,7 @@ struct rank_info {
 };
 
 struct ranker;
+struct rank_index;
 
 /* rank.c */
 int rank_weights_parse(struct rank_weights *w, const char *spec, char *err,
@@ -62,5 +71,7 @@ void ranker_free(struct ranker *r);
 size_t rank_top(struct ranker *r, const struct model *m,
 		const struct rank_req *q, struct rank_item *out);
 const struct rank_info *rank_last(const struct ranker *r);
+struct rank_index *rank_index_new(const struct model *m, size_t depth);
+void rank_index_free(struct rank_index *ix);
 
 #endif

@@ -96,8 +96,8 @@ parse_stock(struct str v, int count)
  * the reason in err.
  */
 struct serve_snap *
-serve_snap_load(const char *path, const struct table *items, char *err,
-		size_t errlen)
+serve_snap_load(const char *path, const struct table *items,
+		size_t index_depth, char *err, size_t errlen)
 {
 	struct model *m = model_load(path, MODEL_MAP, err, errlen);
 	struct serve_snap *s;
@@ -109,6 +109,8 @@ serve_snap_load(const char *path, const struct table *items, char *err,
 	s->refs = 1;
 	s->events = m->st.events;
 	s->clock = m->clock;
+	if (index_depth)
+		s->ix = rank_index_new(m, index_depth);
 	uint32_t crc = 0;
 	if (m->map && m->maplen >= 256) {
 		const unsigned char *h = (const unsigned char *)m->map + 252;
@@ -156,6 +158,7 @@ serve_snap_free(struct serve_snap *s)
 {
 	if (!s)
 		return;
+	rank_index_free(s->ix);
 	model_free(s->m);
 	free(s->cat);
 	free(s->brand);
@@ -557,6 +560,15 @@ serve_req_check(struct serve_req *q, size_t default_n, char *err,
 
 /* ---- ranking ---- */
 
+/* A request's business filters, asked about each candidate. */
+struct filter {
+	const struct serve_snap *s;
+	uint64_t cats[SERVE_MAX_FILTER], brands[SERVE_MAX_FILTER];
+	size_t ncat, nbrand;
+	float lo, hi;
+	int price, in_stock;
+};
+
 struct serve_worker {
 	struct ranker *r;
 	uint32_t *recent, *context, *excl;
@@ -564,6 +576,7 @@ struct serve_worker {
 	int64_t user;
 	struct rank_item *out;
 	size_t out_cap;
+	struct filter filter;
 };
 
 struct serve_worker *
@@ -617,44 +630,46 @@ in_list(const uint64_t *h, size_t n, uint64_t v)
 	return 0;
 }
 
-/* Exclude every item a business filter turns away; return how many. */
-static size_t
-apply_filters(struct serve_worker *w, const struct serve_snap *s,
-	      const struct serve_req *q)
+static int
+filter_allow(const void *ctx, uint32_t i)
 {
-	uint64_t cats[SERVE_MAX_FILTER], brands[SERVE_MAX_FILTER];
-	size_t ncat = q->cats.n, nbrand = q->brands.n, out = 0;
-	float lo = q->has_price_min ? (float)q->price_min : -INFINITY;
-	float hi = q->has_price_max ? (float)q->price_max : INFINITY;
-	int price = q->has_price_min || q->has_price_max;
-	const struct model *m = s->m;
+	const struct filter *f = ctx;
+	const struct serve_snap *s = f->s;
 
-	if (!ncat && !nbrand && !price && q->in_stock < 0)
+	if (!s->cat)
 		return 0;
-	for (size_t k = 0; k < ncat; k++) {
+	if (f->ncat && !in_list(f->cats, f->ncat, s->cat[i]))
+		return 0;
+	if (f->nbrand && !in_list(f->brands, f->nbrand, s->brand[i]))
+		return 0;
+	if (f->price && !(s->price[i] >= f->lo && s->price[i] <= f->hi))
+		return 0;
+	return f->in_stock < 0 || s->stock[i] == f->in_stock;
+}
+
+/* Set f to q's business filters; return 0 if q has none. */
+static int
+filter_set(struct filter *f, const struct serve_snap *s,
+	   const struct serve_req *q)
+{
+	f->s = s;
+	f->ncat = q->cats.n;
+	f->nbrand = q->brands.n;
+	f->price = q->has_price_min || q->has_price_max;
+	f->lo = q->has_price_min ? (float)q->price_min : -INFINITY;
+	f->hi = q->has_price_max ? (float)q->price_max : INFINITY;
+	f->in_stock = q->in_stock;
+	if (!f->ncat && !f->nbrand && !f->price && f->in_stock < 0)
+		return 0;
+	for (size_t k = 0; k < f->ncat; k++) {
 		struct str v = serve_req_str(q, q->cats.v[k]);
-		cats[k] = attr_hash(v.p, v.n);
+		f->cats[k] = attr_hash(v.p, v.n);
 	}
-	for (size_t k = 0; k < nbrand; k++) {
+	for (size_t k = 0; k < f->nbrand; k++) {
 		struct str v = serve_req_str(q, q->brands.v[k]);
-		brands[k] = attr_hash(v.p, v.n);
+		f->brands[k] = attr_hash(v.p, v.n);
 	}
-	for (uint64_t i = 0; i < m->nitems; i++) {
-		int ok = s->cat != NULL;
-		if (ok && ncat)
-			ok = in_list(cats, ncat, s->cat[i]);
-		if (ok && nbrand)
-			ok = in_list(brands, nbrand, s->brand[i]);
-		if (ok && price)
-			ok = s->price[i] >= lo && s->price[i] <= hi;
-		if (ok && q->in_stock >= 0)
-			ok = s->stock[i] == q->in_stock;
-		if (!ok) {
-			excl_add(w, (uint32_t)i);
-			out++;
-		}
-	}
-	return out;
+	return 1;
 }
 
 /* Among results of equal score, the smaller item id first. */
@@ -753,9 +768,12 @@ serve_finish(struct serve_worker *w, const struct serve_snap *s,
 	}
 	for (size_t k = 0; k < q->exclude.n; k++)
 		excl_id(w, m, serve_req_str(q, q->exclude.v[k]));
-	r->filtered = apply_filters(w, s, q);
-
 	memset(&rq, 0, sizeof rq);
+	if (filter_set(&w->filter, s, q)) {
+		rq.allow = filter_allow;
+		rq.allow_ctx = &w->filter;
+	}
+	rq.ix = s->ix;
 	rq.user = w->user;
 	rq.recent = w->recent;
 	rq.nrecent = w->nrecent;

@@ -14,6 +14,8 @@
 #define SERVE_VERSION 1        /* of the request and response schemas */
 #define SERVE_VARIANT_SEED 0x7265636f2d766172ULL /* hash64 seed: variants */
 #define SERVE_MAX_FILTER 64    /* values of one filter list, at most */
+#define SERVE_INDEX_DEPTH 4096 /* trending and popular items listed per snapshot,
+				 * by default */
 
 /* Limits on what a request may ask for. */
 struct serve_limits {
@@ -39,11 +41,12 @@ struct serve_snap {
 	float *price;          /* NaN: none */
 	int8_t *stock;         /* 1 in stock, 0 not, -1 unknown */
 	uint64_t attr_items;   /* model items found in the table */
+	struct rank_index *ix; /* its lists that do not depend on the user */
 	int refs;              /* atomic */
 };
 
 struct serve_snap *serve_snap_load(const char *path, const struct table *items,
-				   char *err, size_t errlen);
+				   size_t index_depth, char *err, size_t errlen);
 void serve_snap_free(struct serve_snap *s);
 
 /* A string of a request, in its arena. */
@@ -105,7 +108,6 @@ struct serve_result {
 	int cold;                   /* the model does not know the user */
 	int profile;                /* the store had a profile of the user */
 	size_t unknown_context;     /* context items the model does not know */
-	size_t filtered;            /* items a business filter excluded */
 	size_t candidates;
 };
 

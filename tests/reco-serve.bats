@@ -241,6 +241,12 @@ metric_of() {
 	[ "$(awk '$1 == "reco_serve_requests_total{status=\"400\"}" { print $2 }' m.prom)" -eq 4 ]
 	[ "$(awk '$1 == "reco_serve_requests_total{status=\"413\"}" { print $2 }' m.prom)" -eq 1 ]
 	[ "$(awk '$1 == "reco_serve_requests_total{status=\"431\"}" { print $2 }' m.prom)" -eq 1 ]
+	# Answers keep the connection open: three requests, one connection.
+	curl -sv "$URL/recommend?user=u1&n=1" "$URL/recommend?user=u2&n=1" --next \
+		-X POST -d '{"user":"u3","n":1}' "$URL/recommend" >ka.out 2>ka.err
+	[ "$(grep -c '"items"' ka.out)" -eq 3 ]
+	[ "$(grep -c 'Re-using existing connection' ka.err)" -eq 2 ]
+	! grep -qi '^< Connection: close' ka.err
 }
 
 @test "HTTP: a slow body gets 408, and beyond --max-inflight a fast 503" {
@@ -316,4 +322,34 @@ metric_of() {
 	done
 	wait "$cpid"
 	[ "$(grep -c '^200$' codes.txt)" -eq 200 ] || { sort codes.txt | uniq -c; fail "dropped"; }
+}
+
+@test "the index of a snapshot changes the cost, not the answers" {
+	reco-gen --events 30000 --users 600 --items 3000 --items-out items.csv >ev.ndjson
+	reco-train -o g.bin ev.ndjson
+	reco-profile --store g.state ev.ndjson >/dev/null
+	# Known and unknown users, excludes, filters that leave many items
+	# and filters that leave few.
+	awk 'BEGIN {
+		srand(3)
+		for (k = 0; k < 400; k++) {
+			u = (k % 7 == 6) ? "nobody" k : "u" int(rand() * 600 + 1)
+			f = ""
+			if (k % 5 == 1) f = ",\"filter\":{\"category\":\"apparel.shoes\"}"
+			if (k % 5 == 2) f = ",\"filter\":{\"price_max\":20}"
+			if (k % 5 == 3) f = ",\"exclude\":[\"i" int(rand() * 3000 + 1) "\",\"i2\"]"
+			if (k % 5 == 4) f = ",\"context\":{\"items\":[\"i" int(rand() * 3000 + 1) "\"]}"
+			printf "{\"user\":\"%s\",\"n\":%d%s}\n", u, k % 3 == 0 ? 50 : 10, f
+		}
+	}' >q.ndjson
+	reco-serve --model g.bin --store g.state --items items.csv --index-depth 0 q.ndjson >full.ndjson
+	reco-serve --model g.bin --store g.state --items items.csv q.ndjson >ix.ndjson
+	reco-serve --model g.bin --store g.state --items items.csv --index-depth 40 q.ndjson >short.ndjson
+	same_bytes full.ndjson ix.ndjson
+	same_bytes full.ndjson short.ndjson
+	# The requests were answered, most with a full list.
+	[ "$(jq -s '[.[] | select(.items and (.items | length) >= 10)] | length' full.ndjson)" -ge 300 ]
+	jq -e -s '[.[] | .items[]?.reason] | unique | length >= 3' full.ndjson
+	run reco-serve --model g.bin --index-depth -1 q.ndjson
+	[ "$status" -eq 2 ]
 }
