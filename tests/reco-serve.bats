@@ -2,10 +2,9 @@
 # reco-serve.bats: reco-serve: answers, exclusions, filters, cold start and bad input on standard input; profiles read at request time; impressions and variants; HTTP, limits, metrics and hot reload.
 
 load helpers
+load helpers-serve
 
 bats_require_minimum_version 1.5.0
-
-SERVE_PID=
 
 setup() {
 	common_setup
@@ -16,36 +15,6 @@ setup() {
 
 teardown() {
 	serve_stop
-}
-
-# Start reco-serve in HTTP mode on a free port of 127.0.0.1 (port 0: the
-# kernel picks one, the server says which). Sets SERVE_PID and URL.
-serve_start() {
-	local i port=
-	reco-serve --listen 127.0.0.1:0 "$@" 2>serve.err </dev/null 3>&- &
-	SERVE_PID=$!
-	for i in $(seq 200); do
-		port=$(sed -n 's/^reco-serve: listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' serve.err)
-		[ -n "$port" ] && break
-		kill -0 "$SERVE_PID" 2>/dev/null || { cat serve.err >&2; fail "reco-serve did not start"; return 1; }
-		sleep 0.02
-	done
-	[ -n "$port" ] || { fail "reco-serve: no port"; return 1; }
-	URL=http://127.0.0.1:$port
-}
-
-# Stop the server serve_start started, by its PID.
-serve_stop() {
-	if [ -n "${SERVE_PID:-}" ]; then
-		kill "$SERVE_PID" 2>/dev/null || true
-		wait "$SERVE_PID" 2>/dev/null || true
-		SERVE_PID=
-	fi
-}
-
-# Print a metric's value from the server's /metrics.
-metric_of() {
-	curl -s "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'
 }
 
 # ---- the contract ----

@@ -1,0 +1,34 @@
+# helpers-serve.bash: start reco-serve on a free loopback port for a test, ask its metrics, and stop it.
+
+SERVE_PID=
+
+# serve_start [OPTION...]: start reco-serve --listen 127.0.0.1:0 with the
+# options; set SERVE_PID and URL. Its standard error goes to serve.err.
+serve_start() {
+	local i port=
+	reco-serve --listen 127.0.0.1:0 "$@" 2>serve.err </dev/null 3>&- &
+	SERVE_PID=$!
+	for i in $(seq 200); do
+		port=$(sed -n 's/^reco-serve: listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' serve.err)
+		[ -n "$port" ] && break
+		kill -0 "$SERVE_PID" 2>/dev/null || { cat serve.err >&2; fail "reco-serve did not start"; return 1; }
+		sleep 0.02
+	done
+	[ -n "$port" ] || { fail "reco-serve: no port"; return 1; }
+	URL=http://127.0.0.1:$port
+}
+
+# Stop the reco-serve that serve_start started, if any.
+serve_stop() {
+	if [ -n "${SERVE_PID:-}" ]; then
+		kill "$SERVE_PID" 2>/dev/null || true
+		wait "$SERVE_PID" 2>/dev/null || true
+		SERVE_PID=
+	fi
+}
+
+# metric_of NAME: the value of the sample NAME (with its labels, exactly
+# as printed) in the server's /metrics.
+metric_of() {
+	curl -s "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'
+}
