@@ -39,9 +39,11 @@ $(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(BUILD)/lib
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # The schemas are data files; the tools carry their text.
-$(BUILD)/lib/schema_text.c: $(SCHEMAS) tests/tools/embed.sh | $(BUILD)/lib
+$(BUILD)/lib/schema_text.c: $(SCHEMAS) tests/tools/embed.sh Makefile | $(BUILD)/lib
 	sh tests/tools/embed.sh schema/event.avsc event_avsc schema/event.schema.json event_json_schema \
-		schema/profile.avsc profile_avsc schema/profile.schema.json profile_json_schema > $@
+		schema/profile.avsc profile_avsc schema/profile.schema.json profile_json_schema \
+		schema/request.schema.json request_json_schema \
+		schema/response.schema.json response_json_schema > $@
 
 $(BUILD)/lib/schema_text.o: $(BUILD)/lib/schema_text.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<

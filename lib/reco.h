@@ -240,6 +240,7 @@ int event_parse_jansson(struct event *ev, const char *line, size_t n,
 /* schema_text.c (generated from schema/): the schemas, as text. */
 extern const char event_avsc[];
 extern const char event_json_schema[];
+extern const char request_json_schema[], response_json_schema[];
 
 /* io.c: byte input over a list of files, and buffered output. */
 typedef void (*idle_fn)(void *ctx);

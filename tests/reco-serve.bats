@@ -322,3 +322,27 @@ teardown() {
 	run reco-serve --model g.bin --index-depth -1 q.ndjson
 	[ "$status" -eq 2 ]
 }
+
+@test "--schema prints the request and the response schema; the answers follow it" {
+	reco-serve --schema >req.json
+	jq -e '."$id" == "reco.Request/1"' req.json
+	reco-serve --schema=request | same_bytes req.json /dev/stdin
+	reco-serve --schema=response >resp.json
+	jq -e '."$id" == "reco.Response/1"' resp.json
+	run reco-serve --schema=avro
+	[ "$status" -eq 2 ]
+	# Every answer and error of the fixture has the keys the schema
+	# names, the required ones, and items of the documented shape.
+	reco-serve --model m.bin --store p.state --items "$F/items.csv" \
+		"$F/requests.ndjson" >out.ndjson
+	jq -e -s --slurpfile s resp.json '
+		($s[0].properties | keys) as $keys
+		| ($s[0].properties.items.items.properties | keys) as $ikeys
+		| ($s[0].properties.items.items.properties.reason.enum) as $reasons
+		| all(.[]; ((keys - $keys) == []) and has("v")
+			and ((has("items") and has("user") and has("model") and has("variant") and has("id"))
+			     or has("error"))
+			and ([.items[]? | ((keys - $ikeys) == []) and (.reason as $r | $reasons | index($r) != null)] | all))' out.ndjson
+	# A request of every documented field is accepted.
+	jq -e '.properties | has("user") and has("n") and has("context") and has("exclude") and has("filter")' req.json
+}
