@@ -559,8 +559,8 @@ wall_ms(void)
  * to a request without one.
  */
 static int
-answer(struct serve_worker *w, struct serve_req *q, const char *defid,
-       struct buf *out, struct buf *impbuf)
+answer(struct serve_worker *w, struct store *own, struct serve_req *q,
+       const char *defid, struct buf *out, struct buf *impbuf)
 {
 	char err[512], idbuf[1024];
 	const char *id = defid;
@@ -597,10 +597,13 @@ answer(struct serve_worker *w, struct serve_req *q, const char *defid,
 		return 503;
 	}
 	if (ST) {
-		pthread_mutex_lock(&store_mu);
-		int rc = store_refresh(ST, err, sizeof err);
+		/* A thread's own connection to Redis, or the shared store. */
+		struct store *st = own ? own : ST;
+		if (!own)
+			pthread_mutex_lock(&store_mu);
+		int rc = store_refresh(st, err, sizeof err);
 		if (rc >= 0)
-			rc = store_get(ST, user.p, user.n, &p, err, sizeof err);
+			rc = store_get(st, user.p, user.n, &p, err, sizeof err);
 		if (rc < 0) {
 			M.store_errors++;
 			if (verbosity > 0)
@@ -609,7 +612,8 @@ answer(struct serve_worker *w, struct serve_req *q, const char *defid,
 		} else if (rc == 0)
 			p = NULL;
 		serve_begin(w, s, p, q, &O.so, &r);
-		pthread_mutex_unlock(&store_mu);
+		if (!own)
+			pthread_mutex_unlock(&store_mu);
 	} else
 		serve_begin(w, s, NULL, q, &O.so, &r);
 	serve_finish(w, s, q, &O.so, &r);
@@ -683,7 +687,7 @@ run_stdin(void)
 				serve_write_error(&out, id.p, id.n, 400, err);
 				code = 400;
 			} else
-				code = answer(w, &q, defid, &out, &ib);
+				code = answer(w, NULL, &q, defid, &out, &ib);
 			buf_putc(&out, '\n');
 			tool_emit_line(&T, out.p, out.n);
 			observe(code, mono() - t0);
@@ -703,6 +707,8 @@ static pthread_key_t wkey;
 
 struct tls {
 	struct serve_worker *w;
+	struct store *st;          /* its own Redis connection, or NULL */
+	int st_tried;
 	struct serve_req q;
 	struct buf out, ib;
 };
@@ -714,6 +720,7 @@ tls_free(void *p)
 	struct tls *t = p;
 
 	serve_worker_free(t->w);
+	store_close(t->st);
 	serve_req_free(&t->q);
 	buf_free(&t->out);
 	buf_free(&t->ib);
@@ -732,6 +739,26 @@ tls_get(void)
 		pthread_setspecific(wkey, t);
 	}
 	return t;
+}
+
+/*
+ * With Redis, each server thread asks it over a connection of its own, so
+ * that requests do not wait for each other's round trips; the embedded
+ * store is one copy in memory, shared. If the thread's connection cannot
+ * be made, the shared one is used.
+ */
+static struct store *
+tls_store(struct tls *t)
+{
+	char err[512];
+
+	if (t->st || t->st_tried || !ST || store_kind(ST) != STORE_REDIS)
+		return t->st;
+	t->st_tried = 1;
+	if (!(t->st = store_open(O.store, STORE_READ, NULL, err, sizeof err)) &&
+	    verbosity >= 0)
+		warn("%s; this thread shares the first connection", err);
+	return t->st;
 }
 
 /* One connection's request. */
@@ -829,7 +856,7 @@ recommend(struct MHD_Connection *c, struct conn *cn, int post)
 	if (a.failed)
 		code = 400;
 	else
-		code = answer(t->w, &t->q, defid, &t->out, &t->ib);
+		code = answer(t->w, tls_store(t), &t->q, defid, &t->out, &t->ib);
 	buf_putc(&t->out, '\n');
 	return reply(c, cn, code, "application/json", t->out.p, t->out.n);
 }

@@ -3,6 +3,7 @@
 
 load helpers
 load helpers-serve
+load helpers-redis
 
 bats_require_minimum_version 1.5.0
 
@@ -15,6 +16,7 @@ setup() {
 
 teardown() {
 	serve_stop
+	redis_stop
 }
 
 # ---- the contract ----
@@ -345,4 +347,26 @@ teardown() {
 			and ([.items[]? | ((keys - $ikeys) == []) and (.reason as $r | $reasons | index($r) != null)] | all))' out.ndjson
 	# A request of every documented field is accepted.
 	jq -e '.properties | has("user") and has("n") and has("context") and has("exclude") and has("filter")' req.json
+}
+
+@test "HTTP with Redis: each thread asks over its own connection; a new event shows in the next answer" {
+	redis_start
+	reco-profile --store "$REDIS_URL" <"$F/events.ndjson" >/dev/null
+	serve_start --model m.bin --store "$REDIS_URL" --threads 3
+	# The same answers as from the embedded store.
+	for u in u1 u2 u3 u5; do
+		a=$(curl -s "$URL/recommend?user=$u&n=7" | jq -c .items)
+		b=$(echo "{\"user\":\"$u\",\"n\":7}" | reco-serve --model m.bin --store p.state | jq -c .items)
+		[ "$a" = "$b" ] || fail "$u: $a != $b"
+	done
+	[[ "$(curl -s "$URL/recommend?user=u5&n=7")" == *'"item":"i1"'* ]]
+	echo '{"event_id":"new1","ts":1700000100000,"user":"u5","type":"purchase","item":"i1","qty":1,"price":5,"v":1}' |
+		reco-profile --store "$REDIS_URL" >/dev/null
+	[[ "$(curl -s "$URL/recommend?user=u5&n=7")" != *'"item":"i1"'* ]]
+	# Requests at once from many connections: the threads have their own
+	# connections (the first one, and one per thread that served).
+	seq 60 | xargs -P 8 -I{} curl -s -o /dev/null "$URL/recommend?user=u{}&n=3"
+	[ "$(rcli client list | wc -l)" -ge 3 ]
+	[ "$(metric_of 'reco_serve_store_errors_total')" -eq 0 ]
+	[ "$(metric_of 'reco_serve_requests_total{status="200"}')" -ge 66 ]
 }
