@@ -766,6 +766,8 @@ struct conn {
 	double t0;
 	struct buf body;
 	int too_big, too_slow, counted;
+	int meta;                  /* /healthz or /metrics: not counted as
+				    * a request in the metrics */
 };
 
 static enum MHD_Result
@@ -783,7 +785,8 @@ reply(struct MHD_Connection *c, struct conn *cn, int code, const char *type,
 		MHD_add_response_header(r, "Allow", "GET, POST");
 	rc = MHD_queue_response(c, (unsigned)code, r);
 	MHD_destroy_response(r);
-	observe(code, mono() - cn->t0);
+	if (!cn->meta)
+		observe(code, mono() - cn->t0);
 	return rc;
 }
 
@@ -907,6 +910,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	if (strcmp(url, "/healthz") == 0) {
+		cn->meta = get;
 		if (!get)
 			return reply_error(c, cn, 405, "method not allowed");
 		for (int k = 0; k < nS; k++) {
@@ -920,6 +924,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		struct tls *t = tls_get();
+		cn->meta = get;
 		if (!get)
 			return reply_error(c, cn, 405, "method not allowed");
 		t->out.n = 0;

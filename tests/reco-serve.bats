@@ -212,6 +212,11 @@ teardown() {
 	[ "$(awk '$1 == "reco_serve_requests_total{status=\"400\"}" { print $2 }' m.prom)" -eq 4 ]
 	[ "$(awk '$1 == "reco_serve_requests_total{status=\"413\"}" { print $2 }' m.prom)" -eq 1 ]
 	[ "$(awk '$1 == "reco_serve_requests_total{status=\"431\"}" { print $2 }' m.prom)" -eq 1 ]
+	# The five answers of /recommend; /healthz and the scrapes are not
+	# requests.
+	curl -s "$URL/metrics" >/dev/null
+	curl -s "$URL/metrics" >m.prom
+	[ "$(awk '$1 == "reco_serve_requests_total{status=\"200\"}" { print $2 }' m.prom)" -eq 5 ]
 	# Answers keep the connection open: three requests, one connection.
 	curl -sv "$URL/recommend?user=u1&n=1" "$URL/recommend?user=u2&n=1" --next \
 		-X POST -d '{"user":"u3","n":1}' "$URL/recommend" >ka.out 2>ka.err
