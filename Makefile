@@ -120,6 +120,9 @@ install: all
 	cp $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	cp $(MAN7) $(DESTDIR)$(MANDIR)/man7/
 	cp $(SCHEMAS) $(DESTDIR)$(DATADIR)/schema/
+	mkdir -p $(DESTDIR)$(DATADIR)/examples/monitoring
+	cp examples/*.sh $(DESTDIR)$(DATADIR)/examples/
+	cp examples/monitoring/* $(DESTDIR)$(DATADIR)/examples/monitoring/
 
 uninstall:
 	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
@@ -127,6 +130,7 @@ uninstall:
 	for m in $(notdir $(MAN5)); do rm -f $(DESTDIR)$(MANDIR)/man5/$$m; done
 	for m in $(notdir $(MAN7)); do rm -f $(DESTDIR)$(MANDIR)/man7/$$m; done
 	for s in $(notdir $(SCHEMAS)); do rm -f $(DESTDIR)$(DATADIR)/schema/$$s; done
+	rm -rf $(DESTDIR)$(DATADIR)/examples
 	-rmdir $(DESTDIR)$(DATADIR)/schema $(DESTDIR)$(DATADIR)
 
 clean:

@@ -424,6 +424,29 @@ publish_counts(void)
 
 static void end_batch(int checkpoint);
 
+/*
+ * With --shard, a shard's positions are its own: its stream of a source
+ * is the source's stream with the shard's tag, file:day.ndjson#2/4, so
+ * that the shards of one store never share a position window.
+ */
+static struct buf srcbuf;
+
+static struct str
+shard_source(struct str src)
+{
+	struct buf *b = &srcbuf;
+	struct str stream;
+	int64_t pos;
+
+	if (!T.shard_tag[0] || !store_source_parse(src, &stream, &pos))
+		return src;
+	b->n = 0;
+	buf_put(b, stream.p, stream.n);
+	buf_puts(b, T.shard_tag);
+	buf_put(b, src.p + stream.n, src.n - stream.n);
+	return (struct str){ b->p, b->n };
+}
+
 /* Apply one event, unless its source position says it is applied already. */
 static void
 handle(struct event *e)
@@ -433,7 +456,7 @@ handle(struct event *e)
 	char err[512];
 
 	if (e->has & EV_SOURCE) {
-		int r = store_check(S, e->source, &sp);
+		int r = store_check(S, shard_source(e->source), &sp);
 		if (r < 0) {
 			if (store_kind(S) != STORE_REDIS)
 				end_batch(1);
@@ -712,7 +735,11 @@ restore(void)
 static int
 dump_one(struct profile *p, void *ctx)
 {
+	struct str u = profile_str(p, p->user);
+
 	(void)ctx;
+	if (!tool_in_shard(&T, u.p, u.n))
+		return 0;
 	emit(p);
 	return 0;
 }
@@ -787,6 +814,7 @@ main(int argc, char **argv)
 	int st;
 
 	tool_init(&T, "reco-profile", usage);
+	T.schema_help = "      --schema[=json|avro] print the schema of the profiles and exit\n";
 	profile_opts_default(&O.po);
 	store_opts_default(&O.so);
 	tool_parse(&T, argc, argv, opts, NULL, on_opt);
@@ -794,6 +822,12 @@ main(int argc, char **argv)
 		tool_usage_error(&T, "--key: profile updates are keyed by user, not \"%s\"", T.key);
 	if (O.mode == MODE_RESTORE && !O.store)
 		tool_usage_error(&T, "--restore needs --store");
+	if (T.shard_n && (O.mode == MODE_RESTORE || O.mode == MODE_GET))
+		tool_usage_error(&T, "--shard: not with --%s", O.mode == MODE_GET ? "get" : "restore");
+	/* The percentiles are of the whole population of users, which a shard
+	 * does not see. */
+	if (T.shard_n > 1 && O.po.count_norm == PNORM_PERCENTILE && O.mode == MODE_RUN)
+		tool_usage_error(&T, "--shard: not with --count-norm percentile (a shard sees only its users)");
 	/* Profiles are written here, not by the tool layer's event writer. */
 	O.avro = T.out_fmt == FMT_AVRO;
 	T.out_fmt = FMT_NDJSON;
@@ -836,6 +870,7 @@ main(int argc, char **argv)
 	store_close(S);
 	event_free(&ev);
 	buf_free(&line);
+	buf_free(&srcbuf);
 	free_list(O.cat_attrs, O.ncat_attrs);
 	free_list(O.brand_attrs, O.nbrand_attrs);
 	st = tool_finish(&T);

@@ -1088,6 +1088,9 @@ main(int argc, char **argv)
 	int st;
 
 	tool_init(&T, "reco-serve", usage);
+	T.no_events = 1; /* requests, not events: no --shard */
+	T.schema_help = "      --schema[=request|response]  print the JSON Schema of requests or\n"
+			"                           of answers and exit\n";
 	serve_opts_default(&O.so);
 	serve_limits_default(&O.lim);
 	tool_parse(&T, argc, argv, opts, NULL, on_opt);

@@ -23,6 +23,8 @@ evin_new(struct tool *t)
 
 	in->t = t;
 	in->s = t->src;
+	/* --shard: the events of other shards go no further than here. */
+	t->shard_at_input = 1;
 	return in;
 }
 
@@ -86,6 +88,17 @@ evin_raw(struct evin *in, const struct event *ev, const char **p, size_t *n)
 	}
 }
 
+/* Reject a record that is not an event: with --shard, only shard 0 does
+ * (its user, and so its shard, is not known). */
+static void
+reject_record(struct tool *t, const struct pos *at, const char *reason,
+	      const char *msg, const char *raw, size_t rawn)
+{
+	t->shard_unknown = 1;
+	tool_reject(t, at, reason, msg, raw, rawn);
+	t->shard_unknown = 0;
+}
+
 static int
 open_next(struct evin *in)
 {
@@ -144,6 +157,8 @@ evin_next(struct evin *in, struct event *ev)
 			if (r == 1) {
 				(*t->in)++;
 				tool_tick(t);
+				if (t->shard_n > 1 && !tool_shard_keep(t, ev))
+					continue;
 				return 1;
 			}
 			if (r == 0) {
@@ -155,8 +170,8 @@ evin_next(struct evin *in, struct event *ev)
 				(*t->in)++;
 				in->raw.n = 0;
 				event_write_json(&in->raw, ev);
-				tool_reject(t, &at, evin_reason(in->err), in->err,
-					    in->raw.p, in->raw.n);
+				reject_record(t, &at, evin_reason(in->err), in->err,
+					      in->raw.p, in->raw.n);
 				continue;
 			}
 			warn("%s: block %llu: %s", at.file,
@@ -188,14 +203,17 @@ evin_next(struct evin *in, struct event *ev)
 			snprintf(in->err, sizeof in->err,
 				 "line longer than %zu bytes (--max-line)",
 				 t->max_line);
-			tool_reject(t, &at, "line_too_long", in->err, line,
-				    n > 1024 ? 1024 : n);
+			reject_record(t, &at, "line_too_long", in->err, line,
+				      n > 1024 ? 1024 : n);
 			continue;
 		}
 		in->line = line;
 		in->linen = n;
-		if (event_parse_json(ev, line, n, in->err, sizeof in->err) == 0)
+		if (event_parse_json(ev, line, n, in->err, sizeof in->err) == 0) {
+			if (t->shard_n > 1 && !tool_shard_keep(t, ev))
+				continue;
 			return 1;
-		tool_reject(t, &at, evin_reason(in->err), in->err, line, n);
+		}
+		reject_record(t, &at, evin_reason(in->err), in->err, line, n);
 	}
 }

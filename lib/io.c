@@ -119,8 +119,18 @@ fill(struct src *s)
 		return -2; /* full: the caller handles over-long records */
 	if (s->on_idle && s->size == 0) {
 		struct pollfd p = { .fd = s->fd, .events = POLLIN };
-		if (poll(&p, 1, 0) == 0)
+		if (poll(&p, 1, 0) == 0) {
 			s->on_idle(s->idle_ctx);
+			/* Wait for input; meanwhile, keep the progress line
+			 * and the metrics file current. */
+			while (s->on_wait && !reco_stop && poll(&p, 1, 1000) == 0)
+				s->on_wait(s->idle_ctx);
+		}
+		if (reco_stop) {
+			/* A signal while waiting: the end of the input. */
+			s->eof = 1;
+			return 0;
+		}
 	}
 	do
 		r = read(s->fd, s->buf + s->end, s->cap - s->end);

@@ -258,6 +258,8 @@ struct src {
 	uint64_t total_size, done_size; /* over all files, for --progress */
 	size_t max_line;
 	idle_fn on_idle;
+	idle_fn on_wait;        /* then every second while the input stays
+				 * idle (progress and metrics); idle_ctx */
 	void *idle_ctx;
 	char err[256];
 };
@@ -364,6 +366,18 @@ struct tool {
 	int codec;
 	char **files;
 	int nfiles;
+	/* --shard I/N: keep only the events of the users of shard I, those
+	 * with hash64(user, SHARD_SEED) % N == I; the others are dropped
+	 * with reason other_shard. shard_n 0: no sharding. */
+	uint32_t shard_i, shard_n;
+	char shard_tag[16];    /* "#I/N", the suffix of a shard's source
+				* streams ("" without --shard or for N 1) */
+	int no_events;         /* reads requests, not events: no --shard */
+	const char *schema_help; /* the --schema line of -h, if not the event's */
+	int shard_at_input;    /* events are sharded as read (evin), not as
+				* written (tool_emit) */
+	int shard_unknown;     /* the record being rejected is not an event
+				* yet: its user, and so its shard, is unknown */
 	/* state */
 	struct wout *out;
 	struct avro_out *avro;
@@ -389,6 +403,7 @@ enum {
 	OPT_MAX_LINE,
 	OPT_SCHEMA,
 	OPT_CODEC,
+	OPT_SHARD,
 	OPT_TOOL_FIRST = 2000
 };
 struct option;
@@ -408,6 +423,13 @@ void tool_tick(struct tool *t);
 void tool_idle(void *t);
 int tool_finish(struct tool *t);
 void tool_pos(struct tool *t, struct pos *at);
+/* Sharding by user (--shard I/N). The seed is part of the contract: every
+ * tool, and anything else that shards reco's users, must use it. */
+#define SHARD_SEED 0x7368617264ULL /* "shard" */
+#define SHARD_MAX 65536
+uint32_t shard_of(const char *user, size_t n, uint32_t nshards);
+int tool_in_shard(const struct tool *t, const char *user, size_t n);
+int tool_shard_keep(struct tool *t, const struct event *ev);
 
 /* evin.c: read events (NDJSON or Avro, auto-detected per file) with every
  * bad record rejected through the tool. */

@@ -38,7 +38,12 @@ struct slot {
  * (writers only; NULL otherwise) one bit per position of the window
  * (pos - window, pos], at bit (position % window): set if applied. Redis
  * keeps win as is; dirty and dmin..dmax say which positions changed since
- * the last commit, full that all of win must be written.
+ * the last commit, full that all of win must be written. moved says that
+ * this writer applied a position of the stream since the last commit:
+ * Redis gets the positions and windows of those streams only, so that
+ * writers of other streams of the same store (the shards of --shard) never
+ * write back what they loaded over what the stream's writer has since
+ * committed.
  */
 struct stream {
 	char *name;
@@ -46,7 +51,7 @@ struct stream {
 	int64_t pos;
 	unsigned char *win;
 	int64_t dmin, dmax;
-	int dirty, full;
+	int dirty, full, moved;
 };
 
 struct store {
@@ -435,6 +440,7 @@ store_advance(struct store *s, const struct store_pos *sp)
 		win_touch(t, sp->pos, sp->pos);
 	} else
 		return;
+	t->moved = 1;
 	s->meta_dirty = 1;
 	s->clean = 0;
 }
@@ -459,6 +465,7 @@ advance_from(struct store *s, const struct profile *p)
 	t = &s->streams[sp.stream];
 	if (t->win && sp.pos > t->pos) {
 		stream_raise(s, t, sp.pos, 1);
+		t->moved = 1;
 		s->meta_dirty = 1;
 		s->clean = 0;
 	} else if (r == STORE_NEW)
@@ -1158,7 +1165,7 @@ rc_windows(struct store *s, struct rcmds *c)
 
 	for (size_t i = 0; i < s->nstreams; i++) {
 		struct stream *t = &s->streams[i];
-		if (!t->win || (!t->full && !t->dirty))
+		if (!t->win || !t->moved || (!t->full && !t->dirty))
 			continue;
 		if (t->full || t->dmax - t->dmin + 1 >= (int64_t)w) {
 			rc_cmd(s, c, "SET");
@@ -1316,7 +1323,7 @@ redis_commit(struct store *s, char *err, size_t errlen)
 	profile_stats_encode(&stats, &s->stats);
 	rc_arg(s, &c, stats.p, stats.n);
 	for (size_t i = 0; i < s->nstreams; i++) {
-		if (s->streams[i].pos < 0)
+		if (s->streams[i].pos < 0 || !s->streams[i].moved)
 			continue;
 		s->key.n = 0;
 		buf_puts(&s->key, "pos:");
@@ -1855,11 +1862,12 @@ store_commit(struct store *s, int checkpoint_now, char *err, size_t errlen)
 		s->slots[s->changed[i]].changed = 0;
 	s->nchanged = 0;
 	s->meta_dirty = 0;
-	/* Redis: a window not written yet (not changed) stays to write. */
+	/* Redis: a window not written yet (not moved) stays to write. */
 	for (size_t i = 0; i < s->nstreams; i++)
-		if (s->kind != STORE_REDIS || s->streams[i].dirty ||
-		    s->c.commits != commits)
-			s->streams[i].dirty = s->streams[i].full = 0;
+		if (s->kind != STORE_REDIS ||
+		    (s->streams[i].moved && s->c.commits != commits))
+			s->streams[i].dirty = s->streams[i].full =
+				s->streams[i].moved = 0;
 	if (s->kind == STORE_REDIS)
 		while (s->nusers > s->o.cache_users && s->lru_head != NIL) {
 			table_remove(s, s->lru_head);

@@ -31,6 +31,7 @@ static const struct option common_opts[] = {
 	{ "max-line", required_argument, NULL, OPT_MAX_LINE },
 	{ "schema", optional_argument, NULL, OPT_SCHEMA },
 	{ "codec", required_argument, NULL, OPT_CODEC },
+	{ "shard", required_argument, NULL, OPT_SHARD },
 };
 #define NCOMMON (sizeof common_opts / sizeof common_opts[0])
 
@@ -103,6 +104,70 @@ num_arg(struct tool *t, const char *opt, const char *arg, long long min)
 	return v;
 }
 
+/*
+ * --shard I/N: I and N plain decimal numbers, 0 <= I < N <= SHARD_MAX. With
+ * N 1 there is one shard, every user is in it, and nothing changes.
+ */
+static void
+shard_arg(struct tool *t, const char *arg)
+{
+	unsigned long v[2];
+	const char *p = arg;
+
+	if (t->no_input || t->no_events)
+		tool_usage_error(t, "--shard: %s reads no events to shard", t->name);
+	for (int k = 0; k < 2; k++) {
+		char *end;
+		if (*p < '0' || *p > '9')
+			goto bad;
+		v[k] = strtoul(p, &end, 10);
+		if (end - p > 5 || *end != (k == 0 ? '/' : '\0'))
+			goto bad;
+		p = end + 1;
+	}
+	if (v[1] < 1 || v[1] > SHARD_MAX)
+		tool_usage_error(t, "--shard %s: N must be from 1 to %d", arg,
+				 SHARD_MAX);
+	if (v[0] >= v[1])
+		tool_usage_error(t, "--shard %s: I must be below N, from 0 to %lu",
+				 arg, v[1] - 1);
+	t->shard_i = (uint32_t)v[0];
+	t->shard_n = (uint32_t)v[1];
+	t->shard_tag[0] = '\0';
+	if (t->shard_n > 1)
+		snprintf(t->shard_tag, sizeof t->shard_tag, "#%u/%u",
+			 (unsigned)t->shard_i, (unsigned)t->shard_n);
+	return;
+bad:
+	tool_usage_error(t, "--shard: expected I/N, shard I of N, such as 2/4, not \"%s\"",
+			 arg);
+}
+
+/* The shard of a user among nshards: the contract of --shard. */
+uint32_t
+shard_of(const char *user, size_t n, uint32_t nshards)
+{
+	return nshards > 1 ? (uint32_t)(hash64(user, n, SHARD_SEED) % nshards) : 0;
+}
+
+/* Return 1 if the user is in the tool's shard (always without --shard). */
+int
+tool_in_shard(const struct tool *t, const char *user, size_t n)
+{
+	return t->shard_n <= 1 || shard_of(user, n, t->shard_n) == t->shard_i;
+}
+
+/* Return 1 if the event's user is in the tool's shard, else count the event
+ * as dropped (other_shard) and return 0. */
+int
+tool_shard_keep(struct tool *t, const struct event *ev)
+{
+	if (tool_in_shard(t, ev->user.p, ev->user.n))
+		return 1;
+	tool_drop(t, "other_shard");
+	return 0;
+}
+
 /* Print a schema file's text and exit. */
 static void
 print_schema(const char *which)
@@ -130,11 +195,14 @@ static const char help_output[] =
 "  -O, --output-format FMT  ndjson (default) or avro\n"
 "      --codec C            Avro codec: null (default) or deflate\n"
 "      --key FIELD          write KEY<TAB>JSON lines (kcat -K '\\t')\n";
+static const char help_shard[] =
+"      --shard I/N          only the events of shard I of N of the users\n";
+static const char help_schema[] =
+"      --schema[=json|avro] print the schema of the records and exit\n";
 static const char help_rest[] =
 "      --stats              print record counts on standard error at exit\n"
 "      --metrics FILE       write Prometheus text metrics to FILE\n"
 "      --progress, --no-progress  a live progress line on standard error\n"
-"      --schema[=json|avro] print the schema of the records and exit\n"
 "  -q, --quiet              no messages but fatal errors\n"
 "  -v, --verbose            more messages\n"
 "  -h, --help               print this help and exit\n"
@@ -150,6 +218,9 @@ common_opt(struct tool *t, int c, const char *arg)
 		fputs(help_output, stdout);
 		if (!t->no_input)
 			fputs(help_input, stdout);
+		if (!t->no_input && !t->no_events)
+			fputs(help_shard, stdout);
+		fputs(t->schema_help ? t->schema_help : help_schema, stdout);
 		fputs(help_rest, stdout);
 		if (fflush(stdout) || ferror(stdout))
 			die(EXIT_IO, "standard output: write error:");
@@ -202,6 +273,9 @@ common_opt(struct tool *t, int c, const char *arg)
 		break;
 	case OPT_SCHEMA:
 		print_schema(arg);
+		break;
+	case OPT_SHARD:
+		shard_arg(t, arg);
 		break;
 	case OPT_CODEC:
 		if (strcmp(arg, "null") == 0)
@@ -276,6 +350,13 @@ core_metric(struct tool *t, const char *what, const char *labels,
 
 static void tool_report(struct tool *t);
 
+/* While the input stays idle: the progress line and the metrics file. */
+static void
+tool_wait(void *ctx)
+{
+	tool_report(ctx);
+}
+
 /* Called when the input would block: make everything so far visible. */
 void
 tool_idle(void *ctx)
@@ -333,6 +414,9 @@ tool_open(struct tool *t)
 				       "Records dropped on purpose, all reasons.");
 	t->rejected = core_metric(t, "records_rejected_all_total", NULL,
 				  "Records rejected as bad input, all reasons.");
+	if (t->shard_n > 1)
+		core_metric(t, "records_dropped_total", "reason=\"other_shard\"",
+			    "Records dropped on purpose, by reason.");
 	if (!(t->out = wout_open(t->output)))
 		die(EXIT_IO, "%s:", t->output);
 	if (t->rejects_path && !(t->rej = wout_open(t->rejects_path)))
@@ -341,6 +425,7 @@ tool_open(struct tool *t)
 		t->avro = avro_out_new(t->out, t->codec);
 	t->src = src_new(t->files, t->nfiles, t->max_line);
 	t->src->on_idle = tool_idle;
+	t->src->on_wait = tool_wait;
 	t->src->idle_ctx = t;
 	t->t0 = t->last_tick = t->last_metrics = now();
 	/* No SA_RESTART: a blocked read returns, and the input ends there. */
@@ -365,6 +450,10 @@ out_failed(struct tool *t)
 void
 tool_emit(struct tool *t, const struct event *ev)
 {
+	/* A tool that makes its events (reco-ingest from CSV, logs, ...)
+	 * shards them here; one that reads events did as it read them. */
+	if (t->shard_n > 1 && !t->shard_at_input && !tool_shard_keep(t, ev))
+		return;
 	(*t->out_n)++;
 	if (t->avro) {
 		if (avro_out_event(t->avro, ev))
@@ -396,12 +485,27 @@ tool_emit_line(struct tool *t, const char *p, size_t n)
 		out_failed(t);
 }
 
+/*
+ * Is a record that is not an event yet (rejected or dropped before its
+ * user is known) another shard's? Each such record is reported by one
+ * shard, shard 0, and counted as other_shard by the others: so across the
+ * N shards every record ends in one place, as in one unsharded run.
+ */
+static int
+shard_not_mine(const struct tool *t)
+{
+	return t->shard_n > 1 && t->shard_i != 0 &&
+	       (t->shard_unknown || !t->shard_at_input);
+}
+
 /* Count a deliberate drop under reason. */
 void
 tool_drop(struct tool *t, const char *reason)
 {
 	char labels[96];
 
+	if (shard_not_mine(t))
+		reason = "other_shard";
 	snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
 	(*core_metric(t, "records_dropped_total", labels,
 		      "Records dropped on purpose, by reason."))++;
@@ -442,6 +546,10 @@ tool_reject(struct tool *t, const struct pos *at, const char *reason,
 {
 	char labels[96], where[512];
 
+	if (shard_not_mine(t)) {
+		tool_drop(t, "other_shard");
+		return;
+	}
 	snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
 	(*core_metric(t, "records_rejected_total", labels,
 		      "Records rejected as bad input, by reason."))++;
