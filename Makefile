@@ -69,6 +69,11 @@ $(BUILD)/tests/kafka-broker: tests/tools/kafka-broker.c | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) $$(pkg-config --cflags rdkafka) -o $@ $< $(LDFLAGS) \
 		$$(pkg-config --libs rdkafka)
 
+# The probe of the freshness benchmark: librdkafka and hiredis, no libreco.
+$(BUILD)/tests/freshness: tests/tools/freshness.c | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $$(pkg-config --cflags rdkafka hiredis) -o $@ $< $(LDFLAGS) \
+		$$(pkg-config --libs rdkafka hiredis) -lpthread
+
 # Install the Debian packages that the build and the tests need.
 deps:
 	sh tests/tools/deps.sh
@@ -105,8 +110,8 @@ fuzz:
 		done; \
 	else echo "fuzz: clang not found, fuzz targets not run"; exit 1; fi
 
-BENCHES = run clean enrich train profile serve
-bench: all
+BENCHES = run clean enrich train profile serve freshness
+bench: all $(BUILD)/tests/kafka-broker $(BUILD)/tests/freshness
 	@for b in $(BENCHES); do \
 		[ -f tests/bench/$$b.sh ] || continue; \
 		RECO_BIN=$(abspath $(BUILD)/bin) sh tests/bench/$$b.sh || exit 1; \

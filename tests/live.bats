@@ -4,13 +4,14 @@
 load helpers
 load helpers-redis
 load helpers-kafka
+load helpers-serve
 
 # Events of a few hundred users, generated once per test.
 EVENTS=3000
 
 setup() {
 	common_setup
-	PIPE_PGID=
+	PIPE_PGID= SERVE_PID=
 }
 
 teardown() {
@@ -20,6 +21,7 @@ teardown() {
 		kill -KILL -- "-$pg" 2>/dev/null || true
 		wait "$pg" 2>/dev/null || true
 	done
+	serve_stop
 	redis_stop
 	kafka_stop
 }
@@ -231,4 +233,275 @@ run_example() {
 	updates=$(sed -n 's/^reco-profile:   updates_total //p' ex.profile)
 	[ "$updates" -gt 0 ]
 	[ "$(kafka_consume profiles | wc -l)" -eq "$updates" ]
+}
+
+# ---- a consumer group ----
+
+# The consumer settings of a group member: no offsets committed (every
+# run starts at the beginning, reco-profile skips what it applied), fast
+# heartbeats and a short session, so that a member that joins late is let
+# in within the session timeout less a second (the loopback broker waits
+# that long for the other members to rejoin) and a live member is never
+# taken for dead.
+GROUP_OPTS="-X auto.offset.reset=earliest -X enable.auto.commit=false -X session.timeout.ms=6000 -X heartbeat.interval.ms=200 -X fetch.wait.max.ms=10"
+
+# One member of consumer group GROUP: the live pipeline from clicks into
+# STORE, its updates to TAG.updates; kcat's messages (-v: the partitions
+# assigned and revoked) in TAG.kcat, the rest as in live_pipeline.
+group_pipeline() {
+	local store=$1 tag=$2 group=$3
+	# shellcheck disable=SC2086
+	kcat -b "$KAFKA_BROKERS" -G "$group" -J -u -q -v $GROUP_OPTS clicks 2>"$tag.kcat" |
+		tee -a "$tag.consumed" |
+		reco-ingest --from kcat-json --stats 2>"$tag.ingest" |
+		reco-clean $CLEAN_OPTS --stats 2>"$tag.clean" |
+		reco-enrich --stats 2>"$tag.enrich" |
+		reco-profile --store "$store" --emit changed --key user --batch 100 \
+		    --stats 2>"$tag.profile" >"$tag.updates"
+}
+
+# Start group_pipeline in its own process group; adds it to PIPE_PGID.
+start_group_member() {
+	export -f group_pipeline
+	export CLEAN_OPTS GROUP_OPTS
+	setsid bash -c 'group_pipeline "$@"' group_pipeline "$@" </dev/null 3>&- &
+	PIPE_PGID="$PIPE_PGID $!"
+}
+
+# Print the partitions of the last assignment kcat -G -v reported in
+# FILE, "0 1 ", or nothing while it has none (none yet, or its last
+# message is a revocation).
+last_assignment() {
+	grep '^% Group .* rebalanced ' "$1" 2>/dev/null | tail -n 1 | grep ': assigned: ' |
+		grep -o '\[[0-9]*\]' | tr -d '[]' | tr '\n' ' '
+}
+
+@test "live: two pipelines in one consumer group share the partitions; together they give the profiles of one pipeline, each event applied once" {
+	local i a= b= pa pb pg pid n m p got=0
+	redis_start
+	kafka_start -t clicks:4
+	# Both members write into one Redis store, the one serving reads:
+	# each keeps the positions of its own partitions there.
+	start_group_member "$REDIS_URL" a group1
+	start_group_member "$REDIS_URL" b group1
+	# Produce only when the group is stable: both members' last messages
+	# are assignments, disjoint and covering the four partitions. A member
+	# that joins late makes the broker wait up to the session timeout.
+	for i in $(seq 300); do
+		a=$(last_assignment a.kcat) b=$(last_assignment b.kcat)
+		if [ -n "$a" ] && [ -n "$b" ] &&
+		    [ "$(printf '%s\n' $a $b | sort | tr '\n' ' ')" = "0 1 2 3 " ]; then
+			break
+		fi
+		a= b=
+		sleep 0.05
+	done
+	[ -n "$a" ] || { cat a.kcat b.kcat >&2; fail "the group did not settle in 15 s"; }
+	produce_events 5
+
+	# The end: every event consumed by one member or the other.
+	for i in $(seq 300); do
+		got=$(($(nlines a.consumed) + $(nlines b.consumed)))
+		[ "$got" -ge "$EVENTS" ] && break
+		sleep 0.05
+	done
+	[ "$got" -eq "$EVENTS" ] || fail "consumed $got of $EVENTS events"
+	# Stop the consumers at once (SIGKILL: a member that leaves would
+	# hand its partitions to the other); the rest of each pipeline reads
+	# to the end, commits and exits.
+	for pg in $PIPE_PGID; do
+		pid=$(pgrep -g "$pg" -x kcat)
+		[ -n "$pid" ]
+		kill -KILL "$pid"
+	done
+	for pg in $PIPE_PGID; do
+		wait "$pg"
+	done
+	PIPE_PGID=
+	# No rebalance happened while the events flowed.
+	[ "$(last_assignment a.kcat)" = "$a" ]
+	[ "$(last_assignment b.kcat)" = "$b" ]
+
+	# Each member read a share, from its own partitions only, and each
+	# event was read once.
+	pa=$(jq -r '.partition' a.consumed | sort -u | tr '\n' ' ')
+	pb=$(jq -r '.partition' b.consumed | sort -u | tr '\n' ' ')
+	[ "$(nlines a.consumed)" -gt 0 ]
+	[ "$(nlines b.consumed)" -gt 0 ]
+	[ "$pa" = "$a" ] || fail "a read partitions $pa, assigned $a"
+	[ "$pb" = "$b" ] || fail "b read partitions $pb, assigned $b"
+	cat a.consumed b.consumed | jq -r '"\(.partition) \(.offset)"' | sort >offsets
+	[ "$(uniq -d offsets)" = "" ]
+	[ "$(nlines offsets)" -eq "$EVENTS" ]
+
+	# Each applied what it read, all of it, once: nothing dropped as a
+	# replay of the other's work.
+	for m in a b; do
+		n=$(nlines "$m.consumed")
+		check_accounting "$m" "$n"
+		[ "$(stats_counts "$m.profile")" = "$n $n 0 0" ]
+	done
+
+	# The single-pipeline result: the whole topic replayed offline.
+	kafka_consume clicks >all.json
+	[ "$(nlines all.json)" -eq "$EVENTS" ]
+	offline_replay all.json offline.state >offline.dump
+	[ "$(nlines offline.dump)" -gt 100 ]
+	# Each member's profiles, the last update of each user it changed:
+	# no user in both, and together the single pipeline's profiles.
+	for m in a b; do
+		awk -F '\t' '{ last[$1] = $0 } END { for (u in last) print last[u] }' "$m.updates" |
+			sort >"$m.last"
+		cut -f1 "$m.last" >"$m.users"
+		[ "$(nlines "$m.users")" -gt 0 ]
+	done
+	[ "$(comm -12 a.users b.users)" = "" ]
+	sort a.last b.last | cut -f2- >union.dump
+	same_bytes union.dump offline.dump
+	# The shared store holds the same, and each partition's position is
+	# its last offset, whichever member wrote it.
+	reco-profile --store "$REDIS_URL" --dump >redis.dump
+	same_bytes redis.dump offline.dump
+	for p in 0 1 2 3; do
+		[ "$(rcli hget reco:meta "pos:kafka:clicks/$p")" = \
+		    "$(jq -r "select(.partition == $p) | .offset" all.json | sort -n | tail -n 1)" ]
+	done
+}
+
+# ---- the model: reco-train on the topic, reco-serve hot-reloading it ----
+
+# Print view events as canonical NDJSON, one per line of "ID TS USER ITEM
+# SESSION" on standard input.
+views() {
+	awk '{ printf "{\"event_id\":\"%s\",\"ts\":%s,\"user\":\"%s\",\"type\":\"view\",\"item\":\"%s\",\"session\":\"%s\",\"v\":1}\n", $1, $2, $3, $4, $5 }'
+}
+
+# The trainer: clicks from the beginning into reco-train, a snapshot in
+# snap.bin each time event time enters a new hour; the envelopes consumed
+# in train.consumed, --stats in train.err.
+train_pipeline() {
+	kcat -b "$KAFKA_BROKERS" -C -J -q -u -t clicks -o beginning -X fetch.wait.max.ms=10 |
+		tee -a train.consumed |
+		reco-ingest --from kcat-json | reco-clean $CLEAN_OPTS | reco-enrich |
+		reco-train -o snap.bin --snapshot-every 1h --stats 2>train.err
+}
+
+# A batch of views in hour H after the start of the generated events: 40
+# new users (PREFIX1 ...) each viewing t0 then the items given, so that
+# t0's co-occurrence neighbours are those items; then, with FOR_USER, that
+# user's view of t0; then a view in hour H + 1, which starts a new period
+# of reco-train's --snapshot-every 1h: the snapshot holds the batch.
+targeted_batch() {
+	local h=$1 prefix=$2 for_user=$3 k j item t
+	shift 3
+	t=$((1569888000000 + h * 3600000))
+	for k in $(seq 40); do
+		j=0
+		for item in t0 "$@"; do
+			echo "$prefix$k-$j $((t + 1000 + k * 8000 + j * 1000)) $prefix$k $item s$prefix$k"
+			j=$((j + 1))
+		done
+	done
+	[ -z "$for_user" ] || echo "$prefix-c $((t + 600000)) $for_user t0 s$for_user-$prefix"
+	echo "tick$h $((t + 3600000)) tick i1 tick-$h"
+}
+
+# The recommendations of USER at URL, as "MODEL ITEM ...".
+answer_of() {
+	curl -s --max-time 10 "$URL/recommend?user=$1&n=10" | jq -r '[.model] + [.items[].item] | join(" ")'
+}
+
+# Wait until USER's answer comes from another snapshot than VERSION;
+# print the answer.
+wait_for_new_model() {
+	local i ans=
+	for i in $(seq 300); do
+		ans=$(answer_of "$1")
+		[ -n "$ans" ] && [ "${ans%% *}" != "$2" ] && break
+		sleep 0.05
+	done
+	printf '%s\n' "$ans"
+}
+
+@test "live: reco-train on the topic writes snapshots that reco-serve hot-reloads: answers change with new events, no request fails" {
+	local i a1 a2 a3 v1 r0 r3 n ok pid loop train
+	command -v curl >/dev/null || skip "curl is not installed"
+	# One partition: the events, and the view that closes each batch,
+	# reach reco-train in the order they were produced.
+	kafka_start -t clicks:1
+	reco-gen --events 2000 --users 200 --items 300 --seed 11 >events.ndjson
+	echo "tick0 $((1569888000000 + 3600000)) tick i1 tick-0" | views >>events.ndjson
+	reco-ingest --key user events.ndjson | kafka_produce clicks
+
+	# The trainer: a snapshot each time event time enters a new hour.
+	export -f train_pipeline
+	export CLEAN_OPTS
+	setsid bash -c train_pipeline </dev/null 3>&- &
+	train=$!
+	PIPE_PGID=$train
+	for i in $(seq 300); do
+		[ -f snap.bin ] && break
+		sleep 0.05
+	done
+	[ -f snap.bin ] || { cat train.err >&2; fail "no snapshot after 15 s"; }
+
+	serve_start --model snap.bin --reload-every 50ms
+	a1=$(answer_of u4)
+	v1=${a1%% *}
+	[ -n "$v1" ]
+	[ "$v1" != null ]
+	r0=$(metric_of reco_serve_reloads_total)
+	# A steady stream of requests, for u4 and others, until told to stop.
+	for i in $(seq 20); do
+		printf 'url = "%s/recommend?user=u%d&n=10"\noutput = "/dev/null"\n' "$URL" "$((i * 7 % 200))"
+	done >urls.txt
+	setsid bash -c 'while [ ! -e stop ]; do
+		curl -s --max-time 10 -K urls.txt -w "%{http_code}\n" >>codes.txt
+	done' </dev/null 3>&- &
+	loop=$!
+	PIPE_PGID="$train $loop"
+
+	# New events: 40 users view t0 then t1, t2, t3, and u4 views t0.
+	targeted_batch 1 w u4 t1 t2 t3 | views | reco-ingest --key user | kafka_produce clicks
+	a2=$(wait_for_new_model u4 "$v1")
+	[ "${a2%% *}" != "$v1" ] || fail "no new snapshot served: $a2"
+	# Before, nothing of t0's neighbours; after, all three.
+	[[ " $a1 " != *" t"[0-9]" "* ]] || fail "before: $a1"
+	for i in t1 t2 t3; do
+		[[ " $a2 " == *" $i "* ]] || fail "after the batch, no $i for u4: $a2"
+	done
+	# Another batch: t0 with t4.
+	targeted_batch 2 x "" t4 | views | reco-ingest --key user | kafka_produce clicks
+	a3=$(wait_for_new_model u4 "${a2%% *}")
+	[ "${a3%% *}" != "${a2%% *}" ] || fail "no second new snapshot served: $a3"
+	[[ " $a3 " == *" t4 "* ]] || fail "after the second batch, no t4 for u4: $a3"
+
+	touch stop
+	wait "$loop"
+	PIPE_PGID=$train
+	r3=$(metric_of reco_serve_reloads_total)
+	[ "$r3" -ge $((r0 + 2)) ] || fail "reloads: $r0 then $r3"
+	# Every request was answered with 200, during both reloads.
+	n=$(nlines codes.txt)
+	ok=$(grep -c '^200$' codes.txt || true)
+	[ "$n" -ge 40 ] || fail "only $n requests"
+	[ "$ok" -eq "$n" ] || { sort codes.txt | uniq -c >&2; fail "$ok of $n requests answered 200"; }
+	[ "$(metric_of 'reco_serve_requests_total{status="200"}')" -ge "$n" ]
+
+	# The snapshot served is the one an offline run on the same events
+	# writes: stop the trainer (its last snapshot, at the end of its
+	# input, is the same model) and compare the answers.
+	pid=$(pgrep -g "$train" -x kcat)
+	[ -n "$pid" ]
+	kill "$pid"
+	wait "$train"
+	PIPE_PGID=
+	reco-ingest --from kcat-json train.consumed | reco-clean $CLEAN_OPTS | reco-enrich |
+		reco-train -o offline.bin
+	cmp snap.bin offline.bin
+	echo '{"user":"u4","n":10}' | reco-serve --model offline.bin |
+		jq -r '[.model] + [.items[].item] | join(" ")' >offline.answer
+	[ "$(cat offline.answer)" = "$a3" ]
+	grep -q "records in $(nlines train.consumed), out " train.err ||
+		{ cat train.err >&2; fail "reco-train did not read every event"; }
 }

@@ -59,3 +59,27 @@ if (@lat < $n) { print "-\n"; exit 0 }
 @lat = sort { $a <=> $b } @lat;
 printf "%.0f/%.0f/%.0f\n", map { $lat[int($_ * (@lat - 1))] } (0.5, 0.9, 0.99);
 EOF
+
+# Start redis-server without persistence on a free port of 127.0.0.1;
+# set REDIS_PID and REDIS_PORT, or return 1 (REDIS_PID empty) if it
+# would not start. The caller stops it by REDIS_PID.
+bench_redis_start() {
+	REDIS_PORT=
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		_p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
+		redis-server --port "$_p" --bind 127.0.0.1 --save '' --appendonly no \
+		    --dir "$tmp" >"$tmp/redis.log" 2>&1 </dev/null &
+		REDIS_PID=$!
+		for _i in $(seq 100); do
+			if [ "$(redis-cli -p "$_p" ping 2>/dev/null)" = PONG ]; then
+				REDIS_PORT=$_p
+				return 0
+			fi
+			sleep 0.05
+		done
+		kill "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+		REDIS_PID=
+	done
+	return 1
+}

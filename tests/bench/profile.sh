@@ -14,6 +14,7 @@ PATH=$RECO_BIN:$PATH
 export PATH LC_ALL=C
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/reco-bench-profile.XXXXXX")
+. "$(dirname "$0")/common.sh"
 REDIS_PID=
 cleanup() {
 	if [ -n "$REDIS_PID" ]; then
@@ -70,23 +71,7 @@ row "reco-profile NDJSON, replayed (all skipped)" "$N" \
 
 if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
 	port=
-	for try in 1 2 3 4 5 6 7 8 9 10; do
-		p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
-		redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
-		    --dir "$tmp" >"$tmp/redis.log" 2>&1 </dev/null &
-		REDIS_PID=$!
-		for i in $(seq 100); do
-			if [ "$(redis-cli -p "$p" ping 2>/dev/null)" = PONG ]; then
-				port=$p
-				break
-			fi
-			sleep 0.05
-		done
-		[ -n "$port" ] && break
-		kill "$REDIS_PID" 2>/dev/null || true
-		wait "$REDIS_PID" 2>/dev/null || true
-		REDIS_PID=
-	done
+	bench_redis_start && port=$REDIS_PORT
 	if [ -n "$port" ]; then
 		url=redis://127.0.0.1:$port/0
 		row "reco-profile NDJSON, Redis (loopback)" "$N" \
