@@ -354,15 +354,9 @@ on_opt(struct tool *t, int c, const char *arg)
 		return 0;
 	case OPT_SCHEMA:
 		/* The profile's schema, not the event's. */
-		if (!arg || strcmp(arg, "json") == 0)
-			fputs(profile_json_schema, stdout);
-		else if (strcmp(arg, "avro") == 0)
-			fputs(profile_avsc, stdout);
-		else
-			tool_usage_error(&T, "--schema: expected json or avro, not \"%s\"", arg);
-		if (fflush(stdout) || ferror(stdout))
-			die(EXIT_IO, "standard output: write error:");
-		exit(EXIT_OK);
+		tool_schema(&T, arg, (const char *const[]){ "json", "avro" },
+			    (const char *const[]){ profile_json_schema, profile_avsc }, 2);
+		return 0;
 	}
 	return 1;
 }

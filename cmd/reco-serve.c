@@ -212,15 +212,10 @@ on_opt(struct tool *t, int c, const char *arg)
 	switch (c) {
 	case OPT_SCHEMA:
 		/* The schemas of requests and answers, not the event's. */
-		if (!arg || strcmp(arg, "json") == 0 || strcmp(arg, "request") == 0)
-			fputs(request_json_schema, stdout);
-		else if (strcmp(arg, "response") == 0)
-			fputs(response_json_schema, stdout);
-		else
-			tool_usage_error(&T, "--schema: expected request or response (JSON Schema), not \"%s\"", arg);
-		if (fflush(stdout) || ferror(stdout))
-			die(EXIT_IO, "standard output: write error:");
-		exit(EXIT_OK);
+		tool_schema(&T, arg, (const char *const[]){ "request", "response", "json" },
+			    (const char *const[]){ request_json_schema, response_json_schema,
+						   request_json_schema }, 3);
+		break;
 	case OPT_MODEL: O.model = arg; break;
 	case OPT_STORE: O.store = arg; break;
 	case OPT_ITEMS: O.items = arg; break;

@@ -411,6 +411,8 @@ void tool_init(struct tool *t, const char *name, const char *usage);
 void tool_parse(struct tool *t, int argc, char **argv,
 		const struct option *tool_opts, const char *tool_short,
 		opt_fn fn);
+void tool_schema(struct tool *t, const char *which, const char *const names[],
+		 const char *const texts[], size_t n) __attribute__((noreturn));
 void tool_usage_error(struct tool *t, const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 2, 3)));
 void tool_open(struct tool *t);

@@ -168,17 +168,28 @@ tool_shard_keep(struct tool *t, const struct event *ev)
 	return 0;
 }
 
-/* Print a schema file's text and exit. */
-static void
-print_schema(const char *which)
+/*
+ * --schema[=WHICH]: print the text of the schema named WHICH among the n
+ * of names (the first one without WHICH) and exit; an unknown name is a
+ * usage error.
+ */
+void
+tool_schema(struct tool *t, const char *which, const char *const names[],
+	    const char *const texts[], size_t n)
 {
-	if (!which || strcmp(which, "json") == 0)
-		fputs(event_json_schema, stdout);
-	else if (strcmp(which, "avro") == 0)
-		fputs(event_avsc, stdout);
-	else
-		die(EXIT_USAGE, "--schema: expected json or avro, not \"%s\"",
-		    which);
+	char list[128] = "";
+	size_t k;
+
+	for (k = 0; k < n && which && strcmp(which, names[k]) != 0; k++)
+		;
+	if (k == n) {
+		for (size_t j = 0; j < n; j++)
+			snprintf(list + strlen(list), sizeof list - strlen(list),
+				 "%s%s", j == 0 ? "" : j + 1 == n ? " or " : ", ",
+				 names[j]);
+		tool_usage_error(t, "--schema: expected %s, not \"%s\"", list, which);
+	}
+	fputs(texts[which ? k : 0], stdout);
 	if (fflush(stdout) || ferror(stdout))
 		die(EXIT_IO, "standard output: write error:");
 	exit(EXIT_OK);
@@ -272,7 +283,8 @@ common_opt(struct tool *t, int c, const char *arg)
 		t->max_line = (size_t)num_arg(t, "--max-line", arg, 16);
 		break;
 	case OPT_SCHEMA:
-		print_schema(arg);
+		tool_schema(t, arg, (const char *const[]){ "json", "avro" },
+			    (const char *const[]){ event_json_schema, event_avsc }, 2);
 		break;
 	case OPT_SHARD:
 		shard_arg(t, arg);
