@@ -83,3 +83,19 @@ bench_redis_start() {
 	done
 	return 1
 }
+
+# Start reco-serve --listen 127.0.0.1:0 with the options given, its
+# standard error in $tmp/serve.err; set SPID and PORT (the port it chose),
+# or exit 1 if it does not start. The caller stops it by SPID.
+bench_serve_start() {
+	reco-serve --listen 127.0.0.1:0 "$@" 2>"$tmp/serve.err" </dev/null &
+	SPID=$!
+	PORT=
+	_i=0
+	while [ -z "$PORT" ] && [ $_i -lt 500 ]; do
+		PORT=$(sed -n 's/^reco-serve: listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/serve.err")
+		_i=$((_i + 1))
+		[ -n "$PORT" ] || sleep 0.02
+	done
+	[ -n "$PORT" ] || { echo "bench: reco-serve did not start: $(cat "$tmp/serve.err")" >&2; exit 1; }
+}

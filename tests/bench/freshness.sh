@@ -140,17 +140,8 @@ redis_start() {
 
 # Start reco-serve over HTTP on a free port; sets SPID and SPORT.
 serve_start() {
-	reco-serve --listen 127.0.0.1:0 --model "$tmp/model.bin" \
-	    --store "redis://127.0.0.1:$RPORT/0" 2>"$tmp/serve.err" </dev/null &
-	SPID=$!
-	SPORT=
-	i=0
-	while [ -z "$SPORT" ] && [ $i -lt 500 ]; do
-		SPORT=$(sed -n 's/^reco-serve: listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/serve.err")
-		i=$((i + 1))
-		[ -n "$SPORT" ] || sleep 0.02
-	done
-	[ -n "$SPORT" ] || { echo "bench: reco-serve did not start: $(cat "$tmp/serve.err")" >&2; exit 1; }
+	bench_serve_start --model "$tmp/model.bin" --store "redis://127.0.0.1:$RPORT/0"
+	SPORT=$PORT
 }
 
 # "tap NAME": the pipe into a tap that notes when each probe leaves the

@@ -18,6 +18,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LIBRECO=$(dirname "$RECO_BIN")/libreco.a
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/reco-bench-serve.XXXXXX")
+. "$(dirname "$0")/common.sh"
 SPID=
 cleanup() {
 	if [ -n "$SPID" ]; then
@@ -131,16 +132,7 @@ fi
 
 # Start reco-serve on a free port; sets SPID and PORT.
 start() {
-	reco-serve --listen 127.0.0.1:0 "$@" 2>"$tmp/serve.err" </dev/null &
-	SPID=$!
-	PORT=
-	i=0
-	while [ -z "$PORT" ] && [ $i -lt 500 ]; do
-		PORT=$(sed -n 's/^reco-serve: listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/serve.err")
-		i=$((i + 1))
-		[ -n "$PORT" ] || sleep 0.02
-	done
-	[ -n "$PORT" ] || { echo "bench: reco-serve did not start: $(cat "$tmp/serve.err")" >&2; exit 1; }
+	bench_serve_start "$@"
 }
 
 stop() {
