@@ -21,10 +21,12 @@ static const char usage_head[] =
 "\n"
 "Evaluation:\n"
 "      --models LIST        models side by side (default\n"
-"                           pop,dpop,cooc,mf,hybrid; also trend)\n"
-"      --weights SPEC       the hybrid's blend, SOURCE=WEIGHT,... with sources\n"
-"                           mf, cooc, trend, dpop, pop (default\n"
-"                           mf=0.2,cooc=1,trend=0.05,dpop=0.1)\n"
+"                           pop,dpop,cooc,sknn,mf,hybrid; also trend, seen,\n"
+"                           cat)\n"
+"      --weights SPEC       a fixed blend for the hybrid, SOURCE=WEIGHT,...\n"
+"                           with sources mf, cooc, trend, dpop, pop, seen,\n"
+"                           cat, sknn (default: the blend the model learns\n"
+"                           as it goes)\n"
 "      --eval-types T,...   event types evaluated (default\n"
 "                           view,click,add_to_cart,purchase)\n"
 "      --model FILE         start from the snapshot FILE (reco-train -o)\n"
@@ -85,9 +87,10 @@ static struct {
 	int64_t window;
 	const char *control;
 	long long max_pending;
+	int weights_given;
 	struct model_params p;
 } O = {
-	.models = "pop,dpop,cooc,mf,hybrid",
+	.models = "pop,dpop,cooc,sknn,mf,hybrid",
 	.eval_types = 1u << ET_VIEW | 1u << ET_CLICK | 1u << ET_ADD_TO_CART |
 		      1u << ET_PURCHASE,
 	.click_types = 1u << ET_CLICK | 1u << ET_ADD_TO_CART | 1u << ET_PURCHASE,
@@ -150,6 +153,7 @@ on_opt(struct tool *t, int c, const char *arg)
 	case OPT_WEIGHTS:
 		if (rank_weights_parse(&O.hybrid, arg, err, sizeof err))
 			tool_usage_error(&T, "--weights: %s", err);
+		O.weights_given = 1;
 		return 0;
 	case OPT_EVAL_TYPES:
 		O.eval_types = types_arg("--eval-types", arg);
@@ -204,6 +208,7 @@ out_flush(void)
 struct emodel {
 	char name[32];
 	struct rank_weights w;
+	int learned;              /* the model's own blend, as it learns */
 	uint64_t n, hit10, hit20, cold, empty;
 	double mrr20, ndcg10;
 	struct htab covered;      /* hashes of the items recommended */
@@ -231,12 +236,14 @@ models_arg(void)
 			tool_usage_error(&T, "--models: bad list \"%s\"", O.models);
 		memcpy(m->name, p, n);
 		m->name[n] = '\0';
-		if (strcmp(m->name, "hybrid") == 0)
+		if (strcmp(m->name, "hybrid") == 0) {
 			m->w = O.hybrid;
+			m->learned = !O.weights_given;
+		}
 		else if ((src = rank_src_parse(p, n)) >= 0)
 			rank_weights_only(&m->w, src);
 		else
-			tool_usage_error(&T, "--models: unknown model \"%s\" (pop, dpop, trend, cooc, mf, hybrid)",
+			tool_usage_error(&T, "--models: unknown model \"%s\" (pop, dpop, trend, cooc, mf, seen, cat, sknn, hybrid)",
 					 m->name);
 		for (size_t k = 0; k < nE; k++)
 			if (strcmp(E[k].name, m->name) == 0)
@@ -408,6 +415,8 @@ run_eval(void)
 				q.exclude = rec;
 				q.nexclude = 1;
 				q.n = TOPN;
+				q.user_hash = hash64(ev.user.p, ev.user.n, MODEL_ID_SEED);
+				q.exclude_seen = model_exclude_seen(m);
 				evaluated++;
 				(*m_eval)++;
 				if (target < 0)
@@ -415,6 +424,8 @@ run_eval(void)
 				for (size_t k = 0; k < nE; k++) {
 					struct emodel *e = &E[k];
 					double t = now();
+					if (e->learned)
+						rank_weights_model(&e->w, m);
 					q.w = e->w;
 					size_t n = rank_top(r, m, &q, res);
 					e->secs += now() - t;

@@ -46,9 +46,9 @@ static const char usage[] =
 "      --reload-every DUR   check the snapshots for a new file this often\n"
 "                           (default 1s; 0: only on SIGHUP)\n"
 "Ranking:\n"
-"      --weights SPEC       the blend, SOURCE=WEIGHT,... with sources mf,\n"
-"                           cooc, trend, dpop, pop (default\n"
-"                           mf=0.2,cooc=1,trend=0.05,dpop=0.1)\n"
+"      --weights SPEC       a fixed blend, SOURCE=WEIGHT,... with sources mf,\n"
+"                           cooc, trend, dpop, pop, seen, cat, sknn\n"
+"                           (default: the blend the snapshot learned)\n"
 "      --default-n N        results when a request does not say (default 10)\n"
 "      --keep-purchased     do not exclude the user's purchases\n"
 "      --keep-cart          do not exclude the items in the user's cart\n"
@@ -235,6 +235,7 @@ on_opt(struct tool *t, int c, const char *arg)
 	case OPT_WEIGHTS:
 		if (rank_weights_parse(&O.so.w, arg, err, sizeof err))
 			tool_usage_error(&T, "--weights: %s", err);
+		O.so.weights_given = 1;
 		break;
 	case OPT_DEFAULT_N: O.so.default_n = (size_t)num("--default-n", arg, 1, 100000); break;
 	case OPT_KEEP_PURCHASED: O.so.exclude_purchased = 0; break;

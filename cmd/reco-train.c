@@ -384,6 +384,20 @@ inspect(void)
 	fprintf(f, "\nupdates      %llu SGD steps, %llu co-occurrence increments (%llu replacing), %llu extra epochs\n",
 		(unsigned long long)s->mf_updates, (unsigned long long)s->cooc_pairs,
 		(unsigned long long)s->cooc_replaced, (unsigned long long)s->epochs);
+	fprintf(f, "blend       ");
+	for (int k = 0; k < RANK_NSRC; k++)
+		fprintf(f, " %s=%.4g", rank_src_names[k], (double)m->blend.w[k]);
+	fprintf(f, "\n             learned from %llu events (%llu without the item among the candidates), every %u after the first %d\n",
+		(unsigned long long)s->blend_events, (unsigned long long)s->blend_missed,
+		p->blend_every, MODEL_BLEND_WARM);
+	fprintf(f, "seen         %llu of %llu events came back to an item the user had seen; %s (--exclude-seen %s); %llu pairs kept (max %llu, %llu pushed out)\n",
+		(unsigned long long)s->repeat_events, (unsigned long long)s->repeat_asked,
+		model_exclude_seen(m) ? "seen items left out" : "seen items recommended",
+		model_seen_names[p->exclude_seen], (unsigned long long)m->seen_n,
+		(unsigned long long)p->seen_max, (unsigned long long)s->seen_evicted);
+	fprintf(f, "categories   %llu, %u items listed each (attribute %s)\n",
+		(unsigned long long)m->ncats, p->cat_items,
+		p->cat_attr[0] ? p->cat_attr : "category, category_code or category_id");
 	fprintf(f, "sections\n");
 	for (int k = 0;; k++) {
 		const char *name;

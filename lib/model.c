@@ -14,6 +14,7 @@
 
 #include "reco.h"
 #include "model.h"
+#include "rank.h"
 
 /* ---- options ---- */
 
@@ -36,6 +37,13 @@ const struct option model_options[] = {
 	{ "max-users", required_argument, NULL, MOPT_MAX_USERS },
 	{ "max-items", required_argument, NULL, MOPT_MAX_ITEMS },
 	{ "seed", required_argument, NULL, MOPT_SEED },
+	{ "cooc-memory", required_argument, NULL, MOPT_COOC_MEMORY },
+	{ "seen-max", required_argument, NULL, MOPT_SEEN_MAX },
+	{ "category-items", required_argument, NULL, MOPT_CAT_ITEMS },
+	{ "category-attr", required_argument, NULL, MOPT_CAT_ATTR },
+	{ "blend-every", required_argument, NULL, MOPT_BLEND_EVERY },
+	{ "blend-lr", required_argument, NULL, MOPT_BLEND_LR },
+	{ "exclude-seen", required_argument, NULL, MOPT_EXCLUDE_SEEN },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -49,7 +57,9 @@ const char model_usage[] =
 "      --type-weights T=W,...  weight of each event type (default view=1,\n"
 "                           click=1,add_to_cart=2,purchase=3, others 0)\n"
 "      --forget DUR         half-life of the factors (default 7d; 0: never)\n"
-"      --neighbours N       co-occurrence neighbours per item (default 20)\n"
+"      --neighbours N       co-occurrence neighbours per item, at most\n"
+"                           (default 100)\n"
+"      --cooc-memory SIZE   bytes of all neighbour lists, at most (default 1G)\n"
 "      --recent N           recent items per user (default 8)\n"
 "      --session-gap DUR    inactivity that ends a session without an id\n"
 "                           (default 30m)\n"
@@ -58,7 +68,16 @@ const char model_usage[] =
 "      --trend-half-life DUR  half-life of the trending window (default 1h)\n"
 "      --max-users N        users kept at most (default 1000000)\n"
 "      --max-items N        items kept at most (default 1000000)\n"
-"      --seed N             seed of the random choices (default 1)\n";
+"      --seed N             seed of the random choices (default 1)\n"
+"      --category-attr NAME the event attribute naming an item's category\n"
+"                           (default: category, category_code, category_id)\n"
+"      --category-items N   most popular items kept per category (default 50)\n"
+"      --seen-max N         (user, item) pairs remembered, at most\n"
+"                           (default 16777216)\n"
+"      --exclude-seen P     auto (default), none, purchased or all\n"
+"      --blend-every N      learn the blend from every Nth event once warm\n"
+"                           (default 4; 0: keep the starting weights)\n"
+"      --blend-lr X         step of the blend's updates (default 0.05)\n";
 
 /* Fill p with the defaults. */
 void
@@ -66,7 +85,7 @@ model_params_default(struct model_params *p)
 {
 	memset(p, 0, sizeof *p);
 	p->dim = 32;
-	p->neighbours = 20;
+	p->neighbours = 100;
 	p->recent = 8;
 	p->negatives = 4;
 	p->lr = 0.2f;
@@ -84,7 +103,16 @@ model_params_default(struct model_params *p)
 	p->max_users = 1000000;
 	p->max_items = 1000000;
 	p->seed = 1;
+	p->cooc_memory = 1ULL << 30;
+	p->seen_max = 1ULL << 24;
+	p->cat_items = 50;
+	p->blend_every = 4;
+	p->blend_lr = 0.05f;
+	p->exclude_seen = MODEL_SEEN_AUTO;
 }
+
+/* The names of MODEL_SEEN_*. */
+const char *const model_seen_names[] = { "auto", "none", "purchased", "all" };
 
 static int
 num_u64(const char *arg, uint64_t min, uint64_t max, uint64_t *v)
@@ -258,6 +286,52 @@ model_option(struct model_params *p, int c, const char *arg, char *err,
 		p->seed = u;
 		p->given |= MP_SEED;
 		return 0;
+	case MOPT_COOC_MEMORY:
+		if (size_parse(arg, &u) || u < 1024)
+			BAD("--cooc-memory: expected a size of at least 1K, such as 512M, not \"%s\"", arg);
+		p->cooc_memory = u;
+		p->given |= MP_COOC_MEMORY;
+		return 0;
+	case MOPT_SEEN_MAX:
+		if (num_u64(arg, 0, 1ULL << 34, &u))
+			BAD("--seen-max: expected a number from 0 to %llu, not \"%s\"",
+			    1ULL << 34, arg);
+		p->seen_max = u;
+		p->given |= MP_SEEN_MAX;
+		return 0;
+	case MOPT_CAT_ITEMS:
+		if (num_u64(arg, 0, MODEL_MAX_CAT_ITEMS, &u))
+			BAD("--category-items: expected a number from 0 to %d, not \"%s\"",
+			    MODEL_MAX_CAT_ITEMS, arg);
+		p->cat_items = (uint32_t)u;
+		p->given |= MP_CAT_ITEMS;
+		return 0;
+	case MOPT_CAT_ATTR:
+		if (!*arg || strlen(arg) >= sizeof p->cat_attr)
+			BAD("--category-attr: expected an attribute name of 1 to %zu bytes",
+			    sizeof p->cat_attr - 1);
+		strcpy(p->cat_attr, arg);
+		p->given |= MP_CAT_ATTR;
+		return 0;
+	case MOPT_BLEND_EVERY:
+		if (num_u64(arg, 0, 1000000, &u))
+			BAD("--blend-every: expected a number from 0 to 1000000, not \"%s\"", arg);
+		p->blend_every = (uint32_t)u;
+		p->given |= MP_BLEND_EVERY;
+		return 0;
+	case MOPT_BLEND_LR:
+		if (num_float(arg, 0, 10, &p->blend_lr))
+			BAD("--blend-lr: expected a number from 0 to 10, not \"%s\"", arg);
+		p->given |= MP_BLEND_LR;
+		return 0;
+	case MOPT_EXCLUDE_SEEN:
+		for (int k = 0; k < 4; k++)
+			if (strcmp(arg, model_seen_names[k]) == 0) {
+				p->exclude_seen = k;
+				p->given |= MP_EXCLUDE_SEEN;
+				return 0;
+			}
+		BAD("--exclude-seen: expected auto, none, purchased or all, not \"%s\"", arg);
 	}
 #undef BAD
 	return 1;
@@ -313,6 +387,23 @@ model_params_merge(struct model_params *snap, const struct model_params *cmd,
 		snap->max_users = cmd->max_users;
 	if (cmd->given & MP_MAX_ITEMS)
 		snap->max_items = cmd->max_items;
+	if (cmd->given & MP_COOC_MEMORY)
+		snap->cooc_memory = cmd->cooc_memory;
+	if (cmd->given & MP_SEEN_MAX)
+		snap->seen_max = cmd->seen_max;
+	if ((cmd->given & MP_CAT_ITEMS) && cmd->cat_items != snap->cat_items) {
+		snprintf(err, errlen, "--category-items %u: the snapshot keeps %u",
+			 cmd->cat_items, snap->cat_items);
+		return -1;
+	}
+	if (cmd->given & MP_CAT_ATTR)
+		memcpy(snap->cat_attr, cmd->cat_attr, sizeof snap->cat_attr);
+	if (cmd->given & MP_BLEND_EVERY)
+		snap->blend_every = cmd->blend_every;
+	if (cmd->given & MP_BLEND_LR)
+		snap->blend_lr = cmd->blend_lr;
+	if (cmd->given & MP_EXCLUDE_SEEN)
+		snap->exclude_seen = cmd->exclude_seen;
 	snap->given = cmd->given;
 	return 0;
 }
@@ -394,6 +485,8 @@ grow_items(struct model *m, uint64_t need)
 	m->ioff = xalign_grow(m->ioff, n + 1, cap + 1, sizeof(uint64_t));
 	m->nbl = xalign_grow(m->nbl, n, cap, sizeof(struct model_nb *));
 	m->nbn = xalign_grow(m->nbn, n, cap, sizeof(uint16_t));
+	m->nbcap = xalign_grow(m->nbcap, n, cap, sizeof(uint16_t));
+	m->icat = xalign_grow(m->icat, n, cap, sizeof(uint32_t));
 	m->items_cap = cap;
 }
 
@@ -433,6 +526,8 @@ model_new(const struct model_params *p)
 	rng_seed(&m->rng, p->seed);
 	htab_init(&m->iidx, 64);
 	htab_init(&m->uidx, 64);
+	htab_init(&m->cidx, 64);
+	model_blend_default(&m->blend);
 	grow_items(m, 1);
 	grow_users(m, 1);
 	return m;
@@ -454,6 +549,16 @@ model_free(struct model *m)
 	}
 	for (uint64_t i = 0; i < m->nitems; i++)
 		free(m->nbl[i]);
+	for (uint64_t c = 0; c < m->ncats; c++)
+		free(m->cl[c]);
+	free(m->cl);
+	free(m->cln);
+	free(m->chash);
+	htab_free(&m->cidx);
+	free(m->icat);
+	free(m->nbcap);
+	free(m->seen);
+	rank_learn_free(m);
 	free(m->ifac);
 	free(m->icount);
 	free(m->ipop);
@@ -493,7 +598,11 @@ model_bytes(const struct model *m)
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
 	b += htab_bytes(&m->iidx) + htab_bytes(&m->uidx);
-	b += m->nlists * m->p.neighbours * sizeof(struct model_nb);
+	b += m->nbtotal * sizeof(struct model_nb);
+	b += m->items_cap * (2 + 4);
+	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
+	b += m->ncats * m->p.cat_items * sizeof(struct model_nb);
+	b += m->seen_cap * 8;
 	b += m->log_cap * sizeof *m->log;
 	return b;
 }
@@ -590,6 +699,7 @@ evict_items(struct model *m)
 		if (k == UINT32_MAX) {
 			if (m->nbl[i])
 				m->nlists--;
+			m->nbtotal -= m->nbcap[i];
 			free(m->nbl[i]);
 			m->nbl[i] = NULL;
 			continue;
@@ -603,6 +713,8 @@ evict_items(struct model *m)
 			m->iseq[k] = m->iseq[i];
 			m->nbl[k] = m->nbl[i];
 			m->nbn[k] = m->nbn[i];
+			m->nbcap[k] = m->nbcap[i];
+			m->icat[k] = m->icat[i];
 			m->nbl[i] = NULL;
 		}
 	}
@@ -612,8 +724,21 @@ evict_items(struct model *m)
 		m->its[i] = 0;
 		m->iseq[i] = 0;
 		m->nbn[i] = 0;
+		m->nbcap[i] = 0;
+		m->icat[i] = 0;
 	}
 	m->nitems = j;
+	/* Category lists lose them too. */
+	for (uint64_t c = 0; c < m->ncats; c++) {
+		struct model_nb *l = m->cl[c];
+		uint32_t w = 0;
+		for (uint32_t k = 0; l && k < m->cln[c]; k++)
+			if (newidx[l[k].item] != UINT32_MAX) {
+				l[w].item = newidx[l[k].item];
+				l[w++].score = l[k].score;
+			}
+		m->cln[c] = (uint16_t)w;
+	}
 	/* Neighbour lists lose the items that left, keeping their order. */
 	for (uint64_t i = 0; i < j; i++) {
 		struct model_nb *l = m->nbl[i];
@@ -791,6 +916,9 @@ rebase(struct model *m)
 		for (uint32_t k = 0; m->nbl[i] && k < m->nbn[i]; k++)
 			m->nbl[i][k].score *= fc;
 	}
+	for (uint64_t c = 0; c < m->ncats; c++)
+		for (uint32_t k = 0; m->cl[c] && k < m->cln[c]; k++)
+			m->cl[c][k].score *= fp;
 	m->tref = m->clock;
 	m->st.renorms++;
 }
@@ -855,17 +983,30 @@ static void
 nb_add(struct model *m, uint64_t i, uint32_t j, float inc)
 {
 	struct model_nb *l = m->nbl[i];
-	uint32_t n = m->nbn[i], k, cap = m->p.neighbours;
+	uint32_t n = m->nbn[i], k, cap = m->nbcap[i];
 
-	if (cap == 0)
+	if (m->p.neighbours == 0)
 		return;
-	if (!l) {
-		l = m->nbl[i] = xreallocarray(NULL, cap, sizeof *l);
-		m->nlists++;
-	}
 	for (k = 0; k < n; k++)
 		if (l[k].item == j)
 			break;
+	if (k == n && n == cap && cap < m->p.neighbours) {
+		/* Grow the list while the budget of all lists allows. */
+		uint32_t nc = cap ? cap * 2 : 4;
+		if (nc > m->p.neighbours)
+			nc = m->p.neighbours;
+		if ((m->nbtotal + nc - cap) * sizeof *l <= m->p.cooc_memory) {
+			if (!l)
+				m->nlists++;
+			l = m->nbl[i] = xreallocarray(l, nc, sizeof *l);
+			m->nbtotal += nc - cap;
+			m->nbcap[i] = (uint16_t)nc;
+			cap = nc;
+		} else
+			m->st.cooc_full++;
+	}
+	if (cap == 0)
+		return;
 	if (k < n)
 		l[k].score += inc;
 	else if (n < cap) {
@@ -885,6 +1026,196 @@ nb_add(struct model *m, uint64_t i, uint32_t j, float inc)
 		l[k] = t;
 		k--;
 	}
+}
+
+/* ---- categories ---- */
+
+/* The category of the event's item (an index + 1), added if new; 0 if
+ * the event names none. */
+static uint32_t
+cat_of(struct model *m, const struct event *ev)
+{
+	static const char *const names[] = { "category", "category_code", "category_id" };
+	const struct str *v = NULL;
+
+	if (m->p.cat_items == 0 || ev->nattrs == 0)
+		return 0;
+	if (m->p.cat_attr[0])
+		v = event_get_attr(ev, m->p.cat_attr);
+	else
+		for (size_t k = 0; k < 3 && !v; k++)
+			v = event_get_attr(ev, names[k]);
+	if (!v || v->n == 0)
+		return 0;
+	uint64_t h = hash64(v->p, v->n, MODEL_ID_SEED);
+	uint32_t *at = htab_get(&m->cidx, h);
+	if (at)
+		return *at + 1;
+	if (m->ncats >= UINT32_MAX - 1)
+		return 0;
+	if (m->ncats == m->cats_cap) {
+		uint64_t cap = m->cats_cap ? m->cats_cap * 2 : 64;
+		m->chash = xreallocarray(m->chash, cap, sizeof *m->chash);
+		m->cl = xreallocarray(m->cl, cap, sizeof *m->cl);
+		m->cln = xreallocarray(m->cln, cap, sizeof *m->cln);
+		m->cats_cap = cap;
+	}
+	uint64_t c = m->ncats++;
+	int isnew;
+	m->chash[c] = h;
+	m->cl[c] = NULL;
+	m->cln[c] = 0;
+	*htab_put(&m->cidx, h, &isnew) = (uint32_t)c;
+	return (uint32_t)c + 1;
+}
+
+/* Item i's popularity changed: its place in its category's list. */
+static void
+cat_touch(struct model *m, uint64_t i)
+{
+	uint32_t c = m->icat[i];
+	uint32_t cap = m->p.cat_items, n, k;
+	float s = m->ipop[i];
+	struct model_nb *l;
+
+	if (c-- == 0 || cap == 0)
+		return;
+	if (!(l = m->cl[c]))
+		l = m->cl[c] = xreallocarray(NULL, cap, sizeof *l);
+	n = m->cln[c];
+	for (k = 0; k < n && l[k].item != i; k++)
+		;
+	if (k == n) {
+		if (n < cap)
+			m->cln[c] = (uint16_t)++n;
+		else if (s > l[n - 1].score) {
+			k = n - 1;
+			m->st.cat_replaced++;
+		} else
+			return;
+		l[k].item = (uint32_t)i;
+	}
+	l[k].score = s;
+	while (k > 0 && (l[k - 1].score < l[k].score ||
+			 (l[k - 1].score == l[k].score && l[k - 1].item > l[k].item))) {
+		struct model_nb t = l[k - 1];
+		l[k - 1] = l[k];
+		l[k] = t;
+		k--;
+	}
+}
+
+/* ---- the (user, item) pairs seen ---- */
+
+#define SEEN_PROBE 32
+
+/* The key of the pair of the user and item ids' hashes: never 0. */
+uint64_t
+model_pair_key(uint64_t uh, uint64_t ih)
+{
+	uint64_t k = uh * 0x9e3779b97f4a7c15ULL ^ (ih + 0x632be59bd9b4e019ULL);
+
+	k ^= k >> 31;
+	k *= 0xbf58476d1ce4e5b9ULL;
+	k ^= k >> 29;
+	return k | 1;
+}
+
+/* Whether the pair key is in the seen set. */
+int
+model_seen_has(const struct model *m, uint64_t key)
+{
+	if (!m->seen_cap)
+		return 0;
+	uint64_t mask = m->seen_cap - 1;
+	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
+		uint64_t v = m->seen[(key + k) & mask];
+		if (v == key)
+			return 1;
+		if (v == 0)
+			return 0;
+	}
+	return 0;
+}
+
+static void
+seen_grow(struct model *m, uint64_t cap)
+{
+	uint64_t *old = m->seen, ocap = m->seen_cap;
+
+	m->seen = xcalloc(cap, sizeof *m->seen);
+	m->seen_cap = cap;
+	m->seen_n = 0;
+	for (uint64_t k = 0; k < ocap; k++) {
+		uint64_t v = old[k];
+		if (!v)
+			continue;
+		for (uint64_t j = 0; j < SEEN_PROBE; j++) {
+			uint64_t *at = &m->seen[(v + j) & (cap - 1)];
+			if (!*at) {
+				*at = v;
+				m->seen_n++;
+				break;
+			}
+		}
+	}
+	free(old);
+}
+
+/* Add the pair key; return 1 if it was there already. At --seen-max, a
+ * new pair takes the place of an old one of its neighbourhood. */
+static int
+seen_add(struct model *m, uint64_t key)
+{
+	if (m->p.seen_max == 0)
+		return 0;
+	if (model_seen_has(m, key))
+		return 1;
+	if (m->seen_n * 2 >= m->seen_cap && m->seen_cap < 2 * m->p.seen_max)
+		seen_grow(m, m->seen_cap ? m->seen_cap * 2 : 1024);
+	uint64_t mask = m->seen_cap - 1;
+	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
+		uint64_t *at = &m->seen[(key + k) & mask];
+		if (*at == 0 && m->seen_n < m->p.seen_max) {
+			*at = key;
+			m->seen_n++;
+			return 0;
+		}
+	}
+	m->seen[(key + (key >> 59) % SEEN_PROBE) & mask] = key;
+	m->st.seen_evicted++;
+	return 0;
+}
+
+/*
+ * Whether recommendations leave out everything the user has seen: the
+ * policy, or under auto, the stream's own answer: once 1000 events of
+ * users with a history have been learned, fewer than 1 in 50 of them
+ * came back to an item the user had seen before (rating-like data, where
+ * a seen item is a wasted place).
+ */
+int
+model_exclude_seen(const struct model *m)
+{
+	if (m->p.exclude_seen == MODEL_SEEN_ALL)
+		return 1;
+	if (m->p.exclude_seen != MODEL_SEEN_AUTO || m->st.repeat_asked < 1000)
+		return 0;
+	return m->st.repeat_events * 50 < m->st.repeat_asked;
+}
+
+/* The starting blend, before the stream has taught it anything. */
+void
+model_blend_default(struct model_blend *b)
+{
+	memset(b, 0, sizeof *b);
+	b->w[RANK_MF] = 0.2f;
+	b->w[RANK_COOC] = 1.0f;
+	b->w[RANK_TREND] = 0.05f;
+	b->w[RANK_DPOP] = 0.1f;
+	b->w[RANK_SEEN] = 0.3f;
+	b->w[RANK_CAT] = 0.1f;
+	b->w[RANK_SKNN] = 1.0f;
 }
 
 /* ---- learning ---- */
@@ -972,10 +1303,29 @@ model_learn(struct model *m, const struct event *ev)
 	uint64_t u = find_or_add_user(m, &ev->user, &unew);
 	uint64_t i = find_or_add_item(m, &ev->item, &inew);
 
+	/* Test, then train: before the model learns the event, the blend
+	 * learns from where its item stood among the candidates, and the
+	 * stream tells how often users come back to what they have seen (the
+	 * events reco-eval evaluates: a user with a history, an item other
+	 * than the last one). */
+	uint64_t uh = hash64(ev->user.p, ev->user.n, MODEL_ID_SEED);
+	uint64_t pk = model_pair_key(uh, hash64(ev->item.p, ev->item.n, MODEL_ID_SEED));
+	if (!unew && !inew && m->unrec[u] > 0 && m->urec[u * m->p.recent] != i) {
+		m->st.repeat_asked++;
+		m->st.repeat_events += (uint64_t)model_seen_has(m, pk);
+		if (m->p.blend_every && (m->st.blend_events < MODEL_BLEND_WARM ||
+					 m->st.repeat_asked % m->p.blend_every == 0))
+			rank_learn(m, u, (uint32_t)i, uh);
+	}
+	seen_add(m, pk);
+
 	/* Popularity. */
 	m->icount[i] += w;
 	m->ipop[i] += (float)(w * fwd(m, ts, m->p.pop_half_life));
 	m->ishort[i] += (float)(w * fwd(m, ts, m->p.trend_half_life));
+	if (!m->icat[i])
+		m->icat[i] = cat_of(m, ev);
+	cat_touch(m, i);
 
 	/* Sessions: an id when the event has one, else a gap in time. */
 	uint64_t sess = 0;
@@ -1171,14 +1521,16 @@ enum {
 	SEC_ITEM_IDS = 1, SEC_USER_IDS, SEC_ITEM_INDEX, SEC_USER_INDEX,
 	SEC_ITEM_FACTORS, SEC_USER_FACTORS, SEC_ITEM_COUNT, SEC_ITEM_POP,
 	SEC_ITEM_TREND, SEC_NEIGHBOURS, SEC_ITEM_STATE, SEC_USER_STATE,
-	SEC_TRAIN_STATE,
-	NSEC = SEC_TRAIN_STATE
+	SEC_TRAIN_STATE, SEC_BLEND, SEC_CATEGORIES, SEC_SEEN,
+	NSEC = SEC_SEEN
 };
 static const char *const sec_names[NSEC + 1] = {
 	"", "item_ids", "user_ids", "item_index", "user_index",
 	"item_factors", "user_factors", "item_count", "item_pop",
-	"item_trend", "neighbours", "item_state", "user_state", "train_state"
+	"item_trend", "neighbours", "item_state", "user_state", "train_state",
+	"blend", "categories", "seen"
 };
+#define BLEND_SIZE 160
 #define HDR_FIXED 256
 #define SEC_ENTRY 32
 #define HDR_SIZE ((HDR_FIXED + NSEC * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
@@ -1318,6 +1670,16 @@ total_nb(const struct model *m)
 }
 
 static uint64_t
+total_cl(const struct model *m)
+{
+	uint64_t t = 0;
+
+	for (uint64_t c = 0; c < m->ncats; c++)
+		t += m->cl[c] ? m->cln[c] : 0;
+	return t;
+}
+
+static uint64_t
 sec_size(const struct model *m, int id, const struct htab *ci,
 	 const struct htab *cu, uint64_t nnb)
 {
@@ -1348,6 +1710,12 @@ sec_size(const struct model *m, int id, const struct htab *ci,
 		return 24 * nu + 4 * nu * m->p.recent + 2 * nu;
 	case SEC_TRAIN_STATE:
 		return TRAIN_STATE_SIZE;
+	case SEC_BLEND:
+		return BLEND_SIZE;
+	case SEC_CATEGORIES:
+		return 8 * m->ncats + 8 * (m->ncats + 1) + 8 * total_cl(m) + 4 * ni;
+	case SEC_SEEN:
+		return 8 * m->seen_cap;
 	}
 	return 0;
 }
@@ -1431,6 +1799,43 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 		obuf_flush(&o);
 		break;
 	}
+	case SEC_BLEND: {
+		unsigned char b[BLEND_SIZE];
+		const struct model_params *p = &m->p;
+		memset(b, 0, sizeof b);
+		put64(b, p->cooc_memory);
+		put64(b + 8, p->seen_max);
+		put32(b + 16, p->cat_items);
+		put32(b + 20, p->blend_every);
+		putf(b + 24, p->blend_lr);
+		put32(b + 28, (uint32_t)p->exclude_seen);
+		memcpy(b + 32, p->cat_attr, sizeof p->cat_attr);
+		for (int k = 0; k < MODEL_NSRC; k++)
+			putf(b + 96 + 4 * k, m->blend.w[k]);
+		put64(b + 128, m->ncats);
+		put64(b + 136, m->seen_cap);
+		put64(b + 144, m->seen_n);
+		sink_put(s, b, sizeof b);
+		break;
+	}
+	case SEC_CATEGORIES: {
+		uint64_t t = 0;
+		sink_put(s, m->chash, 8 * m->ncats);
+		obuf_put(&o, 0);
+		for (uint64_t c = 0; c < m->ncats; c++) {
+			t += m->cl[c] ? m->cln[c] : 0;
+			obuf_put(&o, t);
+		}
+		obuf_flush(&o);
+		for (uint64_t c = 0; c < m->ncats; c++)
+			if (m->cl[c])
+				sink_put(s, m->cl[c], m->cln[c] * sizeof(struct model_nb));
+		sink_put(s, m->icat, 4 * ni);
+		break;
+	}
+	case SEC_SEEN:
+		sink_put(s, m->seen, 8 * m->seen_cap);
+		break;
 	}
 }
 
@@ -1720,6 +2125,9 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 	if (len < 16 || memcmp(map, MODEL_MAGIC, 8) != 0)
 		FAIL("%s: not a reco model snapshot", path);
+	if (get32(map + 8) >= 1 && get32(map + 8) < MODEL_VERSION)
+		FAIL("%s: written by an older reco (snapshot format version %u); this program reads version %d: train the model again",
+		     path, get32(map + 8), MODEL_VERSION);
 	if (get32(map + 8) != MODEL_VERSION)
 		FAIL("%s: snapshot format version %u; this program reads version %d",
 		     path, get32(map + 8), MODEL_VERSION);
@@ -1838,6 +2246,26 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		case SEC_TRAIN_STATE:
 			want = TRAIN_STATE_SIZE;
 			break;
+		case SEC_BLEND:
+			want = BLEND_SIZE;
+			break;
+		case SEC_CATEGORIES:
+			if (secsize[SEC_BLEND] != BLEND_SIZE)
+				continue;
+			v->ncats = get64(sec[SEC_BLEND] + 128);
+			if (v->ncats >= UINT32_MAX - 1 ||
+			    secsize[k] < 16 * v->ncats + 8 + 4 * ni ||
+			    (secsize[k] - 16 * v->ncats - 8 - 4 * ni) % 8)
+				FAIL("%s: corrupt snapshot: bad categories", path);
+			continue;
+		case SEC_SEEN:
+			if (secsize[SEC_BLEND] != BLEND_SIZE)
+				continue;
+			v->seen_cap = get64(sec[SEC_BLEND] + 136);
+			want = 8 * v->seen_cap;
+			if (v->seen_cap & (v->seen_cap - 1))
+				FAIL("%s: corrupt snapshot: bad seen pairs", path);
+			break;
 		}
 		if (secsize[k] != want)
 			FAIL("%s: corrupt snapshot: section %s has %llu bytes, not %llu",
@@ -1885,6 +2313,42 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	memcpy(&v->st, st, sizeof st);
 	if (get64(ts + 40) != (uint64_t)v->have_clock || v->st.learned != get64(map + 80))
 		FAIL("%s: corrupt snapshot: bad training state", path);
+	/* The blend, the categories and the seen pairs. */
+	const unsigned char *bl = sec[SEC_BLEND];
+	p->cooc_memory = get64(bl);
+	p->seen_max = get64(bl + 8);
+	p->cat_items = get32(bl + 16);
+	p->blend_every = get32(bl + 20);
+	p->blend_lr = getf(bl + 24);
+	p->exclude_seen = (int)get32(bl + 28);
+	memcpy(p->cat_attr, bl + 32, sizeof p->cat_attr);
+	for (int k = 0; k < MODEL_NSRC; k++)
+		v->blend.w[k] = getf(bl + 96 + 4 * k);
+	v->seen_n = get64(bl + 144);
+	if (p->cat_items > MODEL_MAX_CAT_ITEMS || p->exclude_seen < 0 ||
+	    p->exclude_seen > MODEL_SEEN_ALL || !isfinite(p->blend_lr) ||
+	    p->cat_attr[sizeof p->cat_attr - 1] || v->seen_n > v->seen_cap ||
+	    !all_finite(v->blend.w, MODEL_NSRC))
+		FAIL("%s: corrupt snapshot: bad blend", path);
+	const unsigned char *cs = sec[SEC_CATEGORIES];
+	uint64_t nc = v->ncats, ncl = (secsize[SEC_CATEGORIES] - 16 * nc - 8 - 4 * ni) / 8;
+	v->chash = (uint64_t *)(uintptr_t)cs;
+	v->cloff = (const uint64_t *)(cs + 8 * nc);
+	v->clent = (const struct model_nb *)(cs + 8 * nc + 8 * (nc + 1));
+	v->icat = (uint32_t *)(uintptr_t)(cs + 8 * nc + 8 * (nc + 1) + 8 * ncl);
+	if (v->cloff[0] != 0 || v->cloff[nc] != ncl)
+		FAIL("%s: corrupt snapshot: bad categories", path);
+	for (uint64_t c = 0; c < nc; c++)
+		if (v->cloff[c + 1] < v->cloff[c] ||
+		    v->cloff[c + 1] - v->cloff[c] > p->cat_items)
+			FAIL("%s: corrupt snapshot: bad categories", path);
+	for (uint64_t k = 0; k < ncl; k++)
+		if (v->clent[k].item >= ni || !isfinite(v->clent[k].score))
+			FAIL("%s: corrupt snapshot: bad categories", path);
+	for (uint64_t i = 0; i < ni; i++)
+		if (v->icat[i] > nc)
+			FAIL("%s: corrupt snapshot: bad categories", path);
+	v->seen = (uint64_t *)(uintptr_t)sec[SEC_SEEN];
 	/* Every index inside the model, every number finite. */
 	uint64_t nnb = (secsize[SEC_NEIGHBOURS] - 8 * (ni + 1)) / 8;
 	if (v->nboff[0] != 0 || v->nboff[ni] != nnb)
@@ -1938,11 +2402,40 @@ unmap_copy(const struct model *v)
 		size_t n = (size_t)(v->nboff[i + 1] - v->nboff[i]);
 		if (n == 0)
 			continue;
-		m->nbl[i] = xreallocarray(NULL, v->p.neighbours, sizeof(struct model_nb));
+		m->nbl[i] = xreallocarray(NULL, n, sizeof(struct model_nb));
 		m->nlists++;
 		memcpy(m->nbl[i], v->nbent + v->nboff[i], n * sizeof(struct model_nb));
-		m->nbn[i] = (uint16_t)n;
+		m->nbn[i] = m->nbcap[i] = (uint16_t)n;
+		m->nbtotal += n;
 	}
+	memcpy(m->icat, v->icat, 4 * ni);
+	for (uint64_t c = 0; c < v->ncats; c++) {
+		if (m->ncats == m->cats_cap) {
+			uint64_t cap = m->cats_cap ? m->cats_cap * 2 : 64;
+			m->chash = xreallocarray(m->chash, cap, sizeof *m->chash);
+			m->cl = xreallocarray(m->cl, cap, sizeof *m->cl);
+			m->cln = xreallocarray(m->cln, cap, sizeof *m->cln);
+			m->cats_cap = cap;
+		}
+		size_t n = (size_t)(v->cloff[c + 1] - v->cloff[c]);
+		int isnew;
+		m->chash[c] = v->chash[c];
+		*htab_put(&m->cidx, v->chash[c], &isnew) = (uint32_t)c;
+		m->cl[c] = NULL;
+		m->cln[c] = (uint16_t)n;
+		if (v->p.cat_items) {
+			m->cl[c] = xreallocarray(NULL, v->p.cat_items, sizeof(struct model_nb));
+			memcpy(m->cl[c], v->clent + v->cloff[c], n * sizeof(struct model_nb));
+		}
+		m->ncats++;
+	}
+	if (v->seen_cap) {
+		m->seen = xreallocarray(NULL, v->seen_cap, sizeof *m->seen);
+		memcpy(m->seen, v->seen, 8 * v->seen_cap);
+	}
+	m->seen_cap = v->seen_cap;
+	m->seen_n = v->seen_n;
+	m->blend = v->blend;
 	memcpy(m->ufac, v->ufac, 4 * nu * v->stride);
 	memcpy(m->uts, v->uts, 8 * nu);
 	memcpy(m->useq, v->useq, 8 * nu);

@@ -9,7 +9,7 @@
 
 #include "reco.h"
 
-#define MODEL_VERSION 1
+#define MODEL_VERSION 2
 #define MODEL_MAGIC "RECOMDL1"
 #define MODEL_ALIGN 64     /* bytes: factor rows and file sections */
 #define MODEL_ROW 16       /* floats per 64 bytes: factor rows are padded
@@ -17,6 +17,9 @@
 #define MODEL_MAX_DIM 1024
 #define MODEL_MAX_NEIGHBOURS 1024
 #define MODEL_MAX_RECENT 64
+#define MODEL_NSRC 8       /* the sources of rank.h's blend */
+#define MODEL_MAX_CAT_ITEMS 1024
+#define MODEL_BLEND_WARM 5000 /* eligible events the blend always learns from */
 #define MODEL_ID_SEED 0x7265636f2d6d646cULL /* seed of hash64 for ids */
 
 /*
@@ -35,7 +38,23 @@ struct model_params {
 	int64_t session_gap;    /* inactivity that ends a session without id */
 	uint64_t max_users, max_items;
 	uint64_t seed;
+	uint64_t cooc_memory;   /* bytes of neighbour lists, at most */
+	uint64_t seen_max;      /* (user, item) pairs remembered, at most */
+	uint32_t cat_items;     /* items listed per category */
+	uint32_t blend_every;   /* after the first BLEND_WARM, learn the blend
+				 * from every Nth eligible event; 0: never */
+	float blend_lr;         /* step of the blend's pairwise updates */
+	int exclude_seen;       /* MODEL_SEEN_* */
+	char cat_attr[64];      /* attribute naming an item's category;
+				 * empty: category, category_code, category_id */
 	uint32_t given;         /* MP_* bits of the options set explicitly */
+};
+
+/* What a recommendation leaves out of what the user has seen. */
+enum {
+	MODEL_SEEN_AUTO,        /* all of it when the stream says users do
+				 * not come back (model_exclude_seen) */
+	MODEL_SEEN_NONE, MODEL_SEEN_PURCHASED, MODEL_SEEN_ALL
 };
 
 /* Bits of model_params.given. */
@@ -45,7 +64,9 @@ enum {
 	MP_INIT = 1 << 6, MP_TYPE_W = 1 << 7, MP_FORGET = 1 << 8,
 	MP_COOC_HL = 1 << 9, MP_POP_HL = 1 << 10, MP_TREND_HL = 1 << 11,
 	MP_SESSION_GAP = 1 << 12, MP_MAX_USERS = 1 << 13,
-	MP_MAX_ITEMS = 1 << 14, MP_SEED = 1 << 15
+	MP_MAX_ITEMS = 1 << 14, MP_SEED = 1 << 15, MP_COOC_MEMORY = 1 << 16,
+	MP_SEEN_MAX = 1 << 17, MP_CAT_ITEMS = 1 << 18, MP_BLEND_EVERY = 1 << 19,
+	MP_BLEND_LR = 1 << 20, MP_EXCLUDE_SEEN = 1 << 21, MP_CAT_ATTR = 1 << 22
 };
 
 /* Counters, kept in the snapshot so that they add up over --resume. */
@@ -64,13 +85,26 @@ struct model_stats {
 	uint64_t renorms;         /* decay reference moves */
 	uint64_t epochs;          /* extra shuffled passes */
 	uint64_t reserved;
+	uint64_t cooc_full;       /* list growths refused by --cooc-memory */
+	uint64_t seen_evicted;    /* pairs pushed out of the seen set */
+	uint64_t cat_replaced;    /* items pushed out of a category list */
+	uint64_t blend_events;    /* events the blend learned from */
+	uint64_t blend_steps;     /* its pairwise updates */
+	uint64_t blend_missed;    /* events whose item no source offered */
+	uint64_t repeat_events;   /* eligible events whose item the user had seen */
+	uint64_t repeat_asked;    /* eligible events */
 };
-#define MODEL_NSTATS 16
+#define MODEL_NSTATS 24
 
 /* One co-occurrence neighbour. */
 struct model_nb {
 	uint32_t item;
 	float score;
+};
+
+/* The learned blend: a weight per source of rank.h (in its order). */
+struct model_blend {
+	float w[MODEL_NSRC];
 };
 
 /*
@@ -95,7 +129,22 @@ struct model {
 	size_t ibytes_n, ibytes_cap;
 	struct htab iidx;         /* hash64 of the id -> index */
 	struct model_nb **nbl;    /* trainable: per item, sorted by score */
-	uint16_t *nbn;
+	uint16_t *nbn, *nbcap;
+	uint64_t nbtotal;         /* neighbour entries allocated */
+	uint32_t *icat;           /* the item's category + 1, 0: none */
+	/* categories: the hash of the name, and the most popular items */
+	uint64_t ncats, cats_cap;
+	uint64_t *chash;
+	struct htab cidx;
+	struct model_nb **cl;     /* trainable: per category, best first */
+	uint16_t *cln;
+	const uint64_t *cloff;    /* mapped: CSR of the category lists */
+	const struct model_nb *clent;
+	/* the (user, item) pairs seen: open addressing, 0 empty */
+	uint64_t *seen;
+	uint64_t seen_cap, seen_n;
+	struct model_blend blend;
+	void *blend_ranker;       /* scratch of the blend's learning */
 	uint64_t nlists;          /* neighbour lists allocated */
 	const uint64_t *nboff;    /* mapped: CSR of the neighbour lists */
 	const struct model_nb *nbent;
@@ -140,8 +189,10 @@ enum {
 	MOPT_DIM = MOPT_FIRST, MOPT_NEIGHBOURS, MOPT_RECENT, MOPT_NEGATIVES,
 	MOPT_LR, MOPT_REG, MOPT_INIT, MOPT_TYPE_W, MOPT_FORGET, MOPT_COOC_HL,
 	MOPT_POP_HL, MOPT_TREND_HL, MOPT_SESSION_GAP, MOPT_MAX_USERS,
-	MOPT_MAX_ITEMS, MOPT_SEED,
-	MOPT_LAST = MOPT_SEED
+	MOPT_MAX_ITEMS, MOPT_SEED, MOPT_COOC_MEMORY, MOPT_SEEN_MAX,
+	MOPT_CAT_ITEMS, MOPT_BLEND_EVERY, MOPT_BLEND_LR, MOPT_EXCLUDE_SEEN,
+	MOPT_CAT_ATTR,
+	MOPT_LAST = MOPT_CAT_ATTR
 };
 extern const struct option model_options[]; /* ended by a zero entry */
 extern const char model_usage[];
@@ -173,6 +224,12 @@ uint32_t model_crc32(uint32_t crc, const void *p, size_t n);
 int model_section(const struct model *m, int k, const char **name,
 		  uint64_t *off, uint64_t *size, uint32_t *crc);
 
+uint64_t model_pair_key(uint64_t uh, uint64_t ih);
+int model_seen_has(const struct model *m, uint64_t key);
+int model_exclude_seen(const struct model *m);
+void model_blend_default(struct model_blend *b);
+extern const char *const model_seen_names[];
+
 int64_t model_item_find(const struct model *m, const char *id, size_t n);
 int64_t model_user_find(const struct model *m, const char *id, size_t n);
 struct str model_item_id(const struct model *m, uint64_t i);
@@ -180,6 +237,20 @@ struct str model_user_id(const struct model *m, uint64_t u);
 size_t model_user_recent(const struct model *m, uint64_t u, uint32_t *out,
 			 size_t max);
 double model_trend_factor(const struct model *m, double *pop_scale);
+
+/* The most popular items of category c (an index), best first. */
+static inline size_t
+model_cat_items(const struct model *m, uint64_t c, const struct model_nb **l)
+{
+	if (m->cl) {
+		*l = m->cl[c];
+		return m->cl[c] ? m->cln[c] : 0;
+	}
+	if (!m->cloff)
+		return 0;
+	*l = m->clent + m->cloff[c];
+	return (size_t)(m->cloff[c + 1] - m->cloff[c]);
+}
 
 /* The co-occurrence neighbours of item i, best first. */
 static inline size_t

@@ -9,8 +9,10 @@
 #include "rank.h"
 
 const char *const rank_src_names[RANK_NSRC] = {
-	"mf", "cooc", "trend", "dpop", "pop"
+	"mf", "cooc", "trend", "dpop", "pop", "seen", "cat", "sknn"
 };
+
+_Static_assert(RANK_NSRC == MODEL_NSRC, "rank.h's sources and model.h's blend");
 
 /* How many candidates each source gives a blend, per result wanted: a
  * blend can lift an item that two sources rank fairly high. */
@@ -37,6 +39,7 @@ struct ranker {
 	uint32_t *ci;             /* candidates: item */
 	float *cs;                /* blended score */
 	float *cbest;             /* the best single contribution */
+	float *cf;                /* RANK_NSRC features per candidate */
 	uint8_t *cr;              /* its source */
 	size_t nc, c_cap;
 	struct cand *order;
@@ -91,7 +94,7 @@ rank_weights_parse(struct rank_weights *w, const char *spec, char *err,
 
 		if (!eq || (comma && comma < eq) ||
 		    (src = rank_src_parse(s, (size_t)(eq - s))) < 0) {
-			snprintf(err, errlen, "expected SOURCE=WEIGHT,... with sources mf, cooc, trend, dpop and pop, not \"%s\"",
+			snprintf(err, errlen, "expected SOURCE=WEIGHT,... with sources mf, cooc, trend, dpop, pop, seen, cat and sknn, not \"%s\"",
 				 spec);
 			return -1;
 		}
@@ -136,6 +139,7 @@ ranker_free(struct ranker *r)
 	free(r->cbest);
 	free(r->cr);
 	free(r->order);
+	free(r->cf);
 	free(r);
 }
 
@@ -318,9 +322,24 @@ top_done(struct ranker *r, struct top *t, int s)
 }
 
 #define EXCLUDED(r, i) ((r)->excl[i] == (r)->gen)
-/* Not a candidate: excluded, or turned away by the request's filter. */
-#define SKIP(r, q, i) \
-	(EXCLUDED(r, i) || ((q)->allow && !(q)->allow((q)->allow_ctx, (uint32_t)(i))))
+
+/* Not a candidate: excluded, seen when what is seen is left out, or
+ * turned away by the request's filter. */
+static inline int
+skip(const struct ranker *r, const struct model *m, const struct rank_req *q,
+     uint64_t i)
+{
+	if (EXCLUDED(r, i))
+		return 1;
+	if (q->exclude_seen) {
+		struct str id = model_item_id(m, i);
+		if (model_seen_has(m, model_pair_key(q->user_hash,
+						     hash64(id.p, id.n, MODEL_ID_SEED))))
+			return 1;
+	}
+	return q->allow && !q->allow(q->allow_ctx, (uint32_t)i);
+}
+#define SKIP(r, q, i) skip(r, m, q, i)
 
 /*
  * The lists of a frozen model that do not depend on the request: for
@@ -483,7 +502,8 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
  * not skipped. Return 0 if the list ran out before depth and does not
  * hold every item: the caller makes the full pass. */
 static int
-from_index(struct ranker *r, const struct rank_req *q, int s, size_t depth)
+from_index(struct ranker *r, const struct model *m, const struct rank_req *q,
+	   int s, size_t depth)
 {
 	const struct rank_index *ix = q->ix;
 	struct top t;
@@ -546,6 +566,83 @@ src_pop(struct ranker *r, const struct model *m, const struct rank_req *q,
 	top_done(r, &t, s);
 }
 
+/* The user's recent items again: coming back to an item is common in
+ * shops (re-views before a purchase) and rare in rating-like data; the
+ * blend learns which. */
+static void
+src_seen(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 size_t depth)
+{
+	struct top t;
+
+	top_init(r, &t, depth);
+	for (size_t k = 0; k < q->nrecent; k++) {
+		uint32_t i = q->recent[k];
+		if (!SKIP(r, q, i))
+			top_add(&t, 1.0f / (float)(k + 1), i);
+	}
+	top_done(r, &t, RANK_SEEN);
+}
+
+/* Items of past sessions like the current one (none yet). */
+static void
+src_sknn(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 size_t depth)
+{
+	(void)m;
+	(void)q;
+	(void)depth;
+	r->nsrc[RANK_SKNN] = 0;
+}
+
+/* The most popular items of the categories of the recent and context
+ * items, nearer ones more, each list scaled by its best. */
+static void
+src_cat(struct ranker *r, const struct model *m, const struct rank_req *q,
+	size_t depth)
+{
+	struct top t;
+
+	r->naccl = 0;
+	for (size_t k = 0; k < q->nrecent + q->ncontext; k++) {
+		uint32_t a = k < q->nrecent ? q->recent[k] : q->context[k - q->nrecent];
+		float wk = k < q->nrecent ? 1.0f / (float)(k + 1) : 1.0f;
+		const struct model_nb *l;
+		size_t n;
+		uint32_t c;
+
+		if (a >= m->nitems || !m->icat || (c = m->icat[a]) == 0 ||
+		    c > m->ncats || (n = model_cat_items(m, c - 1, &l)) == 0 ||
+		    !(l[0].score > 0))
+			continue;
+		/* A category seen through an earlier item counts once. */
+		size_t j;
+		for (j = 0; j < k && j < q->nrecent; j++)
+			if (q->recent[j] < m->nitems && m->icat[q->recent[j]] == c)
+				break;
+		if (j < k && k < q->nrecent)
+			continue;
+		float f = wk / l[0].score;
+		for (j = 0; j < n; j++) {
+			uint32_t b = l[j].item;
+			if (b >= m->nitems || !(l[j].score > 0))
+				continue;
+			if (r->acc[b] == 0 && SKIP(r, q, b))
+				continue;
+			if (r->acc[b] == 0)
+				r->accl[r->naccl++] = b;
+			r->acc[b] += l[j].score * f;
+		}
+	}
+	top_init(r, &t, depth);
+	for (size_t k = 0; k < r->naccl; k++) {
+		uint32_t b = r->accl[k];
+		top_add(&t, r->acc[b], b);
+		r->acc[b] = 0;
+	}
+	top_done(r, &t, RANK_CAT);
+}
+
 static void
 cands_fit(struct ranker *r, size_t n)
 {
@@ -557,51 +654,51 @@ cands_fit(struct ranker *r, size_t n)
 	r->cbest = xreallocarray(r->cbest, n, sizeof *r->cbest);
 	r->cr = xreallocarray(r->cr, n, sizeof *r->cr);
 	r->order = xreallocarray(r->order, n, sizeof *r->order);
+	r->cf = xreallocarray(r->cf, n, RANK_NSRC * sizeof *r->cf);
 }
 
-/*
- * Rank: ask each source of non-zero weight for its best candidates (the
- * excluded items left out before any cut), scale each source's scores to
- * [0, 1] (MF's by the range of its candidates, the others by their
- * best), add them up by weight, and write the best q->n to out (room for
- * q->n), best first, each with the source that gave most of its score.
- * Return how many were written: fewer than q->n when the sources have no
- * more. A single source keeps its own order. Allocates only when the
- * model has grown since the last call.
- */
-size_t
-rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
-	 struct rank_item *out)
+/* The lists of the sources whose bit is set in ask, each of its best
+ * depth candidates, excluded items left out before the cut. */
+static void
+gather(struct ranker *r, const struct model *m, const struct rank_req *q,
+       unsigned ask, size_t depth)
 {
-	int nsrc = 0;
-	size_t depth;
-
-	memset(&r->info, 0, sizeof r->info);
-	for (int s = 0; s < RANK_NSRC; s++) {
+	for (int s = 0; s < RANK_NSRC; s++)
 		r->nsrc[s] = 0;
-		nsrc += q->w.w[s] > 0;
-	}
-	if (q->n == 0 || nsrc == 0)
-		return 0;
 	fit(r, m->nitems);
 	next_gen(r);
 	for (size_t k = 0; k < q->nexclude; k++)
 		if (q->exclude[k] < m->nitems)
 			r->excl[q->exclude[k]] = r->gen;
-	depth = nsrc > 1 ? q->n * BLEND_DEPTH : q->n;
-	if (q->w.w[RANK_MF] > 0)
+	if (ask & 1u << RANK_MF)
 		src_mf(r, m, q, depth);
-	if (q->w.w[RANK_COOC] > 0)
+	if (ask & 1u << RANK_COOC)
 		src_cooc(r, m, q, depth);
-	if (q->w.w[RANK_TREND] > 0 && !from_index(r, q, RANK_TREND, depth))
+	if ((ask & 1u << RANK_TREND) && !from_index(r, m, q, RANK_TREND, depth))
 		src_trend(r, m, q, depth);
-	if (q->w.w[RANK_DPOP] > 0 && !from_index(r, q, RANK_DPOP, depth))
+	if ((ask & 1u << RANK_DPOP) && !from_index(r, m, q, RANK_DPOP, depth))
 		src_pop(r, m, q, m->ipop, RANK_DPOP, depth);
-	if (q->w.w[RANK_POP] > 0 && !from_index(r, q, RANK_POP, depth))
+	if ((ask & 1u << RANK_POP) && !from_index(r, m, q, RANK_POP, depth))
 		src_pop(r, m, q, m->icount, RANK_POP, depth);
+	if (ask & 1u << RANK_SEEN)
+		src_seen(r, m, q, depth);
+	if (ask & 1u << RANK_CAT)
+		src_cat(r, m, q, depth);
+	if (ask & 1u << RANK_SKNN)
+		src_sknn(r, m, q, depth);
+}
 
-	/* Blend. */
+/*
+ * The candidates of the gathered lists, each with its features: every
+ * source's score scaled to [0, 1] (MF's by the range of its candidates,
+ * the others by their best), 0 where the source did not list it; and,
+ * by the weights w, the blended score and the source that gave most.
+ */
+static void
+blend(struct ranker *r, const float *w)
+{
 	size_t total = 0;
+
 	for (int s = 0; s < RANK_NSRC; s++)
 		total += r->nsrc[s];
 	cands_fit(r, total ? total : 1);
@@ -618,17 +715,19 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 		for (size_t k = 0; k < n; k++) {
 			uint32_t i = l[k].i;
 			float v = span > 0 ? (l[k].s - lo) / span : 1;
-			float c = q->w.w[s] * v;
+			float c = w[s] * v;
 			size_t at;
 			if (r->seen[i] != r->gen) {
 				r->seen[i] = r->gen;
 				at = r->slot[i] = (uint32_t)r->nc++;
 				r->ci[at] = i;
 				r->cs[at] = 0;
-				r->cbest[at] = -1;
+				r->cbest[at] = -INFINITY;
 				r->cr[at] = (uint8_t)s;
+				memset(r->cf + at * RANK_NSRC, 0, RANK_NSRC * sizeof *r->cf);
 			} else
 				at = r->slot[i];
+			r->cf[at * RANK_NSRC + s] = v;
 			r->cs[at] += c;
 			if (c > r->cbest[at]) {
 				r->cbest[at] = c;
@@ -637,6 +736,46 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 		}
 	}
 	r->info.candidates = r->nc;
+}
+
+/* The sources a blend of weights w asks. */
+static unsigned
+asked(const struct rank_weights *w, int *nsrc)
+{
+	unsigned ask = 0;
+
+	*nsrc = 0;
+	for (int s = 0; s < RANK_NSRC; s++)
+		if (w->w[s] != 0) {
+			ask |= 1u << s;
+			++*nsrc;
+		}
+	return ask;
+}
+
+/*
+ * Rank: ask each source of non-zero weight for its best candidates (the
+ * excluded items left out before any cut), blend them (see blend), and
+ * write the best q->n to out (room for q->n), best first, each with the
+ * source that gave most of its score. Return how many were written:
+ * fewer than q->n when the sources have no more. A single source keeps
+ * its own order. Allocates only when the model has grown since the last
+ * call.
+ */
+size_t
+rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 struct rank_item *out)
+{
+	int nsrc;
+	unsigned ask = asked(&q->w, &nsrc);
+
+	memset(&r->info, 0, sizeof r->info);
+	for (int s = 0; s < RANK_NSRC; s++)
+		r->nsrc[s] = 0;
+	if (q->n == 0 || nsrc == 0)
+		return 0;
+	gather(r, m, q, ask, nsrc > 1 ? q->n * BLEND_DEPTH : q->n);
+	blend(r, q->w.w);
 	for (size_t k = 0; k < r->nc; k++) {
 		r->order[k].s = r->cs[k];
 		r->order[k].i = r->ci[k];
@@ -651,6 +790,86 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 		out[k].reason = r->cr[c];
 	}
 	return n;
+}
+
+/* The model's learned blend. */
+void
+rank_weights_model(struct rank_weights *w, const struct model *m)
+{
+	memcpy(w->w, m->blend.w, sizeof w->w);
+}
+
+#define LEARN_N 20         /* the list length the blend learns for */
+#define LEARN_REG 1e-4f    /* L2 pull of the weights towards 0 */
+#define LEARN_MAX 20.0f    /* weights stay within [-LEARN_MAX, LEARN_MAX] */
+
+/*
+ * Learn the blend from user u's next item, target, before the model
+ * learns it: every source gives its candidates for the user's recent
+ * items (the last one left out, as reco-eval asks); when the target is
+ * among them, the weights take a step of the listwise logistic loss
+ * (the softmax of the blended scores against the target), so that a
+ * source gains weight where it lifts the item that really came next
+ * above the other candidates. No random choice: the same state and event
+ * give the same step.
+ */
+void
+rank_learn(struct model *m, uint64_t u, uint32_t target, uint64_t uh)
+{
+	struct ranker *r = m->blend_ranker;
+	uint32_t rec[MODEL_MAX_RECENT];
+	struct rank_req q;
+	float *w = m->blend.w;
+
+	if (!r)
+		r = m->blend_ranker = ranker_new();
+	memset(&q, 0, sizeof q);
+	q.user = (int64_t)u;
+	q.nrecent = model_user_recent(m, u, rec, MODEL_MAX_RECENT);
+	q.recent = rec;
+	q.exclude = rec;
+	q.nexclude = 1;
+	q.n = LEARN_N;
+	q.user_hash = uh;
+	q.exclude_seen = model_exclude_seen(m);
+	m->st.blend_events++;
+	gather(r, m, &q, (1u << RANK_NSRC) - 1, LEARN_N * BLEND_DEPTH);
+	blend(r, w);
+	if (target >= r->cap || r->seen[target] != r->gen) {
+		m->st.blend_missed++;
+		return;
+	}
+	/* The listwise loss: the softmax of the blended scores over the
+	 * candidates, against the target; the step is the target's features
+	 * less their expectation under the softmax. */
+	size_t t = r->slot[target];
+	float hi = r->cs[0], e[RANK_NSRC] = { 0 };
+	double z = 0;
+	for (size_t k = 1; k < r->nc; k++)
+		if (r->cs[k] > hi)
+			hi = r->cs[k];
+	for (size_t k = 0; k < r->nc; k++) {
+		float p = expf(r->cs[k] - hi);
+		const float *fc = r->cf + k * RANK_NSRC;
+		z += p;
+		for (int s = 0; s < RANK_NSRC; s++)
+			e[s] += p * fc[s];
+	}
+	const float *ft = r->cf + t * RANK_NSRC;
+	float lr = m->p.blend_lr;
+	for (int s = 0; s < RANK_NSRC; s++) {
+		float v = w[s] + lr * (ft[s] - (float)(e[s] / z) - LEARN_REG * w[s]);
+		w[s] = v > LEARN_MAX ? LEARN_MAX : v < -LEARN_MAX ? -LEARN_MAX : v;
+	}
+	m->st.blend_steps++;
+}
+
+/* Free the scratch of the blend's learning. */
+void
+rank_learn_free(struct model *m)
+{
+	ranker_free(m->blend_ranker);
+	m->blend_ranker = NULL;
 }
 
 /*

@@ -14,6 +14,9 @@ enum rank_src {
 	RANK_TREND, /* items whose recent rate is above their long-run rate */
 	RANK_DPOP,  /* time-decayed popularity */
 	RANK_POP,   /* popularity since the model began */
+	RANK_SEEN,  /* the user's own recent items, the newest first */
+	RANK_CAT,   /* the most popular items of the recent items' categories */
+	RANK_SKNN,  /* items of past sessions like the current one */
 	RANK_NSRC
 };
 extern const char *const rank_src_names[RANK_NSRC];
@@ -40,6 +43,10 @@ struct rank_req {
 	 * about items that would otherwise make a source's cut. */
 	int (*allow)(const void *ctx, uint32_t item);
 	const void *allow_ctx;
+	/* Leave out every item of the (user, item) pairs the model has seen:
+	 * user_hash is hash64 of the user's id (MODEL_ID_SEED). */
+	int exclude_seen;
+	uint64_t user_hash;
 	/* The lists of a model that no longer changes (rank_index_new), or
 	 * NULL: the same results, sooner. */
 	const struct rank_index *ix;
@@ -64,6 +71,9 @@ struct rank_index;
 int rank_weights_parse(struct rank_weights *w, const char *spec, char *err,
 		       size_t errlen);
 void rank_weights_hybrid(struct rank_weights *w);
+void rank_weights_model(struct rank_weights *w, const struct model *m);
+void rank_learn(struct model *m, uint64_t u, uint32_t target, uint64_t uh);
+void rank_learn_free(struct model *m);
 void rank_weights_only(struct rank_weights *w, int src);
 int rank_src_parse(const char *name, size_t n);
 struct ranker *ranker_new(void);

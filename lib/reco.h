@@ -162,6 +162,7 @@ int ts_parse(const struct ts_format *f, const char *p, size_t n, int64_t *ms);
 int64_t ts_from_civil(int y, int mon, int d, int h, int mi, int s);
 void ts_format_iso(int64_t ms, char out[64]);
 int duration_parse(const char *s, int64_t *ms);
+int size_parse(const char *s, uint64_t *bytes);
 
 /* event.c: the canonical event reco.Event, version 1. */
 #define EVENT_VERSION 1

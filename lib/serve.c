@@ -574,6 +574,7 @@ struct serve_worker {
 	uint32_t *recent, *context, *excl;
 	size_t nrecent, ncontext, nexcl, excl_cap;
 	int64_t user;
+	uint64_t user_hash;
 	struct rank_item *out;
 	size_t out_cap;
 	struct filter filter;
@@ -713,6 +714,7 @@ serve_begin(struct serve_worker *w, const struct serve_snap *s,
 	w->nrecent = w->ncontext = w->nexcl = 0;
 	struct str user = serve_req_str(q, q->user);
 	w->user = model_user_find(m, user.p, user.n);
+	w->user_hash = hash64(user.p, user.n, MODEL_ID_SEED);
 	r->profile = p != NULL;
 	if (p) {
 		for (uint32_t k = p->hist.n; k-- > 0 && w->nrecent < maxrec;) {
@@ -730,6 +732,14 @@ serve_begin(struct serve_worker *w, const struct serve_snap *s,
 			if (j == w->nrecent)
 				w->recent[w->nrecent++] = (uint32_t)i;
 		}
+		/* Where users do not come back to what they have seen, the
+		 * profile's history is left out too. */
+		if (model_exclude_seen(m))
+			for (uint32_t k = 0; k < p->hist.n; k++) {
+				const struct phist *h = &p->hist.v[k];
+				if (h->item.len)
+					excl_id(w, m, profile_str(p, h->item));
+			}
 		if (o->exclude_purchased)
 			for (uint32_t k = 0; k < p->buys.n; k++)
 				excl_id(w, m, profile_str(p, p->buys.v[k].item));
@@ -782,7 +792,12 @@ serve_finish(struct serve_worker *w, const struct serve_snap *s,
 	rq.exclude = w->excl;
 	rq.nexclude = w->nexcl;
 	rq.n = q->n;
-	rq.w = o->w;
+	if (o->weights_given)
+		rq.w = o->w;
+	else
+		rank_weights_model(&rq.w, m);
+	rq.user_hash = w->user_hash;
+	rq.exclude_seen = model_exclude_seen(m);
 	if (q->n > w->out_cap) {
 		w->out_cap = q->n;
 		w->out = xreallocarray(w->out, q->n, sizeof *w->out);

@@ -95,6 +95,7 @@ int serve_req_check(struct serve_req *q, size_t default_n, char *err,
 /* What serve_rank does by default. */
 struct serve_opts {
 	struct rank_weights w;
+	int weights_given;        /* w set by --weights; else the model's blend */
 	int exclude_purchased;
 	int exclude_cart;
 	size_t default_n;

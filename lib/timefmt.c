@@ -322,3 +322,31 @@ duration_parse(const char *s, int64_t *ms)
 	*ms = total;
 	return 0;
 }
+
+/*
+ * Parse a size such as 4096, 64K, 512M or 2G (binary multiples; a B after
+ * the unit is allowed). Return 0, or -1 if s is not a size below 2^62.
+ */
+int
+size_parse(const char *s, uint64_t *bytes)
+{
+	char *end;
+	double v;
+	uint64_t unit = 1;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	v = strtod(s, &end);
+	switch (*end) {
+	case 'K': case 'k': unit = 1ULL << 10; end++; break;
+	case 'M': case 'm': unit = 1ULL << 20; end++; break;
+	case 'G': case 'g': unit = 1ULL << 30; end++; break;
+	case 'T': case 't': unit = 1ULL << 40; end++; break;
+	}
+	if (*end == 'B' && unit > 1)
+		end++;
+	if (*end || !(v >= 0) || v * (double)unit >= 4.6e18)
+		return -1;
+	*bytes = (uint64_t)(v * (double)unit);
+	return 0;
+}

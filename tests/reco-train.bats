@@ -62,7 +62,7 @@ u64_at() {
 	reco-train ev.ndjson >b.bin
 	same_bytes a.bin b.bin
 	[ "$(head -c 8 a.bin)" = RECOMDL1 ]
-	[ "$(u32_at a.bin 8)" -eq 1 ]
+	[ "$(u32_at a.bin 8)" -eq 2 ]
 	[ "$(u64_at a.bin 16)" -eq "$(wc -c <a.bin)" ]
 	[ "$(u32_at a.bin 28)" -eq 32 ]
 	# No temporary file is left behind.
@@ -148,11 +148,16 @@ u64_at() {
 	cp good.bin hdr.bin
 	printf '\7' | dd of=hdr.bin bs=1 seek=30 conv=notrunc 2>/dev/null
 	cp good.bin ver.bin
-	printf '\2' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
+	printf '\3' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
+	cp good.bin old.bin
+	printf '\1' | dd of=old.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	echo '{"not":"a model"}' >json.bin
 	: >empty.bin
 	local f
-	for f in short stub flip hdr ver json empty; do
+	run --separate-stderr reco-train --inspect old.bin
+	[ "$status" -eq 1 ]
+	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads version 2: train the model again"* ]] || fail "old: $stderr"
+	for f in short stub flip hdr ver old json empty; do
 		run --separate-stderr reco-train --inspect "$f.bin"
 		[ "$status" -eq 1 ] || fail "--inspect $f.bin: status $status"
 		[ -z "$output" ] || fail "--inspect $f.bin printed: $output"
@@ -205,7 +210,7 @@ u64_at() {
 	reco-train -o m.bin small.ndjson
 	run --separate-stderr reco-train --inspect m.bin --item i1 --user u2
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 1, $(wc -c <m.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 2, $(wc -c <m.bin) bytes"* ]]
 	[[ "$output" == *"clock        2023-11-14T22:13:27.000Z (1700000007000)"* ]]
 	[[ "$output" == *"events       8 offered, 8 learned"* ]]
 	[[ "$output" == *"users        3 (max 1000000; 3 added, 0 evicted)"* ]]
