@@ -44,6 +44,10 @@ const struct option model_options[] = {
 	{ "blend-every", required_argument, NULL, MOPT_BLEND_EVERY },
 	{ "blend-lr", required_argument, NULL, MOPT_BLEND_LR },
 	{ "exclude-seen", required_argument, NULL, MOPT_EXCLUDE_SEEN },
+	{ "sknn-sessions", required_argument, NULL, MOPT_SKNN_SESSIONS },
+	{ "sknn-sample", required_argument, NULL, MOPT_SKNN_SAMPLE },
+	{ "sknn-k", required_argument, NULL, MOPT_SKNN_K },
+	{ "sknn-items", required_argument, NULL, MOPT_SKNN_ITEMS },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -77,7 +81,12 @@ const char model_usage[] =
 "      --exclude-seen P     auto (default), none, purchased or all\n"
 "      --blend-every N      learn the blend from every Nth event once warm\n"
 "                           (default 4; 0: keep the starting weights)\n"
-"      --blend-lr X         step of the blend's updates (default 0.05)\n";
+"      --blend-lr X         step of the blend's updates (default 0.05)\n"
+"      --sknn-sessions N    past sessions kept for session neighbours\n"
+"                           (default 200000; 0: none)\n"
+"      --sknn-sample N      most recent sessions indexed per item (default 100)\n"
+"      --sknn-k N           neighbour sessions per request (default 100)\n"
+"      --sknn-items N       items kept per session (default 16)\n";
 
 /* Fill p with the defaults. */
 void
@@ -109,6 +118,7 @@ model_params_default(struct model_params *p)
 	p->blend_every = 4;
 	p->blend_lr = 0.05f;
 	p->exclude_seen = MODEL_SEEN_AUTO;
+	sknn_params_default(&p->sk);
 }
 
 /* The names of MODEL_SEEN_*. */
@@ -332,6 +342,34 @@ model_option(struct model_params *p, int c, const char *arg, char *err,
 				return 0;
 			}
 		BAD("--exclude-seen: expected auto, none, purchased or all, not \"%s\"", arg);
+	case MOPT_SKNN_SESSIONS:
+		if (num_u64(arg, 0, SKNN_MAX_SESSIONS, &u))
+			BAD("--sknn-sessions: expected a number from 0 to %u, not \"%s\"",
+			    SKNN_MAX_SESSIONS, arg);
+		p->sk.sessions = (uint32_t)u;
+		p->given |= MP_SKNN;
+		return 0;
+	case MOPT_SKNN_SAMPLE:
+		if (num_u64(arg, 1, SKNN_MAX_PER_ITEM, &u))
+			BAD("--sknn-sample: expected a number from 1 to %u, not \"%s\"",
+			    SKNN_MAX_PER_ITEM, arg);
+		p->sk.per_item = (uint32_t)u;
+		p->given |= MP_SKNN;
+		return 0;
+	case MOPT_SKNN_K:
+		if (num_u64(arg, 1, SKNN_MAX_K, &u))
+			BAD("--sknn-k: expected a number from 1 to %u, not \"%s\"",
+			    SKNN_MAX_K, arg);
+		p->sk.k = (uint32_t)u;
+		p->given |= MP_SKNN;
+		return 0;
+	case MOPT_SKNN_ITEMS:
+		if (num_u64(arg, 1, SKNN_MAX_ITEMS, &u))
+			BAD("--sknn-items: expected a number from 1 to %u, not \"%s\"",
+			    SKNN_MAX_ITEMS, arg);
+		p->sk.items = (uint32_t)u;
+		p->given |= MP_SKNN;
+		return 0;
 	}
 #undef BAD
 	return 1;
@@ -404,6 +442,12 @@ model_params_merge(struct model_params *snap, const struct model_params *cmd,
 		snap->blend_lr = cmd->blend_lr;
 	if (cmd->given & MP_EXCLUDE_SEEN)
 		snap->exclude_seen = cmd->exclude_seen;
+	if ((cmd->given & MP_SKNN) &&
+	    memcmp(&cmd->sk, &snap->sk, sizeof cmd->sk) != 0) {
+		snprintf(err, errlen, "--sknn-*: the snapshot keeps %u sessions, %u per item, %u items each, k %u",
+			 snap->sk.sessions, snap->sk.per_item, snap->sk.items, snap->sk.k);
+		return -1;
+	}
 	snap->given = cmd->given;
 	return 0;
 }
@@ -504,6 +548,7 @@ grow_users(struct model *m, uint64_t need)
 	m->uts = xalign_grow(m->uts, n, cap, sizeof(int64_t));
 	m->useq = xalign_grow(m->useq, n, cap, sizeof(uint64_t));
 	m->usess = xalign_grow(m->usess, n, cap, sizeof(uint64_t));
+	m->uskey = xalign_grow(m->uskey, n, cap, sizeof(uint64_t));
 	m->unrec = xalign_grow(m->unrec, n, cap, 1);
 	m->unsess = xalign_grow(m->unsess, n, cap, 1);
 	m->urec = xalign_grow(m->urec, n * r, cap * r, sizeof(uint32_t));
@@ -528,6 +573,8 @@ model_new(const struct model_params *p)
 	htab_init(&m->uidx, 64);
 	htab_init(&m->cidx, 64);
 	model_blend_default(&m->blend);
+	if (p->sk.sessions)
+		m->sknn = sknn_new(&p->sk);
 	grow_items(m, 1);
 	grow_users(m, 1);
 	return m;
@@ -544,6 +591,7 @@ model_free(struct model *m)
 			munmap(m->map, m->maplen);
 		else
 			free(m->map);
+		sknn_free(m->sknn);
 		free(m);
 		return;
 	}
@@ -558,6 +606,7 @@ model_free(struct model *m)
 	free(m->icat);
 	free(m->nbcap);
 	free(m->seen);
+	sknn_free(m->sknn);
 	rank_learn_free(m);
 	free(m->ifac);
 	free(m->icount);
@@ -573,6 +622,7 @@ model_free(struct model *m)
 	free(m->uts);
 	free(m->useq);
 	free(m->usess);
+	free(m->uskey);
 	free(m->unrec);
 	free(m->unsess);
 	free(m->urec);
@@ -603,6 +653,9 @@ model_bytes(const struct model *m)
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
 	b += m->ncats * m->p.cat_items * sizeof(struct model_nb);
 	b += m->seen_cap * 8;
+	b += m->users_cap * 8;
+	if (m->sknn)
+		b += sknn_bytes(m->sknn);
 	b += m->log_cap * sizeof *m->log;
 	return b;
 }
@@ -772,6 +825,8 @@ evict_items(struct model *m)
 	for (size_t k = 0; k < m->nlog; k++)
 		if (m->log[k].item != UINT32_MAX)
 			m->log[k].item = newidx[m->log[k].item];
+	if (m->sknn)
+		sknn_remap(m->sknn, newidx, n);
 	m->st.items_evicted += n - j;
 	m->st.evictions++;
 	free(gone);
@@ -798,6 +853,7 @@ evict_users(struct model *m)
 		m->uts[k] = m->uts[i];
 		m->useq[k] = m->useq[i];
 		m->usess[k] = m->usess[i];
+		m->uskey[k] = m->uskey[i];
 		m->unrec[k] = m->unrec[i];
 		m->unsess[k] = m->unsess[i];
 		memcpy(m->urec + k * r, m->urec + i * r, r * sizeof(uint32_t));
@@ -806,7 +862,7 @@ evict_users(struct model *m)
 	memset(m->urec + j * r, 0, (n - j) * r * sizeof(uint32_t));
 	for (uint64_t i = j; i < n; i++) {
 		m->uts[i] = 0;
-		m->useq[i] = m->usess[i] = 0;
+		m->useq[i] = m->usess[i] = m->uskey[i] = 0;
 		m->unrec[i] = m->unsess[i] = 0;
 	}
 	m->nusers = j;
@@ -1241,6 +1297,7 @@ find_or_add_user(struct model *m, const struct str *id, int *isnew)
 	init_row(m, m->ufac + u * m->stride);
 	m->uts[u] = 0;
 	m->usess[u] = 0;
+	m->uskey[u] = 0;
 	m->unrec[u] = m->unsess[u] = 0;
 	m->st.users_added++;
 	*isnew = 1;
@@ -1337,9 +1394,15 @@ model_learn(struct model *m, const struct event *ev)
 		same = !unew && m->usess[u] == 0 &&
 		       (ts >= m->uts[u] ? ts - m->uts[u] : m->uts[u] - ts) <=
 			       m->p.session_gap;
-	if (!same)
+	if (!same) {
 		m->unsess[u] = 0;
+		/* A session's key in the session index: the user's and the
+		 * session's id, or the number of its first event. */
+		m->uskey[u] = model_pair_key(uh, sess ? sess : seq);
+	}
 	m->usess[u] = sess;
+	if (m->sknn)
+		sknn_add(m->sknn, m->uskey[u], (uint32_t)i, ts);
 
 	/* Co-occurrence with the current session's recent items, nearer ones more. */
 	uint32_t *rec = m->urec + u * m->p.recent;
@@ -1521,14 +1584,14 @@ enum {
 	SEC_ITEM_IDS = 1, SEC_USER_IDS, SEC_ITEM_INDEX, SEC_USER_INDEX,
 	SEC_ITEM_FACTORS, SEC_USER_FACTORS, SEC_ITEM_COUNT, SEC_ITEM_POP,
 	SEC_ITEM_TREND, SEC_NEIGHBOURS, SEC_ITEM_STATE, SEC_USER_STATE,
-	SEC_TRAIN_STATE, SEC_BLEND, SEC_CATEGORIES, SEC_SEEN,
-	NSEC = SEC_SEEN
+	SEC_TRAIN_STATE, SEC_BLEND, SEC_CATEGORIES, SEC_SEEN, SEC_SESSIONS,
+	NSEC = SEC_SESSIONS
 };
 static const char *const sec_names[NSEC + 1] = {
 	"", "item_ids", "user_ids", "item_index", "user_index",
 	"item_factors", "user_factors", "item_count", "item_pop",
 	"item_trend", "neighbours", "item_state", "user_state", "train_state",
-	"blend", "categories", "seen"
+	"blend", "categories", "seen", "sessions"
 };
 #define BLEND_SIZE 160
 #define HDR_FIXED 256
@@ -1707,7 +1770,7 @@ sec_size(const struct model *m, int id, const struct htab *ci,
 	case SEC_ITEM_STATE:
 		return 16 * ni;
 	case SEC_USER_STATE:
-		return 24 * nu + 4 * nu * m->p.recent + 2 * nu;
+		return 32 * nu + 4 * nu * m->p.recent + 2 * nu;
 	case SEC_TRAIN_STATE:
 		return TRAIN_STATE_SIZE;
 	case SEC_BLEND:
@@ -1716,6 +1779,8 @@ sec_size(const struct model *m, int id, const struct htab *ci,
 		return 8 * m->ncats + 8 * (m->ncats + 1) + 8 * total_cl(m) + 4 * ni;
 	case SEC_SEEN:
 		return 8 * m->seen_cap;
+	case SEC_SESSIONS:
+		return m->sknn ? sknn_blob_size(m->sknn) : 0;
 	}
 	return 0;
 }
@@ -1783,6 +1848,7 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 		sink_put(s, m->uts, 8 * nu);
 		sink_put(s, m->useq, 8 * nu);
 		sink_put(s, m->usess, 8 * nu);
+		sink_put(s, m->uskey, 8 * nu);
 		sink_put(s, m->urec, 4 * nu * m->p.recent);
 		sink_put(s, m->unrec, nu);
 		sink_put(s, m->unsess, nu);
@@ -1835,6 +1901,15 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 	}
 	case SEC_SEEN:
 		sink_put(s, m->seen, 8 * m->seen_cap);
+		break;
+	case SEC_SESSIONS:
+		if (m->sknn) {
+			size_t n = sknn_blob_size(m->sknn);
+			unsigned char *b = xmalloc(n ? n : 1);
+			sknn_blob_write(m->sknn, b);
+			sink_put(s, b, n);
+			free(b);
+		}
 		break;
 	}
 }
@@ -2241,7 +2316,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 			want = 16 * ni;
 			break;
 		case SEC_USER_STATE:
-			want = 24 * nu + 4 * nu * p->recent + 2 * nu;
+			want = 32 * nu + 4 * nu * p->recent + 2 * nu;
 			break;
 		case SEC_TRAIN_STATE:
 			want = TRAIN_STATE_SIZE;
@@ -2266,6 +2341,8 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 			if (v->seen_cap & (v->seen_cap - 1))
 				FAIL("%s: corrupt snapshot: bad seen pairs", path);
 			break;
+		case SEC_SESSIONS:
+			continue;
 		}
 		if (secsize[k] != want)
 			FAIL("%s: corrupt snapshot: section %s has %llu bytes, not %llu",
@@ -2300,8 +2377,9 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	v->uts = (int64_t *)(uintptr_t)us;
 	v->useq = (uint64_t *)(uintptr_t)(us + 8 * nu);
 	v->usess = (uint64_t *)(uintptr_t)(us + 16 * nu);
-	v->urec = (uint32_t *)(uintptr_t)(us + 24 * nu);
-	v->unrec = (uint8_t *)(uintptr_t)(us + 24 * nu + 4 * nu * p->recent);
+	v->uskey = (uint64_t *)(uintptr_t)(us + 24 * nu);
+	v->urec = (uint32_t *)(uintptr_t)(us + 32 * nu);
+	v->unrec = (uint8_t *)(uintptr_t)(us + 32 * nu + 4 * nu * p->recent);
 	v->unsess = v->unrec + nu;
 	const unsigned char *ts = sec[SEC_TRAIN_STATE];
 	for (int k = 0; k < 4; k++)
@@ -2349,6 +2427,17 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		if (v->icat[i] > nc)
 			FAIL("%s: corrupt snapshot: bad categories", path);
 	v->seen = (uint64_t *)(uintptr_t)sec[SEC_SEEN];
+	for (uint64_t u = 0; u < nu; u++)
+		if (v->unsess[u] > v->unrec[u])
+			FAIL("%s: corrupt snapshot: bad user state", path);
+	if (secsize[SEC_SESSIONS]) {
+		char e2[256];
+		if (!(v->sknn = sknn_blob_read(sec[SEC_SESSIONS], secsize[SEC_SESSIONS],
+					       (uint32_t)ni, e2, sizeof e2)))
+			FAIL("%s: corrupt snapshot: bad sessions: %s", path, e2);
+		v->p.sk = *sknn_get_params(v->sknn);
+	} else
+		v->p.sk.sessions = 0;
 	/* Every index inside the model, every number finite. */
 	uint64_t nnb = (secsize[SEC_NEIGHBOURS] - 8 * (ni + 1)) / 8;
 	if (v->nboff[0] != 0 || v->nboff[ni] != nnb)
@@ -2377,11 +2466,15 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 
 /* A trainable copy of the mapped model v. */
 static struct model *
-unmap_copy(const struct model *v)
+unmap_copy(struct model *v)
 {
 	struct model *m = model_new(&v->p);
 	uint64_t ni = v->nitems, nu = v->nusers;
 	size_t r = v->p.recent;
+
+	sknn_free(m->sknn);
+	m->sknn = v->sknn;
+	v->sknn = NULL;
 
 	grow_items(m, ni);
 	grow_users(m, nu);
@@ -2440,6 +2533,7 @@ unmap_copy(const struct model *v)
 	memcpy(m->uts, v->uts, 8 * nu);
 	memcpy(m->useq, v->useq, 8 * nu);
 	memcpy(m->usess, v->usess, 8 * nu);
+	memcpy(m->uskey, v->uskey, 8 * nu);
 	memcpy(m->unrec, v->unrec, nu);
 	memcpy(m->unsess, v->unsess, nu);
 	memcpy(m->urec, v->urec, 4 * nu * r);
@@ -2485,6 +2579,7 @@ model_load(const char *path, int flags, char *err, size_t errlen)
 		return NULL;
 	}
 	if (check(v, path, map, len, err, errlen)) {
+		sknn_free(v->sknn);
 		if (how == 1)
 			munmap(map, len);
 		else

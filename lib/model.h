@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "reco.h"
+#include "sknn.h"
 
 #define MODEL_VERSION 2
 #define MODEL_MAGIC "RECOMDL1"
@@ -47,6 +48,7 @@ struct model_params {
 	int exclude_seen;       /* MODEL_SEEN_* */
 	char cat_attr[64];      /* attribute naming an item's category;
 				 * empty: category, category_code, category_id */
+	struct sknn_params sk;  /* session neighbours; sk.sessions 0: none */
 	uint32_t given;         /* MP_* bits of the options set explicitly */
 };
 
@@ -66,7 +68,8 @@ enum {
 	MP_SESSION_GAP = 1 << 12, MP_MAX_USERS = 1 << 13,
 	MP_MAX_ITEMS = 1 << 14, MP_SEED = 1 << 15, MP_COOC_MEMORY = 1 << 16,
 	MP_SEEN_MAX = 1 << 17, MP_CAT_ITEMS = 1 << 18, MP_BLEND_EVERY = 1 << 19,
-	MP_BLEND_LR = 1 << 20, MP_EXCLUDE_SEEN = 1 << 21, MP_CAT_ATTR = 1 << 22
+	MP_BLEND_LR = 1 << 20, MP_EXCLUDE_SEEN = 1 << 21, MP_CAT_ATTR = 1 << 22,
+	MP_SKNN = 1 << 23
 };
 
 /* Counters, kept in the snapshot so that they add up over --resume. */
@@ -145,6 +148,7 @@ struct model {
 	uint64_t seen_cap, seen_n;
 	struct model_blend blend;
 	void *blend_ranker;       /* scratch of the blend's learning */
+	struct sknn *sknn;        /* past sessions, or NULL */
 	uint64_t nlists;          /* neighbour lists allocated */
 	const uint64_t *nboff;    /* mapped: CSR of the neighbour lists */
 	const struct model_nb *nbent;
@@ -154,6 +158,7 @@ struct model {
 	int64_t *uts;
 	uint64_t *useq;
 	uint64_t *usess;          /* hash of the current session's id */
+	uint64_t *uskey;          /* the current session's key in sknn */
 	uint8_t *unrec, *unsess;  /* recent items held; of them, the current session's */
 	uint32_t *urec;           /* users_cap * recent: newest first */
 	uint64_t *uoff;
@@ -191,8 +196,9 @@ enum {
 	MOPT_POP_HL, MOPT_TREND_HL, MOPT_SESSION_GAP, MOPT_MAX_USERS,
 	MOPT_MAX_ITEMS, MOPT_SEED, MOPT_COOC_MEMORY, MOPT_SEEN_MAX,
 	MOPT_CAT_ITEMS, MOPT_BLEND_EVERY, MOPT_BLEND_LR, MOPT_EXCLUDE_SEEN,
-	MOPT_CAT_ATTR,
-	MOPT_LAST = MOPT_CAT_ATTR
+	MOPT_CAT_ATTR, MOPT_SKNN_SESSIONS, MOPT_SKNN_SAMPLE, MOPT_SKNN_K,
+	MOPT_SKNN_ITEMS,
+	MOPT_LAST = MOPT_SKNN_ITEMS
 };
 extern const struct option model_options[]; /* ended by a zero entry */
 extern const char model_usage[];

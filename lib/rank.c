@@ -40,6 +40,7 @@ struct ranker {
 	float *cs;                /* blended score */
 	float *cbest;             /* the best single contribution */
 	float *cf;                /* RANK_NSRC features per candidate */
+	struct sknn_scratch *sk;  /* scratch of the session neighbours */
 	uint8_t *cr;              /* its source */
 	size_t nc, c_cap;
 	struct cand *order;
@@ -140,6 +141,7 @@ ranker_free(struct ranker *r)
 	free(r->cr);
 	free(r->order);
 	free(r->cf);
+	sknn_scratch_free(r->sk);
 	free(r);
 }
 
@@ -584,15 +586,53 @@ src_seen(struct ranker *r, const struct model *m, const struct rank_req *q,
 	top_done(r, &t, RANK_SEEN);
 }
 
-/* Items of past sessions like the current one (none yet). */
+/* Items of past sessions like the current one (sknn.c), summed into
+ * the accumulator of the candidates not left out. */
+struct sknn_ctx {
+	struct ranker *r;
+	const struct model *m;
+	const struct rank_req *q;
+};
+
+static void
+sknn_take(void *ctx, uint32_t b, float score)
+{
+	struct sknn_ctx *c = ctx;
+	struct ranker *r = c->r;
+	const struct model *m = c->m;
+
+	if (r->acc[b] == 0 && SKIP(r, c->q, b))
+		return;
+	if (r->acc[b] == 0)
+		r->accl[r->naccl++] = b;
+	r->acc[b] += score;
+}
+
 static void
 src_sknn(struct ranker *r, const struct model *m, const struct rank_req *q,
 	 size_t depth)
 {
-	(void)m;
-	(void)q;
-	(void)depth;
+	struct sknn_ctx c = { r, m, q };
+	struct top t;
+	uint64_t self = 0;
+
+	r->naccl = 0;
 	r->nsrc[RANK_SKNN] = 0;
+	if (!m->sknn || q->nrecent == 0)
+		return;
+	if (!r->sk)
+		r->sk = sknn_scratch_new();
+	if (q->user >= 0 && (uint64_t)q->user < m->nusers && m->uskey)
+		self = m->uskey[q->user];
+	sknn_score(m->sknn, r->sk, q->recent, q->nrecent, m->clock, self,
+		   (uint32_t)m->nitems, sknn_take, &c);
+	top_init(r, &t, depth);
+	for (size_t k = 0; k < r->naccl; k++) {
+		uint32_t b = r->accl[k];
+		top_add(&t, r->acc[b], b);
+		r->acc[b] = 0;
+	}
+	top_done(r, &t, RANK_SKNN);
 }
 
 /* The most popular items of the categories of the recent and context
