@@ -295,14 +295,14 @@ eval_report(struct model *m, uint64_t learned, uint64_t evaluated,
 			buf_json_str(&ob, e->name, strlen(e->name));
 			buf_puts(&ob, ",\"weights\":{");
 			int first = 1;
-			for (int s = 0; s < RANK_NSRC; s++) {
-				if (!(e->w.w[s] > 0))
+			for (int s = 0; s < RANK_NFEAT; s++) {
+				if (e->w.w[s] == 0)
 					continue;
 				if (!first)
 					buf_putc(&ob, ',');
 				first = 0;
-				buf_printf(&ob, "\"%s\":%.6g", rank_src_names[s],
-					   (double)e->w.w[s]);
+				buf_printf(&ob, "\"%s%s\":%.6g", rank_src_names[s % RANK_NSRC],
+					   s < RANK_NSRC ? "" : "@rank", (double)e->w.w[s]);
 			}
 			buf_puts(&ob, "},\"evaluated\":");
 			buf_put_u64(&ob, e->n);

@@ -386,10 +386,12 @@ inspect(void)
 		(unsigned long long)s->cooc_replaced, (unsigned long long)s->epochs);
 	fprintf(f, "blend       ");
 	for (int k = 0; k < RANK_NSRC; k++)
-		fprintf(f, " %s=%.4g", rank_src_names[k], (double)m->blend.w[k]);
-	fprintf(f, "\n             learned from %llu events (%llu without the item among the candidates), every %u after the first %d\n",
+		fprintf(f, " %s=%.4g/%.4g", rank_src_names[k], (double)m->blend.w[k],
+			(double)m->blend.w[RANK_NSRC + k]);
+	fprintf(f, " (score/rank)");
+	fprintf(f, "\n             learned from %llu events (%llu without the item among the candidates), %llu item scores (budget %u per event)\n",
 		(unsigned long long)s->blend_events, (unsigned long long)s->blend_missed,
-		p->blend_every, MODEL_BLEND_WARM);
+		(unsigned long long)s->blend_work, p->blend_budget);
 	fprintf(f, "seen         %llu of %llu events came back to an item the user had seen; %s (--exclude-seen %s); %llu pairs kept (max %llu, %llu pushed out)\n",
 		(unsigned long long)s->repeat_events, (unsigned long long)s->repeat_asked,
 		model_exclude_seen(m) ? "seen items left out" : "seen items recommended",

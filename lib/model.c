@@ -41,7 +41,7 @@ const struct option model_options[] = {
 	{ "seen-max", required_argument, NULL, MOPT_SEEN_MAX },
 	{ "category-items", required_argument, NULL, MOPT_CAT_ITEMS },
 	{ "category-attr", required_argument, NULL, MOPT_CAT_ATTR },
-	{ "blend-every", required_argument, NULL, MOPT_BLEND_EVERY },
+	{ "blend-budget", required_argument, NULL, MOPT_BLEND_BUDGET },
 	{ "blend-lr", required_argument, NULL, MOPT_BLEND_LR },
 	{ "exclude-seen", required_argument, NULL, MOPT_EXCLUDE_SEEN },
 	{ "sknn-sessions", required_argument, NULL, MOPT_SKNN_SESSIONS },
@@ -115,7 +115,7 @@ model_params_default(struct model_params *p)
 	p->cooc_memory = 1ULL << 30;
 	p->seen_max = 1ULL << 24;
 	p->cat_items = 50;
-	p->blend_every = 4;
+	p->blend_budget = 32;
 	p->blend_lr = 0.05f;
 	p->exclude_seen = MODEL_SEEN_AUTO;
 	sknn_params_default(&p->sk);
@@ -323,11 +323,11 @@ model_option(struct model_params *p, int c, const char *arg, char *err,
 		strcpy(p->cat_attr, arg);
 		p->given |= MP_CAT_ATTR;
 		return 0;
-	case MOPT_BLEND_EVERY:
+	case MOPT_BLEND_BUDGET:
 		if (num_u64(arg, 0, 1000000, &u))
 			BAD("--blend-every: expected a number from 0 to 1000000, not \"%s\"", arg);
-		p->blend_every = (uint32_t)u;
-		p->given |= MP_BLEND_EVERY;
+		p->blend_budget = (uint32_t)u;
+		p->given |= MP_BLEND_BUDGET;
 		return 0;
 	case MOPT_BLEND_LR:
 		if (num_float(arg, 0, 10, &p->blend_lr))
@@ -436,8 +436,8 @@ model_params_merge(struct model_params *snap, const struct model_params *cmd,
 	}
 	if (cmd->given & MP_CAT_ATTR)
 		memcpy(snap->cat_attr, cmd->cat_attr, sizeof snap->cat_attr);
-	if (cmd->given & MP_BLEND_EVERY)
-		snap->blend_every = cmd->blend_every;
+	if (cmd->given & MP_BLEND_BUDGET)
+		snap->blend_budget = cmd->blend_budget;
 	if (cmd->given & MP_BLEND_LR)
 		snap->blend_lr = cmd->blend_lr;
 	if (cmd->given & MP_EXCLUDE_SEEN)
@@ -1370,9 +1370,18 @@ model_learn(struct model *m, const struct event *ev)
 	if (!unew && !inew && m->unrec[u] > 0 && m->urec[u * m->p.recent] != i) {
 		m->st.repeat_asked++;
 		m->st.repeat_events += (uint64_t)model_seen_has(m, pk);
-		if (m->p.blend_every && (m->st.blend_events < MODEL_BLEND_WARM ||
-					 m->st.repeat_asked % m->p.blend_every == 0))
+		/* The blend learns from an event when the work so far, this
+		 * one's included (a pass over the items' factors, and the
+		 * lists of the others), stays within the budget: every event while
+		 * the catalogue is small, fewer as it grows, so that learning
+		 * costs a bounded share of the time whatever the catalogue. */
+		uint64_t cost = m->nitems + 4096;
+		if (m->p.blend_budget &&
+		    m->st.blend_work + cost <= MODEL_BLEND_WARM +
+			    m->st.learned * (uint64_t)m->p.blend_budget) {
+			m->st.blend_work += cost;
 			rank_learn(m, u, (uint32_t)i, uh);
+		}
 	}
 	seen_add(m, pk);
 
@@ -1593,7 +1602,7 @@ static const char *const sec_names[NSEC + 1] = {
 	"item_trend", "neighbours", "item_state", "user_state", "train_state",
 	"blend", "categories", "seen", "sessions"
 };
-#define BLEND_SIZE 160
+#define BLEND_SIZE 192
 #define HDR_FIXED 256
 #define SEC_ENTRY 32
 #define HDR_SIZE ((HDR_FIXED + NSEC * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
@@ -1872,15 +1881,15 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 		put64(b, p->cooc_memory);
 		put64(b + 8, p->seen_max);
 		put32(b + 16, p->cat_items);
-		put32(b + 20, p->blend_every);
+		put32(b + 20, p->blend_budget);
 		putf(b + 24, p->blend_lr);
 		put32(b + 28, (uint32_t)p->exclude_seen);
 		memcpy(b + 32, p->cat_attr, sizeof p->cat_attr);
-		for (int k = 0; k < MODEL_NSRC; k++)
-			putf(b + 96 + 4 * k, m->blend.w[k]);
-		put64(b + 128, m->ncats);
-		put64(b + 136, m->seen_cap);
-		put64(b + 144, m->seen_n);
+		put64(b + 96, m->ncats);
+		put64(b + 104, m->seen_cap);
+		put64(b + 112, m->seen_n);
+		for (int k = 0; k < 2 * MODEL_NSRC; k++)
+			putf(b + 128 + 4 * k, m->blend.w[k]);
 		sink_put(s, b, sizeof b);
 		break;
 	}
@@ -2327,7 +2336,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		case SEC_CATEGORIES:
 			if (secsize[SEC_BLEND] != BLEND_SIZE)
 				continue;
-			v->ncats = get64(sec[SEC_BLEND] + 128);
+			v->ncats = get64(sec[SEC_BLEND] + 96);
 			if (v->ncats >= UINT32_MAX - 1 ||
 			    secsize[k] < 16 * v->ncats + 8 + 4 * ni ||
 			    (secsize[k] - 16 * v->ncats - 8 - 4 * ni) % 8)
@@ -2336,7 +2345,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		case SEC_SEEN:
 			if (secsize[SEC_BLEND] != BLEND_SIZE)
 				continue;
-			v->seen_cap = get64(sec[SEC_BLEND] + 136);
+			v->seen_cap = get64(sec[SEC_BLEND] + 104);
 			want = 8 * v->seen_cap;
 			if (v->seen_cap & (v->seen_cap - 1))
 				FAIL("%s: corrupt snapshot: bad seen pairs", path);
@@ -2396,17 +2405,17 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	p->cooc_memory = get64(bl);
 	p->seen_max = get64(bl + 8);
 	p->cat_items = get32(bl + 16);
-	p->blend_every = get32(bl + 20);
+	p->blend_budget = get32(bl + 20);
 	p->blend_lr = getf(bl + 24);
 	p->exclude_seen = (int)get32(bl + 28);
 	memcpy(p->cat_attr, bl + 32, sizeof p->cat_attr);
-	for (int k = 0; k < MODEL_NSRC; k++)
-		v->blend.w[k] = getf(bl + 96 + 4 * k);
-	v->seen_n = get64(bl + 144);
+	for (int k = 0; k < 2 * MODEL_NSRC; k++)
+		v->blend.w[k] = getf(bl + 128 + 4 * k);
+	v->seen_n = get64(bl + 112);
 	if (p->cat_items > MODEL_MAX_CAT_ITEMS || p->exclude_seen < 0 ||
 	    p->exclude_seen > MODEL_SEEN_ALL || !isfinite(p->blend_lr) ||
 	    p->cat_attr[sizeof p->cat_attr - 1] || v->seen_n > v->seen_cap ||
-	    !all_finite(v->blend.w, MODEL_NSRC))
+	    !all_finite(v->blend.w, 2 * MODEL_NSRC))
 		FAIL("%s: corrupt snapshot: bad blend", path);
 	const unsigned char *cs = sec[SEC_CATEGORIES];
 	uint64_t nc = v->ncats, ncl = (secsize[SEC_CATEGORIES] - 16 * nc - 8 - 4 * ni) / 8;

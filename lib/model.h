@@ -20,7 +20,7 @@
 #define MODEL_MAX_RECENT 64
 #define MODEL_NSRC 8       /* the sources of rank.h's blend */
 #define MODEL_MAX_CAT_ITEMS 1024
-#define MODEL_BLEND_WARM 5000 /* eligible events the blend always learns from */
+#define MODEL_BLEND_WARM (1ULL << 25) /* the blend's work before the budget holds */
 #define MODEL_ID_SEED 0x7265636f2d6d646cULL /* seed of hash64 for ids */
 
 /*
@@ -42,8 +42,9 @@ struct model_params {
 	uint64_t cooc_memory;   /* bytes of neighbour lists, at most */
 	uint64_t seen_max;      /* (user, item) pairs remembered, at most */
 	uint32_t cat_items;     /* items listed per category */
-	uint32_t blend_every;   /* after the first BLEND_WARM, learn the blend
-				 * from every Nth eligible event; 0: never */
+	uint32_t blend_budget;  /* the blend's learning may cost this many item
+				 * scores per event learned (after the first
+				 * MODEL_BLEND_WARM); 0: never learn it */
 	float blend_lr;         /* step of the blend's pairwise updates */
 	int exclude_seen;       /* MODEL_SEEN_* */
 	char cat_attr[64];      /* attribute naming an item's category;
@@ -67,7 +68,7 @@ enum {
 	MP_COOC_HL = 1 << 9, MP_POP_HL = 1 << 10, MP_TREND_HL = 1 << 11,
 	MP_SESSION_GAP = 1 << 12, MP_MAX_USERS = 1 << 13,
 	MP_MAX_ITEMS = 1 << 14, MP_SEED = 1 << 15, MP_COOC_MEMORY = 1 << 16,
-	MP_SEEN_MAX = 1 << 17, MP_CAT_ITEMS = 1 << 18, MP_BLEND_EVERY = 1 << 19,
+	MP_SEEN_MAX = 1 << 17, MP_CAT_ITEMS = 1 << 18, MP_BLEND_BUDGET = 1 << 19,
 	MP_BLEND_LR = 1 << 20, MP_EXCLUDE_SEEN = 1 << 21, MP_CAT_ATTR = 1 << 22,
 	MP_SKNN = 1 << 23
 };
@@ -96,8 +97,10 @@ struct model_stats {
 	uint64_t blend_missed;    /* events whose item no source offered */
 	uint64_t repeat_events;   /* eligible events whose item the user had seen */
 	uint64_t repeat_asked;    /* eligible events */
+	uint64_t blend_work;      /* item scores the blend's learning cost */
+	uint64_t reserved2;
 };
-#define MODEL_NSTATS 24
+#define MODEL_NSTATS 26
 
 /* One co-occurrence neighbour. */
 struct model_nb {
@@ -105,9 +108,9 @@ struct model_nb {
 	float score;
 };
 
-/* The learned blend: a weight per source of rank.h (in its order). */
+/* The learned blend: rank.h's struct rank_weights. */
 struct model_blend {
-	float w[MODEL_NSRC];
+	float w[2 * MODEL_NSRC];
 };
 
 /*
@@ -195,7 +198,7 @@ enum {
 	MOPT_LR, MOPT_REG, MOPT_INIT, MOPT_TYPE_W, MOPT_FORGET, MOPT_COOC_HL,
 	MOPT_POP_HL, MOPT_TREND_HL, MOPT_SESSION_GAP, MOPT_MAX_USERS,
 	MOPT_MAX_ITEMS, MOPT_SEED, MOPT_COOC_MEMORY, MOPT_SEEN_MAX,
-	MOPT_CAT_ITEMS, MOPT_BLEND_EVERY, MOPT_BLEND_LR, MOPT_EXCLUDE_SEEN,
+	MOPT_CAT_ITEMS, MOPT_BLEND_BUDGET, MOPT_BLEND_LR, MOPT_EXCLUDE_SEEN,
 	MOPT_CAT_ATTR, MOPT_SKNN_SESSIONS, MOPT_SKNN_SAMPLE, MOPT_SKNN_K,
 	MOPT_SKNN_ITEMS,
 	MOPT_LAST = MOPT_SKNN_ITEMS

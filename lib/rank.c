@@ -39,7 +39,7 @@ struct ranker {
 	uint32_t *ci;             /* candidates: item */
 	float *cs;                /* blended score */
 	float *cbest;             /* the best single contribution */
-	float *cf;                /* RANK_NSRC features per candidate */
+	float *cf;                /* RANK_NFEAT features per candidate */
 	struct sknn_scratch *sk;  /* scratch of the session neighbours */
 	uint8_t *cr;              /* its source */
 	size_t nc, c_cap;
@@ -460,7 +460,8 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
 }
 
 /* Neighbours of the recent items (nearer ones count more) and of the
- * context items, each list scaled by its best score. */
+ * context items: the sums of their co-occurrence counts, so that an item
+ * seen with many others weighs as much as the evidence it has. */
 static void
 src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 	 size_t depth)
@@ -477,7 +478,7 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 		if (a >= m->nitems || (n = model_neighbours(m, a, &l)) == 0 ||
 		    !(l[0].score > 0))
 			continue;
-		float f = wk / l[0].score;
+		float f = wk;
 		for (size_t j = 0; j < n; j++) {
 			uint32_t b = l[j].item;
 			if (b >= m->nitems || !(l[j].score > 0))
@@ -694,7 +695,7 @@ cands_fit(struct ranker *r, size_t n)
 	r->cbest = xreallocarray(r->cbest, n, sizeof *r->cbest);
 	r->cr = xreallocarray(r->cr, n, sizeof *r->cr);
 	r->order = xreallocarray(r->order, n, sizeof *r->order);
-	r->cf = xreallocarray(r->cf, n, RANK_NSRC * sizeof *r->cf);
+	r->cf = xreallocarray(r->cf, n, RANK_NFEAT * sizeof *r->cf);
 }
 
 /* The lists of the sources whose bit is set in ask, each of its best
@@ -755,7 +756,8 @@ blend(struct ranker *r, const float *w)
 		for (size_t k = 0; k < n; k++) {
 			uint32_t i = l[k].i;
 			float v = span > 0 ? (l[k].s - lo) / span : 1;
-			float c = w[s] * v;
+			float rr = 1.0f / (float)(k + 1);
+			float c = w[s] * v + w[RANK_NSRC + s] * rr;
 			size_t at;
 			if (r->seen[i] != r->gen) {
 				r->seen[i] = r->gen;
@@ -764,10 +766,11 @@ blend(struct ranker *r, const float *w)
 				r->cs[at] = 0;
 				r->cbest[at] = -INFINITY;
 				r->cr[at] = (uint8_t)s;
-				memset(r->cf + at * RANK_NSRC, 0, RANK_NSRC * sizeof *r->cf);
+				memset(r->cf + at * RANK_NFEAT, 0, RANK_NFEAT * sizeof *r->cf);
 			} else
 				at = r->slot[i];
-			r->cf[at * RANK_NSRC + s] = v;
+			r->cf[at * RANK_NFEAT + s] = v;
+			r->cf[at * RANK_NFEAT + RANK_NSRC + s] = rr;
 			r->cs[at] += c;
 			if (c > r->cbest[at]) {
 				r->cbest[at] = c;
@@ -786,7 +789,7 @@ asked(const struct rank_weights *w, int *nsrc)
 
 	*nsrc = 0;
 	for (int s = 0; s < RANK_NSRC; s++)
-		if (w->w[s] != 0) {
+		if (w->w[s] != 0 || w->w[RANK_NSRC + s] != 0) {
 			ask |= 1u << s;
 			++*nsrc;
 		}
@@ -841,7 +844,13 @@ rank_weights_model(struct rank_weights *w, const struct model *m)
 
 #define LEARN_N 20         /* the list length the blend learns for */
 #define LEARN_REG 1e-4f    /* L2 pull of the weights towards 0 */
-#define LEARN_MAX 20.0f    /* weights stay within [-LEARN_MAX, LEARN_MAX] */
+/* The sources whose weights the blend learns: those of the user's own
+ * items. Trending and popularity, the same for every user, keep their
+ * starting weights: they fill the lists of users with little history,
+ * and a pass over the catalogue per event learned would cost too much. */
+#define LEARNED (1u << RANK_MF | 1u << RANK_COOC | 1u << RANK_SEEN | \
+		 1u << RANK_CAT | 1u << RANK_SKNN)
+#define LEARN_MAX 20.0f    /* weights stay within [0, LEARN_MAX] */
 
 /*
  * Learn the blend from user u's next item, target, before the model
@@ -873,7 +882,7 @@ rank_learn(struct model *m, uint64_t u, uint32_t target, uint64_t uh)
 	q.user_hash = uh;
 	q.exclude_seen = model_exclude_seen(m);
 	m->st.blend_events++;
-	gather(r, m, &q, (1u << RANK_NSRC) - 1, LEARN_N * BLEND_DEPTH);
+	gather(r, m, &q, LEARNED, LEARN_N * BLEND_DEPTH);
 	blend(r, w);
 	if (target >= r->cap || r->seen[target] != r->gen) {
 		m->st.blend_missed++;
@@ -883,23 +892,28 @@ rank_learn(struct model *m, uint64_t u, uint32_t target, uint64_t uh)
 	 * candidates, against the target; the step is the target's features
 	 * less their expectation under the softmax. */
 	size_t t = r->slot[target];
-	float hi = r->cs[0], e[RANK_NSRC] = { 0 };
+	float hi = r->cs[0], e[RANK_NFEAT] = { 0 };
 	double z = 0;
 	for (size_t k = 1; k < r->nc; k++)
 		if (r->cs[k] > hi)
 			hi = r->cs[k];
 	for (size_t k = 0; k < r->nc; k++) {
 		float p = expf(r->cs[k] - hi);
-		const float *fc = r->cf + k * RANK_NSRC;
+		const float *fc = r->cf + k * RANK_NFEAT;
 		z += p;
-		for (int s = 0; s < RANK_NSRC; s++)
+		for (int s = 0; s < RANK_NFEAT; s++)
 			e[s] += p * fc[s];
 	}
-	const float *ft = r->cf + t * RANK_NSRC;
+	const float *ft = r->cf + t * RANK_NFEAT;
 	float lr = m->p.blend_lr;
-	for (int s = 0; s < RANK_NSRC; s++) {
+	for (int s = 0; s < RANK_NFEAT; s++) {
+		if (!(LEARNED >> (s % RANK_NSRC) & 1))
+			continue;
 		float v = w[s] + lr * (ft[s] - (float)(e[s] / z) - LEARN_REG * w[s]);
-		w[s] = v > LEARN_MAX ? LEARN_MAX : v < -LEARN_MAX ? -LEARN_MAX : v;
+		/* Weights stay positive: a source either helps or is left out
+		 * (a negative weight would turn its own order upside down for
+		 * the users it alone serves). */
+		w[s] = v > LEARN_MAX ? LEARN_MAX : v < 0 ? 0 : v;
 	}
 	m->st.blend_steps++;
 }

@@ -21,9 +21,12 @@ enum rank_src {
 };
 extern const char *const rank_src_names[RANK_NSRC];
 
-/* Blend weights, one per source; a source of weight 0 is not asked. */
+/* Blend weights, two per source: w[s] of its score scaled to [0, 1],
+ * w[RANK_NSRC + s] of 1 / its rank (1 for its first). A source whose two
+ * weights are 0 is not asked. */
+#define RANK_NFEAT (2 * RANK_NSRC)
 struct rank_weights {
-	float w[RANK_NSRC];
+	float w[RANK_NFEAT];
 };
 
 /* A request. Items are model indices (model_item_find). */
