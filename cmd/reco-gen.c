@@ -49,13 +49,12 @@
 static const char usage[] =
 "usage: reco-gen [-hqVv] [--regime name] [--seed n] [--events n] [--users n]\n"
 "                [--items n] [--categories n] [--clusters n] [--sessions n]\n"
-"                [--start time]\n"
-"                [--rate n] [--format event|csv|access-log] [--no-structure]\n"
-"                [--dup-rate p] [--late-rate p] [--late-by duration]\n"
-"                [--ooo-rate p] [--bot-users p] [--malformed-rate p]\n"
-"                [--truth file] [--items-out file] [--users-out file]\n"
-"                [-O ndjson|avro] [-o file] [--codec null|deflate]\n"
-"                [--key field] [--stats] [--metrics file]\n"
+"                [--start time] [--rate n] [--format event|csv|access-log]\n"
+"                [--no-structure] [--dup-rate p] [--late-rate p]\n"
+"                [--late-by duration] [--ooo-rate p] [--bot-users p]\n"
+"                [--malformed-rate p] [--truth file] [--items-out file]\n"
+"                [--users-out file] [-O ndjson|avro] [-o file]\n"
+"                [--codec null|deflate] [--key field] [--stats] [--metrics file]\n"
 "                [--progress | --no-progress] [--schema[=json|avro]]\n"
 "Write a deterministic stream of synthetic e-commerce events with planted\n"
 "structure and, on request, planted faults.\n"
@@ -339,6 +338,8 @@ struct gen {
 	uint32_t *hcount;    /* history: events of each user */
 	struct hact *hact;   /* history: a heap by next event time */
 	size_t nhact, caphact;
+	struct hev **hfree;  /* history: arrays of HIST_MAX events to reuse */
+	size_t nhfree;
 	uint32_t hset[HIST_SET]; /* history: the items of the user being made */
 	struct user *users;
 	double *ucum;        /* cumulative activity of users */
@@ -1408,7 +1409,10 @@ history_arrive(struct gen *g, uint32_t u, int64_t t)
 	}
 	end = cur + (HIST_WIN_MIN + rng_double(&g->r_ev) *
 		     (HIST_WIN_MAX - HIST_WIN_MIN)) * (double)DAY_MS;
-	a.ev = xreallocarray(NULL, n, sizeof *a.ev);
+	/* The arrays of users gone are reused: as many as users present at
+	 * once, at most. */
+	a.ev = g->nhfree ? g->hfree[--g->nhfree]
+			 : xreallocarray(NULL, HIST_MAX, sizeof *a.ev);
 	memset(g->hset, 0xff, sizeof g->hset);
 	for (uint32_t v = 0; v < nv; v++) {
 		uint32_t rv = nv - v, left = n - k, size, avg = left / rv;
@@ -1437,6 +1441,7 @@ history_arrive(struct gen *g, uint32_t u, int64_t t)
 	if (g->nhact == g->caphact) {
 		g->caphact = g->caphact ? 2 * g->caphact : 64;
 		g->hact = xreallocarray(g->hact, g->caphact, sizeof *g->hact);
+		g->hfree = xreallocarray(g->hfree, g->caphact, sizeof *g->hfree);
 	}
 	i = g->nhact++;
 	g->hact[i] = a;
@@ -1469,7 +1474,7 @@ history_step(struct gen *g, struct gev *e, int64_t *arrive, uint32_t *next_user)
 	e->item = a->ev[a->pos].item;
 	e->type = ET_VIEW;
 	if (++a->pos == a->n) {
-		free(a->ev);
+		g->hfree[g->nhfree++] = a->ev;
 		g->hact[0] = g->hact[--g->nhact];
 	} else
 		a->next = a->ev[a->pos].ts;
@@ -2168,6 +2173,9 @@ main(int argc, char **argv)
 	free(g.hcount);
 	for (size_t i = 0; i < g.nhact; i++)
 		free(g.hact[i].ev);
+	for (size_t i = 0; i < g.nhfree; i++)
+		free(g.hfree[i]);
 	free(g.hact);
+	free(g.hfree);
 	return st;
 }
