@@ -21,30 +21,56 @@
 #define DELAY_MIN_US 50000  /* duplicates and small disorder: 50 ms... */
 #define DELAY_MAX_US 3000000 /* ...to 3 s */
 
+/* The sessions regime. */
+#define NSUCC 4             /* planted successors of an item */
+#define RETURN_P 0.05       /* a session of a visitor seen before */
+#define RING 4096           /* recent visitors, for those that return */
+#define VISITOR_MAX 3000000000U /* visitor indexes; bots follow */
+/* The history regime. */
+#define HIST_MIN 50         /* events of a user, at least... */
+#define HIST_MAX 500        /* ...and at most */
+#define HIST_MEAN 200       /* events per user, for the default --users */
+#define HIST_VISIT 12       /* mean events per visit */
+#define HIST_SET 1024       /* a user's items seen: a power of 2 > HIST_MAX */
+#define HIST_STAGE 60       /* events of one taste, about */
+#define HIST_BLEND 1.0      /* stages blend over this many stages */
+#define HIST_NEXT 0.5       /* a taste moves on to the next cluster */
+#define HIST_GLOBAL 0.10    /* an event of a popular item... */
+#define HIST_ANY 0.03       /* ...of any item... */
+#define HIST_TASTE 0.15     /* ...of the taste of the moment; the rest: of
+			     * the visit's stage */
+#define HIST_SKIP 0.7       /* skip one more unseen item of a cluster */
+#define DAY_MS 86400000LL
+#define HIST_WIN_MIN 30     /* days of a user's history, at least... */
+#define HIST_WIN_MAX 120    /* ...and at most */
+#define VISIT_GAP_MIN_MS 20000 /* between two events of a visit */
+#define VISIT_GAP_MAX_MS 300000
+
 static const char usage[] =
-"usage: reco-gen [-hqVv] [--seed n] [--events n] [--users n] [--items n]\n"
-"                [--categories n] [--clusters n] [--sessions n] [--start time]\n"
-"                [--rate n] [--format event|csv|access-log] [--no-structure]\n"
-"                [--dup-rate p] [--late-rate p] [--late-by duration]\n"
-"                [--ooo-rate p] [--bot-users p] [--malformed-rate p]\n"
-"                [--truth file] [--items-out file] [--users-out file]\n"
-"                [-O ndjson|avro] [-o file] [--codec null|deflate]\n"
-"                [--key field] [--stats] [--metrics file]\n"
+"usage: reco-gen [-hqVv] [--regime name] [--seed n] [--events n] [--users n]\n"
+"                [--items n] [--categories n] [--clusters n] [--sessions n]\n"
+"                [--start time] [--rate n] [--format event|csv|access-log]\n"
+"                [--no-structure] [--dup-rate p] [--late-rate p]\n"
+"                [--late-by duration] [--ooo-rate p] [--bot-users p]\n"
+"                [--malformed-rate p] [--truth file] [--items-out file]\n"
+"                [--users-out file] [-O ndjson|avro] [-o file]\n"
+"                [--codec null|deflate] [--key field] [--stats] [--metrics file]\n"
 "                [--progress | --no-progress] [--schema[=json|avro]]\n"
 "Write a deterministic stream of synthetic e-commerce events with planted\n"
 "structure and, on request, planted faults.\n"
 "\n"
-"Stream:\n"
+"Stream (defaults: shop; sessions; history):\n"
+"      --regime NAME        shop (default), sessions or history\n"
 "      --seed N             seed of every random choice (default 1)\n"
-"      --events N           events of ordinary users (default 10000)\n"
-"      --users N            ordinary users (default 1000)\n"
-"      --items N            items (default 5000)\n"
-"      --categories N       categories (default 20)\n"
-"      --clusters N         latent taste clusters (default 8); also --factors\n"
-"      --sessions N         most sessions active at once (default 1000)\n"
+"      --events N           events of ordinary users (10000; 30000; 30000)\n"
+"      --users N            ordinary users (1000; -; --events/200)\n"
+"      --items N            items (5000; 5000; 3000)\n"
+"      --categories N       categories (20; 20; 24)\n"
+"      --clusters N         latent taste clusters (8; 8; 12); also --factors\n"
+"      --sessions N         most sessions active at once (1000; 1000; -)\n"
 "      --start TIME         first event time, ISO 8601 or epoch ms\n"
 "                           (default 2019-10-01T00:00:00Z)\n"
-"      --rate N             events per event-second (default 100)\n"
+"      --rate N             events per event-second (100; 100; 0.004)\n"
 "      --format FMT         event (default), csv or access-log\n"
 "      --no-structure       items by popularity only, no latent taste\n"
 "\n"
@@ -60,6 +86,13 @@ static const char usage[] =
 "      --users-out FILE     write the users to FILE (CSV)\n";
 
 enum { OUT_EVENT, OUT_CSV, OUT_ACCESS };
+enum { R_SHOP, R_SESSIONS, R_HISTORY };
+/* Options given on the command line, for the regimes' defaults. */
+enum {
+	G_EVENTS = 1 << 0, G_USERS = 1 << 1, G_ITEMS = 1 << 2,
+	G_CATEGORIES = 1 << 3, G_CLUSTERS = 1 << 4, G_SESSIONS = 1 << 5,
+	G_RATE = 1 << 6
+};
 enum { F_NONE, F_DUP, F_LATE, F_OOO, F_BOT, F_MALFORMED, F_NKINDS };
 static const char *const fault_names[F_NKINDS] = {
 	"none", "duplicate", "late", "ooo", "bot", "malformed"
@@ -89,7 +122,8 @@ enum {
 	OPT_MALFORMED,
 	OPT_TRUTH,
 	OPT_ITEMS_OUT,
-	OPT_USERS_OUT
+	OPT_USERS_OUT,
+	OPT_REGIME
 };
 
 static const struct option gen_opts[] = {
@@ -114,6 +148,7 @@ static const struct option gen_opts[] = {
 	{ "truth", required_argument, NULL, OPT_TRUTH },
 	{ "items-out", required_argument, NULL, OPT_ITEMS_OUT },
 	{ "users-out", required_argument, NULL, OPT_USERS_OUT },
+	{ "regime", required_argument, NULL, OPT_REGIME },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -121,7 +156,8 @@ static struct {
 	uint64_t seed, events, users, items, categories, clusters, sessions;
 	int64_t start, late_by;
 	double rate, dup, late, ooo, bots, malformed;
-	int format, structure;
+	int format, structure, regime;
+	unsigned given;
 	const char *truth, *items_out, *users_out;
 } opt = {
 	.seed = 1, .events = 10000, .users = 1000, .items = 5000,
@@ -227,12 +263,40 @@ struct bot {
 
 struct session {
 	uint32_t user, sess, cluster, last;
+	uint32_t prev;       /* sessions regime: the item before last */
 	uint32_t left;
 	int first;
 	uint32_t ncart;
 	struct {
 		uint32_t item, qty;
 	} cart[CART_MAX];
+};
+
+/* Sessions regime: a visitor who may come back. */
+struct visitor {
+	uint32_t user, nsess;
+};
+
+/* History regime: one event of a user's history, made when the user
+ * arrives. */
+struct hev {
+	int64_t ts;          /* ms */
+	uint32_t item;
+};
+
+/* History regime: the taste of the user being made, in stages of
+ * HIST_STAGE events or so: the cluster of each stage and how far the
+ * user has gone through it. */
+#define HIST_NSTAGE (HIST_MAX / HIST_STAGE + 1)
+struct hist_taste {
+	uint32_t n, k[HIST_NSTAGE], pos[HIST_NSTAGE];
+};
+
+/* History regime: a user whose history is being written. */
+struct hact {
+	int64_t next;        /* ms: ev[pos].ts */
+	uint32_t user, pos, n;
+	struct hev *ev;
 };
 
 /* A generated event, compact: strings are made when it is written. */
@@ -265,8 +329,18 @@ struct gen {
 	uint32_t *members;   /* items grouped by cluster, in popularity order */
 	double *cum;         /* cumulative Zipf weights within each cluster */
 	uint32_t *coff;      /* cluster k's items: members[coff[k]..coff[k+1]) */
-	uint32_t *gperm;     /* --no-structure: items in global popularity order */
+	uint32_t *gperm;     /* items in global popularity order (all but shop
+			      * with structure) */
 	double *gcum;
+	uint32_t *succ;      /* sessions: NSUCC successors of each item */
+	struct visitor *ring; /* sessions: recent visitors, by index % RING */
+	uint64_t nvisitors;
+	uint32_t *hcount;    /* history: events of each user */
+	struct hact *hact;   /* history: a heap by next event time */
+	size_t nhact, caphact;
+	struct hev **hfree;  /* history: arrays of HIST_MAX events to reuse */
+	size_t nhfree;
+	uint32_t hset[HIST_SET]; /* history: the items of the user being made */
 	struct user *users;
 	double *ucum;        /* cumulative activity of users */
 	struct bot *bots;
@@ -331,21 +405,27 @@ gen_opt(struct tool *t, int c, const char *arg)
 		break;
 	case OPT_EVENTS:
 		opt.events = count_arg(t, "events", arg, 0, UINT64_MAX / 4);
+		opt.given |= G_EVENTS;
 		break;
 	case OPT_USERS:
 		opt.users = count_arg(t, "users", arg, 1, MAX_COUNT);
+		opt.given |= G_USERS;
 		break;
 	case OPT_ITEMS:
 		opt.items = count_arg(t, "items", arg, 1, MAX_COUNT);
+		opt.given |= G_ITEMS;
 		break;
 	case OPT_CATEGORIES:
 		opt.categories = count_arg(t, "categories", arg, 1, 1000000);
+		opt.given |= G_CATEGORIES;
 		break;
 	case OPT_CLUSTERS:
 		opt.clusters = count_arg(t, "clusters", arg, 1, 1000000);
+		opt.given |= G_CLUSTERS;
 		break;
 	case OPT_SESSIONS:
 		opt.sessions = count_arg(t, "sessions", arg, 1, 10000000);
+		opt.given |= G_SESSIONS;
 		break;
 	case OPT_START:
 		ts_format_parse(&tf, "auto");
@@ -356,6 +436,7 @@ gen_opt(struct tool *t, int c, const char *arg)
 		opt.rate = strtod(arg, &end);
 		if (*arg == '\0' || *end != '\0' || !(opt.rate > 0 && opt.rate <= 1e9))
 			tool_usage_error(t, "--rate: bad rate \"%s\"", arg);
+		opt.given |= G_RATE;
 		break;
 	case OPT_FORMAT:
 		if (strcmp(arg, "event") == 0 || strcmp(arg, "ndjson") == 0)
@@ -399,10 +480,70 @@ gen_opt(struct tool *t, int c, const char *arg)
 	case OPT_USERS_OUT:
 		opt.users_out = arg;
 		break;
+	case OPT_REGIME:
+		if (strcmp(arg, "shop") == 0)
+			opt.regime = R_SHOP;
+		else if (strcmp(arg, "sessions") == 0)
+			opt.regime = R_SESSIONS;
+		else if (strcmp(arg, "history") == 0)
+			opt.regime = R_HISTORY;
+		else
+			tool_usage_error(t, "--regime: unknown regime \"%s\" (shop, sessions, history)",
+					 arg);
+		break;
 	default:
 		return 1;
 	}
 	return 0;
+}
+
+/* The defaults of the options not given, by regime; and what a regime
+ * refuses. */
+static void
+regime_opts(struct tool *t)
+{
+	if (opt.regime == R_SESSIONS) {
+		if (opt.given & G_USERS)
+			tool_usage_error(t, "--users: in the sessions regime each session has its own anonymous visitor; their number follows from --events");
+		if (opt.users_out)
+			tool_usage_error(t, "--users-out: the sessions regime has anonymous visitors, not a table of users");
+		if (!(opt.given & G_EVENTS))
+			opt.events = 30000;
+		if (opt.events > VISITOR_MAX)
+			tool_usage_error(t, "--events: at most %u in the sessions regime",
+					 VISITOR_MAX);
+	} else if (opt.regime == R_HISTORY) {
+		if (opt.given & G_SESSIONS)
+			tool_usage_error(t, "--sessions: the history regime has no sessions");
+		if (opt.bots > 0)
+			tool_usage_error(t, "--bot-users: the history regime has no bots (rating histories do not come from crawlers)");
+		if (!(opt.given & G_ITEMS))
+			opt.items = 3000;
+		if (!(opt.given & G_CLUSTERS))
+			opt.clusters = 12;
+		if (!(opt.given & G_CATEGORIES))
+			opt.categories = 24;
+		if (!(opt.given & G_RATE))
+			opt.rate = 0.004;
+		if (!(opt.given & G_EVENTS))
+			opt.events = (opt.given & G_USERS) ? opt.users * HIST_MEAN : 30000;
+		if (!(opt.given & G_USERS)) {
+			uint64_t u = (opt.events + HIST_MEAN / 2) / HIST_MEAN;
+			if (u * HIST_MAX < opt.events)
+				u = (opt.events + HIST_MAX - 1) / HIST_MAX;
+			if (u * HIST_MIN > opt.events)
+				u = opt.events / HIST_MIN;
+			opt.users = u ? u : 1;
+		}
+		if (opt.events > 0 && (opt.events < opt.users * HIST_MIN ||
+				       opt.events > opt.users * HIST_MAX))
+			tool_usage_error(t, "--events (%llu) must be %d to %d times --users (%llu) in the history regime",
+					 (unsigned long long)opt.events, HIST_MIN,
+					 HIST_MAX, (unsigned long long)opt.users);
+		if (opt.items < HIST_MAX)
+			tool_usage_error(t, "--items: the history regime needs at least %d (a user sees up to %d distinct items)",
+					 HIST_MAX, HIST_MAX);
+	}
 }
 
 static void
@@ -410,6 +551,7 @@ check_opts(struct tool *t)
 {
 	if (t->nfiles > 0)
 		tool_usage_error(t, "no input files: reco-gen writes events, it does not read them");
+	regime_opts(t);
 	if (opt.categories < opt.clusters)
 		tool_usage_error(t, "--categories (%llu) must be at least --clusters (%llu)",
 				 (unsigned long long)opt.categories,
@@ -426,7 +568,8 @@ check_opts(struct tool *t)
 		tool_usage_error(t, "--key needs --format event");
 	if (opt.malformed > 0 && t->out_fmt == FMT_AVRO)
 		tool_usage_error(t, "--malformed-rate: Avro output has no malformed records");
-	if ((double)opt.users * (1 + opt.bots) + 1 > (double)MAX_COUNT)
+	if (opt.regime != R_SESSIONS &&
+	    (double)opt.users * (1 + opt.bots) + 1 > (double)MAX_COUNT)
 		tool_usage_error(t, "--bot-users: too many users");
 }
 
@@ -595,7 +738,7 @@ make_catalogue(struct gen *g)
 			g->cum[r] = acc;
 		}
 	}
-	if (!opt.structure) {
+	if (!opt.structure || opt.regime != R_SHOP) {
 		double acc = 0;
 		g->gperm = xreallocarray(NULL, N, sizeof *g->gperm);
 		g->gcum = xreallocarray(NULL, N, sizeof *g->gcum);
@@ -691,12 +834,15 @@ make_bots(struct gen *g, int64_t start_us)
 	g->bheap = xcalloc(g->nbots ? g->nbots : 1, sizeof *g->bheap);
 	for (uint32_t b = 0; b < g->nbots; b++) {
 		struct bot *bt = &g->bots[b];
-		struct user *us = &g->users[g->nusers + b];
+		uint8_t country;
 		bt->ua = (uint8_t)rng_below(&g->r_bot, NBOTUA);
 		bt->next = start_us + (int64_t)(rng_double(&g->r_bot) * first_us);
 		bt->left = 0;
-		us->segment = 0;
-		us->country = (uint8_t)rng_below(&g->r_bot, NCOUNTRY);
+		country = (uint8_t)rng_below(&g->r_bot, NCOUNTRY);
+		if (g->users) { /* the sessions regime has no table */
+			g->users[g->nusers + b].segment = 0;
+			g->users[g->nusers + b].country = country;
+		}
 		g->bheap[b] = b;
 	}
 	for (size_t i = g->nbots / 2; i-- > 0;)
@@ -839,22 +985,69 @@ draw_qty(struct rng *r)
 	return u < 0.75 ? 1 : u < 0.93 ? 2 : 3;
 }
 
-/* The next event of a person: a session from the pool moves one step down
- * its funnel. */
+/* Put the session's last item into its cart. */
 static void
-person_step(struct gen *g, struct gev *e)
+cart_add(struct gen *g, struct session *s, struct gev *e)
+{
+	uint32_t i, q = draw_qty(&g->r_ev);
+
+	e->item = s->last;
+	e->qty = q;
+	for (i = 0; i < s->ncart; i++)
+		if (s->cart[i].item == s->last)
+			break;
+	if (i == s->ncart) {
+		if (s->ncart == CART_MAX)
+			i = CART_MAX - 1; /* a full cart: the last slot */
+		else
+			s->ncart++;
+		s->cart[i].item = s->last;
+		s->cart[i].qty = 0;
+	}
+	s->cart[i].qty = s->cart[i].qty + q > QTY_MAX ? QTY_MAX
+						     : s->cart[i].qty + q;
+}
+
+/* Take an item out of the cart: the first one bought, or a random one
+ * removed. */
+static void
+cart_take(struct gen *g, struct session *s, struct gev *e, int type)
+{
+	uint32_t i = type == ET_PURCHASE
+			     ? 0 : (uint32_t)rng_below(&g->r_ev, s->ncart);
+
+	e->item = s->cart[i].item;
+	e->qty = s->cart[i].qty;
+	s->cart[i] = s->cart[--s->ncart];
+}
+
+/* A session of the pool at random, started with start if it has ended;
+ * e gets its user and session. */
+static struct session *
+pool_session(struct gen *g, struct gev *e,
+	     void (*start)(struct gen *, struct session *))
 {
 	struct session *s = &g->pool[rng_below(&g->r_ev, g->npool)];
-	double r;
-	int type;
 
 	if (s->left == 0)
-		start_session(g, s);
+		start(g, s);
 	e->user = s->user;
 	e->sess = s->sess;
 	e->qty = 0;
 	e->cat = 0;
 	e->bot = 0;
+	return s;
+}
+
+/* The next event of a person: a session from the pool moves one step down
+ * its funnel. */
+static void
+person_step(struct gen *g, struct gev *e)
+{
+	struct session *s = pool_session(g, e, start_session);
+	double r;
+	int type;
+
 	r = rng_double(&g->r_ev);
 	/* Disjoint ranges of r, each falling back to a view when the
 	 * session is not in a state for it. */
@@ -886,38 +1079,407 @@ person_step(struct gen *g, struct gev *e)
 	case ET_CLICK:
 		e->item = s->last = session_item(g, s);
 		break;
-	case ET_ADD_TO_CART: {
-		uint32_t i, q = draw_qty(&g->r_ev);
-		e->item = s->last;
-		e->qty = q;
-		for (i = 0; i < s->ncart; i++)
-			if (s->cart[i].item == s->last)
-				break;
-		if (i == s->ncart) {
-			if (s->ncart == CART_MAX)
-				i = CART_MAX - 1; /* a full cart: the last slot */
-			else
-				s->ncart++;
-			s->cart[i].item = s->last;
-			s->cart[i].qty = 0;
-		}
-		s->cart[i].qty = s->cart[i].qty + q > QTY_MAX ? QTY_MAX
-							     : s->cart[i].qty + q;
+	case ET_ADD_TO_CART:
+		cart_add(g, s, e);
 		break;
-	}
 	case ET_REMOVE_FROM_CART:
-	case ET_PURCHASE: {
-		uint32_t i = type == ET_PURCHASE
-				     ? 0 : (uint32_t)rng_below(&g->r_ev, s->ncart);
-		e->item = s->cart[i].item;
-		e->qty = s->cart[i].qty;
-		s->cart[i] = s->cart[--s->ncart];
+	case ET_PURCHASE:
+		cart_take(g, s, e, type);
 		break;
-	}
 	}
 	e->type = (uint8_t)type;
 	if (--s->left == 0)
 		g->users[s->user].active = 0;
+}
+
+/* ---- the sessions regime ---- */
+
+/* A popular item anywhere in the catalogue. */
+static uint32_t
+global_item(struct gen *g, struct rng *r)
+{
+	return g->gperm[pick_cum(r, g->gcum, 0, g->nitems)];
+}
+
+/*
+ * The planted transitions: each item has NSUCC successors in its own
+ * cluster, half of them drawn by the cluster's popularity and half
+ * uniformly, so that paths run through popular items and also through
+ * the long tail.
+ */
+static void
+make_successors(struct gen *g)
+{
+	g->succ = xreallocarray(NULL, g->nitems, NSUCC * sizeof *g->succ);
+	for (uint32_t k = 0; k < g->nclusters; k++) {
+		uint32_t lo = g->coff[k], hi = g->coff[k + 1];
+		for (uint32_t r = lo; r < hi; r++) {
+			uint32_t i = g->members[r], *sc = g->succ + (size_t)i * NSUCC;
+			for (int j = 0; j < NSUCC; j++) {
+				uint32_t c = i;
+				for (int tries = 0; tries < 16; tries++) {
+					c = rng_double(&g->r_cat) < 0.5
+					    ? g->members[pick_cum(&g->r_cat, g->cum, lo, hi)]
+					    : g->members[lo + rng_below(&g->r_cat, hi - lo)];
+					int dup = c == i;
+					for (int d = 0; d < j; d++)
+						dup |= sc[d] == c;
+					if (!dup)
+						break;
+				}
+				if (c == i && hi - lo == 1) /* alone in its cluster */
+					c = global_item(g, &g->r_cat);
+				sc[j] = c;
+			}
+		}
+	}
+}
+
+/* A successor of item i, the first ones likelier. */
+static uint32_t
+successor(struct gen *g, uint32_t i)
+{
+	double u = rng_double(&g->r_ev);
+	int k = u < 0.5 ? 0 : u < 0.75 ? 1 : u < 0.9 ? 2 : 3;
+
+	return g->succ[(size_t)i * NSUCC + k];
+}
+
+/* A new session: mostly a new anonymous visitor, sometimes one of the
+ * recent ones back. */
+static void
+visit_start(struct gen *g, struct session *s)
+{
+	struct visitor *v;
+	uint32_t len;
+
+	if (g->nvisitors && rng_double(&g->r_ev) < RETURN_P)
+		v = &g->ring[rng_below(&g->r_ev, g->nvisitors < RING ? g->nvisitors : RING)];
+	else {
+		v = &g->ring[g->nvisitors % RING];
+		v->user = (uint32_t)g->nvisitors++;
+		v->nsess = 0;
+	}
+	s->user = v->user;
+	s->sess = ++v->nsess;
+	s->cluster = (uint32_t)rng_below(&g->r_ev, g->nclusters);
+	len = 2 + (uint32_t)(-log1p(-rng_double(&g->r_ev)) * 4.0);
+	s->left = len > SESSION_MAX ? SESSION_MAX : len;
+	s->first = 1;
+	s->last = s->prev = NONE;
+	s->ncart = 0;
+}
+
+/*
+ * The next item of a session: mostly a successor of the current item,
+ * chosen by the one before it too; else a successor of the one before,
+ * an item of the session's cluster or a popular one.
+ */
+static uint32_t
+visit_item(struct gen *g, const struct session *s)
+{
+	double r;
+
+	if (!opt.structure)
+		return global_item(g, &g->r_ev);
+	r = rng_double(&g->r_ev);
+	if (s->last == NONE)
+		return r < 0.7 ? session_item(g, s) : global_item(g, &g->r_ev);
+	if (r < 0.45 || (r < 0.75 && s->prev == NONE))
+		return successor(g, s->last);
+	if (r < 0.65) {
+		uint32_t pair[2] = { s->prev, s->last };
+		return g->succ[(size_t)s->last * NSUCC +
+			       hash64(pair, sizeof pair, 0x70617468) % NSUCC];
+	}
+	if (r < 0.75)
+		return successor(g, s->prev);
+	if (r < 0.9)
+		return session_item(g, s);
+	return global_item(g, &g->r_ev);
+}
+
+/* The next event of the sessions regime: views and clicks along the
+ * planted paths, now and then an item into the cart, a purchase at the
+ * end. */
+static void
+visit_step(struct gen *g, struct gev *e)
+{
+	struct session *s = pool_session(g, e, visit_start);
+	double r;
+	int type;
+
+	r = rng_double(&g->r_ev);
+	if (s->first)
+		type = ET_VIEW;
+	else if (s->ncart && s->left == 1 && r < 0.5)
+		type = ET_PURCHASE;
+	else if (r < 0.05)
+		type = ET_ADD_TO_CART;
+	else if (r < 0.35)
+		type = ET_CLICK;
+	else
+		type = ET_VIEW;
+	s->first = 0;
+	if (type == ET_ADD_TO_CART)
+		cart_add(g, s, e);
+	else if (type == ET_PURCHASE)
+		cart_take(g, s, e, type);
+	else {
+		e->item = visit_item(g, s);
+		s->prev = s->last;
+		s->last = e->item;
+	}
+	e->type = (uint8_t)type;
+	s->left--;
+}
+
+/* ---- the history regime ---- */
+
+/* How many events each user has: from HIST_MIN to HIST_MAX, log-uniform,
+ * then moved a step at a time until they add up to --events. */
+static void
+make_history_users(struct gen *g)
+{
+	uint32_t U = g->nusers, K = g->nclusters;
+	int64_t diff = (int64_t)opt.events;
+
+	g->users = xcalloc(U, sizeof *g->users);
+	g->hcount = xcalloc(U, sizeof *g->hcount);
+	for (uint32_t u = 0; u < U; u++) {
+		struct user *us = &g->users[u];
+		double c = HIST_MIN * exp(rng_double(&g->r_cat) *
+					  log((double)HIST_MAX / HIST_MIN));
+		g->hcount[u] = (uint32_t)c;
+		diff -= g->hcount[u];
+		/* c1 the taste at the start; c2 how it moves on (see
+		 * history_arrive). */
+		us->c1 = us->c2 = (uint32_t)rng_below(&g->r_cat, K);
+		us->ua = (uint8_t)rng_below(&g->r_cat, NBROWSER);
+		us->country = (uint8_t)rng_below(&g->r_cat, NCOUNTRY);
+	}
+	while (diff != 0 && opt.events > 0) {
+		for (uint32_t u = 0; u < U && diff != 0; u++) {
+			if (diff > 0 && g->hcount[u] < HIST_MAX) {
+				g->hcount[u]++;
+				diff--;
+			} else if (diff < 0 && g->hcount[u] > HIST_MIN) {
+				g->hcount[u]--;
+				diff++;
+			}
+		}
+	}
+	for (uint32_t u = 0; u < U; u++)
+		g->users[u].segment = (uint8_t)segment_of(g->hcount[u] / (double)HIST_MEAN);
+}
+
+/* Add i to the items of the user being made (add) or only look (!add);
+ * 0 if it was there. */
+static int
+hset_add(struct gen *g, uint32_t i, int add)
+{
+	uint32_t h = (uint32_t)hash64(&i, sizeof i, 0x68) & (HIST_SET - 1);
+
+	while (g->hset[h] != NONE) {
+		if (g->hset[h] == i)
+			return 0;
+		h = (h + 1) & (HIST_SET - 1);
+	}
+	if (add)
+		g->hset[h] = i;
+	return 1;
+}
+
+/* The stage of the taste at fraction f of a history of ns stages, the
+ * stages blending into each other. */
+static uint32_t
+stage_at(struct gen *g, double f, uint32_t ns)
+{
+	double x = f * ns + (rng_double(&g->r_ev) - 0.5) * HIST_BLEND;
+
+	return x < 0 ? 0 : x >= ns ? ns - 1 : (uint32_t)x;
+}
+
+/*
+ * The next item of a user in cluster k: people go through a cluster in
+ * the same order, its popularity order, where they left off (*pos), each
+ * skipping a few (a geometric number of the items unseen). NONE when
+ * the user has seen all of the cluster.
+ */
+static uint32_t
+cluster_next(struct gen *g, uint32_t k, uint32_t *pos)
+{
+	uint32_t lo = g->coff[k], n = g->coff[k + 1] - lo, skip = 0;
+
+	while (*pos < n && !hset_add(g, g->members[lo + *pos], 0))
+		(*pos)++;
+	while (skip < n && rng_double(&g->r_ev) < HIST_SKIP)
+		skip++;
+	for (uint32_t j = *pos; j < n; j++) {
+		uint32_t i = g->members[lo + j];
+		if (hset_add(g, i, 0) && skip-- == 0) {
+			hset_add(g, i, 1);
+			return i;
+		}
+	}
+	return NONE;
+}
+
+/*
+ * An item the user has not seen: mostly the next one of the visit's
+ * stage or of the user's taste of the moment (cluster_next), else a
+ * popular one or any one. When a cluster is all seen, or the draws keep
+ * finding items seen, the first item unseen from a random place of the
+ * catalogue.
+ */
+static uint32_t
+history_item(struct gen *g, struct hist_taste *ht, double f, uint32_t vs)
+{
+	uint32_t i = NONE;
+	double r = opt.structure ? rng_double(&g->r_ev) : 0;
+
+	if (r >= HIST_GLOBAL + HIST_ANY) {
+		uint32_t st = r < 1 - HIST_TASTE ? vs : stage_at(g, f, ht->n);
+		i = cluster_next(g, ht->k[st], &ht->pos[st]);
+	} else {
+		for (int tries = 0; tries < 32 && i == NONE; tries++) {
+			i = r < HIST_GLOBAL ? global_item(g, &g->r_ev)
+			    : (uint32_t)rng_below(&g->r_ev, g->nitems);
+			if (!hset_add(g, i, 1))
+				i = NONE;
+		}
+	}
+	if (i != NONE)
+		return i;
+	/* There are more items than a user has events. */
+	for (i = (uint32_t)rng_below(&g->r_ev, g->nitems); !hset_add(g, i, 1);)
+		i = i + 1 == g->nitems ? 0 : i + 1;
+	return i;
+}
+
+static int
+hact_before(const struct hact *a, const struct hact *b)
+{
+	return a->next < b->next || (a->next == b->next && a->user < b->user);
+}
+
+static void
+hact_down(struct gen *g, size_t i)
+{
+	size_t n = g->nhact;
+
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < n && hact_before(&g->hact[l], &g->hact[m]))
+			m = l;
+		if (l + 1 < n && hact_before(&g->hact[l + 1], &g->hact[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		struct hact x = g->hact[i];
+		g->hact[i] = g->hact[m];
+		g->hact[m] = x;
+		i = m;
+	}
+}
+
+/*
+ * User u arrives at time t (ms): make the whole history, visits spread
+ * over 30 to 120 days, each visit a few events of one cluster of the
+ * user's taste, which drifts; then put the user on the heap.
+ */
+static void
+history_arrive(struct gen *g, uint32_t u, int64_t t)
+{
+	const struct user *us = &g->users[u];
+	uint32_t n = g->hcount[u], nv = (n + HIST_VISIT - 1) / HIST_VISIT, k = 0;
+	double cur = (double)t, end;
+	struct hact a = { 0 };
+	struct hist_taste ht = { 0 };
+	size_t i;
+
+	/* The stages of the taste: each moves on to another cluster, often
+	 * the next one (tastes that go together), else any other. */
+	ht.n = 1 + n / HIST_STAGE;
+	ht.k[0] = us->c1;
+	for (uint32_t s = 1; s < ht.n; s++) {
+		uint32_t K = g->nclusters, prev = ht.k[s - 1];
+		ht.k[s] = K < 2 ? prev : rng_double(&g->r_ev) < HIST_NEXT ? (prev + 1) % K
+			  : (prev + 1 + (uint32_t)rng_below(&g->r_ev, K - 1)) % K;
+	}
+	end = cur + (HIST_WIN_MIN + rng_double(&g->r_ev) *
+		     (HIST_WIN_MAX - HIST_WIN_MIN)) * (double)DAY_MS;
+	/* The arrays of users gone are reused: as many as users present at
+	 * once, at most. */
+	a.ev = g->nhfree ? g->hfree[--g->nhfree]
+			 : xreallocarray(NULL, HIST_MAX, sizeof *a.ev);
+	memset(g->hset, 0xff, sizeof g->hset);
+	for (uint32_t v = 0; v < nv; v++) {
+		uint32_t rv = nv - v, left = n - k, size, avg = left / rv;
+		/* The first visit on arrival, then the next of rv times drawn
+		 * uniformly, in order. */
+		if (v)
+			cur += (end - cur) * (1 - pow(rng_double(&g->r_ev), 1.0 / rv));
+		size = rv == 1 ? left : 1 + (uint32_t)rng_below(&g->r_ev, 2 * (uint64_t)avg - 1);
+		if (size > left - (rv - 1))
+			size = left - (rv - 1);
+		uint32_t vs = stage_at(g, (double)k / n, ht.n);
+		int64_t ts = (int64_t)cur;
+		for (uint32_t j = 0; j < size; j++, k++) {
+			if (j)
+				ts += VISIT_GAP_MIN_MS + (int64_t)rng_below(&g->r_ev,
+					VISIT_GAP_MAX_MS - VISIT_GAP_MIN_MS + 1);
+			if (k && ts < a.ev[k - 1].ts)
+				ts = a.ev[k - 1].ts;
+			a.ev[k].ts = ts;
+			a.ev[k].item = history_item(g, &ht, (double)k / n, vs);
+		}
+	}
+	a.user = u;
+	a.n = n;
+	a.next = a.ev[0].ts;
+	if (g->nhact == g->caphact) {
+		g->caphact = g->caphact ? 2 * g->caphact : 64;
+		g->hact = xreallocarray(g->hact, g->caphact, sizeof *g->hact);
+		g->hfree = xreallocarray(g->hfree, g->caphact, sizeof *g->hfree);
+	}
+	i = g->nhact++;
+	g->hact[i] = a;
+	while (i > 0) {
+		size_t up = (i - 1) / 2;
+		if (!hact_before(&g->hact[i], &g->hact[up]))
+			break;
+		struct hact x = g->hact[i];
+		g->hact[i] = g->hact[up];
+		g->hact[up] = x;
+		i = up;
+	}
+}
+
+/* The next event of the history regime: users arrive at random times,
+ * and the earliest next event of the users present goes first. */
+static int64_t
+history_step(struct gen *g, struct gev *e, int64_t *arrive, uint32_t *next_user)
+{
+	struct hact *a;
+
+	while (*next_user < g->nusers && (g->nhact == 0 || *arrive <= g->hact[0].next)) {
+		history_arrive(g, (*next_user)++, *arrive);
+		*arrive += wait_us(&g->r_ev, (double)opt.events / g->nusers / opt.rate * 1000) + 1;
+	}
+	a = &g->hact[0];
+	memset(e, 0, sizeof *e);
+	e->ts = a->next;
+	e->user = a->user;
+	e->item = a->ev[a->pos].item;
+	e->type = ET_VIEW;
+	if (++a->pos == a->n) {
+		g->hfree[g->nhfree++] = a->ev;
+		g->hact[0] = g->hact[--g->nhact];
+	} else
+		a->next = a->ev[a->pos].ts;
+	hact_down(g, 0);
+	return e->ts;
 }
 
 /* ---- writing ---- */
@@ -947,6 +1509,8 @@ ua_of(const struct gen *g, uint32_t user)
 {
 	if (user >= g->nusers)
 		return bot_ua[g->bots[user - g->nusers].ua];
+	if (opt.regime == R_SESSIONS) /* visitors have no table */
+		return browser_ua[hash64(&user, sizeof user, 0x7561) % NBROWSER];
 	return browser_ua[g->users[user].ua];
 }
 
@@ -976,13 +1540,15 @@ make_event(struct gen *g, const struct gev *e, char id_prefix)
 		ev->item = (struct str){ q, (size_t)(p - q) };
 		ev->has |= EV_ITEM;
 	}
-	q = p;
-	*p++ = 's';
-	p = put_u(p, (uint64_t)e->user + 1);
-	*p++ = '-';
-	p = put_u(p, e->sess);
-	ev->session = (struct str){ q, (size_t)(p - q) };
-	ev->has |= EV_SESSION;
+	if (opt.regime != R_HISTORY) {
+		q = p;
+		*p++ = 's';
+		p = put_u(p, (uint64_t)e->user + 1);
+		*p++ = '-';
+		p = put_u(p, e->sess);
+		ev->session = (struct str){ q, (size_t)(p - q) };
+		ev->has |= EV_SESSION;
+	}
 	if (e->type == ET_ADD_TO_CART || e->type == ET_REMOVE_FROM_CART ||
 	    e->type == ET_PURCHASE) {
 		ev->qty = e->qty;
@@ -1048,10 +1614,12 @@ csv_row(struct gen *g, struct buf *b, const struct gev *e,
 		p = put_u(p, (uint64_t)e->user + 1);
 	}
 	*p++ = ',';
-	*p++ = 's';
-	p = put_u(p, (uint64_t)e->user + 1);
-	*p++ = '-';
-	p = put_u(p, e->sess);
+	if (opt.regime != R_HISTORY) {
+		*p++ = 's';
+		p = put_u(p, (uint64_t)e->user + 1);
+		*p++ = '-';
+		p = put_u(p, e->sess);
+	}
 	*p++ = '\n';
 	b->n = (size_t)(p - b->p);
 }
@@ -1237,9 +1805,10 @@ emit_malformed(struct gen *g, int64_t now_us)
 
 	e.ts = now_us / 1000;
 	e.id = ++g->nmalformed;
-	e.user = (uint32_t)rng_below(&g->r_fault, g->nusers);
+	e.user = (uint32_t)rng_below(&g->r_fault, opt.regime != R_SESSIONS
+				     ? g->nusers : g->nvisitors ? g->nvisitors : 1);
 	e.item = (uint32_t)rng_below(&g->r_fault, g->nitems);
-	e.sess = g->users[e.user].nsess + 1;
+	e.sess = g->users ? g->users[e.user].nsess + 1 : 1;
 	e.type = ET_VIEW;
 	cut = (size_t)rng_below(&g->r_fault, 1000);
 	*p++ = 'm';
@@ -1431,13 +2000,13 @@ bot_step(struct gen *g)
 	bot_down(g, 0);
 }
 
+/* Deliver the n-th event of a person, made at now (us), with the faults
+ * it draws. */
 static void
-person_event(struct gen *g, int64_t now, uint64_t n)
+person_event(struct gen *g, struct gev e, int64_t now, uint64_t n)
 {
-	struct gev e;
 	double u;
 
-	person_step(g, &e);
 	e.ts = now / 1000;
 	e.id = n;
 	u = rng_double(&g->r_fault);
@@ -1461,16 +2030,24 @@ person_event(struct gen *g, int64_t now, uint64_t n)
 static void
 generate(struct gen *g)
 {
-	int64_t now = opt.start * 1000;
+	int64_t now = opt.start * 1000, arrive = opt.start;
 	double gap_us = 1e6 / opt.rate;
+	uint32_t next_user = 0;
+	struct gev e;
 
 	for (uint64_t n = 1; n <= opt.events; n++) {
-		if (n > 1)
+		if (opt.regime == R_HISTORY)
+			now = history_step(g, &e, &arrive, &next_user) * 1000;
+		else if (n > 1)
 			now += wait_us(&g->r_ev, gap_us);
 		while (g->nbots && g->bots[g->bheap[0]].next <= now)
 			bot_step(g);
 		release(g, now);
-		person_event(g, now, n);
+		if (opt.regime == R_SHOP)
+			person_step(g, &e);
+		else if (opt.regime == R_SESSIONS)
+			visit_step(g, &e);
+		person_event(g, e, now, n);
 	}
 	release(g, INT64_MAX);
 }
@@ -1515,14 +2092,18 @@ main(int argc, char **argv)
 	g.nclusters = (uint32_t)opt.clusters;
 	g.ncats = (uint32_t)opt.categories;
 	g.nitems = (uint32_t)opt.items;
-	g.nusers = (uint32_t)opt.users;
-	g.nbots = (uint32_t)llround(opt.bots * (double)opt.users);
+	/* Sessions: visitors are counted as they come, bots follow them
+	 * and are a fraction of the sessions online at once. */
+	g.nusers = opt.regime == R_SESSIONS ? VISITOR_MAX : (uint32_t)opt.users;
+	g.nbots = (uint32_t)llround(opt.bots * (double)(opt.regime == R_SESSIONS
+							 ? opt.sessions : opt.users));
 	if (opt.bots > 0 && g.nbots == 0)
 		g.nbots = 1;
 	/* At most half of the people are in a session at once, so that a
 	 * free one is always at hand. */
-	g.npool = (uint32_t)(opt.sessions < opt.users / 2 ? opt.sessions
-							  : opt.users / 2);
+	g.npool = (uint32_t)(opt.regime == R_SESSIONS ? opt.sessions
+			     : opt.sessions < opt.users / 2 ? opt.sessions
+							   : opt.users / 2);
 	if (g.npool == 0)
 		g.npool = 1;
 	/* Separate streams: the catalogue, the people, the bots and the
@@ -1533,7 +2114,15 @@ main(int argc, char **argv)
 	rng_seed(&g.r_bot, opt.seed ^ 0x626f7473ULL);
 	rng_seed(&g.r_fault, opt.seed ^ 0x6661756c7473ULL);
 	make_catalogue(&g);
-	make_users(&g);
+	if (opt.regime == R_SHOP)
+		make_users(&g);
+	else if (opt.regime == R_HISTORY) {
+		make_history_users(&g);
+	}
+	else {
+		make_successors(&g);
+		g.ring = xcalloc(RING, sizeof *g.ring);
+	}
 	make_bots(&g, opt.start * 1000);
 	g.pool = xcalloc(g.npool, sizeof *g.pool);
 	event_init(&g.ev);
@@ -1579,5 +2168,14 @@ main(int argc, char **argv)
 	free(g.bheap);
 	free(g.pool);
 	free(g.held);
+	free(g.succ);
+	free(g.ring);
+	free(g.hcount);
+	for (size_t i = 0; i < g.nhact; i++)
+		free(g.hact[i].ev);
+	for (size_t i = 0; i < g.nhfree; i++)
+		free(g.hfree[i]);
+	free(g.hact);
+	free(g.hfree);
 	return st;
 }

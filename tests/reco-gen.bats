@@ -345,3 +345,244 @@ man_opts() {
 	echo "max RSS: 10^5 events $a KB, 10^6 events with faults $b KB"
 	[ "$b" -lt $((a + a / 4 + 2048)) ]
 }
+
+# ---- regimes ----
+
+@test "--regime shop is the default: the same bytes as no --regime" {
+	local f
+	for f in "" "--format csv" "-O avro" "$FAULTS --seed 4"; do
+		# shellcheck disable=SC2086
+		reco-gen --events 5000 $f --truth t1 >a
+		# shellcheck disable=SC2086
+		reco-gen --events 5000 --regime shop $f --truth t2 >b
+		same_bytes a b
+		same_bytes t1 t2
+	done
+}
+
+@test "--regime: an unknown regime, and options a regime refuses, exit 2 with a message" {
+	local args
+	for args in "--regime mall|unknown regime" \
+	    "--regime sessions --users 100|--users: in the sessions regime" \
+	    "--regime sessions --users-out u.csv|--users-out: the sessions regime" \
+	    "--regime history --sessions 10|--sessions: the history regime" \
+	    "--regime history --bot-users 0.01|--bot-users: the history regime" \
+	    "--regime history --events 1000 --users 100|must be 50 to 500 times --users" \
+	    "--regime history --events 1000 --users 1|must be 50 to 500 times --users" \
+	    "--regime history --items 300|--items: the history regime"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr reco-gen ${args%%|*}
+		[ "$status" -eq 2 ] || fail "reco-gen ${args%%|*}: status $status, not 2"
+		[ -z "$output" ] || fail "reco-gen ${args%%|*}: wrote to stdout"
+		[[ "$stderr" == *"${args#*|}"* ]] || fail "reco-gen ${args%%|*}: $stderr"
+	done
+}
+
+@test "sessions and history: the same seed gives the same bytes, another seed others" {
+	local r f faults
+	for r in sessions history; do
+		faults="--dup-rate 0.02 --late-rate 0.01 --ooo-rate 0.03 --malformed-rate 0.01"
+		[ "$r" = sessions ] && faults="$faults --bot-users 0.02"
+		for f in "" "--format csv" "--format access-log" "-O avro" "$faults" "--no-structure"; do
+			# shellcheck disable=SC2086
+			reco-gen --regime $r --seed 5 --events 5000 $f --truth t1 --items-out i1 >a
+			# shellcheck disable=SC2086
+			reco-gen --regime $r --seed 5 --events 5000 $f --truth t2 --items-out i2 >b
+			# shellcheck disable=SC2086
+			reco-gen --regime $r --seed 6 --events 5000 $f >c
+			same_bytes a b
+			same_bytes t1 t2
+			same_bytes i1 i2
+			! cmp -s a c || fail "$r: seeds 5 and 6 give the same output ($f)"
+		done
+	done
+}
+
+@test "sessions and history: every event is canonical, and Avro reads back the same" {
+	local r
+	for r in sessions history; do
+		reco-gen --regime $r --seed 3 --events 10000 >gen.ndjson
+		run --separate-stderr reco-ingest --stats -o out.ndjson gen.ndjson
+		[ "$status" -eq 0 ]
+		[[ "$stderr" == *"records in 10000, out 10000, dropped 0, rejected 0"* ]]
+		same_bytes gen.ndjson out.ndjson
+		reco-gen --regime $r --seed 3 --events 10000 -O avro --codec deflate | reco-ingest >a.ndjson
+		same_bytes gen.ndjson a.ndjson
+		jq -r .ts gen.ndjson | sort -c -n
+	done
+}
+
+@test "sessions and history: CSV and access logs hold the same users and items" {
+	local r
+	for r in sessions history; do
+		reco-gen --regime $r --seed 2 --events 5000 >gen.ndjson
+		reco-gen --regime $r --seed 2 --events 5000 --format csv >store.csv
+		reco-gen --regime $r --seed 2 --events 5000 --format access-log >access.log
+		reco-ingest -q --from csv \
+		    --map user=user_id,item=product_id,ts=event_time,type=event_type,session=user_session \
+		    --type-map cart=add_to_cart store.csv | jq -r '"\(.user) \(.item) \(.session)"' >got
+		jq -r '"\(.user) \(.item) \(.session)"' gen.ndjson >want
+		same_bytes want got
+		reco-ingest --from access-log --user-from param:uid access.log | jq -r '"\(.user) \(.item)"' >got
+		jq -r '"\(.user) \(.item)"' gen.ndjson >want
+		same_bytes want got
+	done
+}
+
+@test "sessions: short sessions of anonymous visitors, many at once, views and clicks" {
+	reco-gen --regime sessions --seed 7 --events 20000 --sessions 100 >gen.ndjson
+	jq -r '"\(.session) \(.user) \(.type)"' gen.ndjson >s.txt
+	# Every session is its visitor's: s<user>-<n>.
+	awk '{ split($1, p, "-"); if (p[1] != "s" substr($2, 2)) bad++ } END { exit bad > 0 }' s.txt
+	# 2 to 20 events, for the sessions that began early enough to end.
+	awk 'NR <= 15000 && !($1 in n) { first[$1] = 1 } { n[$1]++ }
+	    END { for (s in first) if (n[s] < 2 || n[s] > 20) { print s, n[s]; bad++ } exit bad > 0 }' s.txt
+	awk '{ n[$1]++ } END { for (s in n) if (n[s] > 20) bad++; exit bad > 0 }' s.txt
+	# Most visitors have one session; a few come back.
+	awk '{ s[$2 " " $1] = 1 } END { for (k in s) { split(k, p, " "); c[p[1]]++ }
+	    for (u in c) { n++; if (c[u] == 1) one++ } print one, n; exit !(one > 0.9 * n && one < n) }' s.txt
+	# Sessions interleave: many distinct sessions in any 500 events.
+	[ "$(sed -n '10001,10500p' s.txt | cut -d' ' -f1 | sort -u | wc -l)" -gt 60 ]
+	# Mostly views and clicks, some adds to the cart and purchases.
+	cut -d' ' -f3 s.txt | sort | uniq -c >types
+	cat types
+	[ "$(awk '$2 == "view" || $2 == "click" { n += $1 } END { print n }' types)" -gt 18000 ]
+	grep -q ' add_to_cart$' types
+	grep -q ' purchase$' types
+	! grep -qE ' (search|remove_from_cart)$' types
+}
+
+# The share of a session stream's item-to-item transitions (views and
+# clicks) that belong to pairs seen at least 3 times and 5 times as often
+# as the items' popularity explains, in percent.
+transition_share() {
+	jq -r 'select(.type == "view" or .type == "click") | "\(.session) \(.item)"' "$1" |
+		awk '{ c[$2]++; N++; if ($1 in last) { n[last[$1] " " $2]++; o[last[$1]]++; t++ } last[$1] = $2 }
+		END { for (k in n) { split(k, p, " "); if (n[k] >= 3 && n[k] > 5 * o[p[1]] * c[p[2]] / N) s += n[k] }
+		      printf "%d\n", 100 * s / t }'
+}
+
+@test "sessions: the planted transitions are measurable, unless --no-structure" {
+	reco-gen --regime sessions --seed 4 --events 20000 >gen.ndjson
+	reco-gen --regime sessions --seed 4 --events 20000 --no-structure >flat.ndjson
+	s=$(transition_share gen.ndjson)
+	ns=$(transition_share flat.ndjson)
+	echo "planted transitions: $s%, none: $ns%"
+	[ "$s" -ge 25 ]
+	[ "$ns" -le 5 ]
+}
+
+# HR@20 of a model in a reco-eval --json report, in thousandths.
+hr20() {
+	jq -r --arg m "$1" '.models[] | select(.model == $m) | .["hr@20"] * 1000 | floor' "$2"
+}
+
+@test "sessions: session co-occurrence learns the structure, popularity does not" {
+	local s
+	for s in 1 2; do
+		reco-gen --regime sessions --seed $s --events 15000 | reco-eval --json --models pop,cooc >e.json
+		reco-gen --regime sessions --seed $s --events 15000 --no-structure | reco-eval --json --models pop,cooc >f.json
+		echo "seed $s: pop $(hr20 pop e.json) cooc $(hr20 cooc e.json); no structure: pop $(hr20 pop f.json) cooc $(hr20 cooc f.json)"
+		[ "$(hr20 cooc e.json)" -ge $(( $(hr20 pop e.json) + 150 )) ]
+		[ "$(hr20 cooc f.json)" -lt $(( $(hr20 pop f.json) + 150 )) ]
+	done
+}
+
+@test "history: long histories over months, without repeats" {
+	reco-gen --regime history --seed 8 --events 20000 --users-out users.csv >gen.ndjson
+	jq -r '"\(.user) \(.item) \(.ts) \(.type) \(.session)"' gen.ndjson >h.txt
+	[ "$(nlines h.txt)" -eq 20000 ]
+	# A user never sees an item twice.
+	[ "$(cut -d' ' -f1,2 h.txt | sort | uniq -d | wc -l)" -eq 0 ]
+	# 100 users (20000 / 200), of 50 to 500 events each, all in the table.
+	awk '{ n[$1]++ } END { for (u in n) { k++; if (n[u] < 50 || n[u] > 500) bad++ } exit !(k == 100 && !bad) }' h.txt
+	[ "$(nlines users.csv)" -eq 101 ]
+	# Views without sessions, in time order, over about six months, each
+	# user's over weeks.
+	[ "$(awk '$4 != "view" || $5 != "null"' h.txt | wc -l)" -eq 0 ]
+	cut -d' ' -f3 h.txt | sort -c -n
+	awk 'NR == 1 { a = $3 } { b = $3 } END { d = (b - a) / 86400000; print d " days"; exit !(d > 120 && d < 260) }' h.txt
+	awk '!($1 in a) { a[$1] = $3 } { b[$1] = $3 }
+	    END { for (u in a) if ((b[u] - a[u]) / 86400000 < 20) bad++; exit bad > 0 }' h.txt
+	# --users alone: 200 events each.
+	reco-gen --regime history --users 7 | jq -r .user | sort -u | wc -l | grep -qx 7
+	[ "$(reco-gen --regime history --users 7 | wc -l)" -eq 1400 ]
+}
+
+@test "history: tastes in clusters, drifting: a user's clusters change over the history" {
+	# The first word of a category names its cluster. Per user, the
+	# share of events in the user's main cluster of the first and of the
+	# last fifth of the history, and how often those two differ.
+	reco-gen --regime history --seed 9 --events 20000 --items-out items.csv >gen.ndjson
+	awk -F, 'NR > 1 { split($2, w, "."); print $1, w[1] }' items.csv | sort >clusters
+	jq -r '"\(.item) \(.user)"' gen.ndjson | awk '{ print $0, NR }' | sort | join - clusters |
+		sort -k3,3n | awk '{ n[$2]++; u[NR] = $2; c[NR] = $4 } END {
+		for (i = 1; i <= NR; i++) { k = u[i]; p = seen[k]++ * 5 / n[k]
+			if (p < 1) f[k " " c[i]]++; else if (p >= 4) l[k " " c[i]]++ }
+		for (x in f) { split(x, q, " "); if (f[x] > fm[q[1]]) { fm[q[1]] = f[x]; fc[q[1]] = q[2] } }
+		for (x in l) { split(x, q, " "); if (l[x] > lm[q[1]]) { lm[q[1]] = l[x]; lc[q[1]] = q[2] } }
+		for (k in n) { users++; share += fm[k] / (n[k] / 5); if (fc[k] != lc[k]) moved++ }
+		printf "main cluster share %d%%, users whose taste moved %d of %d\n", 100 * share / users, moved, users
+		exit !(share / users > 0.5 && moved > users / 2) }'
+}
+
+@test "history: co-occurrence and factorisation learn the tastes, popularity does not" {
+	local s
+	for s in 1 2; do
+		reco-gen --regime history --seed $s --events 15000 >gen.ndjson
+		reco-gen --regime history --seed $s --events 15000 --no-structure >flat.ndjson
+		# The factors of long histories are learned without forgetting:
+		# the default half-life of a week forgets between visits.
+		reco-eval --json --models pop,cooc gen.ndjson >e.json
+		reco-eval --json --models pop,mf --forget 0 gen.ndjson >m.json
+		reco-eval --json --models pop,cooc flat.ndjson >f.json
+		reco-eval --json --models pop,mf --forget 0 flat.ndjson >g.json
+		echo "seed $s: pop $(hr20 pop e.json) cooc $(hr20 cooc e.json) mf $(hr20 mf m.json);" \
+		    "no structure: pop $(hr20 pop f.json) cooc $(hr20 cooc f.json) mf $(hr20 mf g.json)"
+		[ "$(hr20 cooc e.json)" -ge $(( $(hr20 pop e.json) + 200 )) ]
+		[ "$(hr20 mf m.json)" -ge $(( 2 * $(hr20 pop m.json) )) ]
+		[ "$(hr20 cooc f.json)" -lt $(( $(hr20 pop f.json) + 200 )) ]
+		[ "$(hr20 mf g.json)" -lt $(( 2 * $(hr20 pop g.json) )) ]
+	done
+}
+
+@test "sessions and history: a dirty stream holds the clean stream's events, as the truth says" {
+	local r faults
+	for r in sessions history; do
+		faults="--dup-rate 0.02 --late-rate 0.01 --ooo-rate 0.03 --malformed-rate 0.01"
+		[ "$r" = sessions ] && faults="$faults --bot-users 0.02"
+		# shellcheck disable=SC2086
+		reco-gen --regime $r --seed 11 --events 10000 >clean.ndjson
+		# shellcheck disable=SC2086
+		reco-gen --regime $r --seed 11 --events 10000 $faults --truth truth.ndjson >dirty.ndjson
+		jq -r .kind truth.ndjson | sort | uniq -c
+		jq -r 'select(.kind == "duplicate" or .kind == "bot" or .kind == "malformed") | .line' truth.ndjson >drop
+		awk 'NR == FNR { drop[$1] = 1; next } !(FNR in drop)' drop dirty.ndjson | sort >kept
+		sort clean.ndjson >want
+		same_bytes want kept
+		[ "$(jq -r 'select(.kind == "late") | .kind' truth.ndjson | wc -l)" -gt 50 ]
+		if [ "$r" = sessions ]; then
+			[ "$(grep -c '"event_id":"b' dirty.ndjson)" -eq "$(jq -r 'select(.kind == "bot") | .kind' truth.ndjson | wc -l)" ]
+			[ "$(grep -c '"event_id":"b' dirty.ndjson)" -gt 0 ]
+		fi
+		# reco-ingest rejects exactly the garbage lines.
+		reco-ingest -q --rejects rej.ndjson -o /dev/null dirty.ndjson
+		jq -r 'select(.kind == "malformed") | .line' truth.ndjson >want
+		jq -r .line rej.ndjson >got
+		[ -s want ]
+		same_bytes want got
+	done
+}
+
+@test "sessions and history: memory does not grow with --events" {
+	[ -x /usr/bin/time ] || skip "no /usr/bin/time (Debian package time)"
+	local r
+	for r in sessions history; do
+		/usr/bin/time -f %M -o m5 reco-gen --regime $r --events 100000 -o /dev/null
+		/usr/bin/time -f %M -o m6 reco-gen --regime $r --events 1000000 -o /dev/null
+		a=$(tail -1 m5)
+		b=$(tail -1 m6)
+		echo "$r: max RSS: 10^5 events $a KB, 10^6 events $b KB"
+		[ "$b" -lt $((a + a / 4 + 2048)) ]
+	done
+}
