@@ -21,12 +21,12 @@ static const char usage_head[] =
 "\n"
 "Evaluation:\n"
 "      --models LIST        models side by side (default\n"
-"                           pop,dpop,cooc,sknn,mf,hybrid; also trend, seen,\n"
-"                           cat)\n"
+"                           pop,dpop,cooc,seq,sknn,mf,hybrid; also trend,\n"
+"                           seen, cat)\n"
 "      --weights SPEC       a fixed blend for the hybrid, SOURCE=WEIGHT,...\n"
 "                           with sources mf, cooc, trend, dpop, pop, seen,\n"
-"                           cat, sknn (default: the blend the model learns\n"
-"                           as it goes)\n"
+"                           cat, sknn, seq (default: the blend the model\n"
+"                           learns as it goes)\n"
 "      --eval-types T,...   event types evaluated (default\n"
 "                           view,click,add_to_cart,purchase)\n"
 "      --model FILE         start from the snapshot FILE (reco-train -o)\n"
@@ -90,7 +90,7 @@ static struct {
 	int weights_given;
 	struct model_params p;
 } O = {
-	.models = "pop,dpop,cooc,sknn,mf,hybrid",
+	.models = "pop,dpop,cooc,seq,sknn,mf,hybrid",
 	.eval_types = 1u << ET_VIEW | 1u << ET_CLICK | 1u << ET_ADD_TO_CART |
 		      1u << ET_PURCHASE,
 	.click_types = 1u << ET_CLICK | 1u << ET_ADD_TO_CART | 1u << ET_PURCHASE,
@@ -243,7 +243,7 @@ models_arg(void)
 		else if ((src = rank_src_parse(p, n)) >= 0)
 			rank_weights_only(&m->w, src);
 		else
-			tool_usage_error(&T, "--models: unknown model \"%s\" (pop, dpop, trend, cooc, mf, seen, cat, sknn, hybrid)",
+			tool_usage_error(&T, "--models: unknown model \"%s\" (pop, dpop, trend, cooc, seq, mf, seen, cat, sknn, hybrid)",
 					 m->name);
 		for (size_t k = 0; k < nE; k++)
 			if (strcmp(E[k].name, m->name) == 0)

@@ -47,7 +47,7 @@ static const char usage[] =
 "                           (default 1s; 0: only on SIGHUP)\n"
 "Ranking:\n"
 "      --weights SPEC       a fixed blend, SOURCE=WEIGHT,... with sources mf,\n"
-"                           cooc, trend, dpop, pop, seen, cat, sknn\n"
+"                           cooc, trend, dpop, pop, seen, cat, sknn, seq\n"
 "                           (default: the blend the snapshot learned)\n"
 "      --default-n N        results when a request does not say (default 10)\n"
 "      --keep-purchased     do not exclude the user's purchases\n"

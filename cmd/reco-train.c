@@ -368,7 +368,7 @@ inspect(void)
 	fprintf(f, "factors      %u (rows of %u floats), lr %.6g, reg %.6g, init %.6g, %u negatives\n",
 		p->dim, m->stride, (double)p->lr, (double)p->reg,
 		(double)p->init, p->negatives);
-	uint64_t pairs = m->nitems ? m->nboff[m->nitems] : 0;
+	uint64_t pairs = m->nitems ? m->nb.off[m->nitems] : 0;
 	fprintf(f, "neighbours   %u per item, %llu held; %u recent items per user\n",
 		p->neighbours, (unsigned long long)pairs, p->recent);
 	fmt_dur(p->forget, d1, sizeof d1);

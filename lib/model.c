@@ -512,6 +512,24 @@ stride_of(uint32_t dim)
 }
 
 static void
+lists_grow(struct model_lists *L, uint64_t n, uint64_t cap)
+{
+	L->l = xalign_grow(L->l, n, cap, sizeof(struct model_nb *));
+	L->n = xalign_grow(L->n, n, cap, sizeof(uint16_t));
+	L->cap = xalign_grow(L->cap, n, cap, sizeof(uint16_t));
+}
+
+static void
+lists_free(struct model_lists *L, uint64_t n)
+{
+	for (uint64_t i = 0; L->l && i < n; i++)
+		free(L->l[i]);
+	free(L->l);
+	free(L->n);
+	free(L->cap);
+}
+
+static void
 grow_items(struct model *m, uint64_t need)
 {
 	uint64_t cap = m->items_cap ? m->items_cap : 64, n = m->nitems;
@@ -527,9 +545,8 @@ grow_items(struct model *m, uint64_t need)
 	m->its = xalign_grow(m->its, n, cap, sizeof(int64_t));
 	m->iseq = xalign_grow(m->iseq, n, cap, sizeof(uint64_t));
 	m->ioff = xalign_grow(m->ioff, n + 1, cap + 1, sizeof(uint64_t));
-	m->nbl = xalign_grow(m->nbl, n, cap, sizeof(struct model_nb *));
-	m->nbn = xalign_grow(m->nbn, n, cap, sizeof(uint16_t));
-	m->nbcap = xalign_grow(m->nbcap, n, cap, sizeof(uint16_t));
+	lists_grow(&m->nb, n, cap);
+	lists_grow(&m->sq, n, cap);
 	m->icat = xalign_grow(m->icat, n, cap, sizeof(uint32_t));
 	m->items_cap = cap;
 }
@@ -595,8 +612,8 @@ model_free(struct model *m)
 		free(m);
 		return;
 	}
-	for (uint64_t i = 0; i < m->nitems; i++)
-		free(m->nbl[i]);
+	lists_free(&m->nb, m->nitems);
+	lists_free(&m->sq, m->nitems);
 	for (uint64_t c = 0; c < m->ncats; c++)
 		free(m->cl[c]);
 	free(m->cl);
@@ -604,7 +621,6 @@ model_free(struct model *m)
 	free(m->chash);
 	htab_free(&m->cidx);
 	free(m->icat);
-	free(m->nbcap);
 	free(m->seen);
 	sknn_free(m->sknn);
 	rank_learn_free(m);
@@ -616,8 +632,6 @@ model_free(struct model *m)
 	free(m->iseq);
 	free(m->ioff);
 	free(m->ibytes);
-	free(m->nbl);
-	free(m->nbn);
 	free(m->ufac);
 	free(m->uts);
 	free(m->useq);
@@ -735,6 +749,46 @@ ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
 }
 
 /* Evict the least recently active items to make room for one more. */
+/* Item i leaves: its list goes. */
+static void
+lists_drop(struct model *m, struct model_lists *L, uint64_t i)
+{
+	if (L->l[i])
+		m->nlists--;
+	m->nbtotal -= L->cap[i];
+	free(L->l[i]);
+	L->l[i] = NULL;
+}
+
+/* Item i becomes item k (k < i). */
+static void
+lists_move(struct model_lists *L, uint64_t k, uint64_t i)
+{
+	L->l[k] = L->l[i];
+	L->n[k] = L->n[i];
+	L->cap[k] = L->cap[i];
+	L->l[i] = NULL;
+}
+
+/* The lists of the n items left lose the items that left, keeping their
+ * order, and name the others by their new index. */
+static void
+lists_remap(struct model_lists *L, uint64_t n, const uint32_t *newidx)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		struct model_nb *l = L->l[i];
+		uint32_t w = 0;
+		if (!l)
+			continue;
+		for (uint32_t k = 0; k < L->n[i]; k++)
+			if (newidx[l[k].item] != UINT32_MAX) {
+				l[w].item = newidx[l[k].item];
+				l[w++].score = l[k].score;
+			}
+		L->n[i] = (uint16_t)w;
+	}
+}
+
 static void
 evict_items(struct model *m)
 {
@@ -750,11 +804,8 @@ evict_items(struct model *m)
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t k = newidx[i];
 		if (k == UINT32_MAX) {
-			if (m->nbl[i])
-				m->nlists--;
-			m->nbtotal -= m->nbcap[i];
-			free(m->nbl[i]);
-			m->nbl[i] = NULL;
+			lists_drop(m, &m->nb, i);
+			lists_drop(m, &m->sq, i);
 			continue;
 		}
 		if (k != i) {
@@ -764,11 +815,9 @@ evict_items(struct model *m)
 			m->ishort[k] = m->ishort[i];
 			m->its[k] = m->its[i];
 			m->iseq[k] = m->iseq[i];
-			m->nbl[k] = m->nbl[i];
-			m->nbn[k] = m->nbn[i];
-			m->nbcap[k] = m->nbcap[i];
 			m->icat[k] = m->icat[i];
-			m->nbl[i] = NULL;
+			lists_move(&m->nb, k, i);
+			lists_move(&m->sq, k, i);
 		}
 	}
 	memset(m->ifac + j * s, 0, (n - j) * s * sizeof(float));
@@ -776,8 +825,8 @@ evict_items(struct model *m)
 		m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
 		m->its[i] = 0;
 		m->iseq[i] = 0;
-		m->nbn[i] = 0;
-		m->nbcap[i] = 0;
+		m->nb.n[i] = m->nb.cap[i] = 0;
+		m->sq.n[i] = m->sq.cap[i] = 0;
 		m->icat[i] = 0;
 	}
 	m->nitems = j;
@@ -793,18 +842,8 @@ evict_items(struct model *m)
 		m->cln[c] = (uint16_t)w;
 	}
 	/* Neighbour lists lose the items that left, keeping their order. */
-	for (uint64_t i = 0; i < j; i++) {
-		struct model_nb *l = m->nbl[i];
-		uint32_t w = 0;
-		if (!l)
-			continue;
-		for (uint32_t k = 0; k < m->nbn[i]; k++)
-			if (newidx[l[k].item] != UINT32_MAX) {
-				l[w].item = newidx[l[k].item];
-				l[w++].score = l[k].score;
-			}
-		m->nbn[i] = (uint16_t)w;
-	}
+	lists_remap(&m->nb, j, newidx);
+	lists_remap(&m->sq, j, newidx);
 	/* So do the users' recent items. */
 	for (uint64_t u = 0; u < m->nusers; u++) {
 		uint32_t *rec = m->urec + u * r;
@@ -969,8 +1008,10 @@ rebase(struct model *m)
 	for (uint64_t i = 0; i < m->nitems; i++) {
 		m->ipop[i] *= fp;
 		m->ishort[i] *= fs;
-		for (uint32_t k = 0; m->nbl[i] && k < m->nbn[i]; k++)
-			m->nbl[i][k].score *= fc;
+		for (uint32_t k = 0; m->nb.l[i] && k < m->nb.n[i]; k++)
+			m->nb.l[i][k].score *= fc;
+		for (uint32_t k = 0; m->sq.l[i] && k < m->sq.n[i]; k++)
+			m->sq.l[i][k].score *= fc;
 	}
 	for (uint64_t c = 0; c < m->ncats; c++)
 		for (uint32_t k = 0; m->cl[c] && k < m->cln[c]; k++)
@@ -1036,10 +1077,11 @@ model_trend_factor(const struct model *m, double *pop)
  * list gives its last place to j, which starts from the score it had
  * (the space-saving rule: a pair that keeps coming back stays). */
 static void
-nb_add(struct model *m, uint64_t i, uint32_t j, float inc)
+nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
+       float inc)
 {
-	struct model_nb *l = m->nbl[i];
-	uint32_t n = m->nbn[i], k, cap = m->nbcap[i];
+	struct model_nb *l = L->l[i];
+	uint32_t n = L->n[i], k, cap = L->cap[i];
 
 	if (m->p.neighbours == 0)
 		return;
@@ -1054,9 +1096,9 @@ nb_add(struct model *m, uint64_t i, uint32_t j, float inc)
 		if ((m->nbtotal + nc - cap) * sizeof *l <= m->p.cooc_memory) {
 			if (!l)
 				m->nlists++;
-			l = m->nbl[i] = xreallocarray(l, nc, sizeof *l);
+			l = L->l[i] = xreallocarray(l, nc, sizeof *l);
 			m->nbtotal += nc - cap;
-			m->nbcap[i] = (uint16_t)nc;
+			L->cap[i] = (uint16_t)nc;
 			cap = nc;
 		} else
 			m->st.cooc_full++;
@@ -1069,7 +1111,7 @@ nb_add(struct model *m, uint64_t i, uint32_t j, float inc)
 		l[n].item = j;
 		l[n].score = inc;
 		k = n;
-		m->nbn[i] = (uint16_t)(n + 1);
+		L->n[i] = (uint16_t)(n + 1);
 	} else {
 		k = n - 1;
 		l[k].item = j;
@@ -1272,6 +1314,7 @@ model_blend_default(struct model_blend *b)
 	b->w[RANK_SEEN] = 0.3f;
 	b->w[RANK_CAT] = 0.1f;
 	b->w[RANK_SKNN] = 1.0f;
+	b->w[RANK_SEQ] = 0.5f;
 }
 
 /* ---- learning ---- */
@@ -1322,8 +1365,8 @@ find_or_add_item(struct model *m, const struct str *id, int *isnew)
 		id->n);
 	init_row(m, m->ifac + i * m->stride);
 	m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
-	m->nbl[i] = NULL;
-	m->nbn[i] = 0;
+	m->nb.l[i] = m->sq.l[i] = NULL;
+	m->nb.n[i] = m->sq.n[i] = 0;
 	m->st.items_added++;
 	*isnew = 1;
 	return i;
@@ -1421,8 +1464,10 @@ model_learn(struct model *m, const struct event *ev)
 		if (j == i)
 			continue;
 		float inc = (float)(cw / (k + 1));
-		nb_add(m, i, j, inc);
-		nb_add(m, j, (uint32_t)i, inc);
+		nb_add(m, &m->nb, i, j, inc);
+		nb_add(m, &m->nb, j, (uint32_t)i, inc);
+		/* j came before i: i is a successor of j. */
+		nb_add(m, &m->sq, j, (uint32_t)i, inc);
 		m->st.cooc_pairs++;
 	}
 	/* i moves to the front of the recent items. */
@@ -1594,15 +1639,16 @@ enum {
 	SEC_ITEM_FACTORS, SEC_USER_FACTORS, SEC_ITEM_COUNT, SEC_ITEM_POP,
 	SEC_ITEM_TREND, SEC_NEIGHBOURS, SEC_ITEM_STATE, SEC_USER_STATE,
 	SEC_TRAIN_STATE, SEC_BLEND, SEC_CATEGORIES, SEC_SEEN, SEC_SESSIONS,
-	NSEC = SEC_SESSIONS
+	SEC_SEQUENCE,
+	NSEC = SEC_SEQUENCE
 };
 static const char *const sec_names[NSEC + 1] = {
 	"", "item_ids", "user_ids", "item_index", "user_index",
 	"item_factors", "user_factors", "item_count", "item_pop",
 	"item_trend", "neighbours", "item_state", "user_state", "train_state",
-	"blend", "categories", "seen", "sessions"
+	"blend", "categories", "seen", "sessions", "sequence"
 };
-#define BLEND_SIZE 192
+#define BLEND_SIZE 256
 #define HDR_FIXED 256
 #define SEC_ENTRY 32
 #define HDR_SIZE ((HDR_FIXED + NSEC * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
@@ -1732,13 +1778,70 @@ canon_index(struct htab *h, const uint64_t *off, const char *bytes,
 }
 
 static uint64_t
-total_nb(const struct model *m)
+total_nb(const struct model *m, const struct model_lists *L)
 {
 	uint64_t t = 0;
 
 	for (uint64_t i = 0; i < m->nitems; i++)
-		t += m->nbl[i] ? m->nbn[i] : 0;
+		t += L->l[i] ? L->n[i] : 0;
 	return t;
+}
+
+/* The lists of L as a section: n + 1 offsets, then the entries. */
+static void
+lists_emit(const struct model_lists *L, uint64_t n, struct sink *s,
+	   struct obuf *o)
+{
+	uint64_t t = 0;
+
+	obuf_put(o, 0);
+	for (uint64_t i = 0; i < n; i++) {
+		t += L->l[i] ? L->n[i] : 0;
+		obuf_put(o, t);
+	}
+	obuf_flush(o);
+	for (uint64_t i = 0; i < n; i++)
+		if (L->l[i])
+			sink_put(s, L->l[i], L->n[i] * sizeof(struct model_nb));
+}
+
+/* Point L into a section of `size` bytes for n items and check it: 0,
+ * or -1 if an offset, an item or a score is wrong. */
+static int
+lists_map(struct model_lists *L, const unsigned char *sec, uint64_t size,
+	  uint64_t n, uint32_t max)
+{
+	if (size < 8 * (n + 1) || (size - 8 * (n + 1)) % 8)
+		return -1;
+	uint64_t ne = (size - 8 * (n + 1)) / 8;
+	L->off = (const uint64_t *)sec;
+	L->ent = (const struct model_nb *)(sec + 8 * (n + 1));
+	if (L->off[0] != 0 || L->off[n] != ne)
+		return -1;
+	for (uint64_t i = 0; i < n; i++)
+		if (L->off[i + 1] < L->off[i] || L->off[i + 1] - L->off[i] > max)
+			return -1;
+	for (uint64_t k = 0; k < ne; k++)
+		if (L->ent[k].item >= n || !isfinite(L->ent[k].score))
+			return -1;
+	return 0;
+}
+
+/* A trainable copy of the mapped lists V into L. */
+static void
+lists_copy(struct model *m, struct model_lists *L, const struct model_lists *V,
+	   uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		size_t k = (size_t)(V->off[i + 1] - V->off[i]);
+		if (k == 0)
+			continue;
+		L->l[i] = xreallocarray(NULL, k, sizeof(struct model_nb));
+		m->nlists++;
+		memcpy(L->l[i], V->ent + V->off[i], k * sizeof(struct model_nb));
+		L->n[i] = L->cap[i] = (uint16_t)k;
+		m->nbtotal += k;
+	}
 }
 
 static uint64_t
@@ -1776,6 +1879,8 @@ sec_size(const struct model *m, int id, const struct htab *ci,
 		return 4 * ni;
 	case SEC_NEIGHBOURS:
 		return 8 * (ni + 1) + 8 * nnb;
+	case SEC_SEQUENCE:
+		return 8 * (ni + 1) + 8 * total_nb(m, &m->sq);
 	case SEC_ITEM_STATE:
 		return 16 * ni;
 	case SEC_USER_STATE:
@@ -1836,19 +1941,12 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 	case SEC_ITEM_TREND:
 		sink_put(s, m->ishort, 4 * ni);
 		break;
-	case SEC_NEIGHBOURS: {
-		uint64_t t = 0;
-		obuf_put(&o, 0);
-		for (uint64_t i = 0; i < ni; i++) {
-			t += m->nbl[i] ? m->nbn[i] : 0;
-			obuf_put(&o, t);
-		}
-		obuf_flush(&o);
-		for (uint64_t i = 0; i < ni; i++)
-			if (m->nbl[i])
-				sink_put(s, m->nbl[i], m->nbn[i] * sizeof(struct model_nb));
+	case SEC_NEIGHBOURS:
+		lists_emit(&m->nb, ni, s, &o);
 		break;
-	}
+	case SEC_SEQUENCE:
+		lists_emit(&m->sq, ni, s, &o);
+		break;
 	case SEC_ITEM_STATE:
 		sink_put(s, m->its, 8 * ni);
 		sink_put(s, m->iseq, 8 * ni);
@@ -1995,7 +2093,7 @@ prepare(const struct model *m, const char *name, unsigned char *h,
 	}
 	canon_index(ci, m->ioff, m->ibytes, m->nitems);
 	canon_index(cu, m->uoff, m->ubytes, m->nusers);
-	nnb = total_nb(m);
+	nnb = total_nb(m, &m->nb);
 	for (int k = 0; k < NSEC; k++) {
 		struct sink s = { NULL, NULL, 0, 0 };
 		off[k] = pos;
@@ -2318,8 +2416,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 			want = 4 * ni;
 			break;
 		case SEC_NEIGHBOURS:
-			if (secsize[k] < 8 * (ni + 1) || (secsize[k] - 8 * (ni + 1)) % 8)
-				FAIL("%s: corrupt snapshot: bad neighbours", path);
+		case SEC_SEQUENCE:
 			continue;
 		case SEC_ITEM_STATE:
 			want = 16 * ni;
@@ -2378,8 +2475,6 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	v->icount = (float *)(uintptr_t)sec[SEC_ITEM_COUNT];
 	v->ipop = (float *)(uintptr_t)sec[SEC_ITEM_POP];
 	v->ishort = (float *)(uintptr_t)sec[SEC_ITEM_TREND];
-	v->nboff = (const uint64_t *)sec[SEC_NEIGHBOURS];
-	v->nbent = (const struct model_nb *)(sec[SEC_NEIGHBOURS] + 8 * (ni + 1));
 	v->its = (int64_t *)(uintptr_t)sec[SEC_ITEM_STATE];
 	v->iseq = (uint64_t *)(uintptr_t)(sec[SEC_ITEM_STATE] + 8 * ni);
 	const unsigned char *us = sec[SEC_USER_STATE];
@@ -2448,16 +2543,12 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	} else
 		v->p.sk.sessions = 0;
 	/* Every index inside the model, every number finite. */
-	uint64_t nnb = (secsize[SEC_NEIGHBOURS] - 8 * (ni + 1)) / 8;
-	if (v->nboff[0] != 0 || v->nboff[ni] != nnb)
+	if (lists_map(&v->nb, sec[SEC_NEIGHBOURS], secsize[SEC_NEIGHBOURS], ni,
+		      p->neighbours))
 		FAIL("%s: corrupt snapshot: bad neighbours", path);
-	for (uint64_t i = 0; i < ni; i++)
-		if (v->nboff[i + 1] < v->nboff[i] ||
-		    v->nboff[i + 1] - v->nboff[i] > p->neighbours)
-			FAIL("%s: corrupt snapshot: bad neighbours", path);
-	for (uint64_t k = 0; k < nnb; k++)
-		if (v->nbent[k].item >= ni || !isfinite(v->nbent[k].score))
-			FAIL("%s: corrupt snapshot: bad neighbours", path);
+	if (lists_map(&v->sq, sec[SEC_SEQUENCE], secsize[SEC_SEQUENCE], ni,
+		      p->neighbours))
+		FAIL("%s: corrupt snapshot: bad sequence", path);
 	for (uint64_t u = 0; u < nu; u++) {
 		if (v->unrec[u] > p->recent || v->unsess[u] > v->unrec[u])
 			FAIL("%s: corrupt snapshot: bad user state", path);
@@ -2500,16 +2591,8 @@ unmap_copy(struct model *v)
 	m->ibytes = xmalloc(m->ibytes_cap);
 	memcpy(m->ibytes, v->ibytes, v->ibytes_n);
 	m->ibytes_n = v->ibytes_n;
-	for (uint64_t i = 0; i < ni; i++) {
-		size_t n = (size_t)(v->nboff[i + 1] - v->nboff[i]);
-		if (n == 0)
-			continue;
-		m->nbl[i] = xreallocarray(NULL, n, sizeof(struct model_nb));
-		m->nlists++;
-		memcpy(m->nbl[i], v->nbent + v->nboff[i], n * sizeof(struct model_nb));
-		m->nbn[i] = m->nbcap[i] = (uint16_t)n;
-		m->nbtotal += n;
-	}
+	lists_copy(m, &m->nb, &v->nb, ni);
+	lists_copy(m, &m->sq, &v->sq, ni);
 	memcpy(m->icat, v->icat, 4 * ni);
 	for (uint64_t c = 0; c < v->ncats; c++) {
 		if (m->ncats == m->cats_cap) {

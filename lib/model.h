@@ -18,7 +18,7 @@
 #define MODEL_MAX_DIM 1024
 #define MODEL_MAX_NEIGHBOURS 1024
 #define MODEL_MAX_RECENT 64
-#define MODEL_NSRC 8       /* the sources of rank.h's blend */
+#define MODEL_NSRC 9       /* the sources of rank.h's blend */
 #define MODEL_MAX_CAT_ITEMS 1024
 #define MODEL_BLEND_WARM (1ULL << 25) /* the blend's work before the budget holds */
 #define MODEL_ID_SEED 0x7265636f2d6d646cULL /* seed of hash64 for ids */
@@ -108,6 +108,15 @@ struct model_nb {
 	float score;
 };
 
+/* A list of items per item, best first: trainable, an array each (l,
+ * n held, cap allocated); mapped, in CSR form (off, ent). */
+struct model_lists {
+	struct model_nb **l;
+	uint16_t *n, *cap;
+	const uint64_t *off;
+	const struct model_nb *ent;
+};
+
 /* The learned blend: rank.h's struct rank_weights. */
 struct model_blend {
 	float w[2 * MODEL_NSRC];
@@ -134,9 +143,9 @@ struct model {
 	char *ibytes;
 	size_t ibytes_n, ibytes_cap;
 	struct htab iidx;         /* hash64 of the id -> index */
-	struct model_nb **nbl;    /* trainable: per item, sorted by score */
-	uint16_t *nbn, *nbcap;
-	uint64_t nbtotal;         /* neighbour entries allocated */
+	struct model_lists nb;    /* co-occurrence: items seen together */
+	struct model_lists sq;    /* sequence: items that came next */
+	uint64_t nbtotal;         /* entries allocated in both */
 	uint32_t *icat;           /* the item's category + 1, 0: none */
 	/* categories: the hash of the name, and the most popular items */
 	uint64_t ncats, cats_cap;
@@ -153,8 +162,6 @@ struct model {
 	void *blend_ranker;       /* scratch of the blend's learning */
 	struct sknn *sknn;        /* past sessions, or NULL */
 	uint64_t nlists;          /* neighbour lists allocated */
-	const uint64_t *nboff;    /* mapped: CSR of the neighbour lists */
-	const struct model_nb *nbent;
 	/* users */
 	uint64_t nusers, users_cap;
 	float *ufac;
@@ -261,16 +268,32 @@ model_cat_items(const struct model *m, uint64_t c, const struct model_nb **l)
 	return (size_t)(m->cloff[c + 1] - m->cloff[c]);
 }
 
+/* Item i's list in L, best first. */
+static inline size_t
+model_list(const struct model_lists *L, uint64_t i, const struct model_nb **l)
+{
+	if (L->l) {
+		*l = L->l[i];
+		return L->l[i] ? L->n[i] : 0;
+	}
+	if (!L->off)
+		return 0;
+	*l = L->ent + L->off[i];
+	return (size_t)(L->off[i + 1] - L->off[i]);
+}
+
 /* The co-occurrence neighbours of item i, best first. */
 static inline size_t
 model_neighbours(const struct model *m, uint64_t i, const struct model_nb **l)
 {
-	if (m->nbl) {
-		*l = m->nbl[i];
-		return m->nbl[i] ? m->nbn[i] : 0;
-	}
-	*l = m->nbent + m->nboff[i];
-	return (size_t)(m->nboff[i + 1] - m->nboff[i]);
+	return model_list(&m->nb, i, l);
+}
+
+/* The items that came right after item i, best first. */
+static inline size_t
+model_successors(const struct model *m, uint64_t i, const struct model_nb **l)
+{
+	return model_list(&m->sq, i, l);
 }
 
 /*

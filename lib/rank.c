@@ -9,7 +9,7 @@
 #include "rank.h"
 
 const char *const rank_src_names[RANK_NSRC] = {
-	"mf", "cooc", "trend", "dpop", "pop", "seen", "cat", "sknn"
+	"mf", "cooc", "trend", "dpop", "pop", "seen", "cat", "sknn", "seq"
 };
 
 _Static_assert(RANK_NSRC == MODEL_NSRC, "rank.h's sources and model.h's blend");
@@ -95,7 +95,7 @@ rank_weights_parse(struct rank_weights *w, const char *spec, char *err,
 
 		if (!eq || (comma && comma < eq) ||
 		    (src = rank_src_parse(s, (size_t)(eq - s))) < 0) {
-			snprintf(err, errlen, "expected SOURCE=WEIGHT,... with sources mf, cooc, trend, dpop, pop, seen, cat and sknn, not \"%s\"",
+			snprintf(err, errlen, "expected SOURCE=WEIGHT,... with sources mf, cooc, trend, dpop, pop, seen, cat, sknn and seq, not \"%s\"",
 				 spec);
 			return -1;
 		}
@@ -464,8 +464,9 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
  * seen with many others weighs as much as the evidence it has. */
 static void
 src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
-	 size_t depth)
+	 size_t depth, int src)
 {
+	const struct model_lists *L = src == RANK_SEQ ? &m->sq : &m->nb;
 	struct top t;
 
 	r->naccl = 0;
@@ -475,7 +476,7 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 		const struct model_nb *l;
 		size_t n;
 
-		if (a >= m->nitems || (n = model_neighbours(m, a, &l)) == 0 ||
+		if (a >= m->nitems || (n = model_list(L, a, &l)) == 0 ||
 		    !(l[0].score > 0))
 			continue;
 		float f = wk;
@@ -496,7 +497,7 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 		top_add(&t, r->acc[b], b);
 		r->acc[b] = 0;
 	}
-	top_done(r, &t, RANK_COOC);
+	top_done(r, &t, src);
 }
 
 /* Trending: how far the recent count is above what the long-run rate
@@ -714,7 +715,9 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 	if (ask & 1u << RANK_MF)
 		src_mf(r, m, q, depth);
 	if (ask & 1u << RANK_COOC)
-		src_cooc(r, m, q, depth);
+		src_cooc(r, m, q, depth, RANK_COOC);
+	if (ask & 1u << RANK_SEQ)
+		src_cooc(r, m, q, depth, RANK_SEQ);
 	if ((ask & 1u << RANK_TREND) && !from_index(r, m, q, RANK_TREND, depth))
 		src_trend(r, m, q, depth);
 	if ((ask & 1u << RANK_DPOP) && !from_index(r, m, q, RANK_DPOP, depth))
@@ -728,6 +731,13 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 	if (ask & 1u << RANK_SKNN)
 		src_sknn(r, m, q, depth);
 }
+
+/* The sources whose weights the blend learns: those of the user's own
+ * items. Trending and popularity, the same for every user, keep their
+ * starting weights: they fill the lists of users with little history,
+ * and a pass over the catalogue per event learned would cost too much. */
+#define LEARNED (1u << RANK_MF | 1u << RANK_COOC | 1u << RANK_SEEN | \
+		 1u << RANK_CAT | 1u << RANK_SKNN | 1u << RANK_SEQ)
 
 /*
  * The candidates of the gathered lists, each with its features: every
@@ -844,12 +854,6 @@ rank_weights_model(struct rank_weights *w, const struct model *m)
 
 #define LEARN_N 20         /* the list length the blend learns for */
 #define LEARN_REG 1e-4f    /* L2 pull of the weights towards 0 */
-/* The sources whose weights the blend learns: those of the user's own
- * items. Trending and popularity, the same for every user, keep their
- * starting weights: they fill the lists of users with little history,
- * and a pass over the catalogue per event learned would cost too much. */
-#define LEARNED (1u << RANK_MF | 1u << RANK_COOC | 1u << RANK_SEEN | \
-		 1u << RANK_CAT | 1u << RANK_SKNN)
 #define LEARN_MAX 20.0f    /* weights stay within [0, LEARN_MAX] */
 
 /*
@@ -888,18 +892,36 @@ rank_learn(struct model *m, uint64_t u, uint32_t target, uint64_t uh)
 		m->st.blend_missed++;
 		return;
 	}
-	/* The listwise loss: the softmax of the blended scores over the
-	 * candidates, against the target; the step is the target's features
-	 * less their expectation under the softmax. */
+	/* The listwise loss over the head of the list: the softmax of the
+	 * blended scores of the best LEARN_N * BLEND_DEPTH candidates and the
+	 * target, against the target; the step is the target's features less
+	 * their expectation under the softmax, so that it is small once the
+	 * target leads the list and the weights learn what lifts it there. */
 	size_t t = r->slot[target];
-	float hi = r->cs[0], e[RANK_NFEAT] = { 0 };
-	double z = 0;
-	for (size_t k = 1; k < r->nc; k++)
-		if (r->cs[k] > hi)
-			hi = r->cs[k];
 	for (size_t k = 0; k < r->nc; k++) {
-		float p = expf(r->cs[k] - hi);
-		const float *fc = r->cf + k * RANK_NFEAT;
+		r->order[k].s = r->cs[k];
+		r->order[k].i = (uint32_t)k;
+	}
+	size_t top = r->nc < LEARN_N * BLEND_DEPTH ? r->nc : LEARN_N * BLEND_DEPTH;
+	cand_best(r->order, r->nc, top);
+	float hi = r->cs[t], e[RANK_NFEAT] = { 0 };
+	double z = 0;
+	int in_top = 0;
+	for (size_t k = 0; k < top; k++) {
+		if (r->order[k].s > hi)
+			hi = r->order[k].s;
+		in_top |= r->order[k].i == t;
+	}
+	for (size_t k = 0; k <= top; k++) {
+		size_t c;
+		if (k < top)
+			c = r->order[k].i;
+		else if (!in_top)
+			c = t;
+		else
+			break;
+		float p = expf(r->cs[c] - hi);
+		const float *fc = r->cf + c * RANK_NFEAT;
 		z += p;
 		for (int s = 0; s < RANK_NFEAT; s++)
 			e[s] += p * fc[s];

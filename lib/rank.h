@@ -17,12 +17,13 @@ enum rank_src {
 	RANK_SEEN,  /* the user's own recent items, the newest first */
 	RANK_CAT,   /* the most popular items of the recent items' categories */
 	RANK_SKNN,  /* items of past sessions like the current one */
+	RANK_SEQ,   /* items that came right after the recent items */
 	RANK_NSRC
 };
 extern const char *const rank_src_names[RANK_NSRC];
 
 /* Blend weights, two per source: w[s] of its score scaled to [0, 1],
- * w[RANK_NSRC + s] of 1 / its rank (1 for its first). A source whose two
+ * w[RANK_NSRC + s] of 1 / its rank (1 for its first); a source whose two
  * weights are 0 is not asked. */
 #define RANK_NFEAT (2 * RANK_NSRC)
 struct rank_weights {
