@@ -1464,7 +1464,9 @@ generate(struct gen *g)
 	int64_t now = opt.start * 1000;
 	double gap_us = 1e6 / opt.rate;
 
-	for (uint64_t n = 1; n <= opt.events; n++) {
+	/* A failed output (a reader gone) or a signal ends the stream at a
+	 * record boundary. */
+	for (uint64_t n = 1; n <= opt.events && !g->t->halt && !reco_stop; n++) {
 		if (n > 1)
 			now += wait_us(&g->r_ev, gap_us);
 		while (g->nbots && g->bots[g->bheap[0]].next <= now)
