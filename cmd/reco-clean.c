@@ -1050,7 +1050,9 @@ checkpoint(void)
 	if (drops && wout_flush(drops))
 		bad = tool_output_failed(&T, drops);
 	if (bad || (T.halt && T.status != EXIT_DATA)) {
-		warn("%s: not saved: the output failed", O.state);
+		/* A broken pipe stays quiet (reco(7)); a full disk says so. */
+		if (T.status != EXIT_PIPE)
+			warn("%s: not saved: the output failed", O.state);
 		return;
 	}
 	save_state();

@@ -848,6 +848,10 @@ run_csv(void)
 		}
 		if (r < 0)
 			die(EXIT_IO, "%s", T.src->err);
+		/* Stopped (a signal, a failure): a record in the middle of
+		 * its lines is left unread, not rejected. */
+		if (reco_stop || T.halt)
+			break;
 		if (csv_in_end(csv, err, sizeof err)) {
 			struct str raw = csv_in_raw(csv);
 			if (need_header)

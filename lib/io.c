@@ -324,8 +324,8 @@ cut_to_line(struct wout *w, const char *p, size_t done)
 	while (done > 0 && p[done - 1] != '\n')
 		done--;
 	uint64_t keep = w->off + done;
-	/* Before this write, the file ended at a complete line only if it was
-	 * empty or ended with one: every write starts at a record. */
+	/* Whole records are buffered, so every write starts at a record
+	 * boundary: the file ended with a complete line before this one. */
 	if (ftruncate(w->fd, (off_t)keep) == 0) {
 		w->off = keep;
 		lseek(w->fd, (off_t)keep, SEEK_SET);

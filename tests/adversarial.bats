@@ -60,21 +60,18 @@ garbage() {
 	} >"$1"
 }
 
-# Run a tool on FIFO in.fifo fed with the first N lines of a file and then
-# a line cut short, wait until it has read all of it, and send it SIGNAL.
-# Sets status; stdout in out, stderr in err.
-interrupt_mid_line() {
-	local n=$1 file=$2 sig=$3
-	shift 3
+# Run a tool on FIFO in.fifo fed with the bytes of a file, wait until it
+# has read all of them (it then waits in poll with the bytes read), and
+# send it SIGNAL. Sets status; stdout in out, stderr in err.
+feed_and_signal() {
+	local feed=$1 sig=$2
+	shift 2
 	mkfifo in.fifo
 	"$@" in.fifo >out 2>err &
-	local pid=$! bytes
+	local pid=$! bytes i
 	exec 8>in.fifo
-	head -n "$n" "$file" >&8
-	printf '{"event_id":"cut-short","ts":15698880' >&8
-	bytes=$(( $(head -n "$n" "$file" | wc -c) + 38 ))
-	# All of it is read when the tool waits in poll with the bytes read.
-	local i
+	cat "$feed" >&8
+	bytes=$(wc -c <"$feed")
 	for i in $(seq 200); do
 		if grep -q poll "/proc/$pid/wchan" 2>/dev/null &&
 			[ "$(sed -n 's/^rchar: //p' "/proc/$pid/io")" -ge "$bytes" ]; then
@@ -86,6 +83,14 @@ interrupt_mid_line() {
 	status=0
 	wait "$pid" || status=$?
 	exec 8>&-
+}
+
+# The same with the first N lines of a file and then a line cut short.
+interrupt_mid_line() {
+	local n=$1 file=$2 sig=$3
+	shift 3
+	{ head -n "$n" "$file"; printf '{"event_id":"cut-short","ts":15698880'; } >feed
+	feed_and_signal feed "$sig" "$@"
 }
 
 # ---- 3: a poison event time ----
@@ -130,6 +135,20 @@ interrupt_mid_line() {
 	[ "$(nlines out)" -eq 1200 ]
 	[ "$(counts_of err)" = "1200 1200 0 0" ] || fail "$(cat err)"
 	! grep -q cut-short out
+}
+
+@test "interrupt: SIGINT of reco-ingest --from csv inside a quoted record of several lines leaves it unread" {
+	{
+		echo 'user,item,ts,type,query'
+		for i in $(seq 300); do echo "u$i,i$i,$((1569888000 + i)),view,"; done
+		# A record whose quoted query goes on past this line.
+		printf 'u0,,1569888400,search,"red\n'
+	} >feed
+	feed_and_signal feed INT reco-ingest --from csv --stats --rejects rej.ndjson
+	[ "$status" -eq 130 ] || fail "status $status: $(cat err)"
+	[ "$(nlines rej.ndjson)" -eq 0 ] || fail "rejected: $(head -c 300 rej.ndjson)"
+	[ "$(nlines out)" -eq 300 ]
+	[ "$(counts_of err)" = "300 300 0 0" ]
 }
 
 @test "interrupt: SIGTERM of reco-clean --state saves the state for what was read, exit 143" {
