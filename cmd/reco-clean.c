@@ -36,9 +36,9 @@ static const char usage[] =
 "      --max-future DUR     reject events this far ahead of the newest event\n"
 "                           (default 1h; 0 is off); such an event never\n"
 "                           moves the clock\n"
-"      --warmup N           start the clock at the median time of the first\n"
-"                           N events (default 8), so that one bad first\n"
-"                           event cannot set it\n"
+"      --clock-confirm N    events that confirm the clock (default 8): the\n"
+"                           median of the first N starts it; N in a row past\n"
+"                           --max-future move it, fewer are rejected\n"
 "      --max-age DUR        reject events this far behind the watermark\n"
 "                           (default 0, off)\n"
 "Filters:\n"
@@ -64,7 +64,7 @@ enum {
 	OPT_LATE,
 	OPT_MAX_BUFFER,
 	OPT_MAX_FUTURE,
-	OPT_WARMUP,
+	OPT_CLOCK_CONFIRM,
 	OPT_MAX_AGE,
 	OPT_TYPES,
 	OPT_USERS_FROM,
@@ -87,7 +87,7 @@ static const struct option opts[] = {
 	{ "late", required_argument, NULL, OPT_LATE },
 	{ "max-buffer", required_argument, NULL, OPT_MAX_BUFFER },
 	{ "max-future", required_argument, NULL, OPT_MAX_FUTURE },
-	{ "warmup", required_argument, NULL, OPT_WARMUP },
+	{ "clock-confirm", required_argument, NULL, OPT_CLOCK_CONFIRM },
 	{ "max-age", required_argument, NULL, OPT_MAX_AGE },
 	{ "types", required_argument, NULL, OPT_TYPES },
 	{ "users-from", required_argument, NULL, OPT_USERS_FROM },
@@ -153,9 +153,9 @@ static struct {
 	const char *state;
 	long long checkpoint_every;
 	int flush;
-	size_t warmup;
+	size_t confirm;
 } O = {
-	.warmup = 8,
+	.confirm = 8,
 	.dedupe_window = 3600000,
 	.dedupe_max = 1000000,
 	.rate_n = 120,
@@ -180,20 +180,23 @@ struct urec {
 };
 
 /*
- * The clock's warm-up: the first --warmup events of a stream without a
- * saved clock are held, and the median of their times starts the clock, so
- * that one poison event (a time far in the future) is rejected instead of
- * becoming the clock that makes every later event late.
+ * The clock is trusted only once events confirm it. A stream without a
+ * saved clock holds its first --clock-confirm events and starts the clock
+ * at the median of their times. Later, an event more than --max-future
+ * ahead of the clock is held: the next event in time rejects it (reason
+ * future) and it never moves the clock; --clock-confirm of them in a row
+ * are a gap in the stream, and the clock moves to their median. So one
+ * poison event time (the year 2200) is rejected, in front of a stream or
+ * in it, and a stream that resumes after a pause goes on.
  */
-#define WARMUP_MAX 1024
+#define CONFIRM_MAX 1024
 static struct {
-	struct event ev[WARMUP_MAX];
-	struct pos at[WARMUP_MAX];
+	struct event ev[CONFIRM_MAX];
+	struct pos at[CONFIRM_MAX];
 	size_t n;
-	int done;
 	int have_ref;
-	int64_t ref;             /* the median time of the warm-up */
-	const struct pos *cur;   /* the position of the event in hand */
+	int64_t ref;             /* the median time of the last confirmation */
+	const struct pos *cur;   /* the position of the held event in hand */
 } W;
 
 /* The stream's state: what the state file saves. */
@@ -204,6 +207,15 @@ static struct {
 	int64_t last_out;        /* the time of the last event written in order */
 	uint64_t records;        /* input records of earlier runs */
 } S;
+
+/* The clock: the newest event time, or the last confirmed median. */
+static int64_t
+clock_now(void)
+{
+	int64_t clock = S.have_max ? S.max_ts : W.ref;
+
+	return W.have_ref && W.ref > clock ? W.ref : clock;
+}
 
 static struct tool T;
 static struct evin *in;
@@ -370,8 +382,8 @@ on_opt(struct tool *t, int c, const char *arg)
 	case OPT_MAX_BUFFER:
 		O.max_buffer = count_arg("--max-buffer", arg, 1, 1LL << 31);
 		return 0;
-	case OPT_WARMUP:
-		O.warmup = (size_t)count_arg("--warmup", arg, 1, WARMUP_MAX);
+	case OPT_CLOCK_CONFIRM:
+		O.confirm = (size_t)count_arg("--clock-confirm", arg, 1, CONFIRM_MAX);
 		return 0;
 	case OPT_MAX_FUTURE:
 		O.max_future = dur_arg("--max-future", arg);
@@ -729,11 +741,9 @@ clean(struct event *e)
 	}
 	/* Work that needs no state first, while the id's slot loads. */
 	int ua = ua_check(e);
-	/* The clock: the newest event time, or at first the warm-up's
-	 * median. An event too far ahead of it never moves it. */
-	int64_t clock = S.have_max ? S.max_ts : W.ref;
-	if (W.have_ref && W.ref > clock)
-		clock = W.ref;
+	/* An event too far ahead of the clock never moves it (the held
+	 * ones that confirm a clock are judged against their median). */
+	int64_t clock = clock_now();
 	if ((S.have_max || W.have_ref) && O.max_future &&
 	    e->ts > clock + O.max_future) {
 		char iso[64];
@@ -741,7 +751,7 @@ clean(struct event *e)
 		reject(e, RJ_FUTURE, "event time %s is %s ahead of the %s (--max-future %s)",
 		       iso, secs(e->ts - clock),
 		       S.have_max && clock == S.max_ts ? "newest event"
-						      : "median of the first events",
+						      : "median of the events that set the clock",
 		       O.future_text);
 		return;
 	}
@@ -830,9 +840,8 @@ clean(struct event *e)
 		*M.reorder_peak = R.n;
 }
 
-/* Hold an event of the warm-up. */
 static void
-warm_hold(const struct event *e)
+hold(const struct event *e)
 {
 	event_copy(&W.ev[W.n], e);
 	evin_pos(in, &W.at[W.n]);
@@ -847,14 +856,13 @@ cmp_ts(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* End the warm-up: start the clock at the median of the held events'
- * times, then clean them in their order of arrival. */
+/* The held events confirm a clock: move it to the median of their times,
+ * then clean them in their order of arrival. */
 static void
-warm_release(void)
+confirm_held(void)
 {
-	int64_t ts[WARMUP_MAX];
+	int64_t ts[CONFIRM_MAX];
 
-	W.done = 1;
 	if (W.n == 0)
 		return;
 	for (size_t i = 0; i < W.n; i++)
@@ -865,10 +873,54 @@ warm_release(void)
 	for (size_t i = 0; i < W.n; i++) {
 		W.cur = &W.at[i];
 		clean(&W.ev[i]);
-		event_free(&W.ev[i]);
 	}
 	W.cur = NULL;
 	W.n = 0;
+}
+
+/* The held events were not confirmed: reject them as future. */
+static void
+reject_held(void)
+{
+	int64_t clock = clock_now();
+
+	for (size_t i = 0; i < W.n; i++) {
+		char iso[64];
+		W.cur = &W.at[i];
+		ts_format_iso(W.ev[i].ts, iso);
+		reject(&W.ev[i], RJ_FUTURE, "event time %s is %s ahead of the newest event (--max-future %s)",
+		       iso, secs(W.ev[i].ts - clock), O.future_text);
+	}
+	W.cur = NULL;
+	W.n = 0;
+}
+
+/* Hold an event that the clock cannot judge yet, or release what is held.
+ * Return 1 if the event is held. */
+static int
+clock_check(const struct event *e)
+{
+	if (!O.max_future)
+		return 0;
+	if ((!S.have_max && !W.have_ref) || e->ts > clock_now() + O.max_future) {
+		hold(e);
+		if (W.n >= O.confirm)
+			confirm_held();
+		return 1;
+	}
+	reject_held();
+	return 0;
+}
+
+/* At the end of the input: a stream too short to confirm its clock starts
+ * it with what it has; events ahead of a clock, unconfirmed, are rejected. */
+static void
+clock_end(void)
+{
+	if (!S.have_max && !W.have_ref)
+		confirm_held();
+	else
+		reject_held();
 }
 
 /* ---- state ---- */
@@ -1149,14 +1201,9 @@ main(int argc, char **argv)
 	overflow();
 	last_ckpt = *T.in;
 	in = evin_new(&T);
-	W.done = S.have_max; /* a restored clock needs no warm-up */
 	while (evin_next(in, &ev)) {
-		if (!W.done) {
-			warm_hold(&ev);
-			if (W.n >= O.warmup)
-				warm_release();
+		if (clock_check(&ev))
 			continue;
-		}
 		clean(&ev);
 		if ((S.seq & 1023) == 0)
 			gauges();
@@ -1166,7 +1213,7 @@ main(int argc, char **argv)
 			checkpoint();
 		}
 	}
-	warm_release();
+	clock_end();
 	if (!O.state || O.flush)
 		while (R.n)
 			pop_emit();
@@ -1186,6 +1233,8 @@ main(int argc, char **argv)
 	evin_free(in);
 	event_free(&ev);
 	event_free(&oev);
+	for (size_t i = 0; i < CONFIRM_MAX; i++)
+		event_free(&W.ev[i]);
 	reorder_free(&R);
 	dedupe_free(&D);
 	lru_free(&U);

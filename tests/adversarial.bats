@@ -125,6 +125,24 @@ interrupt_mid_line() {
 	[ "$(jq -r '.raw | fromjson | .event_id' rej.ndjson)" = poison ]
 }
 
+@test "poison: a stream that resumes a day later from --state goes on; a few events ahead are rejected" {
+	gen g.ndjson 2000
+	reco-clean -q --state st -o /dev/null g.ndjson
+	reco-gen --seed 4 --events 2000 --users 200 --items 500 --start 2019-10-02T00:00:00Z |
+		sed 's/"event_id":"e/"event_id":"f/' >day2.ndjson
+	run --separate-stderr reco-clean --stats --state st --rejects rej.ndjson -o out.ndjson day2.ndjson
+	[ "$status" -eq 0 ]
+	[ "$(nlines rej.ndjson)" -eq 0 ] || fail "$(head -c 300 rej.ndjson)"
+	[ "$(nlines out.ndjson)" -gt 1500 ]
+	# Three events an hour ahead in a row are not enough to move it.
+	{ head -n 500 g.ndjson
+	  for i in 1 2 3; do echo "{\"event_id\":\"x$i\",\"ts\":1569899000000,\"user\":\"p\",\"type\":\"view\",\"item\":\"i1\",\"v\":1}"; done
+	  tail -n +501 g.ndjson; } >ahead.ndjson
+	reco-clean -q --rejects rej2.ndjson -o out2.ndjson ahead.ndjson
+	[ "$(jq -r '.reason' rej2.ndjson | sort | uniq -c | tr -s ' ')" = " 3 future" ]
+	[ "$(nlines out2.ndjson)" -eq 2000 ]
+}
+
 # ---- 5: interrupts and broken pipes ----
 
 @test "interrupt: SIGINT of reco-ingest mid-line leaves the cut line unread and exits 130" {
