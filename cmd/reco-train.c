@@ -619,7 +619,7 @@ main(int argc, char **argv)
 	} else if (O.output)
 		snapshot();
 	else if (model_write(M, T.out, err, sizeof err))
-		die(EXIT_IO, "%s", err);
+		tool_output_failed(&T, T.out); /* quiet on a broken pipe */
 	t_save = now() - t_save;
 	if (T.stats) {
 		char iso[64] = "none";

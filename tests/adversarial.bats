@@ -221,13 +221,18 @@ interrupt_mid_line() {
 	gen g.ndjson 60000
 	local cmd st
 	for cmd in "reco-gen --events 200000" "reco-ingest g.ndjson" "reco-clean g.ndjson" \
-		"reco-enrich g.ndjson" "reco-profile g.ndjson"; do
+		"reco-enrich g.ndjson" "reco-profile g.ndjson" "reco-train g.ndjson"; do
 		# shellcheck disable=SC2086
-		$cmd 2>err | head -n 1 >/dev/null
+		$cmd 2>err | head -c 1 >/dev/null
 		st=${PIPESTATUS[0]}
 		[ "$st" -eq 141 ] || fail "$cmd: status $st: $(cat err)"
 		[ ! -s err ] || fail "$cmd said: $(cat err)"
 	done
+	reco-train -o m.bin g.ndjson
+	yes '{"user":"u1","n":5}' | head -n 100000 | reco-serve --model m.bin 2>err | head -n 1 >/dev/null
+	st=${PIPESTATUS[2]}
+	[ "$st" -eq 141 ] || fail "reco-serve: status $st: $(cat err)"
+	[ ! -s err ] || fail "reco-serve said: $(cat err)"
 }
 
 # ---- 6: input that cannot be right ----
