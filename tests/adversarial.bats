@@ -117,7 +117,7 @@ interrupt_mid_line() {
 	[ "$(nlines out2.ndjson)" -gt 1000 ]
 }
 
-@test "poison: a future event after the warm-up is rejected and does not move the clock" {
+@test "poison: a future event in the middle of a stream is rejected and does not move the clock" {
 	gen g.ndjson 2000
 	{ head -n 100 g.ndjson; echo '{"event_id":"poison","ts":7258118400000,"user":"p","type":"view","item":"i1","v":1}'; tail -n +101 g.ndjson; } >p.ndjson
 	reco-clean -q --rejects rej.ndjson -o out.ndjson p.ndjson
@@ -315,7 +315,7 @@ interrupt_mid_line() {
 	[ -s st.db ]
 }
 
-@test "the library does not exit: tool.c, evin.c and io.c call no exit()" {
+@test "the library does not exit: tool.c, evin.c, io.c and the parsers call no exit()" {
 	local lib="$RECO_BIN/../lib"
 	[ -f "$lib/tool.o" ]
 	local o
