@@ -205,7 +205,9 @@ interrupt_mid_line() {
 		[ "$(nlines out)" -gt 0 ] && break
 		sleep 0.05
 	done
-	kill -INT "$p1" "$p2" "$p3"
+	# Ctrl-C signals the whole group at once; signalled one by one from
+	# the end, no stage can see the end of its input before its signal.
+	kill -INT "$p3" "$p2" "$p1"
 	local s1=0 s2=0 s3=0
 	wait "$p1" || s1=$?
 	wait "$p2" || s2=$?
