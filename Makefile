@@ -53,16 +53,21 @@ $(BUILD)/libreco.a: $(LIBOBJ)
 	ar rcs $@ $(LIBOBJ)
 
 $(BUILD)/bin/%: cmd/%.c $(BUILD)/libreco.a $(wildcard lib/*.h) | $(BUILD)/bin
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -DRECO_CMD -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
 	mkdir -p $@
 
 # Test helpers (not installed).
 TESTBINS = $(BUILD)/tests/evcheck $(BUILD)/tests/avro-old $(BUILD)/tests/accesslog-check \
-	$(BUILD)/tests/kafka-broker
+	$(BUILD)/tests/kafka-broker $(BUILD)/tests/enospc.so
 $(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libreco.a | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
+
+# A full disk for the tests that have no small tmpfs: an LD_PRELOAD shim,
+# built without the sanitizers (it is loaded into their processes).
+$(BUILD)/tests/enospc.so: tests/tools/enospc.c | $(BUILD)/tests
+	$(CC) -std=c11 $(WARN) $(CFLAGS) -shared -fPIC -o $@ $< -ldl
 
 # The loopback Kafka cluster of the live tests: librdkafka only, no libreco.
 $(BUILD)/tests/kafka-broker: tests/tools/kafka-broker.c | $(BUILD)/tests

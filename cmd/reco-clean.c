@@ -34,7 +34,11 @@ static const char usage[] =
 "                           or pass\n"
 "      --max-buffer N       events held for reordering at most (default 100000)\n"
 "      --max-future DUR     reject events this far ahead of the newest event\n"
-"                           (default 1h; 0 is off)\n"
+"                           (default 1h; 0 is off); such an event never\n"
+"                           moves the clock\n"
+"      --clock-confirm N    events that confirm the clock (default 8): the\n"
+"                           median of the first N starts it; N in a row past\n"
+"                           --max-future move it, fewer are rejected\n"
 "      --max-age DUR        reject events this far behind the watermark\n"
 "                           (default 0, off)\n"
 "Filters:\n"
@@ -60,6 +64,7 @@ enum {
 	OPT_LATE,
 	OPT_MAX_BUFFER,
 	OPT_MAX_FUTURE,
+	OPT_CLOCK_CONFIRM,
 	OPT_MAX_AGE,
 	OPT_TYPES,
 	OPT_USERS_FROM,
@@ -82,6 +87,7 @@ static const struct option opts[] = {
 	{ "late", required_argument, NULL, OPT_LATE },
 	{ "max-buffer", required_argument, NULL, OPT_MAX_BUFFER },
 	{ "max-future", required_argument, NULL, OPT_MAX_FUTURE },
+	{ "clock-confirm", required_argument, NULL, OPT_CLOCK_CONFIRM },
 	{ "max-age", required_argument, NULL, OPT_MAX_AGE },
 	{ "types", required_argument, NULL, OPT_TYPES },
 	{ "users-from", required_argument, NULL, OPT_USERS_FROM },
@@ -147,7 +153,9 @@ static struct {
 	const char *state;
 	long long checkpoint_every;
 	int flush;
+	size_t confirm;
 } O = {
+	.confirm = 8,
 	.dedupe_window = 3600000,
 	.dedupe_max = 1000000,
 	.rate_n = 120,
@@ -171,6 +179,26 @@ struct urec {
 	uint32_t cur, prev;
 };
 
+/*
+ * The clock is trusted only once events confirm it. A stream without a
+ * saved clock holds its first --clock-confirm events and starts the clock
+ * at the median of their times. Later, an event more than --max-future
+ * ahead of the clock is held: the next event in time rejects it (reason
+ * future) and it never moves the clock; --clock-confirm of them in a row
+ * are a gap in the stream, and the clock moves to their median. So one
+ * poison event time (the year 2200) is rejected, in front of a stream or
+ * in it, and a stream that resumes after a pause goes on.
+ */
+#define CONFIRM_MAX 1024
+static struct {
+	struct event ev[CONFIRM_MAX];
+	struct pos at[CONFIRM_MAX];
+	size_t n;
+	int have_ref;
+	int64_t ref;             /* the median time of the last confirmation */
+	const struct pos *cur;   /* the position of the held event in hand */
+} W;
+
 /* The stream's state: what the state file saves. */
 static struct {
 	uint64_t seq;            /* arrival number of the last event */
@@ -179,6 +207,15 @@ static struct {
 	int64_t last_out;        /* the time of the last event written in order */
 	uint64_t records;        /* input records of earlier runs */
 } S;
+
+/* The clock: the newest event time, or the last confirmed median. */
+static int64_t
+clock_now(void)
+{
+	int64_t clock = S.have_max ? S.max_ts : W.ref;
+
+	return W.have_ref && W.ref > clock ? W.ref : clock;
+}
 
 static struct tool T;
 static struct evin *in;
@@ -345,6 +382,9 @@ on_opt(struct tool *t, int c, const char *arg)
 	case OPT_MAX_BUFFER:
 		O.max_buffer = count_arg("--max-buffer", arg, 1, 1LL << 31);
 		return 0;
+	case OPT_CLOCK_CONFIRM:
+		O.confirm = (size_t)count_arg("--clock-confirm", arg, 1, CONFIRM_MAX);
+		return 0;
 	case OPT_MAX_FUTURE:
 		O.max_future = dur_arg("--max-future", arg);
 		O.future_text = arg;
@@ -446,12 +486,22 @@ secs(int64_t ms)
 	return o;
 }
 
+/* Where the event in hand came from (a held one's own position). */
 static void
-reject(const struct event *e, const char *reason, const char *fmt, ...)
+event_at(struct pos *at)
+{
+	if (W.cur)
+		*at = *W.cur;
+	else
+		evin_pos(in, at);
+}
+
+static void
+reject(const struct event *e, int reason, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static void
-reject(const struct event *e, const char *reason, const char *fmt, ...)
+reject(const struct event *e, int reason, const char *fmt, ...)
 {
 	char msg[512];
 	struct pos at;
@@ -460,7 +510,7 @@ reject(const struct event *e, const char *reason, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	evin_pos(in, &at);
+	event_at(&at);
 	raw.n = 0;
 	event_write_json(&raw, e);
 	tool_reject(&T, &at, reason, msg, raw.p, raw.n);
@@ -486,7 +536,7 @@ drop(const struct event *e, const char *reason, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	evin_pos(in, &at);
+	event_at(&at);
 	b->n = 0;
 	buf_puts(b, "{\"reason\":");
 	buf_json_str(b, reason, strlen(reason));
@@ -510,8 +560,7 @@ drop(const struct event *e, const char *reason, const char *fmt, ...)
 	buf_json_str(b, raw.p, raw.n);
 	buf_puts(b, "}\n");
 	if (wout_write(drops, b->p, b->n))
-		die(EXIT_IO, "%s: write error: %s", O.drops,
-		    strerror(drops->err_no));
+		tool_output_failed(&T, drops);
 }
 
 /* The length of s cut to at most max bytes, at a character boundary. */
@@ -692,29 +741,36 @@ clean(struct event *e)
 	}
 	/* Work that needs no state first, while the id's slot loads. */
 	int ua = ua_check(e);
+	/* An event too far ahead of the clock never moves it (the held
+	 * ones that confirm a clock are judged against their median). */
+	int64_t clock = clock_now();
+	if ((S.have_max || W.have_ref) && O.max_future &&
+	    e->ts > clock + O.max_future) {
+		char iso[64];
+		ts_format_iso(e->ts, iso);
+		reject(e, RJ_FUTURE, "event time %s is %s ahead of the %s (--max-future %s)",
+		       iso, secs(e->ts - clock),
+		       S.have_max && clock == S.max_ts ? "newest event"
+						      : "median of the events that set the clock",
+		       O.future_text);
+		return;
+	}
 	if (S.have_max) {
 		w = S.max_ts - O.max_lateness;
-		if (O.max_future && e->ts > S.max_ts + O.max_future) {
-			char iso[64];
-			ts_format_iso(e->ts, iso);
-			reject(e, "future", "event time %s is %s ahead of the newest event (--max-future %s)",
-			       iso, secs(e->ts - S.max_ts), O.future_text);
-			return;
-		}
 		if (O.max_age && e->ts < w - O.max_age) {
 			char iso[64];
 			ts_format_iso(e->ts, iso);
-			reject(e, "too_old", "event time %s is %s behind the watermark (--max-age %s)",
+			reject(e, RJ_TOO_OLD, "event time %s is %s behind the watermark (--max-age %s)",
 			       iso, secs(w - e->ts), O.age_text);
 			return;
 		}
 		if (e->ts < w || (S.have_out && e->ts < S.last_out)) {
 			if (!O.late_pass) {
 				if (e->ts < w)
-					reject(e, "late", "late event: %s older than the newest event (--max-lateness %s)",
+					reject(e, RJ_LATE, "late event: %s older than the newest event (--max-lateness %s)",
 					       secs(S.max_ts - e->ts), O.lateness_text);
 				else
-					reject(e, "late", "late event: older than an event already written (the reorder buffer was full)");
+					reject(e, RJ_LATE, "late event: older than an event already written (the reorder buffer was full)");
 				return;
 			}
 			late = 1;
@@ -744,7 +800,7 @@ clean(struct event *e)
 			     O.rate_text);
 			return;
 		case ACT_REJECT:
-			reject(e, "bot", bot == BOT_UA ? "bot: user agent" : "bot: over --max-rate %s",
+			reject(e, RJ_BOT, bot == BOT_UA ? "bot: user agent" : "bot: over --max-rate %s",
 			       O.rate_text);
 			return;
 		default:
@@ -782,6 +838,89 @@ clean(struct event *e)
 	overflow();
 	if (R.n > *M.reorder_peak)
 		*M.reorder_peak = R.n;
+}
+
+static void
+hold(const struct event *e)
+{
+	event_copy(&W.ev[W.n], e);
+	evin_pos(in, &W.at[W.n]);
+	W.n++;
+}
+
+static int
+cmp_ts(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The held events confirm a clock: move it to the median of their times,
+ * then clean them in their order of arrival. */
+static void
+confirm_held(void)
+{
+	int64_t ts[CONFIRM_MAX];
+
+	if (W.n == 0)
+		return;
+	for (size_t i = 0; i < W.n; i++)
+		ts[i] = W.ev[i].ts;
+	qsort(ts, W.n, sizeof ts[0], cmp_ts);
+	W.ref = ts[(W.n - 1) / 2];
+	W.have_ref = 1;
+	for (size_t i = 0; i < W.n; i++) {
+		W.cur = &W.at[i];
+		clean(&W.ev[i]);
+	}
+	W.cur = NULL;
+	W.n = 0;
+}
+
+/* The held events were not confirmed: reject them as future. */
+static void
+reject_held(void)
+{
+	int64_t clock = clock_now();
+
+	for (size_t i = 0; i < W.n; i++) {
+		char iso[64];
+		W.cur = &W.at[i];
+		ts_format_iso(W.ev[i].ts, iso);
+		reject(&W.ev[i], RJ_FUTURE, "event time %s is %s ahead of the newest event (--max-future %s)",
+		       iso, secs(W.ev[i].ts - clock), O.future_text);
+	}
+	W.cur = NULL;
+	W.n = 0;
+}
+
+/* Hold an event that the clock cannot judge yet, or release what is held.
+ * Return 1 if the event is held. */
+static int
+clock_check(const struct event *e)
+{
+	if (!O.max_future)
+		return 0;
+	if ((!S.have_max && !W.have_ref) || e->ts > clock_now() + O.max_future) {
+		hold(e);
+		if (W.n >= O.confirm)
+			confirm_held();
+		return 1;
+	}
+	reject_held();
+	return 0;
+}
+
+/* At the end of the input: a stream too short to confirm its clock starts
+ * it with what it has; events ahead of a clock, unconfirmed, are rejected. */
+static void
+clock_end(void)
+{
+	if (!S.have_max && !W.have_ref)
+		confirm_held();
+	else
+		reject_held();
 }
 
 /* ---- state ---- */
@@ -953,15 +1092,21 @@ gauges(void)
 }
 
 /* Make everything written so far durable with the windows that produced
- * it: the output first, then the state. */
+ * it: the output first, then the state. An output that failed (a full
+ * disk, a reader gone) is never covered by a saved state. */
 static void
 checkpoint(void)
 {
 	gauges();
-	tool_idle(&T);
+	int bad = tool_flush(&T);
 	if (drops && wout_flush(drops))
-		die(EXIT_IO, "%s: write error: %s", O.drops,
-		    strerror(drops->err_no));
+		bad = tool_output_failed(&T, drops);
+	if (bad || (T.halt && T.status != EXIT_DATA)) {
+		/* A broken pipe stays quiet (reco(7)); a full disk says so. */
+		if (T.status != EXIT_PIPE)
+			warn("%s: not saved: the output failed", O.state);
+		return;
+	}
 	save_state();
 	(*M.checkpoints)++;
 }
@@ -1040,8 +1185,13 @@ main(int argc, char **argv)
 	}
 	tool_open(&T);
 	init_metrics();
-	if (O.drops && !(drops = wout_open(O.drops)))
-		die(EXIT_IO, "%s:", O.drops);
+	if (O.drops && !(drops = wout_open(O.drops))) {
+		warn("%s:", O.drops);
+		T.status = EXIT_IO;
+		return tool_finish(&T);
+	}
+	if (drops)
+		drops->lines = 1;
 	*T.in += restored;
 	*M.restored += restored;
 	*M.dedupe_early += load_dedupe_early;
@@ -1052,6 +1202,8 @@ main(int argc, char **argv)
 	last_ckpt = *T.in;
 	in = evin_new(&T);
 	while (evin_next(in, &ev)) {
+		if (clock_check(&ev))
+			continue;
 		clean(&ev);
 		if ((S.seq & 1023) == 0)
 			gauges();
@@ -1061,6 +1213,7 @@ main(int argc, char **argv)
 			checkpoint();
 		}
 	}
+	clock_end();
 	if (!O.state || O.flush)
 		while (R.n)
 			pop_emit();
@@ -1070,14 +1223,18 @@ main(int argc, char **argv)
 		checkpoint();
 	}
 	gauges();
-	if (drops && wout_close(drops)) {
+	int drops_failed = drops && wout_flush(drops) &&
+			   tool_output_failed(&T, drops);
+	if (drops && wout_close(drops) && !drops_failed) {
 		warn("%s: write error:", O.drops);
-		T.status = EXIT_IO;
+		tool_fail(&T, EXIT_IO);
 	}
 	drops = NULL;
 	evin_free(in);
 	event_free(&ev);
 	event_free(&oev);
+	for (size_t i = 0; i < CONFIRM_MAX; i++)
+		event_free(&W.ev[i]);
 	reorder_free(&R);
 	dedupe_free(&D);
 	lru_free(&U);

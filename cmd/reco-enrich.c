@@ -740,9 +740,13 @@ main(int argc, char **argv)
 	evin_free(in);
 	event_free(&ev);
 	if (O.state) {
-		/* The state claims what the output has: write it out first. */
-		tool_idle(&T);
-		save_state();
+		/* The state claims what the output has: write it out first,
+		 * and save no state that an output failure left uncovered. */
+		if (tool_flush(&T) || (T.halt && T.status != EXIT_DATA)) {
+			if (T.status != EXIT_PIPE) /* quiet, see reco(7) */
+				warn("%s: not saved: the output failed", O.state);
+		} else
+			save_state();
 	}
 	for (int i = 0; i < TB_N; i++) {
 		free_attr_names(&tables[i]);

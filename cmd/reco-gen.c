@@ -2035,7 +2035,9 @@ generate(struct gen *g)
 	uint32_t next_user = 0;
 	struct gev e;
 
-	for (uint64_t n = 1; n <= opt.events; n++) {
+	/* A failed output (a reader gone) or a signal ends the stream at a
+	 * record boundary. */
+	for (uint64_t n = 1; n <= opt.events && !g->t->halt && !reco_stop; n++) {
 		if (opt.regime == R_HISTORY)
 			now = history_step(g, &e, &arrive, &next_user) * 1000;
 		else if (n > 1)

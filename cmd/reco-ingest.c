@@ -374,11 +374,11 @@ set_val(struct vals *v, int f, const char *p, size_t n)
 }
 
 static void
-reject(const char *reason, const char *raw, size_t rawn, const char *fmt, ...)
+reject(int reason, const char *raw, size_t rawn, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 static void
-reject(const char *reason, const char *raw, size_t rawn, const char *fmt, ...)
+reject(int reason, const char *raw, size_t rawn, const char *fmt, ...)
 {
 	char msg[512];
 	struct pos at;
@@ -481,7 +481,7 @@ str_ok(int f, struct str s, const char *raw, size_t rawn)
 {
 	if (utf8_valid(s.p, s.n))
 		return 1;
-	reject("invalid_utf8", raw, rawn, "invalid UTF-8 in %s", src_name(f));
+	reject(RJ_INVALID_UTF8, raw, rawn, "invalid UTF-8 in %s", src_name(f));
 	return 0;
 }
 
@@ -503,7 +503,7 @@ build(struct vals *v, const char *raw, size_t rawn, const char *kafka,
 		    !str_ok(f, v->v[f], raw, rawn))
 			return;
 	if (!(v->present >> M_USER & 1) || v->v[M_USER].n == 0) {
-		reject("missing_field", raw, rawn, "missing user (%s)", src_name(M_USER));
+		reject(RJ_MISSING_FIELD, raw, rawn, "missing user (%s)", src_name(M_USER));
 		return;
 	}
 	ev.user = v->v[M_USER];
@@ -511,13 +511,13 @@ build(struct vals *v, const char *raw, size_t rawn, const char *kafka,
 		ev.ts = v->ts_ms;
 	else if ((v->present >> M_TS & 1) && v->v[M_TS].n > 0) {
 		if (ts_parse(&O.tsf, v->v[M_TS].p, v->v[M_TS].n, &ev.ts)) {
-			reject("bad_timestamp", raw, rawn, "bad timestamp %s", q(v->v[M_TS]));
+			reject(RJ_BAD_TIMESTAMP, raw, rawn, "bad timestamp %s", q(v->v[M_TS]));
 			return;
 		}
 	} else if (v->have_fallback)
 		ev.ts = v->fallback_ts;
 	else {
-		reject("missing_field", raw, rawn, "missing timestamp (%s)", src_name(M_TS));
+		reject(RJ_MISSING_FIELD, raw, rawn, "missing timestamp (%s)", src_name(M_TS));
 		return;
 	}
 	if ((v->present >> M_TYPE & 1) && v->v[M_TYPE].n > 0) {
@@ -532,13 +532,13 @@ build(struct vals *v, const char *raw, size_t rawn, const char *kafka,
 		if (ev.type < 0)
 			ev.type = event_type_parse(s.p, s.n);
 		if (ev.type < 0) {
-			reject("unknown_type", raw, rawn, "unknown event type %s", q(s));
+			reject(RJ_UNKNOWN_TYPE, raw, rawn, "unknown event type %s", q(s));
 			return;
 		}
 	} else if (O.default_type >= 0)
 		ev.type = O.default_type;
 	else {
-		reject("missing_field", raw, rawn, "missing event type (%s)", src_name(M_TYPE));
+		reject(RJ_MISSING_FIELD, raw, rawn, "missing event type (%s)", src_name(M_TYPE));
 		return;
 	}
 	if ((v->present >> M_ITEM & 1) && v->v[M_ITEM].n > 0) {
@@ -564,7 +564,7 @@ build(struct vals *v, const char *raw, size_t rawn, const char *kafka,
 		ev.qty = strtoll(nb, &end, 10);
 		if (*end || errno || !plain_number(nb, 0)) {
 badqty:
-			reject("bad_number", raw, rawn, "bad quantity %s", q(s));
+			reject(RJ_BAD_NUMBER, raw, rawn, "bad quantity %s", q(s));
 			return;
 		}
 		ev.has |= EV_QTY;
@@ -579,7 +579,7 @@ badqty:
 		ev.price = strtod(nb, &end);
 		if (*end || !isfinite(ev.price) || !plain_number(nb, 1)) {
 badprice:
-			reject("bad_number", raw, rawn, "bad price %s", q(s));
+			reject(RJ_BAD_NUMBER, raw, rawn, "bad price %s", q(s));
 			return;
 		}
 		ev.has |= EV_PRICE;
@@ -596,14 +596,49 @@ badprice:
 	}
 	set_source(kafka, kn);
 	char err[256];
-	if (event_validate(&ev, err, sizeof err)) {
-		reject("invalid_event", raw, rawn, "%s", err);
+	int why = -event_validate(&ev, err, sizeof err);
+	if (why) {
+		/* A mapped record breaks a rule of the event: invalid_event
+		 * (a missing item too), but for a negative amount. */
+		reject(why == RJ_NEGATIVE ? RJ_NEGATIVE : RJ_INVALID_EVENT, raw,
+		       rawn, "%s", err);
 		return;
 	}
 	tool_emit(&T, &ev);
 }
 
 /* ---- CSV ---- */
+
+static int headers_seen;
+
+/* Without these fields every record is a reject. */
+static int
+map_required(int f)
+{
+	return f == M_TS || f == M_USER || f == M_TYPE || f == M_ITEM;
+}
+
+/*
+ * The first header of the run lacks the column that --map names for a
+ * field that every record needs: a usage error (status 2), said before a
+ * record is read, with the columns there are. A later file's header that
+ * lacks it is schema drift, counted as disappeared.
+ */
+static void
+map_missing(int f)
+{
+	struct buf b = { 0 };
+
+	for (size_t i = 0; i < nheader; i++) {
+		if (i)
+			buf_puts(&b, ", ");
+		buf_put(&b, header[i].p, header[i].n);
+	}
+	buf_putc(&b, '\0');
+	tool_usage_error(&T, "--map %s=%s: %s has no column \"%s\" (its columns: %s)",
+			 mnames[f], O.map[f], O.columns ? "--columns" : T.src->name,
+			 O.map[f], b.p);
+}
 
 static void
 csv_header(const struct str *cols, size_t n)
@@ -636,9 +671,12 @@ csv_header(const struct str *cols, size_t n)
 			if (strlen(O.map[f]) == header[i].n &&
 			    memcmp(O.map[f], header[i].p, header[i].n) == 0)
 				mcol[f] = (int)i;
+		if (mcol[f] < 0 && !headers_seen && map_required(f))
+			map_missing(f);
 		if (mcol[f] < 0)
 			drift_missing[f] = drift(O.map[f], strlen(O.map[f]), "disappeared");
 	}
+	headers_seen = 1;
 	/* Fields named like event fields map onto them by default. */
 	for (int f = 0; f < M_N; f++)
 		if (!O.map[f])
@@ -694,7 +732,7 @@ csv_record(const char *kafka, size_t kn, int have_fb, int64_t fb)
 	struct vals v;
 
 	if (n != nheader) {
-		reject("bad_csv", raw.p, raw.n, "expected %zu fields, got %zu", nheader, n);
+		reject(RJ_BAD_CSV, raw.p, raw.n, "expected %zu fields, got %zu", nheader, n);
 		return;
 	}
 	memset(&v, 0, sizeof v);
@@ -710,7 +748,7 @@ csv_record(const char *kafka, size_t kn, int have_fb, int64_t fb)
 		if (keepcol[i]) {
 			struct str s = csv_in_field(csv, i);
 			if (s.n && !utf8_valid(s.p, s.n)) {
-				reject("invalid_utf8", raw.p, raw.n, "invalid UTF-8 in %.*s",
+				reject(RJ_INVALID_UTF8, raw.p, raw.n, "invalid UTF-8 in %.*s",
 				       (int)header[i].n, header[i].p);
 				return;
 			}
@@ -727,7 +765,7 @@ csv_record(const char *kafka, size_t kn, int have_fb, int64_t fb)
 		}
 	}
 	if (unexpected && O.strict) {
-		reject("unexpected_field", raw.p, raw.n, "unexpected fields (--strict)");
+		reject(RJ_UNEXPECTED_FIELD, raw.p, raw.n, "unexpected fields (--strict)");
 		return;
 	}
 	build(&v, raw.p, raw.n, kafka, kn, csv_hash());
@@ -763,7 +801,7 @@ run_csv(void)
 		while ((r = src_getline(T.src, &line, &n, &toolong)) > 0) {
 			if (toolong) {
 				(*T.in)++;
-				reject("line_too_long", line, n < 1024 ? n : 1024, "line longer than %zu bytes (--max-line)", T.max_line);
+				reject(RJ_LINE_TOO_LONG, line, n < 1024 ? n : 1024, "line longer than %zu bytes (--max-line)", T.max_line);
 				continue;
 			}
 			int pending_before = first != 0;
@@ -787,7 +825,7 @@ run_csv(void)
 					    (unsigned long long)T.src->line, err);
 				}
 				(*T.in)++;
-				reject("bad_csv", raw.p, raw.n, "%s", err);
+				reject(RJ_BAD_CSV, raw.p, raw.n, "%s", err);
 			} else if (need_header) {
 				size_t nf = csv_in_nfields(csv);
 				struct str *cols = xcalloc(nf ? nf : 1, sizeof *cols);
@@ -810,6 +848,10 @@ run_csv(void)
 		}
 		if (r < 0)
 			die(EXIT_IO, "%s", T.src->err);
+		/* Stopped (a signal, a failure): a record in the middle of
+		 * its lines is left unread, not rejected. */
+		if (reco_stop || T.halt)
+			break;
 		if (csv_in_end(csv, err, sizeof err)) {
 			struct str raw = csv_in_raw(csv);
 			if (need_header)
@@ -817,7 +859,7 @@ run_csv(void)
 				    (unsigned long long)first, err);
 			T.src->line = first;
 			(*T.in)++;
-			reject("bad_csv", raw.p, raw.n, "%s", err);
+			reject(RJ_BAD_CSV, raw.p, raw.n, "%s", err);
 		}
 		first = 0;
 	}
@@ -935,11 +977,11 @@ json_record(const char *line, size_t n, const char *kafka, size_t kn,
 	json_t *val;
 
 	if (!root) {
-		reject("bad_json", line, n, "invalid JSON: %s", je.text);
+		reject(RJ_BAD_JSON, line, n, "invalid JSON: %s", je.text);
 		return;
 	}
 	if (!json_is_object(root)) {
-		reject("bad_json", line, n, "expected a JSON object");
+		reject(RJ_BAD_JSON, line, n, "expected a JSON object");
 		json_decref(root);
 		return;
 	}
@@ -976,7 +1018,7 @@ json_record(const char *line, size_t n, const char *kafka, size_t kn,
 			(*drift(O.map[f], strlen(O.map[f]), "disappeared"))++;
 	}
 	if (unexpected && O.strict)
-		reject("unexpected_field", line, n, "unexpected fields (--strict)");
+		reject(RJ_UNEXPECTED_FIELD, line, n, "unexpected fields (--strict)");
 	else
 		build(&v, line, n, kafka, kn, 0);
 	json_decref(root);
@@ -995,7 +1037,7 @@ access_record(const char *line, size_t n, const char *kafka, size_t kn)
 	int type = -1;
 
 	if (access_parse(line, n, &r, err, sizeof err)) {
-		reject("bad_access_log", line, n, "%s", err);
+		reject(RJ_BAD_ACCESS_LOG, line, n, "%s", err);
 		return;
 	}
 	if (r.status < 200 || r.status > 399) {
@@ -1077,8 +1119,9 @@ event_record(const char *line, size_t n, const char *kafka, size_t kn,
 		line = withts.p;
 		n = withts.n;
 	}
-	if (event_parse_json(&ev, line, n, err, sizeof err)) {
-		reject(evin_reason(err), line, n, "%s", err);
+	int why = -event_parse_json(&ev, line, n, err, sizeof err);
+	if (why) {
+		reject(why, line, n, "%s", err);
 		return;
 	}
 	if (kafka && !O.no_source) {
@@ -1089,7 +1132,7 @@ event_record(const char *line, size_t n, const char *kafka, size_t kn,
 	for (size_t i = 0; i < ev.nunknown; i++)
 		(*drift(ev.unknown[i].p, ev.unknown[i].n, "appeared"))++;
 	if (ev.nunknown && O.strict) {
-		reject("unexpected_field", line, n, "unexpected field %s (--strict)", q(ev.unknown[0]));
+		reject(RJ_UNEXPECTED_FIELD, line, n, "unexpected field %s (--strict)", q(ev.unknown[0]));
 		return;
 	}
 	tool_emit(&T, &ev);
@@ -1108,7 +1151,7 @@ run_events(void)
 			evin_pos(in, &at);
 			tmp.n = 0;
 			event_write_json(&tmp, &ev);
-			tool_reject(&T, &at, "unexpected_field", "unexpected fields (--strict)",
+			tool_reject(&T, &at, RJ_UNEXPECTED_FIELD, "unexpected fields (--strict)",
 				    tmp.p, tmp.n);
 			continue;
 		}
@@ -1128,7 +1171,7 @@ kcat_record(const char *line, size_t n)
 	int kn;
 
 	if (!env || !json_is_object(env)) {
-		reject("bad_json", line, n, "invalid kcat envelope: %s",
+		reject(RJ_BAD_JSON, line, n, "invalid kcat envelope: %s",
 		       env ? "not an object" : je.text);
 		json_decref(env);
 		return;
@@ -1138,7 +1181,7 @@ kcat_record(const char *line, size_t n)
 	       *off = json_object_get(env, "offset"),
 	       *ts = json_object_get(env, "ts");
 	if (!json_is_string(topic) || !json_is_integer(part) || !json_is_integer(off)) {
-		reject("bad_json", line, n, "kcat envelope without topic, partition and offset");
+		reject(RJ_BAD_JSON, line, n, "kcat envelope without topic, partition and offset");
 		json_decref(env);
 		return;
 	}
@@ -1176,7 +1219,7 @@ kcat_record(const char *line, size_t n)
 		else {
 			if (r == 0 && csv_in_end(csv, err, sizeof err) == 0)
 				snprintf(err, sizeof err, "empty CSV payload");
-			reject("bad_csv", p, pn, "%s", err);
+			reject(RJ_BAD_CSV, p, pn, "%s", err);
 		}
 		break;
 	}
@@ -1213,7 +1256,7 @@ run_lines(void)
 			(*T.in)++;
 			tool_tick(&T);
 			if (toolong) {
-				reject("line_too_long", line, n < 1024 ? n : 1024, "line longer than %zu bytes (--max-line)", T.max_line);
+				reject(RJ_LINE_TOO_LONG, line, n < 1024 ? n : 1024, "line longer than %zu bytes (--max-line)", T.max_line);
 				continue;
 			}
 			if (n > 0 && line[n - 1] == '\r')

@@ -363,11 +363,13 @@ on_opt(struct tool *t, int c, const char *arg)
 
 /* ---- output ---- */
 
+/* The output failed: say why (a broken pipe quietly) and exit with the
+ * documented status, committing nothing more. */
 static void
 out_failed(void)
 {
-	die(EXIT_IO, "%s: write error: %s", T.out->name,
-	    strerror(T.out->err_no));
+	tool_output_failed(&T, T.out);
+	exit(T.status);
 }
 
 /* Write one profile update in the output format. */
@@ -441,6 +443,8 @@ shard_source(struct str src)
 	return (struct str){ b->p, b->n };
 }
 
+static volatile sig_atomic_t stopping; /* see on_signal */
+
 /* Apply one event, unless its source position says it is applied already. */
 static void
 handle(struct event *e)
@@ -470,12 +474,15 @@ handle(struct event *e)
 	if (sp.stream == UINT32_MAX)
 		(*M.unpositioned)++;
 	if (!(p = store_touch(S, e->user.p, e->user.n, err, sizeof err))) {
-		/* Past --max-users: keep what is applied, then stop. (A
-		 * Redis batch that failed is applied again at restart.) */
-		if (store_kind(S) != STORE_REDIS)
-			end_batch(1);
-		die(EXIT_IO, "%s%s%s", O.store ? O.store : "",
-		    O.store ? ": " : "", err);
+		/* Past --max-users: keep what is applied, then stop
+		 * through the exit path, which commits and prints --stats.
+		 * (A Redis batch that failed is applied again at restart.) */
+		if (!stopping)
+			warn("%s%s%s", O.store ? O.store : "",
+			     O.store ? ": " : "", err);
+		tool_fail(&T, EXIT_IO);
+		stopping = 1;
+		return;
 	}
 	profile_apply(p, e, &O.po,
 		      O.po.count_norm == PNORM_PERCENTILE ? store_stats(S) : NULL);
@@ -522,7 +529,8 @@ end_batch(int checkpoint)
 
 /*
  * SIGINT and SIGTERM stop the tool cleanly: the events read so far are
- * applied and committed (a checkpoint of a state file) and it exits 0.
+ * applied and committed (a checkpoint of a state file) and it exits 130 or
+ * 143.
  * The handler only sets a flag; when the tool waits for input, it also
  * puts /dev/null in the place of the input, so that the wait ends.
  */
@@ -532,8 +540,8 @@ static int devnull = -1, waiting_fd = -1;
 static void
 on_signal(int sig)
 {
-	(void)sig;
 	stopping = 1;
+	reco_stop = sig;
 	if (waiting && devnull >= 0 && waiting_fd >= 0)
 		dup2(devnull, waiting_fd);
 }
@@ -692,7 +700,7 @@ restore(void)
 			tool_tick(&T);
 			tool_pos(&T, &at);
 			if (toolong) {
-				tool_reject(&T, &at, "line_too_long", "line longer than --max-line",
+				tool_reject(&T, &at, RJ_LINE_TOO_LONG, "line longer than --max-line",
 					    l, n > 1024 ? 1024 : n);
 				continue;
 			}
@@ -710,8 +718,8 @@ restore(void)
 			if (profile_parse_json(p, j, jn, err, sizeof err)) {
 				profile_free(p);
 				tool_reject(&T, &at,
-					    strncmp(err, "invalid JSON", 12) == 0 ? "bad_json"
-										  : "invalid_profile",
+					    strncmp(err, "invalid JSON", 12) == 0 ? RJ_BAD_JSON
+										  : RJ_INVALID_PROFILE,
 					    err, l, n);
 				continue;
 			}

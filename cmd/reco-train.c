@@ -626,10 +626,16 @@ main(int argc, char **argv)
 	}
 	gauges();
 	double t_save = now();
-	if (O.output)
+	if (M->st.learned == 0) {
+		/* An empty model would replace a good one downstream. */
+		if (!reco_stop) {
+			warn("no event learned from the input: no snapshot written");
+			tool_fail(&T, EXIT_DATA);
+		}
+	} else if (O.output)
 		snapshot();
 	else if (model_write(M, T.out, err, sizeof err))
-		die(EXIT_IO, "%s", err);
+		tool_output_failed(&T, T.out); /* quiet on a broken pipe */
 	t_save = now() - t_save;
 	if (T.stats) {
 		char iso[64] = "none";

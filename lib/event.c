@@ -156,41 +156,51 @@ event_get_attr_n(const struct event *ev, const char *k, size_t kn)
 
 /*
  * Check the rules that the schema cannot express. Return 0 if the event is
- * valid, else -1 with a short reason (also the rejects' "reason") in err.
+ * valid, else -RJ_* (the reject reason, negated) with a message in err.
  */
 int
 event_validate(const struct event *ev, char *err, size_t errlen)
 {
 	if (ev->event_id.n == 0) {
 		snprintf(err, errlen, "empty event_id");
-		return -1;
+		return -RJ_INVALID_EVENT;
 	}
 	if (ev->user.n == 0) {
 		snprintf(err, errlen, "empty user");
-		return -1;
+		return -RJ_INVALID_EVENT;
 	}
 	if (ev->ts < 0 || ev->ts > TS_MAX) {
 		snprintf(err, errlen, "timestamp out of range %lld",
 			 (long long)ev->ts);
-		return -1;
+		return -RJ_INVALID_EVENT;
 	}
 	if (ev->type < 0 || ev->type >= ET_NTYPES) {
 		snprintf(err, errlen, "unknown event type");
-		return -1;
+		return -RJ_UNKNOWN_TYPE;
 	}
 	if (event_type_needs_item(ev->type) &&
 	    (!(ev->has & EV_ITEM) || ev->item.n == 0)) {
 		snprintf(err, errlen, "missing item for %s event",
 			 event_type_names[ev->type]);
-		return -1;
+		return -RJ_MISSING_ITEM;
 	}
 	if ((ev->has & EV_PRICE) && !isfinite(ev->price)) {
 		snprintf(err, errlen, "price is not a finite number");
-		return -1;
+		return -RJ_INVALID_EVENT;
+	}
+	/* A return or a refund is an event of its own kind, never a negative
+	 * purchase: negative amounts would subtract from scores and totals. */
+	if ((ev->has & EV_QTY) && ev->qty < 0) {
+		snprintf(err, errlen, "negative qty %lld", (long long)ev->qty);
+		return -RJ_NEGATIVE;
+	}
+	if ((ev->has & EV_PRICE) && ev->price < 0) {
+		snprintf(err, errlen, "negative price %g", ev->price);
+		return -RJ_NEGATIVE;
 	}
 	if (ev->v < 1 || ev->v > EVENT_VERSION) {
 		snprintf(err, errlen, "unsupported schema version %d", ev->v);
-		return -1;
+		return -RJ_INVALID_EVENT;
 	}
 	return 0;
 }

@@ -24,18 +24,19 @@
  */
 enum jkind { J_NULL, J_BOOL, J_INT, J_REAL, J_STRING, J_OBJECT, J_ARRAY };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, int why, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
+/* Write the message; return -why, the reject reason (RJ_*) negated. */
 static int
-fail(char *err, size_t errlen, const char *fmt, ...)
+fail(char *err, size_t errlen, int why, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-	return -1;
+	return -why;
 }
 
 enum {
@@ -108,26 +109,26 @@ set_field(struct event *ev, unsigned *seen, const char *k, size_t kn,
 	case FI_SOURCE: sp = &ev->source; bit = EV_SOURCE; break;
 	case FI_TS:
 		if (v->kind != J_INT)
-			return fail(err, errlen, "field %s: expected an integer", "ts");
+			return fail(err, errlen, RJ_INVALID_EVENT, "field %s: expected an integer", "ts");
 		ev->ts = v->i;
 		*seen |= F_TS;
 		return 0;
 	case FI_V:
 		if (v->kind != J_INT)
-			return fail(err, errlen, "field %s: expected an integer", "v");
+			return fail(err, errlen, RJ_INVALID_EVENT, "field %s: expected an integer", "v");
 		ev->v = v->i >= INT_MIN && v->i <= INT_MAX ? (int)v->i : -1;
 		*seen |= F_V;
 		return 0;
 	case FI_TYPE:
 		if (v->kind != J_STRING)
-			return fail(err, errlen, "field %s: expected a string", "type");
+			return fail(err, errlen, RJ_INVALID_EVENT, "field %s: expected a string", "type");
 		ev->type = event_type_parse(v->s.p, v->s.n);
 		if (ev->type < 0) {
 			char tmp[64];
 			size_t n = v->s.n < 40 ? v->s.n : 40;
 			memcpy(tmp, v->s.p, n);
 			tmp[n] = '\0';
-			return fail(err, errlen, "unknown event type \"%s\"", tmp);
+			return fail(err, errlen, RJ_UNKNOWN_TYPE, "unknown event type \"%s\"", tmp);
 		}
 		*seen |= F_TYPE;
 		return 0;
@@ -135,7 +136,7 @@ set_field(struct event *ev, unsigned *seen, const char *k, size_t kn,
 		if (v->kind == J_NULL)
 			return 0;
 		if (v->kind != J_INT)
-			return fail(err, errlen, "field %s: expected an integer or null", "qty");
+			return fail(err, errlen, RJ_INVALID_EVENT, "field %s: expected an integer or null", "qty");
 		ev->qty = v->i;
 		ev->has |= EV_QTY;
 		return 0;
@@ -147,13 +148,13 @@ set_field(struct event *ev, unsigned *seen, const char *k, size_t kn,
 		else if (v->kind == J_REAL)
 			ev->price = v->d;
 		else
-			return fail(err, errlen, "field %s: expected a number or null", "price");
+			return fail(err, errlen, RJ_INVALID_EVENT, "field %s: expected a number or null", "price");
 		ev->has |= EV_PRICE;
 		return 0;
 	case FI_ATTRS:
 		if (v->kind == J_NULL)
 			return 0;
-		return fail(err, errlen, "field %s: expected an object or null", "attrs");
+		return fail(err, errlen, RJ_INVALID_EVENT, "field %s: expected an object or null", "attrs");
 	}
 	/* string fields */
 	if (v->kind == J_NULL && bit) {
@@ -162,9 +163,9 @@ set_field(struct event *ev, unsigned *seen, const char *k, size_t kn,
 		return 0;
 	}
 	if (v->kind != J_STRING)
-		return bit ? fail(err, errlen, "field %s: expected a string or null",
+		return bit ? fail(err, errlen, RJ_INVALID_EVENT, "field %s: expected a string or null",
 				  field_names[fi])
-			   : fail(err, errlen, "field %s: expected a string",
+			   : fail(err, errlen, RJ_INVALID_EVENT, "field %s: expected a string",
 				  field_names[fi]);
 	*sp = v->s;
 	ev->has |= bit;
@@ -180,7 +181,7 @@ set_attr(struct event *ev, const char *k, size_t kn, const struct jval *v,
 		size_t n = kn < 40 ? kn : 40;
 		memcpy(tmp, k, n);
 		tmp[n] = '\0';
-		return fail(err, errlen, "attrs.%s: expected a string", tmp);
+		return fail(err, errlen, RJ_INVALID_EVENT, "attrs.%s: expected a string", tmp);
 	}
 	event_append_attr(ev, k, kn, v->s.p, v->s.n);
 	return 0;
@@ -196,7 +197,7 @@ finish(struct event *ev, unsigned seen, char *err, size_t errlen)
 
 	for (size_t i = 0; i < sizeof req / sizeof req[0]; i++)
 		if (!(seen & req[i].bit))
-			return fail(err, errlen, "missing field %s", req[i].name);
+			return fail(err, errlen, RJ_MISSING_FIELD, "missing field %s", req[i].name);
 	if (ev->nattrs)
 		ev->has |= EV_ATTRS;
 	return event_validate(ev, err, errlen);
@@ -755,7 +756,7 @@ event_parse_json(struct event *ev, const char *line, size_t n, char *err,
 	 * three times), so that no pointer into it moves during the parse. */
 	buf_reserve(&ev->arena, 3 * n + 256);
 	if (n > 4096 && too_deep(line, n))
-		return fail(err, errlen, "invalid JSON: maximum parsing depth reached");
+		return fail(err, errlen, RJ_BAD_JSON, "invalid JSON: maximum parsing depth reached");
 	if (ntoks == 0) {
 		ntoks = 256;
 		toks = xreallocarray(NULL, ntoks, sizeof *toks);
@@ -769,86 +770,87 @@ event_parse_json(struct event *ev, const char *line, size_t n, char *err,
 		toks = xreallocarray(toks, ntoks, sizeof *toks);
 	}
 	if (r <= 0)
-		return fail(err, errlen, "invalid JSON%s",
+		return fail(err, errlen, RJ_BAD_JSON, "invalid JSON%s",
 			    r == JSMN_ERROR_PART ? ": unexpected end of line" : "");
 	struct walk w = { line, n, 0, 0, r, ev };
 	if (toks[0].type != JSMN_OBJECT) {
 		if (check_value(&w, 0))
-			return fail(err, errlen, "invalid JSON");
+			return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 		skip_ws(&w);
 		if (w.pos != n || w.i != r)
-			return fail(err, errlen, "invalid JSON: text after the value");
-		return fail(err, errlen, "expected a JSON object");
+			return fail(err, errlen, RJ_BAD_JSON, "invalid JSON: text after the value");
+		return fail(err, errlen, RJ_BAD_JSON, "expected a JSON object");
 	}
 	if (!at_token(&w, &toks[0]))
-		return fail(err, errlen, "invalid JSON");
+		return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 	w.pos++;
 	w.i++;
 	for (int m = 0; m < toks[0].size; m++) {
 		struct str k;
 		struct jval v;
 		if ((m > 0 && expect(&w, ',')) || key(&w, &k) || w.i >= r)
-			return fail(err, errlen, "invalid JSON");
+			return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 		int fi = field_index(k.p, k.n);
 		if (fi >= 0) {
 			if (known >> fi & 1)
-				return fail(err, errlen, "invalid JSON: duplicate object key");
+				return fail(err, errlen, RJ_BAD_JSON, "invalid JSON: duplicate object key");
 			known |= 1u << fi;
 		} else if (++nunk > 1)
 			dup_check_root = 1; /* unknown keys: checked at the end */
 		const jsmntok_t *vt = &toks[w.i];
 		if (fi == FI_ATTRS && vt->type == JSMN_OBJECT) {
 			if (!at_token(&w, vt))
-				return fail(err, errlen, "invalid JSON");
+				return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 			w.pos++;
 			w.i++;
 			int first = w.i;
 			for (int a = 0; a < vt->size; a++) {
 				struct str ak;
 				if ((a > 0 && expect(&w, ',')) || key(&w, &ak) || w.i >= r)
-					return fail(err, errlen, "invalid JSON");
+					return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 				const jsmntok_t *at = &toks[w.i];
 				if (at->type == JSMN_STRING || at->type == JSMN_PRIMITIVE) {
 					if (scalar(&w, at, &v))
-						return fail(err, errlen, "invalid JSON");
+						return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 				} else {
 					if (check_value(&w, 2))
-						return fail(err, errlen, "invalid JSON");
+						return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 					v.kind = at->type == JSMN_OBJECT ? J_OBJECT : J_ARRAY;
 				}
-				if (!have_sem && set_attr(ev, ak.p, ak.n, &v, sem, sizeof sem))
-					have_sem = 1;
+				if (!have_sem)
+					have_sem = -set_attr(ev, ak.p, ak.n, &v, sem, sizeof sem);
 			}
 			if (expect(&w, '}') || (size_t)vt->end != w.pos)
-				return fail(err, errlen, "invalid JSON");
+				return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 			if (has_dup_keys(ev, line, first, vt->size))
-				return fail(err, errlen, "invalid JSON: duplicate object key");
+				return fail(err, errlen, RJ_BAD_JSON, "invalid JSON: duplicate object key");
 			ev->has |= EV_ATTRS;
 			continue;
 		}
 		if (vt->type == JSMN_STRING || vt->type == JSMN_PRIMITIVE) {
 			if (scalar(&w, vt, &v))
-				return fail(err, errlen, "invalid JSON");
+				return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 		} else {
 			if (check_value(&w, 1))
-				return fail(err, errlen, "invalid JSON");
+				return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 			memset(&v, 0, sizeof v);
 			v.kind = vt->type == JSMN_OBJECT ? J_OBJECT : J_ARRAY;
 		}
-		if (!have_sem && set_field(ev, &seen, k.p, k.n, &v, sem, sizeof sem))
-			have_sem = 1;
+		if (!have_sem)
+			have_sem = -set_field(ev, &seen, k.p, k.n, &v, sem, sizeof sem);
 	}
 	if (expect(&w, '}') || (size_t)toks[0].end != w.pos)
-		return fail(err, errlen, "invalid JSON");
+		return fail(err, errlen, RJ_BAD_JSON, "invalid JSON");
 	skip_ws(&w);
 	if (w.pos != n || w.i != r)
-		return fail(err, errlen, "invalid JSON: text after the object");
+		return fail(err, errlen, RJ_BAD_JSON, "invalid JSON: text after the object");
 	if (dup_check_root && has_dup_keys(ev, line, 1, toks[0].size))
-		return fail(err, errlen, "invalid JSON: duplicate object key");
+		return fail(err, errlen, RJ_BAD_JSON, "invalid JSON: duplicate object key");
 	if (have_sem)
-		return fail(err, errlen, "%s", sem);
-	if (finish(ev, seen, err, errlen))
-		return -1;
+		return fail(err, errlen, have_sem, "%s", sem);
+	int bad = finish(ev, seen, err, errlen);
+	if (bad)
+		return bad;
 	ev->clean_lo = line;
 	ev->clean_hi = line + n;
 	return 0;
@@ -897,12 +899,12 @@ event_parse_jansson(struct event *ev, const char *line, size_t n, char *err,
 	event_reset(ev);
 	/* jansson stops at a NUL after a number and accepts the rest unseen. */
 	if (memchr(line, '\0', n))
-		return fail(err, errlen, "invalid JSON: NUL byte");
+		return fail(err, errlen, RJ_BAD_JSON, "invalid JSON: NUL byte");
 	root = json_loadb(line, n, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return fail(err, errlen, "invalid JSON: %s", je.text);
+		return fail(err, errlen, RJ_BAD_JSON, "invalid JSON: %s", je.text);
 	if (!json_is_object(root)) {
-		fail(err, errlen, "expected a JSON object%s", "");
+		rc = fail(err, errlen, RJ_BAD_JSON, "expected a JSON object%s", "");
 		goto out;
 	}
 	/* Strings are copied to the arena: reserve once for all of them, so
@@ -917,14 +919,14 @@ event_parse_jansson(struct event *ev, const char *line, size_t n, char *err,
 			json_object_foreach(val, ak, av) {
 				const char *kc = event_arena_copy(ev, ak, strlen(ak));
 				jv_from(ev, av, &v);
-				if (set_attr(ev, kc, strlen(ak), &v, err, errlen))
+				if ((rc = set_attr(ev, kc, strlen(ak), &v, err, errlen)))
 					goto out;
 			}
 			ev->has |= EV_ATTRS;
 			continue;
 		}
 		jv_from(ev, val, &v);
-		if (set_field(ev, &seen, key, kn, &v, err, errlen))
+		if ((rc = set_field(ev, &seen, key, kn, &v, err, errlen)))
 			goto out;
 	}
 	rc = finish(ev, seen, err, errlen);

@@ -13,6 +13,7 @@ struct evin {
 	struct buf raw;
 	const char *line; /* the last NDJSON line read */
 	size_t linen;
+	int first;        /* the next line is the file's first record */
 };
 
 /* A reader of the tool's input files; t must be open (tool_open). */
@@ -51,24 +52,6 @@ evin_pos(const struct evin *in, struct pos *at)
 		at->line = in->s->line;
 }
 
-/* The rejects' reason for a parse or validation message. */
-const char *
-evin_reason(const char *msg)
-{
-	if (strncmp(msg, "invalid JSON", 12) == 0 ||
-	    strncmp(msg, "expected a JSON object", 22) == 0)
-		return "bad_json";
-	if (strncmp(msg, "unknown event type", 18) == 0)
-		return "unknown_type";
-	if (strncmp(msg, "missing item", 12) == 0)
-		return "missing_item";
-	if (strncmp(msg, "missing field", 13) == 0)
-		return "missing_field";
-	if (strncmp(msg, "invalid UTF-8", 13) == 0)
-		return "invalid_utf8";
-	return "invalid_event";
-}
-
 /*
  * The raw bytes of the last event read, for a rejects or drops file: the
  * NDJSON line as it came, or for Avro the event as JSON. Valid until the
@@ -91,7 +74,7 @@ evin_raw(struct evin *in, const struct event *ev, const char **p, size_t *n)
 /* Reject a record that is not an event: with --shard, only shard 0 does
  * (its user, and so its shard, is not known). */
 static void
-reject_record(struct tool *t, const struct pos *at, const char *reason,
+reject_record(struct tool *t, const struct pos *at, int reason,
 	      const char *msg, const char *raw, size_t rawn)
 {
 	t->shard_unknown = 1;
@@ -109,13 +92,19 @@ open_next(struct evin *in)
 		int r = src_next_file(in->s);
 		if (r == 0)
 			return 0;
-		if (r < 0)
-			die(EXIT_IO, "%s", in->s->err);
+		if (r < 0) {
+			warn("%s", in->s->err);
+			tool_fail(t, EXIT_IO);
+			return 0;
+		}
 		int avro = t->in_fmt == FMT_AVRO;
 		if (t->in_fmt == FMT_AUTO) {
 			int n = src_peek(in->s, 4, &p);
-			if (n < 0)
-				die(EXIT_IO, "%s", in->s->err);
+			if (n < 0) {
+				warn("%s", in->s->err);
+				tool_fail(t, EXIT_IO);
+				return 0;
+			}
 			avro = n == 4 && memcmp(p, "Obj\1", 4) == 0;
 		}
 		if (avro) {
@@ -127,6 +116,7 @@ open_next(struct evin *in)
 			}
 		}
 		in->open = 1;
+		in->first = 1;
 		return 1;
 	}
 }
@@ -140,8 +130,31 @@ close_file(struct evin *in)
 }
 
 /*
+ * The first record of an NDJSON file is not JSON: if it is clearly another
+ * format, stop (status 1) with a hint rather than reject every record.
+ */
+static int
+wrong_format(struct evin *in, const struct pos *at, const char *line,
+	     size_t n)
+{
+	int kind = sniff_line(line, n);
+
+	if (kind == SNIFF_NONE)
+		return 0;
+	warn("%s:%llu: this looks like %s, not NDJSON events: stopping (%s)",
+	     at->file, (unsigned long long)at->line, sniff_name(kind),
+	     kind == SNIFF_AVRO ? "-I auto or -I avro reads it"
+	     : kind == SNIFF_CSV ? "reco-ingest --from csv turns it into events"
+				 : "reco-ingest --from access-log turns it into events");
+	tool_fail(in->t, EXIT_DATA);
+	return 1;
+}
+
+/*
  * Read the next valid event into ev. Invalid records are counted and
- * rejected on the way. Return 1, or 0 when every file is done.
+ * rejected on the way. Return 1, or 0 when every file is done, the tool
+ * stops (t->halt: a failure, see t->status) or a signal ended the input at
+ * a record boundary.
  */
 int
 evin_next(struct evin *in, struct event *ev)
@@ -150,6 +163,8 @@ evin_next(struct evin *in, struct event *ev)
 	struct pos at;
 
 	for (;;) {
+		if (t->halt || reco_stop)
+			return 0;
 		if (!in->open && !open_next(in))
 			return 0;
 		if (in->avro) {
@@ -167,13 +182,17 @@ evin_next(struct evin *in, struct event *ev)
 			}
 			evin_pos(in, &at);
 			if (r == -1) {
+				char tmp[256];
+				int why = -event_validate(ev, tmp, sizeof tmp);
 				(*t->in)++;
 				in->raw.n = 0;
 				event_write_json(&in->raw, ev);
-				reject_record(t, &at, evin_reason(in->err), in->err,
-					      in->raw.p, in->raw.n);
+				reject_record(t, &at, why ? why : RJ_INVALID_UTF8,
+					      in->err, in->raw.p, in->raw.n);
 				continue;
 			}
+			if (reco_stop || in->s->stop)
+				return 0; /* a block cut by the stop: unread */
 			warn("%s: block %llu: %s", at.file,
 			     (unsigned long long)at.block, in->err);
 			t->status = EXIT_DATA;
@@ -184,8 +203,11 @@ evin_next(struct evin *in, struct event *ev)
 		size_t n;
 		int toolong;
 		int r = src_getline(in->s, &line, &n, &toolong);
-		if (r < 0)
-			die(EXIT_IO, "%s", in->s->err);
+		if (r < 0) {
+			warn("%s", in->s->err);
+			tool_fail(t, EXIT_IO);
+			return 0;
+		}
 		if (r == 0) {
 			close_file(in);
 			continue;
@@ -203,17 +225,24 @@ evin_next(struct evin *in, struct event *ev)
 			snprintf(in->err, sizeof in->err,
 				 "line longer than %zu bytes (--max-line)",
 				 t->max_line);
-			reject_record(t, &at, "line_too_long", in->err, line,
+			reject_record(t, &at, RJ_LINE_TOO_LONG, in->err, line,
 				      n > 1024 ? 1024 : n);
+			in->first = 0;
 			continue;
 		}
 		in->line = line;
 		in->linen = n;
-		if (event_parse_json(ev, line, n, in->err, sizeof in->err) == 0) {
+		int why = -event_parse_json(ev, line, n, in->err, sizeof in->err);
+		if (why == 0) {
+			in->first = 0;
 			if (t->shard_n > 1 && !tool_shard_keep(t, ev))
 				continue;
 			return 1;
 		}
-		reject_record(t, &at, evin_reason(in->err), in->err, line, n);
+		reject_record(t, &at, why, in->err, line, n);
+		if (in->first && why == RJ_BAD_JSON &&
+		    wrong_format(in, &at, line, n))
+			return 0;
+		in->first = 0;
 	}
 }

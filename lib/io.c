@@ -71,6 +71,8 @@ src_next_file(struct src *s)
 	s->fd = -1;
 	if (s->cur >= 0)
 		s->done_size += s->size;
+	if (reco_stop || s->stop)
+		return 0; /* stopped: no further file */
 	if (++s->cur >= s->nfiles)
 		return 0;
 	s->name = s->files[s->cur];
@@ -105,8 +107,9 @@ fill(struct src *s)
 
 	if (s->eof)
 		return 0;
-	if (reco_stop) {
+	if (reco_stop || s->stop) {
 		s->eof = 1;
+		s->cut = s->end > s->start;
 		return 0;
 	}
 	if (s->start > 0) {
@@ -126,17 +129,22 @@ fill(struct src *s)
 			while (s->on_wait && !reco_stop && poll(&p, 1, 1000) == 0)
 				s->on_wait(s->idle_ctx);
 		}
-		if (reco_stop) {
+		if (reco_stop || s->stop) {
 			/* A signal while waiting: the end of the input. */
 			s->eof = 1;
+			s->cut = s->end > s->start;
 			return 0;
 		}
 	}
 	do
 		r = read(s->fd, s->buf + s->end, s->cap - s->end);
 	while (r < 0 && errno == EINTR && !reco_stop);
-	if (r < 0 && reco_stop)
-		r = 0; /* stopped by a signal: end of input */
+	if (r < 0 && reco_stop) {
+		/* Stopped by a signal: the end of the input. */
+		s->eof = 1;
+		s->cut = s->end > s->start;
+		return 0;
+	}
 	if (r < 0) {
 		snprintf(s->err, sizeof s->err, "%s: read error: %s", s->name,
 			 strerror(errno));
@@ -152,7 +160,9 @@ fill(struct src *s)
  * Return the next line of the current file without its newline in *line,
  * *n. A line longer than max_line is returned cut to max_line bytes with
  * *toolong set, the rest skipped. Return 1, 0 at the end of the file, -1 on
- * a read error. The line stays valid until the next call.
+ * a read error. The line stays valid until the next call. After a signal
+ * (reco_stop) or s->stop the input ends at this record boundary: a line
+ * not read whole is left unread (s->cut says so), never returned cut.
  */
 int
 src_getline(struct src *s, const char **line, size_t *n, int *toolong)
@@ -161,6 +171,10 @@ src_getline(struct src *s, const char **line, size_t *n, int *toolong)
 	char *nl;
 
 	*toolong = 0;
+	if (reco_stop || s->stop) {
+		s->cut = s->end > s->start;
+		return 0;
+	}
 	for (;;) {
 		nl = memchr(s->buf + scan, '\n', s->end - scan);
 		if (nl)
@@ -176,6 +190,8 @@ src_getline(struct src *s, const char **line, size_t *n, int *toolong)
 				ssize_t r = fill(s);
 				if (r < 0)
 					return -1;
+				if (r == 0 && s->cut)
+					return 0; /* stopped inside the line */
 				if (r == 0)
 					break;
 				nl = memchr(s->buf + s->start, '\n',
@@ -198,7 +214,7 @@ src_getline(struct src *s, const char **line, size_t *n, int *toolong)
 			return -1;
 		scan = s->start + have;
 		if (r == 0) {
-			if (s->end == s->start)
+			if (s->end == s->start || s->cut)
 				return 0;
 			/* A last line without a newline. */
 			*line = s->buf + s->start;
@@ -293,9 +309,34 @@ wout_open(const char *path)
 	return wout_fd(fd, path);
 }
 
+/*
+ * A write failed after done bytes of p went out. A regular NDJSON file is
+ * cut back to the end of its last complete line, so that a full disk never
+ * leaves a record cut in the middle.
+ */
+static void
+cut_to_line(struct wout *w, const char *p, size_t done)
+{
+	struct stat st;
+
+	if (!w->lines || fstat(w->fd, &st) || !S_ISREG(st.st_mode))
+		return;
+	while (done > 0 && p[done - 1] != '\n')
+		done--;
+	uint64_t keep = w->off + done;
+	/* Whole records are buffered, so every write starts at a record
+	 * boundary: the file ended with a complete line before this one. */
+	if (ftruncate(w->fd, (off_t)keep) == 0) {
+		w->off = keep;
+		lseek(w->fd, (off_t)keep, SEEK_SET);
+	}
+}
+
 static int
 write_all(struct wout *w, const char *p, size_t n)
 {
+	const char *p0 = p;
+
 	while (n > 0) {
 		ssize_t r = write(w->fd, p, n);
 		if (r < 0) {
@@ -303,11 +344,13 @@ write_all(struct wout *w, const char *p, size_t n)
 				continue;
 			w->failed = 1;
 			w->err_no = errno;
+			cut_to_line(w, p0, (size_t)(p - p0));
 			return -1;
 		}
 		p += r;
 		n -= (size_t)r;
 	}
+	w->off += (uint64_t)(p - p0);
 	return 0;
 }
 

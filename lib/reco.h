@@ -13,10 +13,41 @@
 /* Exit statuses, the same for every tool and documented in every man page. */
 enum reco_exit {
 	EXIT_OK = 0,    /* success */
-	EXIT_DATA = 1,  /* data problems past --max-rejects, truncated input */
+	EXIT_DATA = 1,  /* data problems past --max-rejects, truncated input,
+			 * input that cannot be right */
 	EXIT_USAGE = 2, /* bad command line */
-	EXIT_IO = 3     /* I/O or resource failure */
+	EXIT_IO = 3,    /* I/O or resource failure */
+	EXIT_INT = 130, /* interrupted by SIGINT */
+	EXIT_PIPE = 141,/* the reader went away (broken pipe), quietly */
+	EXIT_TERM = 143 /* interrupted by SIGTERM */
 };
+
+/* Why a record is rejected: the label (reject_reason_names) is the
+ * contract of --rejects and the metrics; the message is for people. The
+ * parsers return -RJ_* so that no caller reads meaning from message text. */
+enum reject_reason {
+	RJ_NONE,
+	RJ_BAD_JSON,
+	RJ_BAD_CSV,
+	RJ_BAD_ACCESS_LOG,
+	RJ_BAD_TIMESTAMP,
+	RJ_BAD_NUMBER,
+	RJ_NEGATIVE,
+	RJ_MISSING_FIELD,
+	RJ_MISSING_ITEM,
+	RJ_UNKNOWN_TYPE,
+	RJ_INVALID_UTF8,
+	RJ_INVALID_EVENT,
+	RJ_UNEXPECTED_FIELD,
+	RJ_LINE_TOO_LONG,
+	RJ_FUTURE,
+	RJ_TOO_OLD,
+	RJ_LATE,
+	RJ_BOT,
+	RJ_INVALID_PROFILE,
+	RJ_N
+};
+extern const char *const reject_reason_names[RJ_N];
 
 /* A byte string that need not be NUL-terminated; p may point into an input
  * buffer or a record arena. */
@@ -28,8 +59,9 @@ struct str {
 /* err.c */
 extern const char *progname;
 extern int verbosity; /* -1 with -q, 0 by default, 1 or more with -v */
-/* Set by SIGINT and SIGTERM (tool_open installs the handler): input ends at
- * the next read, so the tool finishes cleanly and saves its state. */
+/* Set to the signal's number by SIGINT and SIGTERM (tool_open installs the
+ * handler): input ends at the next record boundary, so the tool finishes
+ * cleanly, saves its state and exits 128 + the signal's number. */
 extern volatile sig_atomic_t reco_stop;
 void err_init(const char *argv0);
 void die(int status, const char *fmt, ...)
@@ -231,8 +263,9 @@ int event_field(const struct event *ev, const char *name, struct buf *out);
 void event_copy(struct event *dst, const struct event *src);
 
 /* event_json.c: the lean NDJSON path (jsmn + strict validation) and the
- * reference path (jansson). Both return 0 and fill ev, or -1 and write the
- * reason to err; both accept and reject exactly the same lines. */
+ * reference path (jansson). Both return 0 and fill ev, or -RJ_* (the reject
+ * reason, negated) and write a message to err; both accept and reject
+ * exactly the same lines. event_validate returns the same way. */
 int event_parse_json(struct event *ev, const char *line, size_t n, char *err,
 		     size_t errlen);
 int event_parse_jansson(struct event *ev, const char *line, size_t n,
@@ -258,6 +291,10 @@ struct src {
 	uint64_t size;          /* file size, 0 if unknown (pipe) */
 	uint64_t total_size, done_size; /* over all files, for --progress */
 	size_t max_line;
+	int stop;               /* set by the owner: the input ends at the
+				 * next record boundary */
+	int cut;                /* the input ended (stop or a signal) with a
+				 * partial record left unread */
 	idle_fn on_idle;
 	idle_fn on_wait;        /* then every second while the input stays
 				 * idle (progress and metrics); idle_ctx */
@@ -278,6 +315,10 @@ struct wout {
 	size_t n, cap;
 	int failed;
 	int err_no;
+	int reported;    /* the failure has been reported (tool.c) */
+	int lines;       /* NDJSON: on a failed write to a regular file the
+			  * file is cut back to its last complete line */
+	uint64_t off;    /* bytes written to fd */
 };
 struct wout *wout_open(const char *path);
 struct wout *wout_fd(int fd, const char *name);
@@ -390,7 +431,13 @@ struct tool {
 	double t0, last_tick, last_metrics;
 	uint64_t ticks;
 	struct buf line;
-	int status;
+	int status;            /* the exit status so far (the first failure) */
+	int halt;              /* stop reading: past --max-rejects, every
+				* early record rejected, or a failed output */
+	long long max_initial_rejects; /* stop if the first N records are
+				* all rejected (0: never) */
+	uint64_t *metrics_errors;
+	int metrics_warned;
 };
 enum {
 	OPT_COMMON_FIRST = 1000,
@@ -405,25 +452,30 @@ enum {
 	OPT_SCHEMA,
 	OPT_CODEC,
 	OPT_SHARD,
+	OPT_MAX_INITIAL_REJECTS,
 	OPT_TOOL_FIRST = 2000
 };
 struct option;
 void tool_init(struct tool *t, const char *name, const char *usage);
-void tool_parse(struct tool *t, int argc, char **argv,
-		const struct option *tool_opts, const char *tool_short,
-		opt_fn fn);
-void tool_schema(struct tool *t, const char *which, const char *const names[],
-		 const char *const texts[], size_t n) __attribute__((noreturn));
-void tool_usage_error(struct tool *t, const char *fmt, ...)
-	__attribute__((noreturn, format(printf, 2, 3)));
-void tool_open(struct tool *t);
+int tool_parse_args(struct tool *t, int argc, char **argv,
+		    const struct option *tool_opts, const char *tool_short,
+		    opt_fn fn);
+int tool_schema_print(struct tool *t, const char *which,
+		      const char *const names[], const char *const texts[],
+		      size_t n);
+int tool_usage_msg(struct tool *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int tool_start(struct tool *t);
+void tool_fail(struct tool *t, int status);
+int tool_output_failed(struct tool *t, struct wout *w);
 void tool_emit(struct tool *t, const struct event *ev);
 void tool_emit_line(struct tool *t, const char *p, size_t n);
-void tool_reject(struct tool *t, const struct pos *at, const char *reason,
+void tool_reject(struct tool *t, const struct pos *at, int reason,
 		 const char *msg, const char *raw, size_t rawn);
 void tool_drop(struct tool *t, const char *reason);
 void tool_tick(struct tool *t);
 void tool_idle(void *t);
+int tool_flush(struct tool *t);
 int tool_finish(struct tool *t);
 void tool_pos(struct tool *t, struct pos *at);
 /* Sharding by user (--shard I/N). The seed is part of the contract: every
@@ -443,6 +495,35 @@ void evin_pos(const struct evin *in, struct pos *at);
 void evin_free(struct evin *in);
 void evin_raw(struct evin *in, const struct event *ev, const char **p,
 	      size_t *n);
-const char *evin_reason(const char *msg);
+
+/* sniff.c: what a line that is not NDJSON looks like, for a hint. */
+enum { SNIFF_NONE, SNIFF_CSV, SNIFF_ACCESS_LOG, SNIFF_AVRO };
+int sniff_line(const char *line, size_t n);
+const char *sniff_name(int kind);
+
+/*
+ * For cmd/ only (built with -DRECO_CMD): the library returns a status and
+ * the tool's own code exits with it. These keep the call sites of the
+ * command line short; each expands to an exit() in cmd/.
+ */
+#ifdef RECO_CMD
+#include <stdlib.h>
+/* Print a usage error and a hint, and exit 2. */
+#define tool_usage_error(t, ...) exit(tool_usage_msg((t), __VA_ARGS__))
+/* Print a schema (or a usage error) and exit. */
+#define tool_schema(t, ...) exit(tool_schema_print((t), __VA_ARGS__))
+/* Parse the command line; -h, -V and usage errors exit here. */
+#define tool_parse(t, ...)                                        \
+	do {                                                      \
+		if (tool_parse_args((t), __VA_ARGS__))            \
+			exit((t)->status);                        \
+	} while (0)
+/* Open the output, the rejects file and the input, or exit 3. */
+#define tool_open(t)                                              \
+	do {                                                      \
+		if (tool_start(t))                                \
+			exit(tool_finish(t));                     \
+	} while (0)
+#endif
 
 #endif

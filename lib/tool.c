@@ -1,4 +1,5 @@
 /* tool.c: what every tool shares: options, output, rejects, stats, metrics, progress. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,6 +33,7 @@ static const struct option common_opts[] = {
 	{ "schema", optional_argument, NULL, OPT_SCHEMA },
 	{ "codec", required_argument, NULL, OPT_CODEC },
 	{ "shard", required_argument, NULL, OPT_SHARD },
+	{ "max-initial-rejects", required_argument, NULL, OPT_MAX_INITIAL_REJECTS },
 };
 #define NCOMMON (sizeof common_opts / sizeof common_opts[0])
 
@@ -43,6 +45,29 @@ now(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
+
+/* The labels of the reject reasons, in the order of enum reject_reason. */
+const char *const reject_reason_names[RJ_N] = {
+	[RJ_NONE] = "none",
+	[RJ_BAD_JSON] = "bad_json",
+	[RJ_BAD_CSV] = "bad_csv",
+	[RJ_BAD_ACCESS_LOG] = "bad_access_log",
+	[RJ_BAD_TIMESTAMP] = "bad_timestamp",
+	[RJ_BAD_NUMBER] = "bad_number",
+	[RJ_NEGATIVE] = "negative",
+	[RJ_MISSING_FIELD] = "missing_field",
+	[RJ_MISSING_ITEM] = "missing_item",
+	[RJ_UNKNOWN_TYPE] = "unknown_type",
+	[RJ_INVALID_UTF8] = "invalid_utf8",
+	[RJ_INVALID_EVENT] = "invalid_event",
+	[RJ_UNEXPECTED_FIELD] = "unexpected_field",
+	[RJ_LINE_TOO_LONG] = "line_too_long",
+	[RJ_FUTURE] = "future",
+	[RJ_TOO_OLD] = "too_old",
+	[RJ_LATE] = "late",
+	[RJ_BOT] = "bot",
+	[RJ_INVALID_PROFILE] = "invalid_profile",
+};
 
 /* Return FMT_NDJSON, FMT_AVRO, FMT_AUTO, or -1. */
 int
@@ -68,6 +93,7 @@ tool_init(struct tool *t, const char *name, const char *usage)
 	t->in_fmt = FMT_AUTO;
 	t->out_fmt = FMT_NDJSON;
 	t->max_rejects = -1;
+	t->max_initial_rejects = 1000;
 	t->max_line = 1 << 20;
 	t->progress = -1;
 	t->codec = CODEC_NULL;
@@ -76,13 +102,15 @@ tool_init(struct tool *t, const char *name, const char *usage)
 	for (char *p = t->m.tool; *p; p++)
 		if (*p == '-')
 			*p = '_';
-	/* A closed output is an error we report, not a silent death. */
+	/* A closed output ends the tool through its own exit path (quietly,
+	 * status 141), so that it can save what it applied. */
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Print a usage error and a hint, and exit 2. */
-void
-tool_usage_error(struct tool *t, const char *fmt, ...)
+/* Print a usage error and a hint; return EXIT_USAGE (2), also kept in
+ * t->status, for the tool to exit with. */
+int
+tool_usage_msg(struct tool *t, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -90,32 +118,37 @@ tool_usage_error(struct tool *t, const char *fmt, ...)
 	vwarn(fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "Try '%s --help' for more information.\n", t->name);
-	exit(EXIT_USAGE);
+	t->status = EXIT_USAGE;
+	return EXIT_USAGE;
 }
 
-static long long
-num_arg(struct tool *t, const char *opt, const char *arg, long long min)
+/* A number option; return -1 after a usage error (t->status is 2). */
+static int
+num_arg(struct tool *t, const char *opt, const char *arg, long long min,
+	long long *v)
 {
 	char *end;
-	long long v = strtoll(arg, &end, 10);
 
-	if (*arg == '\0' || *end != '\0' || v < min)
-		tool_usage_error(t, "%s: bad number \"%s\"", opt, arg);
-	return v;
+	*v = strtoll(arg, &end, 10);
+	if (*arg == '\0' || *end != '\0' || *v < min) {
+		tool_usage_msg(t, "%s: bad number \"%s\"", opt, arg);
+		return -1;
+	}
+	return 0;
 }
 
 /*
  * --shard I/N: I and N plain decimal numbers, 0 <= I < N <= SHARD_MAX. With
  * N 1 there is one shard, every user is in it, and nothing changes.
  */
-static void
+static int
 shard_arg(struct tool *t, const char *arg)
 {
 	unsigned long v[2];
 	const char *p = arg;
 
 	if (t->no_input || t->no_events)
-		tool_usage_error(t, "--shard: %s reads no events to shard", t->name);
+		return tool_usage_msg(t, "--shard: %s reads no events to shard", t->name);
 	for (int k = 0; k < 2; k++) {
 		char *end;
 		if (*p < '0' || *p > '9')
@@ -126,21 +159,21 @@ shard_arg(struct tool *t, const char *arg)
 		p = end + 1;
 	}
 	if (v[1] < 1 || v[1] > SHARD_MAX)
-		tool_usage_error(t, "--shard %s: N must be from 1 to %d", arg,
-				 SHARD_MAX);
+		return tool_usage_msg(t, "--shard %s: N must be from 1 to %d", arg,
+				      SHARD_MAX);
 	if (v[0] >= v[1])
-		tool_usage_error(t, "--shard %s: I must be below N, from 0 to %lu",
-				 arg, v[1] - 1);
+		return tool_usage_msg(t, "--shard %s: I must be below N, from 0 to %lu",
+				      arg, v[1] - 1);
 	t->shard_i = (uint32_t)v[0];
 	t->shard_n = (uint32_t)v[1];
 	t->shard_tag[0] = '\0';
 	if (t->shard_n > 1)
 		snprintf(t->shard_tag, sizeof t->shard_tag, "#%u/%u",
 			 (unsigned)t->shard_i, (unsigned)t->shard_n);
-	return;
+	return 0;
 bad:
-	tool_usage_error(t, "--shard: expected I/N, shard I of N, such as 2/4, not \"%s\"",
-			 arg);
+	return tool_usage_msg(t, "--shard: expected I/N, shard I of N, such as 2/4, not \"%s\"",
+			      arg);
 }
 
 /* The shard of a user among nshards: the contract of --shard. */
@@ -168,14 +201,27 @@ tool_shard_keep(struct tool *t, const struct event *ev)
 	return 0;
 }
 
+/* Flush standard output after -h, -V or --schema; return the status. */
+static int
+stdout_done(struct tool *t)
+{
+	if (fflush(stdout) || ferror(stdout)) {
+		if (errno == EPIPE)
+			return t->status = EXIT_PIPE;
+		warn("standard output: write error:");
+		return t->status = EXIT_IO;
+	}
+	return t->status = EXIT_OK;
+}
+
 /*
  * --schema[=WHICH]: print the text of the schema named WHICH among the n
- * of names (the first one without WHICH) and exit; an unknown name is a
- * usage error.
+ * of names (the first one without WHICH). Return the exit status: 0, 2 for
+ * an unknown name (a usage error), 3 if standard output fails.
  */
-void
-tool_schema(struct tool *t, const char *which, const char *const names[],
-	    const char *const texts[], size_t n)
+int
+tool_schema_print(struct tool *t, const char *which, const char *const names[],
+		  const char *const texts[], size_t n)
 {
 	char list[128] = "";
 	size_t k;
@@ -187,12 +233,10 @@ tool_schema(struct tool *t, const char *which, const char *const names[],
 			snprintf(list + strlen(list), sizeof list - strlen(list),
 				 "%s%s", j == 0 ? "" : j + 1 == n ? " or " : ", ",
 				 names[j]);
-		tool_usage_error(t, "--schema: expected %s, not \"%s\"", list, which);
+		return tool_usage_msg(t, "--schema: expected %s, not \"%s\"", list, which);
 	}
 	fputs(texts[which ? k : 0], stdout);
-	if (fflush(stdout) || ferror(stdout))
-		die(EXIT_IO, "standard output: write error:");
-	exit(EXIT_OK);
+	return stdout_done(t);
 }
 
 /* The common options' help, after each tool's own. */
@@ -200,6 +244,8 @@ static const char help_input[] =
 "  -I, --input-format FMT   ndjson, avro or auto (default)\n"
 "      --rejects FILE       write rejected records to FILE\n"
 "      --max-rejects N      stop with status 1 after more than N rejects\n"
+"      --max-initial-rejects N  stop with status 1 if the first N records\n"
+"                           are all rejected (default 1000, 0: never)\n"
 "      --max-line N         longest input line in bytes (default 1048576)\n";
 static const char help_output[] =
 "  -o, --output FILE        write to FILE instead of standard output\n"
@@ -219,9 +265,13 @@ static const char help_rest[] =
 "  -h, --help               print this help and exit\n"
 "  -V, --version            print the version and exit\n";
 
-static void
+/* One common option. Return 0, or -1 when the tool is to exit with
+ * t->status (after -h, -V, --schema or a usage error). */
+static int
 common_opt(struct tool *t, int c, const char *arg)
 {
+	long long v;
+
 	switch (c) {
 	case 'h':
 		fputs(t->usage, stdout);
@@ -233,24 +283,22 @@ common_opt(struct tool *t, int c, const char *arg)
 			fputs(help_shard, stdout);
 		fputs(t->schema_help ? t->schema_help : help_schema, stdout);
 		fputs(help_rest, stdout);
-		if (fflush(stdout) || ferror(stdout))
-			die(EXIT_IO, "standard output: write error:");
-		exit(EXIT_OK);
+		stdout_done(t);
+		return -1;
 	case 'V':
 		printf("%s (reco) %s\n", t->name, RECO_VERSION);
-		if (fflush(stdout) || ferror(stdout))
-			die(EXIT_IO, "standard output: write error:");
-		exit(EXIT_OK);
+		stdout_done(t);
+		return -1;
 	case 'o':
 		t->output = arg;
 		break;
 	case 'I':
 		if ((t->in_fmt = fmt_parse(arg)) < 0)
-			tool_usage_error(t, "-I: unknown format \"%s\" (ndjson, avro, auto)", arg);
+			return -(tool_usage_msg(t, "-I: unknown format \"%s\" (ndjson, avro, auto)", arg) != 0);
 		break;
 	case 'O':
 		if ((t->out_fmt = fmt_parse(arg)) < 0 || t->out_fmt == FMT_AUTO)
-			tool_usage_error(t, "-O: unknown format \"%s\" (ndjson, avro)", arg);
+			return -(tool_usage_msg(t, "-O: unknown format \"%s\" (ndjson, avro)", arg) != 0);
 		break;
 	case 'q':
 		verbosity = -1;
@@ -265,7 +313,14 @@ common_opt(struct tool *t, int c, const char *arg)
 		t->rejects_path = arg;
 		break;
 	case OPT_MAX_REJECTS:
-		t->max_rejects = num_arg(t, "--max-rejects", arg, 0);
+		if (num_arg(t, "--max-rejects", arg, 0, &v))
+			return -1;
+		t->max_rejects = v;
+		break;
+	case OPT_MAX_INITIAL_REJECTS:
+		if (num_arg(t, "--max-initial-rejects", arg, 0, &v))
+			return -1;
+		t->max_initial_rejects = v;
 		break;
 	case OPT_STATS:
 		t->stats = 1;
@@ -280,14 +335,17 @@ common_opt(struct tool *t, int c, const char *arg)
 		t->progress = 0;
 		break;
 	case OPT_MAX_LINE:
-		t->max_line = (size_t)num_arg(t, "--max-line", arg, 16);
+		if (num_arg(t, "--max-line", arg, 16, &v))
+			return -1;
+		t->max_line = (size_t)v;
 		break;
 	case OPT_SCHEMA:
-		tool_schema(t, arg, (const char *const[]){ "json", "avro" },
-			    (const char *const[]){ event_json_schema, event_avsc }, 2);
-		break;
+		tool_schema_print(t, arg, (const char *const[]){ "json", "avro" },
+				  (const char *const[]){ event_json_schema, event_avsc }, 2);
+		return -1;
 	case OPT_SHARD:
-		shard_arg(t, arg);
+		if (shard_arg(t, arg))
+			return -1;
 		break;
 	case OPT_CODEC:
 		if (strcmp(arg, "null") == 0)
@@ -295,22 +353,27 @@ common_opt(struct tool *t, int c, const char *arg)
 		else if (strcmp(arg, "deflate") == 0)
 			t->codec = CODEC_DEFLATE;
 		else
-			tool_usage_error(t, "--codec: unknown codec \"%s\" (null, deflate)", arg);
+			return -(tool_usage_msg(t, "--codec: unknown codec \"%s\" (null, deflate)", arg) != 0);
 		break;
 	default:
-		tool_usage_error(t, "unknown option");
+		tool_usage_msg(t, "unknown option");
+		return -1;
 	}
+	return 0;
 }
 
 /*
  * Parse argv: the common options and the tool's own (tool_opts, ended by a
  * zero entry, and tool_short). For each option fn is asked first; it returns
  * 0 if it took the option, 1 to leave it to the common handling. The
- * remaining arguments are the input files.
+ * remaining arguments are the input files. Return 0, or -1 when the tool is
+ * to exit now with t->status: 0 after -h, -V or --schema, 2 after a usage
+ * error, 3 if standard output failed.
  */
-void
-tool_parse(struct tool *t, int argc, char **argv,
-	   const struct option *tool_opts, const char *tool_short, opt_fn fn)
+int
+tool_parse_args(struct tool *t, int argc, char **argv,
+		const struct option *tool_opts, const char *tool_short,
+		opt_fn fn)
 {
 	/* Static, so that -h and friends can exit without a leak. */
 	static struct option all[128];
@@ -320,8 +383,11 @@ tool_parse(struct tool *t, int argc, char **argv,
 
 	while (tool_opts && tool_opts[ntool].name)
 		ntool++;
-	if (NCOMMON + ntool + 1 > sizeof all / sizeof all[0])
-		die(EXIT_IO, "internal error: too many options");
+	if (NCOMMON + ntool + 1 > sizeof all / sizeof all[0]) {
+		warn("internal error: too many options");
+		t->status = EXIT_IO;
+		return -1;
+	}
 	memset(all, 0, sizeof all);
 	memcpy(all, common_opts, sizeof common_opts);
 	if (ntool)
@@ -332,22 +398,30 @@ tool_parse(struct tool *t, int argc, char **argv,
 	while ((c = getopt_long(argc, argv, shortopts, all, NULL)) != -1) {
 		if (c == '?') {
 			if (optopt && optopt < 256)
-				tool_usage_error(t, "unknown option -%c", optopt);
-			tool_usage_error(t, "unknown option %s", argv[optind - 1]);
+				tool_usage_msg(t, "unknown option -%c", optopt);
+			else
+				tool_usage_msg(t, "unknown option %s", argv[optind - 1]);
+			return -1;
 		}
-		if (c == ':')
-			tool_usage_error(t, "option %s needs an argument",
-					 argv[optind - 1]);
+		if (c == ':') {
+			tool_usage_msg(t, "option %s needs an argument",
+				       argv[optind - 1]);
+			return -1;
+		}
 		if (fn && fn(t, c, optarg) == 0)
 			continue;
-		common_opt(t, c, optarg);
+		if (common_opt(t, c, optarg))
+			return -1;
 	}
 	t->files = argv + optind;
 	t->nfiles = argc - optind;
 	if (t->progress < 0)
 		t->progress = verbosity >= 0 && isatty(2);
-	if (t->key && t->out_fmt == FMT_AVRO)
-		tool_usage_error(t, "--key writes keyed NDJSON; it cannot be used with -O avro");
+	if (t->key && t->out_fmt == FMT_AVRO) {
+		tool_usage_msg(t, "--key writes keyed NDJSON; it cannot be used with -O avro");
+		return -1;
+	}
+	return 0;
 }
 
 static uint64_t *
@@ -361,12 +435,67 @@ core_metric(struct tool *t, const char *what, const char *labels,
 }
 
 static void tool_report(struct tool *t);
+static void write_metrics(struct tool *t);
 
 /* While the input stays idle: the progress line and the metrics file. */
 static void
 tool_wait(void *ctx)
 {
 	tool_report(ctx);
+}
+
+/*
+ * Record a failure: the first one decides the exit status, and the tool
+ * stops reading at the next record (what was applied is still saved by the
+ * tool's own exit path).
+ */
+void
+tool_fail(struct tool *t, int status)
+{
+	if (!t->status || (t->status == EXIT_PIPE && status != EXIT_PIPE))
+		t->status = status;
+	t->halt = 1;
+	if (t->src)
+		t->src->stop = 1;
+}
+
+/*
+ * An output w failed: say so (not for a broken pipe: a reader that went
+ * away ends the tool quietly, status 141) and stop. Return -1, for the
+ * caller to pass on.
+ */
+int
+tool_output_failed(struct tool *t, struct wout *w)
+{
+	if (w->reported)
+		return -1; /* said once */
+	w->reported = 1;
+	if (w->err_no == EPIPE) {
+		tool_fail(t, EXIT_PIPE);
+		return -1;
+	}
+	warn("%s: write error: %s", w->name, strerror(w->err_no));
+	tool_fail(t, EXIT_IO);
+	return -1;
+}
+
+/*
+ * Make everything so far visible: flush the output and the rejects file.
+ * Return 0, or -1 after an output failed (reported; the tool stops, and
+ * must not commit state that covers what it could not write).
+ */
+int
+tool_flush(struct tool *t)
+{
+	int rc = 0;
+
+	if (t->avro && avro_out_flush(t->avro))
+		rc = tool_output_failed(t, t->out);
+	else if (t->out && wout_flush(t->out))
+		rc = tool_output_failed(t, t->out);
+	if (t->rej && wout_flush(t->rej))
+		rc = tool_output_failed(t, t->rej);
+	return rc;
 }
 
 /* Called when the input would block: make everything so far visible. */
@@ -376,15 +505,7 @@ tool_idle(void *ctx)
 	struct tool *t = ctx;
 
 	tool_report(t);
-	if (t->avro && avro_out_flush(t->avro))
-		die(EXIT_IO, "%s: write error: %s", t->out->name,
-		    strerror(t->out->err_no));
-	if (t->out && wout_flush(t->out))
-		die(EXIT_IO, "%s: write error: %s", t->out->name,
-		    strerror(t->out->err_no));
-	if (t->rej && wout_flush(t->rej))
-		die(EXIT_IO, "%s: write error: %s", t->rej->name,
-		    strerror(t->rej->err_no));
+	tool_flush(t);
 }
 
 static struct tool *open_tool;
@@ -393,12 +514,11 @@ volatile sig_atomic_t reco_stop;
 static void
 on_stop(int sig)
 {
-	(void)sig;
-	reco_stop = 1;
+	reco_stop = sig;
 }
 
-/* On a fatal error (die), keep what was already processed: flush the
- * output so that no complete record is lost. */
+/* When cmd/ dies on a fatal error, keep what was already processed: flush
+ * the output so that no complete record is lost. */
 static void
 flush_at_exit(void)
 {
@@ -415,10 +535,13 @@ flush_at_exit(void)
 		wout_flush(t->rej);
 }
 
-/* Open the output, the rejects file and the input. Dies (status 3) if one
- * cannot be opened. */
-void
-tool_open(struct tool *t)
+/*
+ * Open the output, the rejects file and the input. Return 0, or -1 with a
+ * message and t->status 3 if one cannot be opened (the tool then exits
+ * with tool_finish's status).
+ */
+int
+tool_start(struct tool *t)
 {
 	t->in = core_metric(t, "records_in_total", NULL, "Records read.");
 	t->out_n = core_metric(t, "records_out_total", NULL, "Records written.");
@@ -426,20 +549,31 @@ tool_open(struct tool *t)
 				       "Records dropped on purpose, all reasons.");
 	t->rejected = core_metric(t, "records_rejected_all_total", NULL,
 				  "Records rejected as bad input, all reasons.");
+	t->metrics_errors = core_metric(t, "metrics_write_errors_total", NULL,
+					"--metrics files that could not be written.");
 	if (t->shard_n > 1)
 		core_metric(t, "records_dropped_total", "reason=\"other_shard\"",
 			    "Records dropped on purpose, by reason.");
-	if (!(t->out = wout_open(t->output)))
-		die(EXIT_IO, "%s:", t->output);
-	if (t->rejects_path && !(t->rej = wout_open(t->rejects_path)))
-		die(EXIT_IO, "%s:", t->rejects_path);
-	if (t->out_fmt == FMT_AVRO)
-		t->avro = avro_out_new(t->out, t->codec);
 	t->src = src_new(t->files, t->nfiles, t->max_line);
 	t->src->on_idle = tool_idle;
 	t->src->on_wait = tool_wait;
 	t->src->idle_ctx = t;
 	t->t0 = t->last_tick = t->last_metrics = now();
+	if (!(t->out = wout_open(t->output))) {
+		warn("%s:", t->output);
+		tool_fail(t, EXIT_IO);
+		return -1;
+	}
+	t->out->lines = t->out_fmt != FMT_AVRO;
+	if (t->rejects_path && !(t->rej = wout_open(t->rejects_path))) {
+		warn("%s:", t->rejects_path);
+		tool_fail(t, EXIT_IO);
+		return -1;
+	}
+	if (t->rej)
+		t->rej->lines = 1;
+	if (t->out_fmt == FMT_AVRO)
+		t->avro = avro_out_new(t->out, t->codec);
 	/* No SA_RESTART: a blocked read returns, and the input ends there. */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -449,16 +583,11 @@ tool_open(struct tool *t)
 	sigaction(SIGTERM, &sa, NULL);
 	open_tool = t;
 	atexit(flush_at_exit);
+	return 0;
 }
 
-static void
-out_failed(struct tool *t)
-{
-	die(EXIT_IO, "%s: write error: %s", t->out->name,
-	    strerror(t->out->err_no));
-}
-
-/* Write one event in the output format (with its key for --key). */
+/* Write one event in the output format (with its key for --key). After a
+ * failed output nothing more is written (the tool is stopping). */
 void
 tool_emit(struct tool *t, const struct event *ev)
 {
@@ -469,7 +598,7 @@ tool_emit(struct tool *t, const struct event *ev)
 	(*t->out_n)++;
 	if (t->avro) {
 		if (avro_out_event(t->avro, ev))
-			out_failed(t);
+			tool_output_failed(t, t->out);
 		return;
 	}
 	t->line.n = 0;
@@ -485,7 +614,7 @@ tool_emit(struct tool *t, const struct event *ev)
 	event_write_json(&t->line, ev);
 	buf_putc(&t->line, '\n');
 	if (wout_write(t->out, t->line.p, t->line.n))
-		out_failed(t);
+		tool_output_failed(t, t->out);
 }
 
 /* Write a ready line (with its newline) to the output. */
@@ -494,7 +623,7 @@ tool_emit_line(struct tool *t, const char *p, size_t n)
 {
 	(*t->out_n)++;
 	if (wout_write(t->out, p, n))
-		out_failed(t);
+		tool_output_failed(t, t->out);
 }
 
 /*
@@ -548,15 +677,19 @@ format_pos(const struct pos *at, char *out, size_t n)
 }
 
 /*
- * Reject a record: count it under reason, say so on stderr (the first few,
- * all with -v), and write it with its position and raw bytes to --rejects.
- * Past --max-rejects the tool stops with status 1.
+ * Reject a record: count it under reason why (an RJ_*), say so on stderr
+ * (the first few, all with -v), and write it with its position and raw
+ * bytes to --rejects. Past --max-rejects, or when the first
+ * --max-initial-rejects records are all rejected, the tool stops reading
+ * (t->halt) with status 1; it still saves what it applied.
  */
 void
-tool_reject(struct tool *t, const struct pos *at, const char *reason,
+tool_reject(struct tool *t, const struct pos *at, int why,
 	    const char *msg, const char *raw, size_t rawn)
 {
 	char labels[96], where[512];
+	const char *reason = why > RJ_NONE && why < RJ_N ? reject_reason_names[why]
+						       : reject_reason_names[RJ_INVALID_EVENT];
 
 	if (shard_not_mine(t)) {
 		tool_drop(t, "other_shard");
@@ -617,14 +750,20 @@ tool_reject(struct tool *t, const struct pos *at, const char *reason,
 		}
 		buf_puts(b, "}\n");
 		if (wout_write(t->rej, b->p, b->n))
-			die(EXIT_IO, "%s: write error: %s", t->rej->name,
-			    strerror(t->rej->err_no));
+			tool_output_failed(t, t->rej);
 	}
+	if (t->halt)
+		return;
 	if (t->max_rejects >= 0 && (long long)*t->rejected > t->max_rejects) {
 		warn("more than %lld rejected records: stopping",
 		     t->max_rejects);
-		t->status = EXIT_DATA;
-		exit(tool_finish(t));
+		tool_fail(t, EXIT_DATA);
+	} else if (t->max_initial_rejects > 0 &&
+		   *t->rejected == (uint64_t)t->max_initial_rejects &&
+		   *t->rejected == *t->in) {
+		warn("the first %lld records were all rejected: stopping; is this the right input and format? (--max-initial-rejects 0 reads on)",
+		     t->max_initial_rejects);
+		tool_fail(t, EXIT_DATA);
 	}
 }
 
@@ -669,9 +808,23 @@ tool_report(struct tool *t)
 		progress_line(t, 0);
 	t->last_tick = n;
 	if (t->metrics_path && n - t->last_metrics >= METRICS_EVERY) {
-		metrics_write(&t->m, t->metrics_path);
+		write_metrics(t);
 		t->last_metrics = n;
 	}
+}
+
+/* Rewrite --metrics. A metrics file that cannot be written does not stop
+ * the data: warn once, count it, go on. */
+static void
+write_metrics(struct tool *t)
+{
+	if (!metrics_write(&t->m, t->metrics_path))
+		return;
+	(*t->metrics_errors)++;
+	if (!t->metrics_warned)
+		warn("%s: cannot write the metrics (going on without them):",
+		     t->metrics_path);
+	t->metrics_warned = 1;
 }
 
 static void
@@ -703,48 +856,55 @@ print_stats(struct tool *t)
 		el > 0 ? (double)in / el : 0.0);
 }
 
+/* Flush and close an output, reporting a failure once. */
+static void
+close_out(struct tool *t, struct wout **wp)
+{
+	struct wout *w = *wp;
+	const char *name;
+
+	if (!w)
+		return;
+	*wp = NULL;
+	if (wout_flush(w))
+		tool_output_failed(t, w);
+	int failed = w->failed;
+	name = w->name;
+	if (wout_close(w) && !failed) {
+		warn("%s: write error:", name);
+		tool_fail(t, EXIT_IO);
+	}
+}
+
 /*
  * Finish: close the output (checking every write), the rejects file, write
- * the metrics and the stats. Return the exit status: 3 on an output error,
- * else t->status (1 after truncated input or too many rejects).
+ * the metrics and the stats. Return the exit status: the first failure's
+ * (3 on an output error, 141 quietly on a broken pipe, 1 after bad input or
+ * too many rejects), else 130 or 143 after SIGINT or SIGTERM, else 0.
  */
 int
 tool_finish(struct tool *t)
 {
-	int st = t->status;
+	int st;
 
 	open_tool = NULL;
 	if (t->progress && t->ticks >= 4096)
 		progress_line(t, 1);
-	if (t->avro && avro_out_close(t->avro)) {
-		warn("%s: write error: %s", t->out->name,
-		     strerror(t->out->err_no));
-		st = EXIT_IO;
-	}
+	if (t->avro && avro_out_close(t->avro))
+		tool_output_failed(t, t->out);
 	t->avro = NULL;
-	if (t->out) {
-		const char *name = t->out->name;
-		int rc = wout_close(t->out);
-		t->out = NULL;
-		if (rc) {
-			warn("%s: write error:", name);
-			st = EXIT_IO;
-		}
-	}
-	if (t->rej && wout_close(t->rej)) {
-		warn("%s: write error:", t->rejects_path);
-		st = EXIT_IO;
-	}
-	t->rej = NULL;
-	if (t->metrics_path && metrics_write(&t->m, t->metrics_path)) {
-		warn("%s:", t->metrics_path);
-		st = EXIT_IO;
-	}
-	if (t->stats)
+	close_out(t, &t->out);
+	close_out(t, &t->rej);
+	if (t->metrics_path && t->in)
+		write_metrics(t);
+	if (t->stats && t->in)
 		print_stats(t);
 	src_free(t->src);
 	t->src = NULL;
 	buf_free(&t->line);
 	metrics_free(&t->m);
+	st = t->status;
+	if (reco_stop && (st == EXIT_OK || st == EXIT_PIPE))
+		st = 128 + reco_stop;
 	return st;
 }

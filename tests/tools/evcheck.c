@@ -43,10 +43,11 @@ show_bytes(FILE *f, const char *p, size_t n)
 	}
 }
 
+/* A rejection as not JSON at all (bad_json), from a parser's return. */
 static int
-is_json_class(const char *err)
+is_json_class(int r)
 {
-	return strncmp(err, "invalid JSON", 12) == 0;
+	return r == -RJ_BAD_JSON;
 }
 
 /*
@@ -74,7 +75,7 @@ check_line(const char *what, const char *line, size_t n)
 	}
 	if (rl != 0 && rr != 0) {
 		count.both_reject++;
-		if (is_json_class(err_lean) != is_json_class(err_ref)) {
+		if (is_json_class(rl) != is_json_class(rr)) {
 			count.class_diff++;
 			if (opt.classes) {
 				printf("%s: rejected as different kinds\n  input:   ",
