@@ -302,7 +302,8 @@ eval_report(struct model *m, uint64_t learned, uint64_t evaluated,
 					buf_putc(&ob, ',');
 				first = 0;
 				buf_printf(&ob, "\"%s%s\":%.6g", rank_src_names[s % RANK_NSRC],
-					   s < RANK_NSRC ? "" : "@rank", (double)e->w.w[s]);
+					   s < RANK_NSRC ? "" : s < 2 * RANK_NSRC ? "@rank" : "@raw",
+					   (double)e->w.w[s]);
 			}
 			buf_puts(&ob, "},\"evaluated\":");
 			buf_put_u64(&ob, e->n);

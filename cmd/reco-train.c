@@ -386,9 +386,9 @@ inspect(void)
 		(unsigned long long)s->cooc_replaced, (unsigned long long)s->epochs);
 	fprintf(f, "blend       ");
 	for (int k = 0; k < RANK_NSRC; k++)
-		fprintf(f, " %s=%.4g/%.4g", rank_src_names[k], (double)m->blend.w[k],
-			(double)m->blend.w[RANK_NSRC + k]);
-	fprintf(f, " (score/rank)");
+		fprintf(f, " %s=%.3g/%.3g/%.3g", rank_src_names[k], (double)m->blend.w[k],
+			(double)m->blend.w[RANK_NSRC + k], (double)m->blend.w[2 * RANK_NSRC + k]);
+	fprintf(f, " (scaled score/rank/score)");
 	fprintf(f, "\n             learned from %llu events (%llu without the item among the candidates), %llu item scores (budget %u per event)\n",
 		(unsigned long long)s->blend_events, (unsigned long long)s->blend_missed,
 		(unsigned long long)s->blend_work, p->blend_budget);

@@ -1986,7 +1986,7 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 		put64(b + 96, m->ncats);
 		put64(b + 104, m->seen_cap);
 		put64(b + 112, m->seen_n);
-		for (int k = 0; k < 2 * MODEL_NSRC; k++)
+		for (int k = 0; k < 3 * MODEL_NSRC; k++)
 			putf(b + 128 + 4 * k, m->blend.w[k]);
 		sink_put(s, b, sizeof b);
 		break;
@@ -2504,13 +2504,13 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	p->blend_lr = getf(bl + 24);
 	p->exclude_seen = (int)get32(bl + 28);
 	memcpy(p->cat_attr, bl + 32, sizeof p->cat_attr);
-	for (int k = 0; k < 2 * MODEL_NSRC; k++)
+	for (int k = 0; k < 3 * MODEL_NSRC; k++)
 		v->blend.w[k] = getf(bl + 128 + 4 * k);
 	v->seen_n = get64(bl + 112);
 	if (p->cat_items > MODEL_MAX_CAT_ITEMS || p->exclude_seen < 0 ||
 	    p->exclude_seen > MODEL_SEEN_ALL || !isfinite(p->blend_lr) ||
 	    p->cat_attr[sizeof p->cat_attr - 1] || v->seen_n > v->seen_cap ||
-	    !all_finite(v->blend.w, 2 * MODEL_NSRC))
+	    !all_finite(v->blend.w, 3 * MODEL_NSRC))
 		FAIL("%s: corrupt snapshot: bad blend", path);
 	const unsigned char *cs = sec[SEC_CATEGORIES];
 	uint64_t nc = v->ncats, ncl = (secsize[SEC_CATEGORIES] - 16 * nc - 8 - 4 * ni) / 8;

@@ -119,7 +119,7 @@ struct model_lists {
 
 /* The learned blend: rank.h's struct rank_weights. */
 struct model_blend {
-	float w[2 * MODEL_NSRC];
+	float w[3 * MODEL_NSRC];
 };
 
 /*

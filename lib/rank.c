@@ -767,7 +767,9 @@ blend(struct ranker *r, const float *w)
 			uint32_t i = l[k].i;
 			float v = span > 0 ? (l[k].s - lo) / span : 1;
 			float rr = 1.0f / (float)(k + 1);
-			float c = w[s] * v + w[RANK_NSRC + s] * rr;
+			float ab = l[k].s > 0 ? l[k].s / (1 + l[k].s) : 0;
+			float c = w[s] * v + w[RANK_NSRC + s] * rr +
+				  w[2 * RANK_NSRC + s] * ab;
 			size_t at;
 			if (r->seen[i] != r->gen) {
 				r->seen[i] = r->gen;
@@ -781,6 +783,7 @@ blend(struct ranker *r, const float *w)
 				at = r->slot[i];
 			r->cf[at * RANK_NFEAT + s] = v;
 			r->cf[at * RANK_NFEAT + RANK_NSRC + s] = rr;
+			r->cf[at * RANK_NFEAT + 2 * RANK_NSRC + s] = ab;
 			r->cs[at] += c;
 			if (c > r->cbest[at]) {
 				r->cbest[at] = c;
@@ -799,7 +802,8 @@ asked(const struct rank_weights *w, int *nsrc)
 
 	*nsrc = 0;
 	for (int s = 0; s < RANK_NSRC; s++)
-		if (w->w[s] != 0 || w->w[RANK_NSRC + s] != 0) {
+		if (w->w[s] != 0 || w->w[RANK_NSRC + s] != 0 ||
+		    w->w[2 * RANK_NSRC + s] != 0) {
 			ask |= 1u << s;
 			++*nsrc;
 		}

@@ -22,10 +22,11 @@ enum rank_src {
 };
 extern const char *const rank_src_names[RANK_NSRC];
 
-/* Blend weights, two per source: w[s] of its score scaled to [0, 1],
- * w[RANK_NSRC + s] of 1 / its rank (1 for its first); a source whose two
- * weights are 0 is not asked. */
-#define RANK_NFEAT (2 * RANK_NSRC)
+/* Blend weights, three per source: w[s] of its score scaled to [0, 1]
+ * by its best, w[RANK_NSRC + s] of 1 / its rank (1 for its first), and
+ * w[2 * RANK_NSRC + s] of its score as it is, s / (1 + s) (the strength
+ * of its evidence); a source whose weights are all 0 is not asked. */
+#define RANK_NFEAT (3 * RANK_NSRC)
 struct rank_weights {
 	float w[RANK_NFEAT];
 };
