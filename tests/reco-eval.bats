@@ -121,9 +121,58 @@ near() {
 	reco-gen --events 20000 --seed 2 -o ev.ndjson
 	reco-eval --json ev.ndjson >r.json
 	h=$(metric_of r.json hybrid hr@20)
-	for m in pop dpop cooc mf; do
+	for m in pop dpop cooc seq sknn mf; do
 		at_least "$h" "$(metric_of r.json "$m" hr@20)" 0
 	done
+}
+
+@test "on every reco-gen regime the learned blend is at least as good as its best single source" {
+	local r m best h v
+	for r in shop sessions history; do
+		reco-gen --regime "$r" --events 10000 --seed 4 -o "$r.ndjson"
+		reco-eval --json --models pop,dpop,trend,cooc,seq,sknn,mf,seen,cat,hybrid \
+			"$r.ndjson" >"$r.json"
+		h=$(metric_of "$r.json" hybrid hr@20)
+		best=0
+		for m in pop dpop trend cooc seq sknn mf seen cat; do
+			v=$(metric_of "$r.json" "$m" hr@20)
+			best=$(awk -v a="$v" -v b="$best" 'BEGIN { print (a > b ? a : b) }')
+		done
+		at_least "$h" "$best" 0 || fail "$r: hybrid $h, best single source $best"
+	done
+	# The blend learned: its weights moved from where they started.
+	jq -e '.models[] | select(.model == "hybrid") | .weights | has("sknn@raw")' history.json
+}
+
+@test "a fixed blend with --weights is the blend the model started from" {
+	reco-gen --events 5000 --seed 3 -o ev.ndjson
+	reco-eval --json --models hybrid --blend-budget 0 ev.ndjson >learned0.json
+	reco-eval --json --models hybrid \
+		--weights mf=0.2,cooc=1,trend=0.05,dpop=0.1,seen=0.3,cat=0.1,sknn=1,seq=0.5 \
+		ev.ndjson >fixed.json
+	near "$(metric_of learned0.json hybrid hr@20)" "$(metric_of fixed.json hybrid hr@20)"
+	near "$(metric_of learned0.json hybrid mrr@20)" "$(metric_of fixed.json hybrid mrr@20)"
+	# Learning the blend changes the answers.
+	reco-eval --json --models hybrid ev.ndjson >learned.json
+	[ "$(metric_of learned.json hybrid mrr@20)" != "$(metric_of fixed.json hybrid mrr@20)" ]
+}
+
+@test "seen items are left out where users never come back, and kept where they do" {
+	reco-gen --regime history --events 10000 --seed 5 -o hist.ndjson
+	reco-eval --json --models hybrid hist.ndjson >auto.json
+	reco-eval --json --models hybrid --exclude-seen none hist.ndjson >none.json
+	at_least "$(metric_of auto.json hybrid hr@20)" "$(metric_of none.json hybrid hr@20)" 0.03
+	reco-train -o h.bin hist.ndjson
+	reco-train --inspect h.bin >h.txt
+	grep -q '^seen .* seen items left out (--exclude-seen auto)' h.txt
+	# A shop's users come back to what they viewed: auto keeps it.
+	reco-gen --events 10000 --seed 5 -o shop.ndjson
+	reco-train -o s.bin shop.ndjson
+	reco-train --inspect s.bin >s.txt
+	grep -q '^seen .* seen items recommended (--exclude-seen auto)' s.txt
+	reco-eval --json --models hybrid shop.ndjson >sauto.json
+	reco-eval --json --models hybrid --exclude-seen all shop.ndjson >sall.json
+	at_least "$(metric_of sauto.json hybrid hr@20)" "$(metric_of sall.json hybrid hr@20)" 0.01
 }
 
 @test "a model started from a snapshot carries on where training stopped" {
