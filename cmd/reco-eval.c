@@ -13,6 +13,7 @@
 
 static const char usage_head[] =
 "usage: reco-eval [options] [file ...]\n"
+"       reco-eval --tune [--tune-configs n] [--tune-split x] [file ...]\n"
 "       reco-eval --ab [--window dur] [--control variant] [file ...]\n"
 "Evaluate recommenders on an event stream, test-then-train: for each item\n"
 "event of a user with history, each model ranks its top 20 before it\n"
@@ -33,6 +34,14 @@ static const char usage_head[] =
 "      --json               one JSON object instead of the table\n"
 "      --timing             add the speed (requests and events per second,\n"
 "                           which vary from run to run) to the report\n"
+"Tuning:\n"
+"      --tune               search the model's main parameters on a prefix of\n"
+"                           the stream (successive halving), check the winner\n"
+"                           on the rest, and print its flags (for --params)\n"
+"      --tune-configs N     parameter sets tried (default 16)\n"
+"      --tune-split X       the share of the stream searched on (default 0.7)\n"
+"      --tune-metric M      hr@20 (default), mrr@20 or ndcg@10\n"
+"      --tune-max-events N  events held in memory, at most (default 2000000)\n"
 "A/B:\n"
 "      --ab                 A/B mode\n"
 "      --window DUR         attribution window after an impression (default 30m)\n"
@@ -54,7 +63,12 @@ enum {
 	OPT_CONTROL,
 	OPT_CLICK_TYPES,
 	OPT_MAX_PENDING,
-	OPT_TIMING
+	OPT_TIMING,
+	OPT_TUNE,
+	OPT_TUNE_CONFIGS,
+	OPT_TUNE_SPLIT,
+	OPT_TUNE_METRIC,
+	OPT_TUNE_MAX_EVENTS
 };
 
 static const struct option own_opts[] = {
@@ -69,6 +83,11 @@ static const struct option own_opts[] = {
 	{ "click-types", required_argument, NULL, OPT_CLICK_TYPES },
 	{ "max-pending", required_argument, NULL, OPT_MAX_PENDING },
 	{ "timing", no_argument, NULL, OPT_TIMING },
+	{ "tune", no_argument, NULL, OPT_TUNE },
+	{ "tune-configs", required_argument, NULL, OPT_TUNE_CONFIGS },
+	{ "tune-split", required_argument, NULL, OPT_TUNE_SPLIT },
+	{ "tune-metric", required_argument, NULL, OPT_TUNE_METRIC },
+	{ "tune-max-events", required_argument, NULL, OPT_TUNE_MAX_EVENTS },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -88,8 +107,15 @@ static struct {
 	const char *control;
 	long long max_pending;
 	int weights_given;
+	int tune;
+	long long tune_configs, tune_max;
+	double tune_split;
+	int tune_metric;          /* 0 hr@20, 1 mrr@20, 2 ndcg@10 */
 	struct model_params p;
 } O = {
+	.tune_configs = 16,
+	.tune_max = 2000000,
+	.tune_split = 0.7,
 	.models = "pop,dpop,cooc,seq,sknn,mf,hybrid",
 	.eval_types = 1u << ET_VIEW | 1u << ET_CLICK | 1u << ET_ADD_TO_CART |
 		      1u << ET_PURCHASE,
@@ -172,6 +198,40 @@ on_opt(struct tool *t, int c, const char *arg)
 		return 0;
 	case OPT_AB:
 		O.ab = 1;
+		return 0;
+	case OPT_TUNE:
+		O.tune = 1;
+		return 0;
+	case OPT_TUNE_CONFIGS:
+		errno = 0;
+		O.tune_configs = strtoll(arg, &end, 10);
+		if (*arg < '0' || *arg > '9' || *end || errno || O.tune_configs < 1 ||
+		    O.tune_configs > 256)
+			tool_usage_error(&T, "--tune-configs: expected a whole number from 1 to 256, not \"%s\"", arg);
+		return 0;
+	case OPT_TUNE_MAX_EVENTS:
+		errno = 0;
+		O.tune_max = strtoll(arg, &end, 10);
+		if (*arg < '0' || *arg > '9' || *end || errno || O.tune_max < 100 ||
+		    O.tune_max > (1LL << 32))
+			tool_usage_error(&T, "--tune-max-events: expected a whole number from 100 to %lld, not \"%s\"",
+					 1LL << 32, arg);
+		return 0;
+	case OPT_TUNE_SPLIT:
+		errno = 0;
+		O.tune_split = strtod(arg, &end);
+		if (end == arg || *end || errno || !(O.tune_split >= 0.1 && O.tune_split <= 0.95))
+			tool_usage_error(&T, "--tune-split: expected a number from 0.1 to 0.95, not \"%s\"", arg);
+		return 0;
+	case OPT_TUNE_METRIC:
+		if (strcmp(arg, "hr@20") == 0)
+			O.tune_metric = 0;
+		else if (strcmp(arg, "mrr@20") == 0)
+			O.tune_metric = 1;
+		else if (strcmp(arg, "ndcg@10") == 0)
+			O.tune_metric = 2;
+		else
+			tool_usage_error(&T, "--tune-metric: expected hr@20, mrr@20 or ndcg@10, not \"%s\"", arg);
 		return 0;
 	case OPT_WINDOW:
 		if (duration_parse(arg, &O.window) || O.window < 1 ||
@@ -368,6 +428,39 @@ eval_report(struct model *m, uint64_t learned, uint64_t evaluated,
 	out_flush();
 }
 
+/*
+ * Whether ev is evaluated: an event of an evaluated type with an item, of
+ * a user the model knows, whose item is not the user's last one. If so,
+ * fill q for the top TOPN (rec is room for MODEL_MAX_RECENT items, and
+ * the last item is excluded: repeating it is not a recommendation) and
+ * *target (-1 when the model does not know the item), and return 1.
+ */
+static int
+eval_request(const struct model *m, const struct event *ev, uint32_t *rec,
+	     struct rank_req *q, int64_t *target)
+{
+	int64_t u;
+
+	if (!(O.eval_types >> ev->type & 1) || !(ev->has & EV_ITEM) || !ev->item.n ||
+	    (u = model_user_find(m, ev->user.p, ev->user.n)) < 0 || m->unrec[u] == 0)
+		return 0;
+	size_t nr = model_user_recent(m, (uint64_t)u, rec, MODEL_MAX_RECENT);
+	struct str prev = model_item_id(m, rec[0]);
+	if (prev.n == ev->item.n && memcmp(prev.p, ev->item.p, prev.n) == 0)
+		return 0;
+	*target = model_item_find(m, ev->item.p, ev->item.n);
+	memset(q, 0, sizeof *q);
+	q->user = u;
+	q->recent = rec;
+	q->nrecent = nr;
+	q->exclude = rec;
+	q->nexclude = 1;
+	q->n = TOPN;
+	q->user_hash = hash64(ev->user.p, ev->user.n, MODEL_ID_SEED);
+	q->exclude_seen = model_exclude_seen(m);
+	return 1;
+}
+
 static void
 run_eval(void)
 {
@@ -401,52 +494,37 @@ run_eval(void)
 	in = evin_new(&T);
 	t0 = now();
 	while (evin_next(in, &ev)) {
-		int64_t u;
-		if ((O.eval_types >> ev.type & 1) && (ev.has & EV_ITEM) && ev.item.n &&
-		    (u = model_user_find(m, ev.user.p, ev.user.n)) >= 0 &&
-		    m->unrec[u] > 0) {
-			size_t nr = model_user_recent(m, (uint64_t)u, rec, MODEL_MAX_RECENT);
-			struct str prev = model_item_id(m, rec[0]);
-			if (prev.n != ev.item.n || memcmp(prev.p, ev.item.p, prev.n) != 0) {
-				int64_t target = model_item_find(m, ev.item.p, ev.item.n);
-				struct rank_req q = { 0 };
-				q.user = u;
-				q.recent = rec;
-				q.nrecent = nr;
-				q.exclude = rec;
-				q.nexclude = 1;
-				q.n = TOPN;
-				q.user_hash = hash64(ev.user.p, ev.user.n, MODEL_ID_SEED);
-				q.exclude_seen = model_exclude_seen(m);
-				evaluated++;
-				(*m_eval)++;
-				if (target < 0)
-					unknown++;
-				for (size_t k = 0; k < nE; k++) {
-					struct emodel *e = &E[k];
-					double t = now();
-					if (e->learned)
-						rank_weights_model(&e->w, m);
-					q.w = e->w;
-					size_t n = rank_top(r, m, &q, res);
-					e->secs += now() - t;
-					e->n++;
-					if (rank_last(r)->cold)
-						e->cold++;
-					if (n == 0)
-						e->empty++;
-					for (size_t j = 0; j < n; j++) {
-						struct str id = model_item_id(m, res[j].item);
-						int isnew;
-						htab_put(&e->covered, hash64(id.p, id.n, MODEL_ID_SEED), &isnew);
-						if ((int64_t)res[j].item != target)
-							continue;
-						e->hit20++;
-						e->mrr20 += 1.0 / (double)(j + 1);
-						if (j < 10) {
-							e->hit10++;
-							e->ndcg10 += 1.0 / log2((double)j + 2);
-						}
+		struct rank_req q;
+		int64_t target;
+		if (eval_request(m, &ev, rec, &q, &target)) {
+			evaluated++;
+			(*m_eval)++;
+			if (target < 0)
+				unknown++;
+			for (size_t k = 0; k < nE; k++) {
+				struct emodel *e = &E[k];
+				double t = now();
+				if (e->learned)
+					rank_weights_model(&e->w, m);
+				q.w = e->w;
+				size_t n = rank_top(r, m, &q, res);
+				e->secs += now() - t;
+				e->n++;
+				if (rank_last(r)->cold)
+					e->cold++;
+				if (n == 0)
+					e->empty++;
+				for (size_t j = 0; j < n; j++) {
+					struct str id = model_item_id(m, res[j].item);
+					int isnew;
+					htab_put(&e->covered, hash64(id.p, id.n, MODEL_ID_SEED), &isnew);
+					if ((int64_t)res[j].item != target)
+						continue;
+					e->hit20++;
+					e->mrr20 += 1.0 / (double)(j + 1);
+					if (j < 10) {
+						e->hit10++;
+						e->ndcg10 += 1.0 / log2((double)j + 2);
 					}
 				}
 			}
@@ -481,6 +559,226 @@ run_eval(void)
 	htab_free(&catalogue);
 	for (size_t k = 0; k < nE; k++)
 		htab_free(&E[k].covered);
+}
+
+/* ---- tuning ---- */
+
+/* The parameters searched, each with the values tried; the values are
+ * given as on the command line, so the winner prints as flags. */
+static const struct tdim {
+	const char *flag;
+	int opt;
+	const char *v[4];
+} tdims[] = {
+	{ "--neighbours", MOPT_NEIGHBOURS, { "50", "100", "200", NULL } },
+	{ "--recent", MOPT_RECENT, { "4", "8", "16", NULL } },
+	{ "--session-gap", MOPT_SESSION_GAP, { "10m", "30m", "2h", NULL } },
+	{ "--cooc-half-life", MOPT_COOC_HL, { "1d", "7d", "60d", NULL } },
+	{ "--sknn-k", MOPT_SKNN_K, { "50", "100", "200", NULL } },
+	{ "--sknn-sample", MOPT_SKNN_SAMPLE, { "50", "100", "400", NULL } },
+	{ "--forget", MOPT_FORGET, { "0", "7d", NULL, NULL } },
+	{ "--lr", MOPT_LR, { "0.05", "0.2", NULL, NULL } },
+};
+#define NTDIM (sizeof tdims / sizeof tdims[0])
+
+struct tcfg {
+	int pick[NTDIM];          /* index into each dimension's values; -1:
+				   * the command line's own */
+	double score;
+	int alive;
+};
+
+/* The events, kept as canonical NDJSON lines. */
+static struct buf tev;
+static size_t *toff, ntev;
+
+/* The flags of config c; the command line's own values written out. */
+static void
+tune_flags(const struct tcfg *c, struct buf *b)
+{
+	const struct model_params *p = &O.p;
+
+	for (size_t d = 0; d < NTDIM; d++) {
+		buf_printf(b, "%s%s ", d ? " " : "", tdims[d].flag);
+		if (c->pick[d] >= 0) {
+			buf_puts(b, tdims[d].v[c->pick[d]]);
+			continue;
+		}
+		switch (tdims[d].opt) {
+		case MOPT_NEIGHBOURS: buf_printf(b, "%u", p->neighbours); break;
+		case MOPT_RECENT: buf_printf(b, "%u", p->recent); break;
+		case MOPT_SESSION_GAP: buf_printf(b, "%lldms", (long long)p->session_gap); break;
+		case MOPT_COOC_HL: buf_printf(b, "%lldms", (long long)p->cooc_half_life); break;
+		case MOPT_SKNN_K: buf_printf(b, "%u", p->sk.k); break;
+		case MOPT_SKNN_SAMPLE: buf_printf(b, "%u", p->sk.per_item); break;
+		case MOPT_FORGET: buf_printf(b, "%lldms", (long long)p->forget); break;
+		case MOPT_LR: buf_printf(b, "%g", (double)p->lr); break;
+		}
+	}
+}
+
+/* The metric of config c, test-then-train over the events [0, to),
+ * counting those from `from` on. */
+static double
+tune_run(const struct tcfg *c, size_t from, size_t to)
+{
+	struct model_params p = O.p;
+	struct model *m;
+	struct ranker *r = ranker_new();
+	struct rank_item res[TOPN];
+	uint32_t rec[MODEL_MAX_RECENT];
+	struct event ev;
+	char err[512];
+	double sum = 0;
+	uint64_t n = 0;
+
+	for (size_t d = 0; d < NTDIM; d++)
+		if (c->pick[d] >= 0 &&
+		    model_option(&p, tdims[d].opt, tdims[d].v[c->pick[d]], err, sizeof err))
+			die(EXIT_USAGE, "--tune: %s", err);
+	m = model_new(&p);
+	event_init(&ev);
+	for (size_t k = 0; k < to; k++) {
+		struct rank_req q;
+		int64_t target;
+		if (event_parse_json(&ev, tev.p + toff[k], toff[k + 1] - toff[k] - 1,
+				     err, sizeof err))
+			die(EXIT_IO, "--tune: internal error: %s", err);
+		if (k >= from && eval_request(m, &ev, rec, &q, &target)) {
+			n++;
+			if (O.weights_given)
+				q.w = O.hybrid;
+			else
+				rank_weights_model(&q.w, m);
+			size_t got = rank_top(r, m, &q, res);
+			for (size_t j = 0; j < got; j++) {
+				if ((int64_t)res[j].item != target)
+					continue;
+				sum += O.tune_metric == 0 ? 1.0 :
+				       O.tune_metric == 1 ? 1.0 / (double)(j + 1) :
+				       j < 10 ? 1.0 / log2((double)j + 2) : 0.0;
+				break;
+			}
+		}
+		model_learn(m, &ev);
+	}
+	event_free(&ev);
+	ranker_free(r);
+	model_free(m);
+	return n ? sum / (double)n : 0;
+}
+
+static int
+tcfg_cmp(const void *a, const void *b)
+{
+	const struct tcfg *x = *(const struct tcfg *const *)a;
+	const struct tcfg *y = *(const struct tcfg *const *)b;
+
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * --tune: keep the events in memory, draw --tune-configs parameter sets
+ * (the first is the command line's own), and race them by successive
+ * halving on a growing prefix of the --tune-split share of the stream:
+ * each round keeps the better half and doubles the prefix. The winner and
+ * the command line's set then run over the whole stream, scored on the
+ * rest only (events no round has seen scored), and the winner's flags go
+ * to the output, for --params.
+ */
+static void
+run_tune(void)
+{
+	static const char *const mname[] = { "hr@20", "mrr@20", "ndcg@10" };
+	struct evin *in;
+	struct event ev;
+	struct rng rng;
+	size_t nc = (size_t)O.tune_configs;
+	struct tcfg *c = xcalloc(nc, sizeof *c);
+	struct tcfg **order = xcalloc(nc, sizeof *order);
+	struct buf flags = { 0 };
+
+	tool_open(&T);
+	event_init(&ev);
+	in = evin_new(&T);
+	toff = xmalloc(sizeof *toff);
+	toff[0] = 0;
+	while (evin_next(in, &ev)) {
+		if (ntev == (size_t)O.tune_max)
+			die(EXIT_DATA, "--tune: more than %lld events (--tune-max-events)",
+			    O.tune_max);
+		event_write_json(&tev, &ev);
+		buf_putc(&tev, '\n');
+		toff = xreallocarray(toff, ntev + 2, sizeof *toff);
+		toff[++ntev] = tev.n;
+		(*T.out_n)++;
+	}
+	evin_free(in);
+	event_free(&ev);
+	size_t split = (size_t)((double)ntev * O.tune_split);
+	if (split < 100 || ntev - split < 100)
+		die(EXIT_DATA, "--tune: %zu events are too few to search on and check (at least 100 each side of --tune-split)",
+		    ntev);
+	rng_seed(&rng, O.p.seed ^ 0x74756e65ULL);
+	for (size_t k = 0; k < nc; k++) {
+		for (size_t d = 0; d < NTDIM; d++) {
+			size_t nv = 0;
+			while (nv < 4 && tdims[d].v[nv])
+				nv++;
+			c[k].pick[d] = k == 0 ? -1 : (int)rng_below(&rng, nv);
+		}
+		c[k].alive = 1;
+		order[k] = &c[k];
+	}
+	/* The rounds: all the sets on a prefix, then the better half on
+	 * twice as much, until two are left, raced on the whole share. */
+	size_t alive = nc, len = split;
+	for (size_t k = nc; k > 2; k = (k + 1) / 2)
+		len = (len + 1) / 2;
+	for (int round = 1; alive > 1; round++) {
+		for (size_t k = 0; k < alive; k++)
+			order[k]->score = tune_run(order[k], 0, len);
+		qsort(order, alive, sizeof *order, tcfg_cmp);
+		if (verbosity >= 0) {
+			fprintf(stderr, "reco-eval: tune round %d: %zu sets on %zu events, %s:",
+				round, alive, len, mname[O.tune_metric]);
+			for (size_t k = 0; k < alive; k++)
+				fprintf(stderr, " %.4f", order[k]->score);
+			fputc('\n', stderr);
+		}
+		if (verbosity > 0)
+			for (size_t k = 0; k < alive; k++) {
+				struct buf b = { 0 };
+				tune_flags(order[k], &b);
+				fprintf(stderr, "reco-eval:   %.4f %.*s\n", order[k]->score,
+					(int)b.n, b.p);
+				buf_free(&b);
+			}
+		alive = alive == 2 ? 1 : (alive + 1) / 2;
+		len = len * 2 > split ? split : len * 2;
+	}
+	struct tcfg *win = order[0];
+	double held_win = tune_run(win, split, ntev);
+	double held_def = win == &c[0] ? held_win : tune_run(&c[0], split, ntev);
+	/* The command line's set unless the winner also wins on the rest. */
+	if (held_win <= held_def)
+		win = &c[0];
+	if (verbosity >= 0)
+		fprintf(stderr, "reco-eval: tune: on the last %zu events, %s %.4f with the winner, %.4f with the command line's parameters%s\n",
+			ntev - split, mname[O.tune_metric], held_win, held_def,
+			win == &c[0] ? ": keeping them" : "");
+	tune_flags(win, &flags);
+	buf_putc(&flags, '\n');
+	ob.n = 0;
+	buf_put(&ob, flags.p, flags.n);
+	out_flush();
+	buf_free(&flags);
+	buf_free(&tev);
+	free(toff);
+	free(order);
+	free(c);
 }
 
 /* ---- A/B ---- */
@@ -957,6 +1255,8 @@ main(int argc, char **argv)
 	tool_parse(&T, argc, argv, opts, NULL, on_opt);
 	if (O.ab)
 		run_ab();
+	else if (O.tune)
+		run_tune();
 	else
 		run_eval();
 	buf_free(&ob);

@@ -48,6 +48,7 @@ const struct option model_options[] = {
 	{ "sknn-sample", required_argument, NULL, MOPT_SKNN_SAMPLE },
 	{ "sknn-k", required_argument, NULL, MOPT_SKNN_K },
 	{ "sknn-items", required_argument, NULL, MOPT_SKNN_ITEMS },
+	{ "params", required_argument, NULL, MOPT_PARAMS },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -86,7 +87,9 @@ const char model_usage[] =
 "                           (default 200000; 0: none)\n"
 "      --sknn-sample N      most recent sessions indexed per item (default 100)\n"
 "      --sknn-k N           neighbour sessions per request (default 100)\n"
-"      --sknn-items N       items kept per session (default 16)\n";
+"      --sknn-items N       items kept per session (default 16)\n"
+"      --params FILE        the model options in FILE (as reco-eval --tune\n"
+"                           writes them), in place on the command line\n";
 
 /* Fill p with the defaults. */
 void
@@ -189,6 +192,82 @@ half_life(const char *arg, int64_t min, int64_t *v)
 	if (duration_parse(arg, v) || *v > 3650LL * 86400000)
 		return -1;
 	return *v < min ? -1 : 0;
+}
+
+/*
+ * --params FILE: the model options written in FILE as on a command line
+ * (--name value, whitespace between, # to the end of a line a comment),
+ * taken in order. Return 0, or -1 with the reason in err.
+ */
+static int
+params_file(struct model_params *p, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char tok[2][512], msg[512];
+	int n = 0, c, line = 1, r = 0;
+	size_t len = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "--params: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		c = getc(f);
+		if (c == '#')
+			while ((c = getc(f)) != EOF && c != '\n')
+				;
+		if (c == EOF || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			if (len) {
+				tok[n][len] = '\0';
+				len = 0;
+				if (n == 0 && strncmp(tok[0], "--", 2) != 0) {
+					snprintf(err, errlen, "--params: %s:%d: expected an option such as --neighbours, not \"%s\"",
+						 path, line, tok[0]);
+					r = -1;
+					break;
+				}
+				if (++n == 2) {
+					const struct option *o = model_options;
+					while (o->name && strcmp(o->name, tok[0] + 2) != 0)
+						o++;
+					if (!o->name || o->val == MOPT_PARAMS) {
+						snprintf(err, errlen, "--params: %s:%d: %s is not a model option",
+							 path, line, tok[0]);
+						r = -1;
+						break;
+					}
+					if (model_option(p, o->val, tok[1], msg, sizeof msg) != 0) {
+						snprintf(err, errlen, "--params: %s:%d: %s", path, line, msg);
+						r = -1;
+						break;
+					}
+					n = 0;
+				}
+			}
+			if (c == '\n')
+				line++;
+			if (c == EOF)
+				break;
+			continue;
+		}
+		if (len + 1 >= sizeof tok[0]) {
+			snprintf(err, errlen, "--params: %s:%d: a word of more than %zu bytes",
+				 path, line, sizeof tok[0] - 1);
+			r = -1;
+			break;
+		}
+		tok[n][len++] = (char)c;
+	}
+	if (r == 0 && n == 1) {
+		snprintf(err, errlen, "--params: %s: %s has no value", path, tok[0]);
+		r = -1;
+	}
+	if (r == 0 && ferror(f)) {
+		snprintf(err, errlen, "--params: %s: %s", path, strerror(errno));
+		r = -1;
+	}
+	fclose(f);
+	return r;
 }
 
 /*
@@ -363,6 +442,8 @@ model_option(struct model_params *p, int c, const char *arg, char *err,
 		p->sk.k = (uint32_t)u;
 		p->given |= MP_SKNN;
 		return 0;
+	case MOPT_PARAMS:
+		return params_file(p, arg, err, errlen);
 	case MOPT_SKNN_ITEMS:
 		if (num_u64(arg, 1, SKNN_MAX_ITEMS, &u))
 			BAD("--sknn-items: expected a number from 1 to %u, not \"%s\"",

@@ -251,3 +251,26 @@ near() {
 	[ "$(jq -r '.variants[] | select(.variant == "B") | .clicks' r.json)" -eq 1 ]
 	[ "$(jq -r '.variants[] | select(.variant == "A") | .clicks' r.json)" -eq 0 ]
 }
+
+@test "--tune races parameter sets and prints the winner's flags, which --params takes" {
+	reco-gen --regime history --events 6000 --users 30 --seed 6 -o ev.ndjson
+	run --separate-stderr reco-eval --tune --tune-configs 4 ev.ndjson
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "$output" == --neighbours\ * ]]
+	[[ "$stderr" == *"tune round 1: 4 sets"* ]]
+	[[ "$stderr" == *"tune: on the last 1800 events, hr@20 "* ]]
+	printf '%s\n' "$output" >params.txt
+	# The same search twice: the same answer.
+	reco-eval -q --tune --tune-configs 4 ev.ndjson >again.txt
+	same_bytes params.txt again.txt
+	# reco-train and reco-eval take the line as it is.
+	reco-train --params params.txt -o m.bin ev.ndjson
+	reco-eval --params params.txt --models hybrid ev.ndjson >/dev/null
+	echo '--neighbours' >bad.txt
+	run --separate-stderr reco-train --params bad.txt ev.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"bad.txt: --neighbours has no value"* ]]
+	run --separate-stderr reco-eval --tune --tune-split 0.99 ev.ndjson
+	[ "$status" -eq 2 ]
+}
