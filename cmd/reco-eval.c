@@ -501,16 +501,29 @@ run_eval(void)
 			(*m_eval)++;
 			if (target < 0)
 				unknown++;
+			/* One request: the sources of every model asked once,
+			 * then each model's blend of them. */
+			unsigned ask = 0;
+			size_t depth = TOPN;
+			for (size_t k = 0; k < nE; k++) {
+				unsigned a;
+				if (E[k].learned)
+					rank_weights_model(&E[k].w, m);
+				a = rank_sources(&E[k].w);
+				ask |= a;
+				if (a & (a - 1))
+					depth = TOPN * RANK_BLEND_DEPTH;
+			}
+			double t0g = now();
+			rank_gather(r, m, &q, ask, depth);
+			double share = (now() - t0g) / (double)nE;
 			for (size_t k = 0; k < nE; k++) {
 				struct emodel *e = &E[k];
 				double t = now();
-				if (e->learned)
-					rank_weights_model(&e->w, m);
-				q.w = e->w;
-				size_t n = rank_top(r, m, &q, res);
-				e->secs += now() - t;
+				size_t n = rank_pick(r, &e->w, TOPN, res);
+				e->secs += now() - t + share;
 				e->n++;
-				if (rank_last(r)->cold)
+				if ((rank_sources(&e->w) >> RANK_MF & 1) && rank_last(r)->cold)
 					e->cold++;
 				if (n == 0)
 					e->empty++;

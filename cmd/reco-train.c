@@ -397,6 +397,16 @@ inspect(void)
 		model_exclude_seen(m) ? "seen items left out" : "seen items recommended",
 		model_seen_names[p->exclude_seen], (unsigned long long)m->seen_n,
 		(unsigned long long)p->seen_max, (unsigned long long)s->seen_evicted);
+	if (m->sknn) {
+		struct sknn_stats ss;
+		const struct sknn_params *sp = sknn_get_params(m->sknn);
+		sknn_stats(m->sknn, &ss);
+		fprintf(f, "sessions     %llu kept (max %u, %llu pushed out), %u items each, %u indexed per item, k %u; %llu started\n",
+			(unsigned long long)ss.live, sp->sessions,
+			(unsigned long long)ss.sessions_evicted, sp->items, sp->per_item,
+			sp->k, (unsigned long long)ss.sessions);
+	} else
+		fprintf(f, "sessions     none (--sknn-sessions 0)\n");
 	fprintf(f, "categories   %llu, %u items listed each (attribute %s)\n",
 		(unsigned long long)m->ncats, p->cat_items,
 		p->cat_attr[0] ? p->cat_attr : "category, category_code or category_id");

@@ -14,9 +14,7 @@ const char *const rank_src_names[RANK_NSRC] = {
 
 _Static_assert(RANK_NSRC == MODEL_NSRC, "rank.h's sources and model.h's blend");
 
-/* How many candidates each source gives a blend, per result wanted: a
- * blend can lift an item that two sources rank fairly high. */
-#define BLEND_DEPTH 3
+#define BLEND_DEPTH RANK_BLEND_DEPTH
 
 struct cand {
 	float s;
@@ -26,7 +24,8 @@ struct cand {
 struct ranker {
 	uint64_t cap;             /* items the scratch arrays cover */
 	uint32_t gen;             /* request generation */
-	uint32_t *seen;           /* gen when the item became a candidate */
+	uint32_t sgen;            /* blend generation */
+	uint32_t *seen;           /* sgen when the item became a candidate */
 	uint32_t *slot;           /* its place in the candidate arrays */
 	uint32_t *excl;           /* gen when the item is excluded */
 	float *acc;               /* co-occurrence sums */
@@ -169,7 +168,7 @@ fit(struct ranker *r, uint64_t nitems)
 	memset(r->seen, 0, cap * sizeof *r->seen);
 	memset(r->excl, 0, cap * sizeof *r->excl);
 	memset(r->acc, 0, cap * sizeof *r->acc);
-	r->gen = 0;
+	r->gen = r->sgen = 0;
 	r->cap = cap;
 }
 
@@ -177,7 +176,6 @@ static void
 next_gen(struct ranker *r)
 {
 	if (++r->gen == 0) {
-		memset(r->seen, 0, r->cap * sizeof *r->seen);
 		memset(r->excl, 0, r->cap * sizeof *r->excl);
 		r->gen = 1;
 	}
@@ -746,10 +744,14 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
  * by the weights w, the blended score and the source that gave most.
  */
 static void
-blend(struct ranker *r, const float *w)
+blend(struct ranker *r, const float *w, int all)
 {
 	size_t total = 0;
 
+	if (++r->sgen == 0) {
+		memset(r->seen, 0, r->cap * sizeof *r->seen);
+		r->sgen = 1;
+	}
 	for (int s = 0; s < RANK_NSRC; s++)
 		total += r->nsrc[s];
 	cands_fit(r, total ? total : 1);
@@ -757,7 +759,8 @@ blend(struct ranker *r, const float *w)
 	for (int s = 0; s < RANK_NSRC; s++) {
 		size_t n = r->nsrc[s];
 		const struct cand *l = r->src[s];
-		if (n == 0)
+		if (n == 0 || (!all && w[s] == 0 && w[RANK_NSRC + s] == 0 &&
+			       w[2 * RANK_NSRC + s] == 0))
 			continue;
 		float hi = l[0].s, lo = 0;
 		if (s == RANK_MF)
@@ -771,8 +774,8 @@ blend(struct ranker *r, const float *w)
 			float c = w[s] * v + w[RANK_NSRC + s] * rr +
 				  w[2 * RANK_NSRC + s] * ab;
 			size_t at;
-			if (r->seen[i] != r->gen) {
-				r->seen[i] = r->gen;
+			if (r->seen[i] != r->sgen) {
+				r->seen[i] = r->sgen;
 				at = r->slot[i] = (uint32_t)r->nc++;
 				r->ci[at] = i;
 				r->cs[at] = 0;
@@ -794,50 +797,54 @@ blend(struct ranker *r, const float *w)
 	r->info.candidates = r->nc;
 }
 
-/* The sources a blend of weights w asks. */
-static unsigned
-asked(const struct rank_weights *w, int *nsrc)
+/* The sources that weights w ask: a bit for each. */
+unsigned
+rank_sources(const struct rank_weights *w)
 {
 	unsigned ask = 0;
 
-	*nsrc = 0;
 	for (int s = 0; s < RANK_NSRC; s++)
 		if (w->w[s] != 0 || w->w[RANK_NSRC + s] != 0 ||
-		    w->w[2 * RANK_NSRC + s] != 0) {
+		    w->w[2 * RANK_NSRC + s] != 0)
 			ask |= 1u << s;
-			++*nsrc;
-		}
 	return ask;
 }
 
 /*
- * Rank: ask each source of non-zero weight for its best candidates (the
- * excluded items left out before any cut), blend them (see blend), and
- * write the best q->n to out (room for q->n), best first, each with the
- * source that gave most of its score. Return how many were written:
- * fewer than q->n when the sources have no more. A single source keeps
- * its own order. Allocates only when the model has grown since the last
- * call.
+ * The first half of rank_top: ask the sources of the bits of ask for
+ * their best depth candidates for q (the excluded items left out before
+ * any cut). rank_pick then blends them, as often as wanted: several
+ * blends of one request share the sources' work.
  */
-size_t
-rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
-	 struct rank_item *out)
+void
+rank_gather(struct ranker *r, const struct model *m, const struct rank_req *q,
+	    unsigned ask, size_t depth)
 {
-	int nsrc;
-	unsigned ask = asked(&q->w, &nsrc);
-
 	memset(&r->info, 0, sizeof r->info);
 	for (int s = 0; s < RANK_NSRC; s++)
 		r->nsrc[s] = 0;
-	if (q->n == 0 || nsrc == 0)
-		return 0;
-	gather(r, m, q, ask, nsrc > 1 ? q->n * BLEND_DEPTH : q->n);
-	blend(r, q->w.w);
+	if (ask && depth)
+		gather(r, m, q, ask, depth);
+}
+
+/*
+ * The second half: blend the gathered lists of the sources that w
+ * weighs (see blend) and write the best n to out (room for n), best
+ * first, each with the source that gave most of its score. Return how
+ * many were written: fewer than n when the sources have no more. A
+ * single source keeps its own order.
+ */
+size_t
+rank_pick(struct ranker *r, const struct rank_weights *w, size_t n,
+	  struct rank_item *out)
+{
+	blend(r, w->w, 0);
 	for (size_t k = 0; k < r->nc; k++) {
 		r->order[k].s = r->cs[k];
 		r->order[k].i = r->ci[k];
 	}
-	size_t n = r->nc < q->n ? r->nc : q->n;
+	if (r->nc < n)
+		n = r->nc;
 	if (r->nc > 1)
 		cand_best(r->order, r->nc, n);
 	for (size_t k = 0; k < n; k++) {
@@ -847,6 +854,26 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 		out[k].reason = r->cr[c];
 	}
 	return n;
+}
+
+/*
+ * Rank: rank_gather for the sources of non-zero weight, then rank_pick:
+ * the best q->n to out. Allocates only when the model has grown since
+ * the last call.
+ */
+size_t
+rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 struct rank_item *out)
+{
+	unsigned ask = rank_sources(&q->w);
+	int nsrc = __builtin_popcount(ask);
+
+	if (q->n == 0 || nsrc == 0) {
+		rank_gather(r, m, q, 0, 0);
+		return 0;
+	}
+	rank_gather(r, m, q, ask, nsrc > 1 ? q->n * BLEND_DEPTH : q->n);
+	return rank_pick(r, &q->w, q->n, out);
 }
 
 /* The model's learned blend. */
@@ -891,8 +918,8 @@ rank_learn(struct model *m, uint64_t u, uint32_t target, uint64_t uh)
 	q.exclude_seen = model_exclude_seen(m);
 	m->st.blend_events++;
 	gather(r, m, &q, LEARNED, LEARN_N * BLEND_DEPTH);
-	blend(r, w);
-	if (target >= r->cap || r->seen[target] != r->gen) {
+	blend(r, w, 1);
+	if (target >= r->cap || r->seen[target] != r->sgen) {
 		m->st.blend_missed++;
 		return;
 	}

@@ -22,6 +22,10 @@ enum rank_src {
 };
 extern const char *const rank_src_names[RANK_NSRC];
 
+/* How many candidates each source gives a blend, per result wanted: a
+ * blend can lift an item that two sources rank fairly high. */
+#define RANK_BLEND_DEPTH 3
+
 /* Blend weights, three per source: w[s] of its score scaled to [0, 1]
  * by its best, w[RANK_NSRC + s] of 1 / its rank (1 for its first), and
  * w[2 * RANK_NSRC + s] of its score as it is, s / (1 + s) (the strength
@@ -85,6 +89,11 @@ struct ranker *ranker_new(void);
 void ranker_free(struct ranker *r);
 size_t rank_top(struct ranker *r, const struct model *m,
 		const struct rank_req *q, struct rank_item *out);
+unsigned rank_sources(const struct rank_weights *w);
+void rank_gather(struct ranker *r, const struct model *m,
+		 const struct rank_req *q, unsigned ask, size_t depth);
+size_t rank_pick(struct ranker *r, const struct rank_weights *w, size_t n,
+		 struct rank_item *out);
 const struct rank_info *rank_last(const struct ranker *r);
 struct rank_index *rank_index_new(const struct model *m, size_t depth);
 void rank_index_free(struct rank_index *ix);
