@@ -60,9 +60,13 @@ $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
 
 # Test helpers (not installed).
 TESTBINS = $(BUILD)/tests/evcheck $(BUILD)/tests/avro-old $(BUILD)/tests/accesslog-check \
-	$(BUILD)/tests/kafka-broker
+	$(BUILD)/tests/kafka-broker $(BUILD)/tests/failwrite.so
 $(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libreco.a | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
+
+# The full-disk shim (LD_PRELOAD): no sanitizer, no libreco.
+$(BUILD)/tests/failwrite.so: tests/tools/failwrite.c | $(BUILD)/tests
+	$(CC) -std=c11 $(WARN) -O2 -shared -fPIC -o $@ $< -ldl
 
 # The loopback Kafka cluster of the live tests: librdkafka only, no libreco.
 $(BUILD)/tests/kafka-broker: tests/tools/kafka-broker.c | $(BUILD)/tests

@@ -127,6 +127,7 @@ struct model {
 	size_t maplen;
 	int mapped;               /* 1: mmap, 2: read into memory */
 	uint64_t version;         /* changes whenever the model learns */
+	struct buf ledger;        /* the ledger section (model_set_ledger) */
 };
 
 struct model_logent {
@@ -172,6 +173,10 @@ struct model *model_load(const char *path, int flags, char *err,
 uint32_t model_crc32(uint32_t crc, const void *p, size_t n);
 int model_section(const struct model *m, int k, const char **name,
 		  uint64_t *off, uint64_t *size, uint32_t *crc);
+
+/* model.c: the ledger section */
+void model_set_ledger(struct model *m, const void *p, size_t n);
+const char *model_ledger(const struct model *m, size_t *n);
 
 int64_t model_item_find(const struct model *m, const char *id, size_t n);
 int64_t model_user_find(const struct model *m, const char *id, size_t n);
