@@ -1009,13 +1009,14 @@ out:
 /*
  * The lease of a Redis writer: the key PREFIXlease (a shard's tag after it)
  * holds "pid PID on HOST #GEN" and expires after lease_ms unless renewed;
- * PREFIXlease_gen counts the leases taken, so that a writer whose lease
- * expired may take it back only if nobody held it meanwhile.
+ * the field lease_gen (the shard's tag after it) of PREFIXmeta counts the
+ * leases taken, so that a writer whose lease expired may take it back only
+ * if nobody held it meanwhile.
  */
 static const char lease_take_lua[] =
 	"local v = redis.call('GET', KEYS[1]) "
-	"if v then return {0, v} end "
-	"local g = redis.call('INCR', KEYS[2]) "
+	"if v and v ~= ARGV[4] then return {0, v} end "
+	"local g = redis.call('HINCRBY', KEYS[2], ARGV[3], 1) "
 	"local t = ARGV[1] .. ' #' .. g "
 	"redis.call('SET', KEYS[1], t, 'PX', ARGV[2]) "
 	"return {1, t, tostring(g)}";
@@ -1023,25 +1024,27 @@ static const char lease_renew_lua[] =
 	"local v = redis.call('GET', KEYS[1]) "
 	"if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
 	"if v then return v end "
-	"if redis.call('GET', KEYS[2]) == ARGV[3] then "
+	"if redis.call('HGET', KEYS[2], ARGV[4]) == ARGV[3] then "
 	"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
 	"return 0";
 static const char lease_release_lua[] =
 	"if redis.call('GET', KEYS[1]) == ARGV[1] then "
 	"return redis.call('DEL', KEYS[1]) end return 0";
 
+/* The lease key (gen 0), or the name of its lease_gen field (gen 1). */
 static void
 rc_lease_key(struct store *s, struct rcmds *c, int gen)
 {
 	s->key.n = 0;
-	buf_puts(&s->key, s->o.prefix);
+	if (!gen)
+		buf_puts(&s->key, s->o.prefix);
 	buf_puts(&s->key, gen ? "lease_gen" : "lease");
 	if (s->o.lease)
 		buf_puts(&s->key, s->o.lease);
 	rc_arg(s, c, s->key.p, s->key.n);
 }
 
-/* Start an EVAL of script over the lease keys. */
+/* Start an EVAL of script over the lease key and the meta hash. */
 static void
 rc_lease_eval(struct store *s, struct rcmds *c, const char *script)
 {
@@ -1049,7 +1052,7 @@ rc_lease_eval(struct store *s, struct rcmds *c, const char *script)
 	rc_arg(s, c, script, strlen(script));
 	rc_arg(s, c, "2", 1);
 	rc_lease_key(s, c, 0);
-	rc_lease_key(s, c, 1);
+	rc_meta_key(s, c);
 }
 
 static void
@@ -1061,21 +1064,42 @@ rc_lease_ms(struct store *s, struct rcmds *c)
 	rc_arg(s, c, num, strlen(num));
 }
 
+/* Whether the holder of a lease (its value) is a process of this host
+ * that is gone (a writer killed before its lease expired). */
+static int
+holder_gone(const char *v)
+{
+	char me[300], host[256];
+	long pid;
+	const char *h;
+
+	lock_holder(me, sizeof me);
+	h = strstr(me, " on ");
+	if (!h || sscanf(v, "pid %ld on %255s", &pid, host) != 2 || pid <= 0)
+		return 0;
+	return strcmp(host, h + 4) == 0 && kill((pid_t)pid, 0) == -1 &&
+	       errno == ESRCH;
+}
+
 /* Take the lease, or fail (-1, err naming the holder) if another writer
- * holds it. */
+ * holds it. The lease of a writer of this host that is gone is taken
+ * over at once. */
 static int
 lease_take(struct store *s, char *err, size_t errlen)
 {
 	struct rcmds c = { 0 };
 	redisReply *r = NULL;
-	char who[300];
+	char who[300], *stale = NULL;
 	int rc = -1;
 
 	lock_holder(who, sizeof who);
+again:
 	rc_begin(s, &c);
 	rc_lease_eval(s, &c, lease_take_lua);
 	rc_arg(s, &c, who, strlen(who));
 	rc_lease_ms(s, &c);
+	rc_lease_key(s, &c, 1);
+	rc_arg(s, &c, stale ? stale : "", stale ? strlen(stale) : 0);
 	if (rc_run(s, &c, &r, err, errlen) || reply_error(s, r, "EVAL", err, errlen))
 		goto out;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
@@ -1083,6 +1107,12 @@ lease_take(struct store *s, char *err, size_t errlen)
 	    r->element[1]->type != REDIS_REPLY_STRING) {
 		snprintf(err, errlen, "%s: unexpected reply to the lease script", s->spec);
 		goto out;
+	}
+	if (r->element[0]->integer != 1 && !stale && holder_gone(r->element[1]->str)) {
+		stale = xstrdup(r->element[1]->str);
+		freeReplyObject(r);
+		r = NULL;
+		goto again;
 	}
 	if (r->element[0]->integer != 1) {
 		snprintf(err, errlen, "%s%s: another writer holds the lease (%s)",
@@ -1100,6 +1130,7 @@ out:
 	if (r)
 		freeReplyObject(r);
 	rc_free(&c);
+	free(stale);
 	return rc;
 }
 
@@ -1118,6 +1149,7 @@ lease_renew(struct store *s, char *err, size_t errlen)
 	rc_arg(s, &c, s->lease_tok, strlen(s->lease_tok));
 	rc_lease_ms(s, &c);
 	rc_arg(s, &c, s->lease_gen, strlen(s->lease_gen));
+	rc_lease_key(s, &c, 1);
 	if (rc_run(s, &c, &r, err, errlen) || reply_error(s, r, "EVAL", err, errlen))
 		goto out;
 	if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
