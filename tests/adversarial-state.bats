@@ -385,6 +385,21 @@ release() {
 	reco-profile --dump --store all.state | same_bytes <(reco-profile --dump --store "$REDIS_URL") /dev/stdin
 }
 
+@test "one writer per state file of reco-clean and reco-enrich" {
+	positioned_events 1000 100
+	for tool in reco-clean reco-enrich; do
+		hold c.state.lock "$tool" --state c.state
+		run --separate-stderr "$tool" --state c.state ev.ndjson
+		[ "$status" -eq 3 ]
+		[[ "$stderr" == *"c.state: another writer holds it (pid $HOLDER_PID on "* ]]
+		cat ev.ndjson >&5
+		release
+		[ -e c.state ]
+		[ ! -e c.state.lock ]
+		rm -f c.state
+	done
+}
+
 # ---- smaller ----
 
 @test "Redis: a timeout says timed out, with the server's address" {
