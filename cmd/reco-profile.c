@@ -52,8 +52,8 @@ static const char usage[] =
 "      --redis-prefix P     Redis: key prefix (default reco:)\n"
 "      --redis-retries N    Redis: reconnections before failing (default 5)\n"
 "      --redis-timeout DURATION  Redis: reply timeout (default 10s)\n"
-"      --redis-lease DURATION  Redis: expiry of the writer's lease, renewed at\n"
-"                           each commit (default 30s)\n"
+"      --redis-lease DURATION  Redis: expiry of the writer's lease, renewed\n"
+"                           while it runs (default 30s)\n"
 LEDGER_USAGE
 "      --no-positions       apply every event; keep no source positions\n"
 "\n"

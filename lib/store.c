@@ -65,6 +65,7 @@ struct store {
 	struct buf key, val, cmd, resp;
 	struct profile *scratch;
 	char *lease_tok, *lease_gen; /* a writer's lease, once held */
+	double lease_at;     /* when it was last taken or renewed */
 };
 
 static double
@@ -1125,6 +1126,7 @@ again:
 	}
 	s->lease_tok = xstrdup(r->element[1]->str);
 	s->lease_gen = xstrdup(r->element[2]->str);
+	s->lease_at = now_s();
 	rc = 0;
 out:
 	if (r)
@@ -1134,15 +1136,18 @@ out:
 	return rc;
 }
 
-/* Renew the lease before a commit. Return 0, or -1 if it was lost. */
+/* Renew the lease before a commit, once a third of its time has passed
+ * since it was last renewed (in between, the commit's WATCH is enough).
+ * Return 0, or -1 if it was lost. */
 static int
 lease_renew(struct store *s, char *err, size_t errlen)
 {
 	struct rcmds c = { 0 };
 	redisReply *r = NULL;
 	int rc = -1;
+	double t = now_s();
 
-	if (!s->lease_tok)
+	if (!s->lease_tok || t - s->lease_at < (double)s->o.lease_ms / 3000)
 		return 0;
 	rc_begin(s, &c);
 	rc_lease_eval(s, &c, lease_renew_lua);
@@ -1152,9 +1157,10 @@ lease_renew(struct store *s, char *err, size_t errlen)
 	rc_lease_key(s, &c, 1);
 	if (rc_run(s, &c, &r, err, errlen) || reply_error(s, r, "EVAL", err, errlen))
 		goto out;
-	if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+		s->lease_at = t;
 		rc = 0;
-	else
+	} else
 		snprintf(err, errlen, "%s%s: lease lost%s%s", s->spec,
 			 s->o.lease ? s->o.lease : "",
 			 r->type == REDIS_REPLY_STRING ? ": another writer holds it: " : "",

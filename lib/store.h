@@ -37,7 +37,7 @@
  *
  * One writer per store: a writer of a state file holds a lock on FILE.lock
  * (flock) while it is open; a writer of Redis holds a lease, the key
- * PREFIXlease (PREFIXlease#I/N for a shard), renewed at each commit. A
+ * PREFIXlease (PREFIXlease#I/N for a shard), renewed while it runs. A
  * second writer is refused with the holder's name. Readers take neither.
  */
 

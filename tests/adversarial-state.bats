@@ -385,6 +385,28 @@ release() {
 	reco-profile --dump --store all.state | same_bytes <(reco-profile --dump --store "$REDIS_URL") /dev/stdin
 }
 
+@test "Redis: a writer whose lease expired and was taken meanwhile commits nothing and exits 3" {
+	redis_start
+	positioned_events 2000 200
+	hold "" reco-profile --redis-lease 1s --store "$REDIS_URL"
+	for _ in $(seq 100); do
+		[ -n "$(rcli get reco:lease)" ] && break
+		sleep 0.05
+	done
+	sleep 1.3
+	[ -z "$(rcli get reco:lease)" ]
+	# The lease expired: another writer takes it, and gives it back.
+	reco-profile --store "$REDIS_URL" ev.ndjson >/dev/null
+	[ "$(rcli hget reco:meta lease_gen)" -eq 2 ]
+	rcli hget reco:meta pos:file:gen.csv >pos.before
+	# It stops at its first commit: the rest of the input finds no reader.
+	cat ev.ndjson >&5 || true
+	run release
+	[ "$status" -eq 3 ]
+	grep -q 'lease lost' holder.err
+	rcli hget reco:meta pos:file:gen.csv | same_bytes pos.before /dev/stdin
+}
+
 @test "one writer per state file of reco-clean and reco-enrich" {
 	positioned_events 1000 100
 	for tool in reco-clean reco-enrich; do
