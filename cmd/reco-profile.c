@@ -54,6 +54,9 @@ static const char usage[] =
 "      --redis-timeout DURATION  Redis: reply timeout (default 10s)\n"
 "      --redis-lease DURATION  Redis: expiry of the writer's lease, renewed\n"
 "                           while it runs (default 30s)\n"
+"      --writer NAME        Redis: this writer's own lease, for writers of\n"
+"                           one store that own distinct sources (members of\n"
+"                           a Kafka consumer group)\n"
 LEDGER_USAGE
 "      --no-positions       apply every event; keep no source positions\n"
 "\n"
@@ -90,6 +93,7 @@ enum {
 	OPT_MAX_SOURCES,
 	OPT_MAX_POSITION_JUMP,
 	OPT_REDIS_LEASE,
+	OPT_WRITER,
 	OPT_EMIT,
 	OPT_BATCH,
 	OPT_GET,
@@ -123,6 +127,7 @@ static const struct option opts[] = {
 	{ "max-sources", required_argument, NULL, OPT_MAX_SOURCES },
 	{ "max-position-jump", required_argument, NULL, OPT_MAX_POSITION_JUMP },
 	{ "redis-lease", required_argument, NULL, OPT_REDIS_LEASE },
+	{ "writer", required_argument, NULL, OPT_WRITER },
 	{ "emit", required_argument, NULL, OPT_EMIT },
 	{ "batch", required_argument, NULL, OPT_BATCH },
 	{ "get", required_argument, NULL, OPT_GET },
@@ -141,7 +146,7 @@ static struct {
 	const char *store;
 	int emit, mode, avro, max_users_given;
 	uint64_t batch;
-	const char *user;
+	const char *user, *writer;
 	char **cat_attrs, **brand_attrs;
 	size_t ncat_attrs, nbrand_attrs;
 } O = { .emit = EMIT_CHANGED, .batch = 1000 };
@@ -343,6 +348,11 @@ on_opt(struct tool *t, int c, const char *arg)
 		O.so.lease_ms = duration("--redis-lease", arg);
 		if (O.so.lease_ms < 1000)
 			tool_usage_error(&T, "--redis-lease: at least 1s");
+		return 0;
+	case OPT_WRITER:
+		if (!*arg || strlen(arg) > 200)
+			tool_usage_error(&T, "--writer: a name of 1 to 200 bytes");
+		O.writer = arg;
 		return 0;
 	case OPT_EMIT:
 		if (strcmp(arg, "every") == 0)
@@ -879,8 +889,12 @@ main(int argc, char **argv)
 	tool_parse(&T, argc, argv, opts, NULL, on_opt);
 	if (!O.store && !O.max_users_given)
 		O.so.max_users = 1000000;
-	/* The shards of one store are distinct writers. */
-	O.so.lease = T.shard_tag;
+	/* The shards of one store are distinct writers, and so are named
+	 * writers (each owns its sources). */
+	static char lease[256];
+	snprintf(lease, sizeof lease, "%s%s%s", T.shard_tag, O.writer ? "@" : "",
+		 O.writer ? O.writer : "");
+	O.so.lease = lease;
 	if (T.key && strcmp(T.key, "user") != 0)
 		tool_usage_error(&T, "--key: profile updates are keyed by user, not \"%s\"", T.key);
 	if (O.mode == MODE_RESTORE && !O.store)

@@ -1078,8 +1078,21 @@ holder_gone(const char *v)
 	h = strstr(me, " on ");
 	if (!h || sscanf(v, "pid %ld on %255s", &pid, host) != 2 || pid <= 0)
 		return 0;
-	return strcmp(host, h + 4) == 0 && kill((pid_t)pid, 0) == -1 &&
-	       errno == ESRCH;
+	if (strcmp(host, h + 4) != 0)
+		return 0;
+	if (kill((pid_t)pid, 0) == -1)
+		return errno == ESRCH;
+	/* Killed but not reaped yet: a zombie holds nothing. */
+	char path[64], st[256];
+	FILE *f;
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	size_t n = fread(st, 1, sizeof st - 1, f);
+	fclose(f);
+	st[n] = '\0';
+	const char *e = strrchr(st, ')');
+	return e && e[1] == ' ' && e[2] == 'Z';
 }
 
 /* Take the lease, or fail (-1, err naming the holder) if another writer

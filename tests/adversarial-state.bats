@@ -370,8 +370,11 @@ release() {
 	run --separate-stderr reco-profile --store "$REDIS_URL" ev.ndjson
 	[ "$status" -eq 3 ]
 	[[ "$stderr" == *"another writer holds the lease (pid $HOLDER_PID on "* ]]
-	# A reader needs no lease.
+	# A reader needs no lease; a named writer takes its own.
 	reco-profile --dump --store "$REDIS_URL" >/dev/null
+	sed 's/file:gen.csv:/file:other.csv:/' ev.ndjson >other.ndjson
+	reco-profile --writer b --store "$REDIS_URL" other.ndjson >/dev/null
+	[ -z "$(rcli get reco:lease@b)" ]
 	cat ev.ndjson >&5
 	release
 	[ -z "$(rcli get reco:lease)" ]
