@@ -1921,7 +1921,8 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	    !all_finite(v->ishort, ni))
 		FAIL("%s: corrupt snapshot: a number that is not finite", path);
 #undef FAIL
-	buf_put(&v->ledger, map + loff, (size_t)lsize);
+	if (lsize)
+		buf_put(&v->ledger, map + loff, (size_t)lsize);
 	return 0;
 }
 
@@ -2066,7 +2067,8 @@ void
 model_set_ledger(struct model *m, const void *p, size_t n)
 {
 	m->ledger.n = 0;
-	buf_put(&m->ledger, p, n);
+	if (n)
+		buf_put(&m->ledger, p, n);
 }
 
 /* The ledger section of m (NULL and *n 0 if it has none). */
