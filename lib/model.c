@@ -1980,8 +1980,6 @@ unmap_copy(const struct model *v)
 	m->tick = v->tick;
 	m->rng = v->rng;
 	m->st = v->st;
-	m->ledger = v->ledger;
-	memset((void *)&v->ledger, 0, sizeof v->ledger);
 	return m;
 }
 
@@ -2025,6 +2023,8 @@ model_load(const char *path, int flags, char *err, size_t errlen)
 	if (flags & MODEL_MAP)
 		return v;
 	struct model *m = unmap_copy(v);
+	m->ledger = v->ledger; /* moved, not copied */
+	memset(&v->ledger, 0, sizeof v->ledger);
 	model_free(v);
 	return m;
 }
