@@ -9,6 +9,7 @@
 
 
 #include "reco.h"
+#include "lock.h"
 #include "clean.h"
 
 static const char usage[] =
@@ -1146,6 +1147,9 @@ init_metrics(void)
 		"Bytes held by the windows: ids, users and held events.");
 }
 
+/* The lock of --state, held while the tool runs. */
+static struct lock *state_lock;
+
 int
 main(int argc, char **argv)
 {
@@ -1176,6 +1180,9 @@ main(int argc, char **argv)
 	if (O.state) {
 		char err[512];
 		struct statew *w;
+		/* One writer per state file. */
+		if (!(state_lock = lock_take(O.state, err, sizeof err)))
+			die(EXIT_IO, "%s", err);
 		load_state();
 		/* Find out now, not after the whole input, that the state
 		 * cannot be saved. */
@@ -1250,5 +1257,6 @@ main(int argc, char **argv)
 	buf_free(&raw);
 	buf_free(&lower);
 	buf_free(&drop_line);
+	lock_free(state_lock);
 	return tool_finish(&T);
 }

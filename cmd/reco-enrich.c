@@ -8,6 +8,7 @@
 
 
 #include "reco.h"
+#include "lock.h"
 #include "table.h"
 
 static const char usage[] =
@@ -680,6 +681,9 @@ enrich(struct event *ev)
 		sessionize(ev);
 }
 
+/* The lock of --state, held while the tool runs. */
+static struct lock *state_lock;
+
 int
 main(int argc, char **argv)
 {
@@ -724,8 +728,13 @@ main(int argc, char **argv)
 				       "Users whose session is held.");
 	}
 	htab_init(&uidx, 1024);
-	if (O.state)
+	if (O.state) {
+		char err[512];
+		/* One writer per state file. */
+		if (!(state_lock = lock_take(O.state, err, sizeof err)))
+			die(EXIT_IO, "%s", err);
 		load_state();
+	}
 	init_tables();
 
 	tool_open(&T);
@@ -758,5 +767,6 @@ main(int argc, char **argv)
 	free(users);
 	htab_free(&uidx);
 	buf_free(&sid);
+	lock_free(state_lock);
 	return tool_finish(&T);
 }

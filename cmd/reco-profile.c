@@ -45,16 +45,19 @@ static const char usage[] =
 "                           memory only)\n"
 "      --checkpoint-every N state file: write it every N events (default\n"
 "                           1000000; 0: only at exit)\n"
-"      --max-users N        state file: most users (default 10000000)\n"
+"      --max-users N        state file: most users (default 10000000); no\n"
+"                           --store: profiles kept in memory, the least\n"
+"                           recently used dropped past it (default 1000000)\n"
 "      --cache-users N      Redis: profiles kept in memory (default 100000)\n"
 "      --redis-prefix P     Redis: key prefix (default reco:)\n"
 "      --redis-retries N    Redis: reconnections before failing (default 5)\n"
 "      --redis-timeout DURATION  Redis: reply timeout (default 10s)\n"
-"      --position-window N  positions per source kept below the highest, for\n"
-"                           events that come out of order (default 1048576;\n"
-"                           a multiple of 8)\n"
-"      --max-sources N      most sources (partitions, files) with positions\n"
-"                           (default 1024)\n"
+"      --redis-lease DURATION  Redis: expiry of the writer's lease, renewed\n"
+"                           while it runs (default 30s)\n"
+"      --writer NAME        Redis: this writer's own lease, for writers of\n"
+"                           one store that own distinct sources (members of\n"
+"                           a Kafka consumer group)\n"
+LEDGER_USAGE
 "      --no-positions       apply every event; keep no source positions\n"
 "\n"
 "Output:\n"
@@ -88,6 +91,9 @@ enum {
 	OPT_NO_POSITIONS,
 	OPT_POSITION_WINDOW,
 	OPT_MAX_SOURCES,
+	OPT_MAX_POSITION_JUMP,
+	OPT_REDIS_LEASE,
+	OPT_WRITER,
 	OPT_EMIT,
 	OPT_BATCH,
 	OPT_GET,
@@ -119,6 +125,9 @@ static const struct option opts[] = {
 	{ "no-positions", no_argument, NULL, OPT_NO_POSITIONS },
 	{ "position-window", required_argument, NULL, OPT_POSITION_WINDOW },
 	{ "max-sources", required_argument, NULL, OPT_MAX_SOURCES },
+	{ "max-position-jump", required_argument, NULL, OPT_MAX_POSITION_JUMP },
+	{ "redis-lease", required_argument, NULL, OPT_REDIS_LEASE },
+	{ "writer", required_argument, NULL, OPT_WRITER },
 	{ "emit", required_argument, NULL, OPT_EMIT },
 	{ "batch", required_argument, NULL, OPT_BATCH },
 	{ "get", required_argument, NULL, OPT_GET },
@@ -135,9 +144,9 @@ static struct {
 	struct profile_opts po;
 	struct store_opts so;
 	const char *store;
-	int emit, mode, avro;
+	int emit, mode, avro, max_users_given;
 	uint64_t batch;
-	const char *user;
+	const char *user, *writer;
 	char **cat_attrs, **brand_attrs;
 	size_t ncat_attrs, nbrand_attrs;
 } O = { .emit = EMIT_CHANGED, .batch = 1000 };
@@ -147,14 +156,16 @@ static struct tool T;
 static struct store *S;
 static struct event ev;
 static struct event *evs;        /* a batch read ahead (Redis) */
+static struct pos *evpos;        /* where each of them was read */
 static size_t nevs;
+static struct evin *in;
 static uint64_t in_batch;
 static struct buf line;
 static struct avro_out *aout;
 static struct {
 	uint64_t *updates, *unpositioned, *users, *bytes, *hits, *misses,
 		 *evictions, *retries, *checkpoints, *checkpoint_ms, *load_ms,
-		 *commits, *batches;
+		 *commits, *batches, *users_evicted;
 } M;
 
 /* ---- options ---- */
@@ -303,6 +314,7 @@ on_opt(struct tool *t, int c, const char *arg)
 		return 0;
 	case OPT_MAX_USERS:
 		O.so.max_users = num("--max-users", arg, 1, UINT32_MAX - 1);
+		O.max_users_given = 1;
 		return 0;
 	case OPT_CACHE_USERS:
 		O.so.cache_users = num("--cache-users", arg, 0, UINT32_MAX - 1);
@@ -328,6 +340,19 @@ on_opt(struct tool *t, int c, const char *arg)
 		return 0;
 	case OPT_MAX_SOURCES:
 		O.so.max_streams = num("--max-sources", arg, 1, 1000000);
+		return 0;
+	case OPT_MAX_POSITION_JUMP:
+		O.so.max_jump = num("--max-position-jump", arg, 0, UINT64_MAX / 4);
+		return 0;
+	case OPT_REDIS_LEASE:
+		O.so.lease_ms = duration("--redis-lease", arg);
+		if (O.so.lease_ms < 1000)
+			tool_usage_error(&T, "--redis-lease: at least 1s");
+		return 0;
+	case OPT_WRITER:
+		if (!*arg || strlen(arg) > 200)
+			tool_usage_error(&T, "--writer: a name of 1 to 200 bytes");
+		O.writer = arg;
 		return 0;
 	case OPT_EMIT:
 		if (strcmp(arg, "every") == 0)
@@ -414,6 +439,7 @@ publish_counts(void)
 	*M.checkpoint_ms = (uint64_t)llround(c->checkpoint_s * 1000);
 	*M.load_ms = (uint64_t)llround(c->load_s * 1000);
 	*M.commits = c->commits;
+	*M.users_evicted = c->users_evicted;
 }
 
 /* ---- the batch ---- */
@@ -445,11 +471,34 @@ shard_source(struct str src)
 
 static volatile sig_atomic_t stopping; /* see on_signal */
 
-/* Apply one event, unless its source position says it is applied already. */
+/* Refuse an event whose source position is a poison jump. */
 static void
-handle(struct event *e)
+reject_jump(struct event *e, const struct pos *at)
 {
-	struct store_pos sp = { UINT32_MAX, 0 };
+	char msg[600];
+	struct buf raw = { 0 };
+	const char *rp;
+	size_t rn;
+
+	snprintf(msg, sizeof msg, "source position \"%.*s\" is more than --max-position-jump %llu beyond its source's highest",
+		 (int)(e->source.n > 300 ? 300 : e->source.n), e->source.p,
+		 (unsigned long long)O.so.max_jump);
+	if (nevs) {
+		event_write_json(&raw, e);
+		rp = raw.p;
+		rn = raw.n;
+	} else
+		evin_raw(in, e, &rp, &rn);
+	tool_reject(&T, at, RJ_POSITION_JUMP, msg, rp, rn);
+	buf_free(&raw);
+}
+
+/* Apply one event, unless its source position says it is applied already
+ * (or refuses it); at is where it was read. */
+static void
+handle(struct event *e, const struct pos *at)
+{
+	struct ledger_pos sp = { UINT32_MAX, 0 };
 	struct profile *p;
 	char err[512];
 
@@ -468,6 +517,10 @@ handle(struct event *e)
 		}
 		if (r == STORE_BEYOND_WINDOW) {
 			tool_drop(&T, "replayed_beyond_window");
+			return;
+		}
+		if (r == STORE_JUMP) {
+			reject_jump(e, at);
 			return;
 		}
 	}
@@ -492,10 +545,22 @@ handle(struct event *e)
 		emit(p);
 }
 
+/* Make everything written so far reach its files: the updates, the
+ * rejects. Dies (status 3) on a write error. */
+static void
+flush_output(void)
+{
+	if (aout && avro_out_flush(aout))
+		out_failed();
+	tool_idle(&T);
+}
+
 /*
  * End a batch: apply what was read ahead, write one update per changed
  * user (in the order of their first change), and commit the store (a
- * checkpoint of the state file when asked or due).
+ * checkpoint of the state file when asked or due). The output is flushed
+ * and checked before anything is committed: what the store says is
+ * applied is always in the output, and a failed write commits nothing.
  */
 static void
 end_batch(int checkpoint)
@@ -512,7 +577,7 @@ end_batch(int checkpoint)
 			die(EXIT_IO, "%s", err);
 		free(users);
 		for (size_t i = 0; i < nevs; i++)
-			handle(&evs[i]);
+			handle(&evs[i], &evpos[i]);
 		nevs = 0;
 	}
 	n = store_changed(S, &list);
@@ -521,6 +586,8 @@ end_batch(int checkpoint)
 			emit(list[i]);
 	if (n || checkpoint)
 		(*M.batches)++;
+	if (store_commit_due(S, checkpoint))
+		flush_output();
 	if (store_commit(S, checkpoint, err, sizeof err))
 		die(EXIT_IO, "%s", err);
 	in_batch = 0;
@@ -563,13 +630,15 @@ on_idle(void *ctx)
 static void
 run(void)
 {
-	struct evin *in = evin_new(&T);
 	size_t capevs = 0;
+	struct pos at;
 
+	in = evin_new(&T);
 	while (!stopping && evin_next(in, &ev)) {
 		waiting = 0;
+		evin_pos(in, &at);
 		if (store_kind(S) != STORE_REDIS) {
-			handle(&ev);
+			handle(&ev, &at);
 			if (++in_batch >= O.batch)
 				end_batch(0);
 			continue;
@@ -579,10 +648,12 @@ run(void)
 			if (cap > O.batch)
 				cap = O.batch;
 			evs = xreallocarray(evs, cap, sizeof *evs);
+			evpos = xreallocarray(evpos, cap, sizeof *evpos);
 			for (size_t i = capevs; i < cap; i++)
 				event_init(&evs[i]);
 			capevs = cap;
 		}
+		evpos[nevs] = at;
 		event_copy(&evs[nevs++], &ev);
 		if (nevs >= O.batch)
 			end_batch(0);
@@ -591,7 +662,9 @@ run(void)
 	for (size_t i = 0; i < capevs; i++)
 		event_free(&evs[i]);
 	free(evs);
+	free(evpos);
 	evin_free(in);
+	in = NULL;
 }
 
 /* ---- --restore ---- */
@@ -801,6 +874,8 @@ metrics_init(void)
 			     "Redis: profiles dropped from memory past --cache-users.");
 	M.retries = metric(m, "reco_profile_store_retries_total", NULL,
 			   "Redis: reconnections after a lost connection.");
+	M.users_evicted = metric(m, "reco_profile_users_evicted_total", NULL,
+				 "No --store: profiles dropped from memory past --max-users.");
 	M.checkpoints = metric(m, "reco_profile_checkpoints_total", NULL,
 			       "State file: checkpoints written.");
 	M.checkpoint_ms = metric_gauge(m, "reco_profile_checkpoint_milliseconds", NULL,
@@ -820,6 +895,14 @@ main(int argc, char **argv)
 	profile_opts_default(&O.po);
 	store_opts_default(&O.so);
 	tool_parse(&T, argc, argv, opts, NULL, on_opt);
+	if (!O.store && !O.max_users_given)
+		O.so.max_users = 1000000;
+	/* The shards of one store are distinct writers, and so are named
+	 * writers (each owns its sources). */
+	static char lease[256];
+	snprintf(lease, sizeof lease, "%s%s%s", T.shard_tag, O.writer ? "@" : "",
+		 O.writer ? O.writer : "");
+	O.so.lease = lease;
 	if (T.key && strcmp(T.key, "user") != 0)
 		tool_usage_error(&T, "--key: profile updates are keyed by user, not \"%s\"", T.key);
 	if (O.mode == MODE_RESTORE && !O.store)

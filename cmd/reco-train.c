@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "reco.h"
+#include "ledger.h"
+#include "lock.h"
 #include "model.h"
 #include "rank.h"
 
@@ -27,6 +29,9 @@ static const char usage_head[] =
 "      --resume FILE        continue from the snapshot FILE\n"
 "      --epochs N           after the input, N-1 more passes of the matrix\n"
 "                           factorisation over it, shuffled (default 1)\n"
+"Source positions (kept in the snapshot: a replay is not learned twice):\n"
+LEDGER_USAGE
+"      --no-positions       learn every event; keep no source positions\n"
 "Inspection:\n"
 "      --inspect FILE       print what the snapshot FILE holds, and exit\n"
 "      --item ID            with --inspect: an item's neighbours and look-alikes\n"
@@ -42,7 +47,11 @@ enum {
 	OPT_INSPECT,
 	OPT_ITEM,
 	OPT_USER,
-	OPT_TOP
+	OPT_TOP,
+	OPT_POSITION_WINDOW,
+	OPT_MAX_SOURCES,
+	OPT_MAX_POSITION_JUMP,
+	OPT_NO_POSITIONS
 };
 
 static const struct option own_opts[] = {
@@ -53,6 +62,10 @@ static const struct option own_opts[] = {
 	{ "item", required_argument, NULL, OPT_ITEM },
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "top", required_argument, NULL, OPT_TOP },
+	{ "position-window", required_argument, NULL, OPT_POSITION_WINDOW },
+	{ "max-sources", required_argument, NULL, OPT_MAX_SOURCES },
+	{ "max-position-jump", required_argument, NULL, OPT_MAX_POSITION_JUMP },
+	{ "no-positions", no_argument, NULL, OPT_NO_POSITIONS },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -66,11 +79,17 @@ static struct {
 	const char *item, *user;
 	long long top;
 	struct model_params p;
-} O = { .epochs = 1, .top = 10 };
+	long long window, max_sources, max_jump;
+	int no_positions;
+} O = { .epochs = 1, .top = 10, .window = (long long)LEDGER_WINDOW_DEFAULT,
+	.max_sources = LEDGER_MAX_STREAMS_DEFAULT,
+	.max_jump = (long long)LEDGER_MAX_JUMP_DEFAULT };
 
 static struct tool T;
 static struct model *M;
 static struct model_stats st0;    /* the counters at the start of the run */
+static struct ledger L;           /* the source positions learned */
+static struct buf lbuf;
 static struct {
 	uint64_t *users, *items, *users_evicted, *items_evicted, *evictions;
 	uint64_t *mf, *pairs, *replaced, *snapshots, *snap_bytes, *bytes;
@@ -150,6 +169,20 @@ on_opt(struct tool *t, int c, const char *arg)
 		return 0;
 	case OPT_TOP:
 		O.top = count_arg("--top", arg, 1, 100000);
+		return 0;
+	case OPT_POSITION_WINDOW:
+		O.window = count_arg("--position-window", arg, 8, 1LL << 32);
+		if (O.window % 8)
+			tool_usage_error(&T, "--position-window: must be a multiple of 8");
+		return 0;
+	case OPT_MAX_SOURCES:
+		O.max_sources = count_arg("--max-sources", arg, 1, 1000000);
+		return 0;
+	case OPT_MAX_POSITION_JUMP:
+		O.max_jump = count_arg("--max-position-jump", arg, 0, 1LL << 60);
+		return 0;
+	case OPT_NO_POSITIONS:
+		O.no_positions = 1;
 		return 0;
 	}
 	return 1;
@@ -420,6 +453,21 @@ inspect(void)
 		fprintf(f, "  %-13s offset %10llu  size %10llu  crc32 %08x\n", name,
 			(unsigned long long)off, (unsigned long long)size, crc);
 	}
+	size_t ln;
+	const char *lp = model_ledger(m, &ln);
+	if (lp) {
+		struct ledger l;
+		ledger_init(&l, 0, 0, 0, 0);
+		if (ledger_decode(&lp, lp + ln, &l, 1) == 0) {
+			fprintf(f, "positions    %zu sources (highest applied)\n", l.nstreams);
+			for (size_t k = 0; k < l.nstreams; k++) {
+				fprintf(f, "  ");
+				put_id(f, (struct str){ l.streams[k].name, l.streams[k].n });
+				fprintf(f, "  %lld\n", (long long)l.streams[k].pos);
+			}
+		}
+		ledger_free(&l);
+	}
 	uint32_t *best = xreallocarray(NULL, (size_t)O.top, sizeof *best);
 	static const struct {
 		const char *title;
@@ -509,6 +557,16 @@ gauges(void)
 	*G.clock = M->have_clock && M->clock > 0 ? (uint64_t)M->clock : 0;
 }
 
+/* Put the source positions into the model, for its snapshot. */
+static void
+keep_ledger(void)
+{
+	lbuf.n = 0;
+	if (L.nstreams)
+		ledger_encode(&lbuf, &L);
+	model_set_ledger(M, lbuf.p, lbuf.n);
+}
+
 /* Write the snapshot to -o. Dies (status 3) if it cannot. */
 static void
 snapshot(void)
@@ -516,6 +574,7 @@ snapshot(void)
 	char err[512];
 
 	gauges();
+	keep_ledger();
 	if (model_save(M, O.output, err, sizeof err))
 		die(EXIT_IO, "%s", err);
 	(*G.snapshots)++;
@@ -537,6 +596,39 @@ floor_div(int64_t a, int64_t b)
 	int64_t q = a / b;
 
 	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Whether to learn ev, by its source position: a replay of what the model
+ * has learned is dropped, a poison position rejected. sp is what
+ * ledger_advance takes once it is learned. */
+static int
+learn_position(struct evin *in, const struct event *ev, struct ledger_pos *sp)
+{
+	int r = ledger_check(&L, ev->source, sp);
+	struct pos at;
+	const char *raw;
+	size_t rawn;
+	char msg[512];
+
+	if (r == LEDGER_NEW)
+		return 1;
+	if (r == LEDGER_FULL) {
+		/* Keep what was learned, then stop. */
+		if (O.output)
+			snapshot();
+		die(EXIT_IO, "more than --max-sources %lld sources", O.max_sources);
+	}
+	if (r != LEDGER_JUMP) {
+		tool_drop(&T, ledger_reason(r));
+		return 0;
+	}
+	evin_pos(in, &at);
+	evin_raw(in, ev, &raw, &rawn);
+	snprintf(msg, sizeof msg, "source position \"%.*s\" is more than --max-position-jump %lld beyond its source's highest",
+		 (int)(ev->source.n > 300 ? 300 : ev->source.n), ev->source.p,
+		 O.max_jump);
+	tool_reject(&T, &at, RJ_POSITION_JUMP, msg, raw, rawn);
+	return 0;
 }
 
 int
@@ -568,6 +660,12 @@ main(int argc, char **argv)
 		tool_usage_error(&T, "--snapshot-every needs -o FILE");
 	if (!O.output && isatty(1))
 		tool_usage_error(&T, "a snapshot is binary: not writing it to a terminal (use -o FILE)");
+	/* One writer per snapshot file. */
+	struct lock *lk = NULL;
+	if (O.output && !(lk = lock_take(O.output, err, sizeof err)))
+		die(EXIT_IO, "%s", err);
+	ledger_init(&L, (uint64_t)O.window, (uint64_t)O.max_sources,
+		    (uint64_t)O.max_jump, 1);
 	if (O.resume) {
 		M = model_load(O.resume, 0, err, sizeof err);
 		if (!M)
@@ -575,6 +673,10 @@ main(int argc, char **argv)
 			    "%s", err);
 		if (model_retune(M, &O.p, err, sizeof err))
 			tool_usage_error(&T, "%s: %s", O.resume, err);
+		size_t ln;
+		const char *lp = model_ledger(M, &ln);
+		if (lp && ledger_decode(&lp, lp + ln, &L, 1))
+			die(EXIT_DATA, "%s: corrupt snapshot: bad ledger", O.resume);
 	} else
 		M = model_new(&O.p);
 	if (O.output) {
@@ -596,7 +698,13 @@ main(int argc, char **argv)
 	int have_bucket = O.every_ms && M->have_clock;
 	double t_learn = now();
 	while (evin_next(in, &ev)) {
-		if (!model_learn(M, &ev)) {
+		struct ledger_pos sp = { LEDGER_NIL, 0 };
+		if ((ev.has & EV_SOURCE) && !O.no_positions &&
+		    !learn_position(in, &ev, &sp))
+			continue;
+		int learned = model_learn(M, &ev);
+		ledger_advance(&L, &sp);
+		if (!learned) {
 			tool_drop(&T, (ev.has & EV_ITEM) && ev.item.n ? "type" : "no_item");
 			continue;
 		}
@@ -636,6 +744,7 @@ main(int argc, char **argv)
 	}
 	gauges();
 	double t_save = now();
+	keep_ledger();
 	if (M->st.learned == 0) {
 		/* An empty model would replace a good one downstream. */
 		if (!reco_stop) {
@@ -658,5 +767,8 @@ main(int argc, char **argv)
 	evin_free(in);
 	event_free(&ev);
 	model_free(M);
+	ledger_free(&L);
+	buf_free(&lbuf);
+	lock_free(lk);
 	return tool_finish(&T);
 }

@@ -49,7 +49,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 consume_opts="-X fetch.wait.max.ms=10 -X enable.auto.commit=false -X auto.offset.reset=earliest"
 produce_opts="-X linger.ms=0 -X partitioner=murmur2_random"
 
+# One writer per store: a group's members own distinct partitions, and
+# each takes a lease of its own in Redis.
+writer_opts=
 if [ -n "$KAFKA_GROUP" ]; then
+	writer_opts="--writer $(hostname)-$$"
 	set -- -G "$KAFKA_GROUP" "$CLICKS_TOPIC"
 else
 	set -- -t "$CLICKS_TOPIC" -o beginning
@@ -66,5 +70,5 @@ kcat -b "$KAFKA_BROKERS" -C -J -q -u $consume_opts "$@" |
 	reco-ingest --from kcat-json --stats |
 	reco-clean --max-lateness 0 --late pass --max-future 0 --stats |
 	reco-enrich --stats |
-	reco-profile --store "$REDIS_URL" --emit changed --key user --stats |
+	reco-profile --store "$REDIS_URL" $writer_opts --emit changed --key user --stats |
 	kcat -b "$KAFKA_BROKERS" -P -t "$PROFILES_TOPIC" -K '\t' $produce_opts

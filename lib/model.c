@@ -684,6 +684,7 @@ model_free(struct model *m)
 {
 	if (!m)
 		return;
+	buf_free(&m->ledger);
 	if (m->mapped) {
 		if (m->mapped == 1)
 			munmap(m->map, m->maplen);
@@ -1735,6 +1736,13 @@ static const char *const sec_names[NSEC + 1] = {
 #define HDR_SIZE ((HDR_FIXED + NSEC * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
 #define TRAIN_STATE_SIZE (4 * 8 + 8 + 8 + MODEL_NSTATS * 8)
 
+static uint64_t lsec_header(const struct model *m, unsigned char *h,
+			      uint64_t end);
+struct sink;
+static void lsec_write(const struct model *m, struct sink *s);
+static int lsec_check(const unsigned char *map, size_t len, uint64_t *prev,
+			uint64_t *off, uint64_t *size);
+
 /* zlib's CRC-32 over any length. */
 uint32_t
 model_crc32(uint32_t crc, const void *p, size_t n)
@@ -2111,6 +2119,7 @@ header(const struct model *m, unsigned char *h, const uint64_t *off,
 	memset(h, 0, HDR_SIZE);
 	memcpy(h, MODEL_MAGIC, 8);
 	put32(h + 8, MODEL_VERSION);
+	file_size = lsec_header(m, h, file_size);
 	put32(h + 12, HDR_SIZE);
 	put64(h + 16, file_size);
 	put32(h + 24, NSEC);
@@ -2210,6 +2219,7 @@ write_all(const struct model *m, struct statew *w, struct wout *o,
 		uint64_t end = off[k] + size[k];
 		sink_put(&s, zero, (size_t)(align_up(end) - end));
 	}
+	lsec_write(m, &s);
 }
 
 /*
@@ -2463,6 +2473,9 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		secsize[k + 1] = size;
 		prev = off + size;
 	}
+	uint64_t loff = 0, lsize = 0;
+	if (lsec_check(map, len, &prev, &loff, &lsize))
+		FAIL("%s: corrupt snapshot: bad section ledger", path);
 	for (uint64_t z = prev; z < len; z++)
 		if (map[z])
 			FAIL("%s: corrupt snapshot: garbage at the end", path);
@@ -2642,6 +2655,8 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	    !all_finite(v->ishort, ni))
 		FAIL("%s: corrupt snapshot: a number that is not finite", path);
 #undef FAIL
+	if (lsize)
+		buf_put(&v->ledger, map + loff, (size_t)lsize);
 	return 0;
 }
 
@@ -2769,6 +2784,8 @@ model_load(const char *path, int flags, char *err, size_t errlen)
 	if (flags & MODEL_MAP)
 		return v;
 	struct model *m = unmap_copy(v);
+	m->ledger = v->ledger; /* moved, not copied */
+	memset(&v->ledger, 0, sizeof v->ledger);
 	model_free(v);
 	return m;
 }
@@ -2791,5 +2808,85 @@ model_section(const struct model *m, int k, const char **name,
 	*off = get64(e + 8);
 	*size = get64(e + 16);
 	*crc = get32(e + 4);
+	return 0;
+}
+
+/* ---- the ledger section ---- */
+
+/*
+ * A trainer's source positions (ledger.h), kept with the model so that a
+ * resumed run skips what the snapshot has learned. The section is not in
+ * the table of sections: the header says where it is (bytes 200 to 219:
+ * offset, size, CRC-32; all zero: none), after the last section. A
+ * snapshot without one is byte for byte what it was before the section
+ * existed; readers from before refuse one that has it (data at the end).
+ */
+#define LEDGER_HDR 200
+
+/* Keep a copy of the n bytes at p as m's ledger section (n 0: none). */
+void
+model_set_ledger(struct model *m, const void *p, size_t n)
+{
+	m->ledger.n = 0;
+	if (n)
+		buf_put(&m->ledger, p, n);
+}
+
+/* The ledger section of m (NULL and *n 0 if it has none). */
+const char *
+model_ledger(const struct model *m, size_t *n)
+{
+	*n = m->ledger.n;
+	return m->ledger.n ? m->ledger.p : NULL;
+}
+
+/* Put the place of the ledger, after end, in the header h; return the new
+ * end of the file. */
+static uint64_t
+lsec_header(const struct model *m, unsigned char *h, uint64_t end)
+{
+	if (!m->ledger.n)
+		return end;
+	put64(h + LEDGER_HDR, end);
+	put64(h + LEDGER_HDR + 8, m->ledger.n);
+	put32(h + LEDGER_HDR + 16, model_crc32(0, m->ledger.p, m->ledger.n));
+	return align_up(end + m->ledger.n);
+}
+
+static void
+lsec_write(const struct model *m, struct sink *s)
+{
+	static const unsigned char zero[MODEL_ALIGN];
+
+	if (!m->ledger.n)
+		return;
+	sink_put(s, m->ledger.p, m->ledger.n);
+	sink_put(s, zero, (size_t)(align_up(m->ledger.n) - m->ledger.n));
+}
+
+/* Check the ledger section of a loaded snapshot (if its version has one):
+ * its place (right after the sections, at *prev aligned) and checksum. Set
+ * *off and *size, move *prev past it; return 0, or -1 if it is bad. */
+static int
+lsec_check(const unsigned char *map, size_t len, uint64_t *prev,
+	     uint64_t *off, uint64_t *size)
+{
+	const unsigned char *h = map + LEDGER_HDR;
+
+	*off = *size = 0;
+	for (int i = 0; i < 20 && !*size; i++)
+		*size = h[i];
+	if (!*size)
+		return 0;
+	*off = get64(h);
+	*size = get64(h + 8);
+	if (*off != align_up(*prev) || *size == 0 || *off > len ||
+	    *size > len - *off ||
+	    model_crc32(0, map + *off, *size) != get32(h + 16))
+		return -1;
+	for (uint64_t z = *prev; z < *off; z++)
+		if (map[z])
+			return -1;
+	*prev = *off + *size;
 	return 0;
 }

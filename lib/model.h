@@ -191,6 +191,7 @@ struct model {
 	size_t maplen;
 	int mapped;               /* 1: mmap, 2: read into memory */
 	uint64_t version;         /* changes whenever the model learns */
+	struct buf ledger;        /* the ledger section (model_set_ledger) */
 };
 
 struct model_logent {
@@ -245,6 +246,10 @@ int model_seen_has(const struct model *m, uint64_t key);
 int model_exclude_seen(const struct model *m);
 void model_blend_default(struct model_blend *b);
 extern const char *const model_seen_names[];
+
+/* model.c: the ledger section */
+void model_set_ledger(struct model *m, const void *p, size_t n);
+const char *model_ledger(const struct model *m, size_t *n);
 
 int64_t model_item_find(const struct model *m, const char *id, size_t n);
 int64_t model_user_find(const struct model *m, const char *id, size_t n);

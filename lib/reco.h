@@ -45,6 +45,7 @@ enum reject_reason {
 	RJ_LATE,
 	RJ_BOT,
 	RJ_INVALID_PROFILE,
+	RJ_POSITION_JUMP,
 	RJ_N
 };
 extern const char *const reject_reason_names[RJ_N];

@@ -17,6 +17,8 @@
 #include "reco.h"
 #include "profile.h"
 #include "store.h"
+#include "ledger.h"
+#include "lock.h"
 
 #define NIL UINT32_MAX
 #define STATE_VERSION 2 /* 1: no windows (read, every window full) */
@@ -31,27 +33,6 @@ struct slot {
 	uint32_t same;      /* the next slot with the same hash */
 	uint32_t prev, next; /* least recently used first (Redis) */
 	int changed;
-};
-
-/*
- * A stream's positions: pos, the highest applied (-1: none), and in win
- * (writers only; NULL otherwise) one bit per position of the window
- * (pos - window, pos], at bit (position % window): set if applied. Redis
- * keeps win as is; dirty and dmin..dmax say which positions changed since
- * the last commit, full that all of win must be written. moved says that
- * this writer applied a position of the stream since the last commit:
- * Redis gets the positions and windows of those streams only, so that
- * writers of other streams of the same store (the shards of --shard) never
- * write back what they loaded over what the stream's writer has since
- * committed.
- */
-struct stream {
-	char *name;
-	size_t n;
-	int64_t pos;
-	unsigned char *win;
-	int64_t dmin, dmax;
-	int dirty, full, moved;
 };
 
 struct store {
@@ -69,21 +50,22 @@ struct store {
 	struct profile **list;
 	size_t caplist;
 	/* source positions and the population, saved with the profiles */
-	struct stream *streams;
-	size_t nstreams;
-	struct htab sidx;
+	struct ledger L;
 	int meta_dirty;
 	int clean;           /* the state file holds what memory holds */
 	struct profile_stats stats;
 	uint64_t since_checkpoint;
-	/* the embedded file, to notice a replacement */
+	/* the embedded file, to notice a replacement; the writer's lock */
 	struct stat st;
+	struct lock *lock;
 	/* Redis */
 	redisContext *rc;
 	char *host, *user, *password;
 	int port, db;
 	struct buf key, val, cmd, resp;
 	struct profile *scratch;
+	char *lease_tok, *lease_gen; /* a writer's lease, once held */
+	double lease_at;     /* when it was last taken or renewed */
 };
 
 static double
@@ -109,6 +91,8 @@ store_opts_default(struct store_opts *o)
 	o->positions = 1;
 	o->window = 1 << 20;
 	o->max_streams = 1024;
+	o->max_jump = LEDGER_MAX_JUMP_DEFAULT;
+	o->lease_ms = 30000;
 }
 
 /* ---- the table of profiles ---- */
@@ -193,7 +177,7 @@ table_insert(struct store *s, struct profile *p)
 	v = htab_put(&s->idx, h, &isnew);
 	s->slots[i].same = isnew ? NIL : *v;
 	*v = i;
-	if (s->kind == STORE_REDIS)
+	if (s->kind != STORE_FILE)
 		lru_append(s, i);
 	s->nusers++;
 	return i;
@@ -217,7 +201,7 @@ table_remove(struct store *s, uint32_t i)
 			j = s->slots[j].same;
 		s->slots[j].same = e->same;
 	}
-	if (s->kind == STORE_REDIS)
+	if (s->kind != STORE_FILE)
 		lru_unlink(s, i);
 	profile_free(e->p);
 	e->p = NULL;
@@ -243,206 +227,40 @@ mark_changed(struct store *s, uint32_t i)
 
 /* ---- source positions ---- */
 
-static int
-all_digits(const char *p, size_t n)
-{
-	if (n == 0 || n > 18)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (p[i] < '0' || p[i] > '9')
-			return 0;
-	return 1;
-}
-
-/*
- * Split a source into its stream and position: kafka:TOPIC/PART@OFFSET
- * (stream kafka:TOPIC/PART) and file:NAME:LINE (stream file:NAME). Return
- * 1, or 0 for a source without a position that can be read again (none,
- * stdin:LINE, anything else).
- */
+/* See ledger_source_parse. */
 int
 store_source_parse(struct str src, struct str *stream, int64_t *pos)
 {
-	const char *p = src.p, *sep = NULL;
-	size_t pre;
-
-	if (src.n > 6 && memcmp(p, "kafka:", 6) == 0) {
-		pre = 6;
-		for (size_t i = src.n; i-- > pre;)
-			if (p[i] == '@') {
-				sep = p + i;
-				break;
-			}
-	} else if (src.n > 5 && memcmp(p, "file:", 5) == 0) {
-		pre = 5;
-		for (size_t i = src.n; i-- > pre;)
-			if (p[i] == ':') {
-				sep = p + i;
-				break;
-			}
-	} else
-		return 0;
-	if (!sep || sep == p + pre)
-		return 0;
-	if (!all_digits(sep + 1, (size_t)(p + src.n - sep - 1)))
-		return 0;
-	stream->p = p;
-	stream->n = (size_t)(sep - p);
-	*pos = 0;
-	for (const char *d = sep + 1; d < p + src.n; d++)
-		*pos = *pos * 10 + (*d - '0');
-	return 1;
-}
-
-/* The stream named name: found, or added if create (NIL if not). */
-static uint32_t
-stream_get(struct store *s, const char *name, size_t n, int create)
-{
-	uint64_t h = hash64(name, n, 0x73747265);
-	int isnew;
-	uint32_t *v = htab_get(&s->sidx, h);
-	struct stream *t;
-
-	if (v && s->streams[*v].n == n &&
-	    memcmp(s->streams[*v].name, name, n) == 0)
-		return *v;
-	if (v) {
-		/* A hash shared by two streams: search them all. */
-		for (size_t i = 0; i < s->nstreams; i++)
-			if (s->streams[i].n == n &&
-			    memcmp(s->streams[i].name, name, n) == 0)
-				return (uint32_t)i;
-	}
-	if (!create)
-		return NIL;
-	v = htab_put(&s->sidx, h, &isnew);
-	s->streams = xreallocarray(s->streams, s->nstreams + 1,
-				   sizeof *s->streams);
-	t = &s->streams[s->nstreams];
-	memset(t, 0, sizeof *t);
-	t->name = xstrndup(name, n);
-	t->n = n;
-	t->pos = -1;
-	if (s->mode == STORE_WRITE && s->o.window) {
-		t->win = xcalloc(1, s->o.window / 8);
-		t->full = 1;
-	}
-	if (isnew)
-		*v = (uint32_t)s->nstreams;
-	return (uint32_t)s->nstreams++;
-}
-
-static int
-win_bit(const struct store *s, const struct stream *t, int64_t p)
-{
-	uint64_t i = (uint64_t)p % s->o.window;
-
-	return t->win[i >> 3] >> (i & 7) & 1;
-}
-
-static void
-win_set(const struct store *s, struct stream *t, int64_t p, int v)
-{
-	uint64_t i = (uint64_t)p % s->o.window;
-
-	if (v)
-		t->win[i >> 3] |= (unsigned char)(1u << (i & 7));
-	else
-		t->win[i >> 3] &= (unsigned char)~(1u << (i & 7));
-}
-
-static void
-win_touch(struct stream *t, int64_t lo, int64_t hi)
-{
-	if (!t->dirty) {
-		t->dmin = lo;
-		t->dmax = hi;
-		t->dirty = 1;
-		return;
-	}
-	if (lo < t->dmin)
-		t->dmin = lo;
-	if (hi > t->dmax)
-		t->dmax = hi;
-}
-
-/* Raise t's highest position to p (above it), with p applied and the
- * positions between not; if all, every position up to p counts as
- * applied. */
-static void
-stream_raise(struct store *s, struct stream *t, int64_t p, int all)
-{
-	int64_t w = (int64_t)s->o.window;
-
-	if (all || p - t->pos >= w) {
-		memset(t->win, all ? 0xff : 0, (size_t)(w / 8));
-		t->full = 1;
-	} else {
-		for (int64_t q = t->pos + 1; q < p; q++)
-			win_set(s, t, q, 0);
-		win_touch(t, t->pos + 1, p);
-	}
-	t->pos = p;
-	win_set(s, t, p, 1);
-	win_touch(t, p, p);
+	return ledger_source_parse(src, stream, pos);
 }
 
 /*
- * Look up the position of an event's source. Return STORE_NEW if the
- * store has not applied it (or it has no position), STORE_REPLAYED if it
- * has, STORE_BEYOND_WINDOW if it is at or below the stream's highest
- * position less the window (taken as applied), or -1 if its stream would
- * be one more than max_streams. sp is what store_advance takes once the
- * event is applied.
+ * Look up the position of an event's source (see ledger_check): STORE_NEW
+ * (also for an event without a position, or with --no-positions),
+ * STORE_REPLAYED, STORE_BEYOND_WINDOW, STORE_JUMP (a poison position: the
+ * event is refused, nothing moves), or -1 past max_streams. sp is what
+ * store_advance takes once the event is applied.
  */
 int
-store_check(struct store *s, struct str source, struct store_pos *sp)
+store_check(struct store *s, struct str source, struct ledger_pos *sp)
 {
-	struct str stream;
-	struct stream *t;
-
 	sp->stream = NIL;
-	if (!s->o.positions || !store_source_parse(source, &stream, &sp->pos))
+	if (!s->o.positions)
 		return STORE_NEW;
-	sp->stream = stream_get(s, stream.p, stream.n, 0);
-	if (sp->stream == NIL) {
-		if (s->o.max_streams && s->nstreams >= s->o.max_streams)
-			return -1;
-		sp->stream = stream_get(s, stream.p, stream.n, 1);
-	}
-	t = &s->streams[sp->stream];
-	if (sp->pos > t->pos)
-		return STORE_NEW;
-	if (!t->win)
-		return STORE_REPLAYED;
-	if (sp->pos <= t->pos - (int64_t)s->o.window)
-		return STORE_BEYOND_WINDOW;
-	return win_bit(s, t, sp->pos) ? STORE_REPLAYED : STORE_NEW;
+	return ledger_check(&s->L, source, sp);
 }
 
 /* Record that the event at sp (STORE_NEW from store_check) is applied. */
 void
-store_advance(struct store *s, const struct store_pos *sp)
+store_advance(struct store *s, const struct ledger_pos *sp)
 {
-	struct stream *t;
-
 	if (sp->stream == NIL)
 		return;
-	t = &s->streams[sp->stream];
-	if (!t->win) {
-		if (sp->pos <= t->pos)
-			return;
-		t->pos = sp->pos;
-	} else if (sp->pos > t->pos)
-		stream_raise(s, t, sp->pos, 0);
-	else if (sp->pos > t->pos - (int64_t)s->o.window) {
-		win_set(s, t, sp->pos, 1);
-		win_touch(t, sp->pos, sp->pos);
-	} else
-		return;
-	t->moved = 1;
-	s->meta_dirty = 1;
-	s->clean = 0;
+	ledger_advance(&s->L, sp);
+	if (s->L.streams[sp->stream].moved) {
+		s->meta_dirty = 1;
+		s->clean = 0;
+	}
 }
 
 /* For --restore: a profile's last source says its position was applied;
@@ -451,63 +269,26 @@ store_advance(struct store *s, const struct store_pos *sp)
 static int
 advance_from(struct store *s, const struct profile *p)
 {
-	struct store_pos sp;
-	struct stream *t;
+	struct ledger_pos sp;
+	uint64_t jump = s->L.max_jump;
 	int r;
 
 	if (!p->has_source)
 		return 0;
+	/* A changelog's positions are taken as they are. */
+	s->L.max_jump = 0;
 	r = store_check(s, profile_str(p, p->source), &sp);
+	s->L.max_jump = jump;
 	if (r < 0)
 		return -1;
 	if (sp.stream == NIL)
 		return 0;
-	t = &s->streams[sp.stream];
-	if (t->win && sp.pos > t->pos) {
-		stream_raise(s, t, sp.pos, 1);
-		t->moved = 1;
+	if (r == STORE_NEW || s->L.streams[sp.stream].pos < sp.pos) {
+		ledger_raise_all(&s->L, &sp);
 		s->meta_dirty = 1;
 		s->clean = 0;
-	} else if (r == STORE_NEW)
-		store_advance(s, &sp);
+	}
 	return 0;
-}
-
-/* Free what the streams hold. */
-static void
-streams_free(struct store *s)
-{
-	for (size_t i = 0; i < s->nstreams; i++) {
-		free(s->streams[i].name);
-		free(s->streams[i].win);
-	}
-	free(s->streams);
-}
-
-static int
-stream_cmp(const void *a, const void *b)
-{
-	const struct stream *x = a, *y = b;
-	size_t n = x->n < y->n ? x->n : y->n;
-	int c = memcmp(x->name, y->name, n);
-
-	return c ? c : (x->n > y->n) - (x->n < y->n);
-}
-
-static void
-streams_sort(struct store *s)
-{
-	if (s->nstreams > 1)
-		qsort(s->streams, s->nstreams, sizeof *s->streams, stream_cmp);
-	htab_free(&s->sidx);
-	htab_init(&s->sidx, 16);
-	for (size_t i = 0; i < s->nstreams; i++) {
-		int isnew;
-		uint64_t h = hash64(s->streams[i].name, s->streams[i].n, 0x73747265);
-		uint32_t *v = htab_put(&s->sidx, h, &isnew);
-		if (isnew)
-			*v = (uint32_t)i;
-	}
 }
 
 /* The population the percentile normalisation ranks users in. */
@@ -545,83 +326,12 @@ sorted_list(struct store *s)
 	return n;
 }
 
-/*
- * A stream's window in the state file, whatever its size: the positions
- * from pos - 1 down to the window's lowest (not below 0) as alternating
- * runs of applied and not applied ones, the first (applied) maybe empty:
- * a count, then the lengths. Positions below the runs count as applied.
- */
-static void
-put_window(struct buf *b, struct store *s, struct stream *t)
-{
-	struct buf runs = { 0 };
-	int64_t lo, q, nruns = 0, len = 0;
-	int cur = 1;
-
-	lo = t->pos - (int64_t)s->o.window + 1;
-	if (lo < 0)
-		lo = 0;
-	if (!t->win || t->pos <= 0) {
-		buf_put_varint(b, 0);
-		return;
-	}
-	for (q = t->pos - 1; q >= lo; q--) {
-		int bit = win_bit(s, t, q);
-		if (bit != cur) {
-			buf_put_varint(&runs, len);
-			nruns++;
-			cur = bit;
-			len = 0;
-		}
-		len++;
-	}
-	if (len) {
-		buf_put_varint(&runs, len);
-		nruns++;
-	}
-	buf_put_varint(b, nruns);
-	buf_put(b, runs.p, runs.n);
-	buf_free(&runs);
-}
-
-/* Read what put_window wrote into t's window (if t has one). Return 0, or
- * -1 if it is corrupt. */
-static int
-get_window(const char **p, const char *e, struct store *s, struct stream *t)
-{
-	int64_t nruns, len, q = t->pos - 1, low;
-	int cur = 1;
-
-	if (get_varint(p, e, &nruns) || nruns < 0 || nruns > e - *p)
-		return -1;
-	low = t->pos - (int64_t)s->o.window;
-	if (t->win) {
-		memset(t->win, 0xff, s->o.window / 8);
-		t->full = 1;
-	}
-	while (nruns-- > 0) {
-		if (get_varint(p, e, &len) || len < 0 || len > q + 1)
-			return -1;
-		for (; len > 0 && q > low && t->win; len--, q--)
-			win_set(s, t, q, cur);
-		q -= len;
-		cur = !cur;
-	}
-	return 0;
-}
-
 static void
 put_meta(struct buf *b, struct store *s)
 {
 	struct buf st = { 0 };
 
-	streams_sort(s);
-	buf_put_varint(b, (int64_t)s->nstreams);
-	for (size_t i = 0; i < s->nstreams; i++) {
-		buf_put_bytes(b, s->streams[i].name, s->streams[i].n);
-		buf_put_varint(b, s->streams[i].pos);
-		put_window(b, s, &s->streams[i]);
-	}
+	ledger_encode(b, &s->L);
 	profile_stats_encode(&st, &s->stats);
 	buf_put_bytes(b, st.p, st.n);
 	buf_free(&st);
@@ -681,7 +391,7 @@ load_file(struct store *s, char *err, size_t errlen)
 	double t0 = now_s();
 	struct buf b = { 0 };
 	const char *p, *e;
-	int64_t v, n, version;
+	int64_t n, version;
 	struct str x;
 	int r;
 
@@ -711,21 +421,9 @@ load_file(struct store *s, char *err, size_t errlen)
 			 s->spec, (long long)version, STATE_VERSION);
 		goto fail;
 	}
-	if (get_varint(&p, e, &n) || n < 0)
+	/* Version 1 has no windows: every position up to pos is applied. */
+	if (ledger_decode(&p, e, &s->L, version > 1))
 		goto corrupt;
-	while (n-- > 0) {
-		if (get_bytes(&p, e, &x) || get_varint(&p, e, &v) || v < -1)
-			goto corrupt;
-		uint32_t k = stream_get(s, x.p, x.n, 1);
-		struct stream *t = &s->streams[k];
-		t->pos = v;
-		if (version == 1) {
-			/* No window: every position up to pos is applied. */
-			if (t->win)
-				memset(t->win, 0xff, s->o.window / 8);
-		} else if (get_window(&p, e, s, t))
-			goto corrupt;
-	}
 	if (get_bytes(&p, e, &x) || profile_stats_decode(&s->stats, x.p, x.n))
 		goto corrupt;
 	if (get_varint(&p, e, &n) || n < 0 || n > e - p)
@@ -853,6 +551,24 @@ tv_of(int64_t ms)
 	return tv;
 }
 
+/* The reason of the last error on the connection, in err: a timeout (which
+ * hiredis reports as "Resource temporarily unavailable") says so, with the
+ * server's address. */
+static void
+redis_error(struct store *s, const char *doing, char *err, size_t errlen)
+{
+	const char *e = s->rc ? s->rc->errstr : "cannot connect";
+
+	if (s->rc && s->rc->err == REDIS_ERR_IO &&
+	    (strcmp(e, strerror(EAGAIN)) == 0 ||
+	     strcmp(e, strerror(EWOULDBLOCK)) == 0 ||
+	     strcmp(e, strerror(ETIMEDOUT)) == 0))
+		snprintf(err, errlen, "%s: %s:%d: timed out after %lld ms %s (--redis-timeout)",
+			 s->spec, s->host, s->port, (long long)s->o.timeout, doing);
+	else
+		snprintf(err, errlen, "%s: %s:%d: %s", s->spec, s->host, s->port, e);
+}
+
 static void
 redis_drop(struct store *s)
 {
@@ -869,7 +585,7 @@ redis_setup_cmd(struct store *s, int argc, const char **argv, char *err,
 	redisReply *r = redisCommandArgv(s->rc, argc, argv, NULL);
 
 	if (!r) {
-		snprintf(err, errlen, "%s: %s", s->spec, s->rc->errstr);
+		redis_error(s, "waiting for a reply", err, errlen);
 		return -1;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
@@ -892,8 +608,7 @@ redis_connect(struct store *s, char *err, size_t errlen)
 	redis_drop(s);
 	s->rc = redisConnectWithTimeout(s->host, s->port, tv_of(s->o.timeout));
 	if (!s->rc || s->rc->err) {
-		snprintf(err, errlen, "%s: %s", s->spec,
-			 s->rc ? s->rc->errstr : "cannot connect");
+		redis_error(s, "connecting", err, errlen);
 		redis_drop(s);
 		return -1;
 	}
@@ -1027,7 +742,7 @@ rc_run(struct store *s, struct rcmds *c, redisReply **replies, char *err,
 					break;
 			if (got == c->ncmd)
 				return 0;
-			snprintf(err, errlen, "%s: %s", s->spec, s->rc->errstr);
+			redis_error(s, "waiting for a reply", err, errlen);
 			for (size_t i = 0; i < got; i++)
 				freeReplyObject(replies[i]);
 			redis_drop(s);
@@ -1091,7 +806,7 @@ reply_error(struct store *s, redisReply *r, const char *what, char *err,
 }
 
 static void
-rc_window_key(struct store *s, struct rcmds *c, const struct stream *t)
+rc_window_key(struct store *s, struct rcmds *c, const struct ledger_stream *t)
 {
 	s->key.n = 0;
 	buf_puts(&s->key, s->o.prefix);
@@ -1115,19 +830,19 @@ redis_load_windows(struct store *s, char *err, size_t errlen)
 	size_t nr = 0;
 	int rc = -1;
 
-	if (s->mode != STORE_WRITE || !s->o.window || !s->nstreams)
+	if (s->mode != STORE_WRITE || !s->o.window || !s->L.nstreams)
 		return 0;
 	rc_begin(s, &c);
-	for (size_t i = 0; i < s->nstreams; i++) {
+	for (size_t i = 0; i < s->L.nstreams; i++) {
 		rc_cmd(s, &c, "GET");
-		rc_window_key(s, &c, &s->streams[i]);
+		rc_window_key(s, &c, &s->L.streams[i]);
 	}
 	r = xcalloc(c.ncmd, sizeof *r);
 	if (rc_run(s, &c, r, err, errlen))
 		goto out;
 	nr = c.ncmd;
 	for (size_t i = 0; i < nr; i++) {
-		struct stream *t = &s->streams[i];
+		struct ledger_stream *t = &s->L.streams[i];
 		redisReply *v = r[i];
 		if (reply_error(s, v, "GET", err, errlen))
 			goto out;
@@ -1144,7 +859,7 @@ redis_load_windows(struct store *s, char *err, size_t errlen)
 		int64_t w = (int64_t)(ow < s->o.window ? ow : s->o.window);
 		for (int64_t q = t->pos; q > t->pos - w && q >= 0; q--) {
 			uint64_t b = (uint64_t)q % ow;
-			win_set(s, t, q, (unsigned char)v->str[b >> 3] >> (b & 7) & 1);
+			ledger_win_set(&s->L, t, q, (unsigned char)v->str[b >> 3] >> (b & 7) & 1);
 		}
 	}
 	rc = 0;
@@ -1163,8 +878,8 @@ rc_windows(struct store *s, struct rcmds *c)
 	uint64_t w = s->o.window;
 	char num[32];
 
-	for (size_t i = 0; i < s->nstreams; i++) {
-		struct stream *t = &s->streams[i];
+	for (size_t i = 0; i < s->L.nstreams; i++) {
+		struct ledger_stream *t = &s->L.streams[i];
 		if (!t->win || !t->moved || (!t->full && !t->dirty))
 			continue;
 		if (t->full || t->dmax - t->dmin + 1 >= (int64_t)w) {
@@ -1230,8 +945,8 @@ redis_load_meta(struct store *s, char *err, size_t errlen)
 			long long pos = strtoll(v->str, &end, 10);
 			if (*end)
 				continue;
-			uint32_t j = stream_get(s, k->str + 4, k->len - 4, 1);
-			s->streams[j].pos = pos;
+			uint32_t j = ledger_stream(&s->L, k->str + 4, k->len - 4, 1);
+			s->L.streams[j].pos = pos;
 		}
 	}
 	rc = redis_load_windows(s, err, errlen);
@@ -1292,8 +1007,209 @@ out:
 	return rc;
 }
 
+/*
+ * The lease of a Redis writer: the key PREFIXlease (a shard's tag after it)
+ * holds "pid PID on HOST #GEN" and expires after lease_ms unless renewed;
+ * the field lease_gen (the shard's tag after it) of PREFIXmeta counts the
+ * leases taken, so that a writer whose lease expired may take it back only
+ * if nobody held it meanwhile.
+ */
+static const char lease_take_lua[] =
+	"local v = redis.call('GET', KEYS[1]) "
+	"if v and v ~= ARGV[4] then return {0, v} end "
+	"local g = redis.call('HINCRBY', KEYS[2], ARGV[3], 1) "
+	"local t = ARGV[1] .. ' #' .. g "
+	"redis.call('SET', KEYS[1], t, 'PX', ARGV[2]) "
+	"return {1, t, tostring(g)}";
+static const char lease_renew_lua[] =
+	"local v = redis.call('GET', KEYS[1]) "
+	"if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+	"if v then return v end "
+	"if redis.call('HGET', KEYS[2], ARGV[4]) == ARGV[3] then "
+	"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
+	"return 0";
+static const char lease_release_lua[] =
+	"if redis.call('GET', KEYS[1]) == ARGV[1] then "
+	"return redis.call('DEL', KEYS[1]) end return 0";
+
+/* The lease key (gen 0), or the name of its lease_gen field (gen 1). */
+static void
+rc_lease_key(struct store *s, struct rcmds *c, int gen)
+{
+	s->key.n = 0;
+	if (!gen)
+		buf_puts(&s->key, s->o.prefix);
+	buf_puts(&s->key, gen ? "lease_gen" : "lease");
+	if (s->o.lease)
+		buf_puts(&s->key, s->o.lease);
+	rc_arg(s, c, s->key.p, s->key.n);
+}
+
+/* Start an EVAL of script over the lease key and the meta hash. */
+static void
+rc_lease_eval(struct store *s, struct rcmds *c, const char *script)
+{
+	rc_cmd(s, c, "EVAL");
+	rc_arg(s, c, script, strlen(script));
+	rc_arg(s, c, "2", 1);
+	rc_lease_key(s, c, 0);
+	rc_meta_key(s, c);
+}
+
+static void
+rc_lease_ms(struct store *s, struct rcmds *c)
+{
+	char num[32];
+
+	snprintf(num, sizeof num, "%lld", (long long)s->o.lease_ms);
+	rc_arg(s, c, num, strlen(num));
+}
+
+/* Whether the holder of a lease (its value) is a process of this host
+ * that is gone (a writer killed before its lease expired). */
+static int
+holder_gone(const char *v)
+{
+	char me[300], host[256];
+	long pid;
+	const char *h;
+
+	lock_holder(me, sizeof me);
+	h = strstr(me, " on ");
+	if (!h || sscanf(v, "pid %ld on %255s", &pid, host) != 2 || pid <= 0)
+		return 0;
+	if (strcmp(host, h + 4) != 0)
+		return 0;
+	if (kill((pid_t)pid, 0) == -1)
+		return errno == ESRCH;
+	/* Killed but not reaped yet: a zombie holds nothing. */
+	char path[64], st[256];
+	FILE *f;
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	size_t n = fread(st, 1, sizeof st - 1, f);
+	fclose(f);
+	st[n] = '\0';
+	const char *e = strrchr(st, ')');
+	return e && e[1] == ' ' && e[2] == 'Z';
+}
+
+/* Take the lease, or fail (-1, err naming the holder) if another writer
+ * holds it. The lease of a writer of this host that is gone is taken
+ * over at once. */
+static int
+lease_take(struct store *s, char *err, size_t errlen)
+{
+	struct rcmds c = { 0 };
+	redisReply *r = NULL;
+	char who[300], *stale = NULL;
+	int rc = -1;
+
+	lock_holder(who, sizeof who);
+again:
+	rc_begin(s, &c);
+	rc_lease_eval(s, &c, lease_take_lua);
+	rc_arg(s, &c, who, strlen(who));
+	rc_lease_ms(s, &c);
+	rc_lease_key(s, &c, 1);
+	rc_arg(s, &c, stale ? stale : "", stale ? strlen(stale) : 0);
+	if (rc_run(s, &c, &r, err, errlen) || reply_error(s, r, "EVAL", err, errlen))
+		goto out;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER ||
+	    r->element[1]->type != REDIS_REPLY_STRING) {
+		snprintf(err, errlen, "%s: unexpected reply to the lease script", s->spec);
+		goto out;
+	}
+	if (r->element[0]->integer != 1 && !stale && holder_gone(r->element[1]->str)) {
+		stale = xstrdup(r->element[1]->str);
+		freeReplyObject(r);
+		r = NULL;
+		goto again;
+	}
+	if (r->element[0]->integer != 1) {
+		snprintf(err, errlen, "%s%s: another writer holds the lease (%s)",
+			 s->spec, s->o.lease ? s->o.lease : "", r->element[1]->str);
+		goto out;
+	}
+	if (r->elements < 3 || r->element[2]->type != REDIS_REPLY_STRING) {
+		snprintf(err, errlen, "%s: unexpected reply to the lease script", s->spec);
+		goto out;
+	}
+	s->lease_tok = xstrdup(r->element[1]->str);
+	s->lease_gen = xstrdup(r->element[2]->str);
+	s->lease_at = now_s();
+	rc = 0;
+out:
+	if (r)
+		freeReplyObject(r);
+	rc_free(&c);
+	free(stale);
+	return rc;
+}
+
+/* Renew the lease before a commit, once a third of its time has passed
+ * since it was last renewed (in between, the commit's WATCH is enough).
+ * Return 0, or -1 if it was lost. */
+static int
+lease_renew(struct store *s, char *err, size_t errlen)
+{
+	struct rcmds c = { 0 };
+	redisReply *r = NULL;
+	int rc = -1;
+	double t = now_s();
+
+	if (!s->lease_tok || t - s->lease_at < (double)s->o.lease_ms / 3000)
+		return 0;
+	rc_begin(s, &c);
+	rc_lease_eval(s, &c, lease_renew_lua);
+	rc_arg(s, &c, s->lease_tok, strlen(s->lease_tok));
+	rc_lease_ms(s, &c);
+	rc_arg(s, &c, s->lease_gen, strlen(s->lease_gen));
+	rc_lease_key(s, &c, 1);
+	if (rc_run(s, &c, &r, err, errlen) || reply_error(s, r, "EVAL", err, errlen))
+		goto out;
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+		s->lease_at = t;
+		rc = 0;
+	} else
+		snprintf(err, errlen, "%s%s: lease lost%s%s", s->spec,
+			 s->o.lease ? s->o.lease : "",
+			 r->type == REDIS_REPLY_STRING ? ": another writer holds it: " : "",
+			 r->type == REDIS_REPLY_STRING ? r->str : "");
+out:
+	if (r)
+		freeReplyObject(r);
+	rc_free(&c);
+	return rc;
+}
+
+/* Give the lease back (at close), if still held. */
+static void
+lease_release(struct store *s)
+{
+	struct rcmds c = { 0 };
+	redisReply *r = NULL;
+	char err[256];
+
+	if (!s->lease_tok || !s->rc)
+		return;
+	rc_begin(s, &c);
+	rc_cmd(s, &c, "EVAL");
+	rc_arg(s, &c, lease_release_lua, strlen(lease_release_lua));
+	rc_arg(s, &c, "1", 1);
+	rc_lease_key(s, &c, 0);
+	rc_arg(s, &c, s->lease_tok, strlen(s->lease_tok));
+	if (rc_run(s, &c, &r, err, sizeof err) == 0)
+		freeReplyObject(r);
+	rc_free(&c);
+}
+
 /* Write the changed profiles, the positions and the population in one
- * MULTI/EXEC. */
+ * MULTI/EXEC, if this writer still holds its lease: the lease key is
+ * watched, so that a writer that took it over meanwhile aborts the
+ * transaction. */
 static int
 redis_commit(struct store *s, char *err, size_t errlen)
 {
@@ -1304,7 +1220,13 @@ redis_commit(struct store *s, char *err, size_t errlen)
 	char num[32];
 	struct buf stats = { 0 };
 
+	if (lease_renew(s, err, errlen))
+		return -1;
 	rc_begin(s, &c);
+	if (s->lease_tok) {
+		rc_cmd(s, &c, "WATCH");
+		rc_lease_key(s, &c, 0);
+	}
 	rc_cmd(s, &c, "MULTI");
 	for (size_t i = 0; i < s->nchanged; i++) {
 		struct profile *p = s->slots[s->changed[i]].p;
@@ -1322,14 +1244,14 @@ redis_commit(struct store *s, char *err, size_t errlen)
 	rc_arg(s, &c, "stats", 5);
 	profile_stats_encode(&stats, &s->stats);
 	rc_arg(s, &c, stats.p, stats.n);
-	for (size_t i = 0; i < s->nstreams; i++) {
-		if (s->streams[i].pos < 0 || !s->streams[i].moved)
+	for (size_t i = 0; i < s->L.nstreams; i++) {
+		if (s->L.streams[i].pos < 0 || !s->L.streams[i].moved)
 			continue;
 		s->key.n = 0;
 		buf_puts(&s->key, "pos:");
-		buf_put(&s->key, s->streams[i].name, s->streams[i].n);
+		buf_put(&s->key, s->L.streams[i].name, s->L.streams[i].n);
 		rc_arg(s, &c, s->key.p, s->key.n);
-		snprintf(num, sizeof num, "%lld", (long long)s->streams[i].pos);
+		snprintf(num, sizeof num, "%lld", (long long)s->L.streams[i].pos);
 		rc_arg(s, &c, num, strlen(num));
 	}
 	rc_windows(s, &c);
@@ -1339,11 +1261,12 @@ redis_commit(struct store *s, char *err, size_t errlen)
 		goto out;
 	nr = c.ncmd;
 	for (size_t i = 0; i < nr; i++)
-		if (reply_error(s, r[i], i == 0 ? "MULTI" : i + 1 == nr ? "EXEC" : "queued command",
+		if (reply_error(s, r[i], i + 1 == nr ? "EXEC" : "queued command",
 				err, errlen))
 			goto out;
 	if (r[nr - 1]->type != REDIS_REPLY_ARRAY) {
-		snprintf(err, errlen, "%s: transaction aborted", s->spec);
+		snprintf(err, errlen, "%s: transaction aborted%s", s->spec,
+			 s->lease_tok ? " (lease lost to another writer)" : "");
 		goto out;
 	}
 	for (size_t i = 0; i < r[nr - 1]->elements; i++)
@@ -1494,7 +1417,8 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 	s->spec = xstrdup(spec ? spec : "");
 	s->free_slot = s->lru_head = s->lru_tail = NIL;
 	htab_init(&s->idx, 1024);
-	htab_init(&s->sidx, 16);
+	ledger_init(&s->L, s->o.window, s->o.max_streams, s->o.max_jump,
+		    mode == STORE_WRITE);
 	if (!spec || !*spec) {
 		s->kind = STORE_MEMORY;
 		return s;
@@ -1512,6 +1436,8 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 			s->c.retries++;
 			backoff(attempt);
 		}
+		if (mode == STORE_WRITE && lease_take(s, err, errlen))
+			goto fail;
 		if (redis_load_meta(s, err, errlen))
 			goto fail;
 		s->scratch = profile_new("", 0);
@@ -1529,6 +1455,8 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 			goto fail;
 		}
 	}
+	if (mode == STORE_WRITE && !(s->lock = lock_take(spec, err, errlen)))
+		goto fail;
 	if (load_file(s, err, errlen))
 		goto fail;
 	if (mode == STORE_WRITE) {
@@ -1552,12 +1480,15 @@ store_close(struct store *s)
 {
 	if (!s)
 		return;
+	lease_release(s);
+	lock_free(s->lock);
+	free(s->lease_tok);
+	free(s->lease_gen);
 	for (uint32_t i = 0; i < s->nslots; i++)
 		profile_free(s->slots[i].p);
 	free(s->slots);
 	htab_free(&s->idx);
-	htab_free(&s->sidx);
-	streams_free(s);
+	ledger_free(&s->L);
 	free(s->changed);
 	free(s->list);
 	redis_drop(s);
@@ -1748,14 +1679,14 @@ store_touch(struct store *s, const char *user, size_t n, char *err,
 		i = table_find(s, user, n, h);
 	}
 	if (i == NIL) {
-		if (s->kind != STORE_REDIS && s->o.max_users &&
+		if (s->kind == STORE_FILE && s->o.max_users &&
 		    s->nusers >= s->o.max_users) {
 			snprintf(err, errlen, "more than --max-users %llu users",
 				 (unsigned long long)s->o.max_users);
 			return NULL;
 		}
 		i = table_insert(s, profile_new(user, n));
-	} else if (s->kind == STORE_REDIS) {
+	} else if (s->kind != STORE_FILE) {
 		lru_unlink(s, i);
 		lru_append(s, i);
 	}
@@ -1831,6 +1762,23 @@ store_changed(struct store *s, struct profile ***list)
 }
 
 /*
+ * Whether store_commit(s, checkpoint_now) would make anything durable (a
+ * state file, a Redis transaction): the writer flushes its output first,
+ * so that the output covers what the store says is applied.
+ */
+int
+store_commit_due(const struct store *s, int checkpoint_now)
+{
+	if (s->mode != STORE_WRITE)
+		return 0;
+	if (s->kind == STORE_REDIS)
+		return s->nchanged || s->meta_dirty;
+	return s->kind == STORE_FILE && !s->clean &&
+	       (checkpoint_now || (s->o.checkpoint_every &&
+				   s->since_checkpoint >= s->o.checkpoint_every));
+}
+
+/*
  * End a batch: make what it changed durable together with the source
  * positions. Redis: one MULTI/EXEC, then the cache shrinks back to
  * cache_users. Embedded: the state file is written when checkpoint_every
@@ -1863,15 +1811,24 @@ store_commit(struct store *s, int checkpoint_now, char *err, size_t errlen)
 	s->nchanged = 0;
 	s->meta_dirty = 0;
 	/* Redis: a window not written yet (not moved) stays to write. */
-	for (size_t i = 0; i < s->nstreams; i++)
-		if (s->kind != STORE_REDIS ||
-		    (s->streams[i].moved && s->c.commits != commits))
-			s->streams[i].dirty = s->streams[i].full =
-				s->streams[i].moved = 0;
+	if (s->kind != STORE_REDIS)
+		ledger_clean(&s->L);
+	else if (s->c.commits != commits)
+		for (size_t i = 0; i < s->L.nstreams; i++)
+			if (s->L.streams[i].moved)
+				s->L.streams[i].dirty = s->L.streams[i].full =
+					s->L.streams[i].moved = 0;
 	if (s->kind == STORE_REDIS)
 		while (s->nusers > s->o.cache_users && s->lru_head != NIL) {
 			table_remove(s, s->lru_head);
 			s->c.evictions++;
+		}
+	/* Memory only: the profiles' updates are written; the least
+	 * recently used go. */
+	if (s->kind == STORE_MEMORY && s->o.max_users)
+		while (s->nusers > s->o.max_users && s->lru_head != NIL) {
+			table_remove(s, s->lru_head);
+			s->c.users_evicted++;
 		}
 	return 0;
 }

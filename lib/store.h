@@ -7,6 +7,7 @@
 
 #include "reco.h"
 #include "profile.h"
+#include "ledger.h"
 
 /*
  * A store is named by a spec, the argument of --store:
@@ -32,13 +33,12 @@
  * checkpoint_every events (and always when forced); in Redis, every
  * commit is one MULTI/EXEC of the changed profiles and the positions.
  *
- * A stream's positions are its highest position applied (high) and a
- * window of the window positions up to it: a bitmap (window / 8 bytes per
- * stream, at most max_streams streams) of those applied. An event is new
- * if its position is above high, or in the window and not applied yet;
- * a position at or below high - window cannot be told from a replay and
- * counts as applied. So events reordered by less than the window (as
- * reco-clean does within its lateness) are each applied once.
+ * The source positions are a ledger (ledger.h), saved with the profiles.
+ *
+ * One writer per store: a writer of a state file holds a lock on FILE.lock
+ * (flock) while it is open; a writer of Redis holds a lease, the key
+ * PREFIXlease (PREFIXlease#I/N for a shard), renewed while it runs. A
+ * second writer is refused with the holder's name. Readers take neither.
  */
 
 enum { STORE_READ, STORE_WRITE };
@@ -55,27 +55,30 @@ struct store_opts {
 	uint64_t window;           /* positions per stream window, a multiple
 				    * of 8; 0: only the highest position */
 	uint64_t max_streams;      /* most streams (sources); 0: no limit */
+	uint64_t max_jump;         /* a position more than this above its
+				    * stream's high mark is refused; 0: any */
+	const char *lease;         /* Redis: the writer's lease name (a
+				    * shard's tag, "" for the whole store) */
+	int64_t lease_ms;          /* Redis: lease expiry */
 };
 void store_opts_default(struct store_opts *o);
 
 /* Counters a tool may publish as metrics. */
 struct store_counts {
 	uint64_t hits, misses, evictions, retries, checkpoints, commits;
+	uint64_t users_evicted;  /* memory only: past max_users */
 	double load_s, checkpoint_s; /* the last load and checkpoint */
 };
 
 /* A source position: a stream (Kafka topic and partition, or file) and
  * an offset or line in it. */
-struct store_pos {
-	uint32_t stream; /* UINT32_MAX: the event has no position */
-	int64_t pos;
-};
 
-/* What store_check says of a position. */
+/* What store_check says of a position (see ledger_check). */
 enum {
-	STORE_NEW,           /* not applied: apply it, then store_advance */
-	STORE_REPLAYED,      /* applied already */
-	STORE_BEYOND_WINDOW  /* at or below high - window: taken as applied */
+	STORE_NEW = LEDGER_NEW,
+	STORE_REPLAYED = LEDGER_REPLAYED,
+	STORE_BEYOND_WINDOW = LEDGER_BEYOND_WINDOW,
+	STORE_JUMP = LEDGER_JUMP
 };
 
 struct store;
@@ -97,10 +100,11 @@ struct profile *store_touch(struct store *s, const char *user, size_t n,
 			    char *err, size_t errlen);
 int store_put(struct store *s, struct profile *p, char *err, size_t errlen);
 int store_source_parse(struct str source, struct str *stream, int64_t *pos);
-int store_check(struct store *s, struct str source, struct store_pos *sp);
-void store_advance(struct store *s, const struct store_pos *sp);
+int store_check(struct store *s, struct str source, struct ledger_pos *sp);
+void store_advance(struct store *s, const struct ledger_pos *sp);
 struct profile_stats *store_stats(struct store *s);
 size_t store_changed(struct store *s, struct profile ***list);
+int store_commit_due(const struct store *s, int checkpoint_now);
 int store_commit(struct store *s, int checkpoint, char *err, size_t errlen);
 
 uint64_t store_users(const struct store *s);

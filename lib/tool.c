@@ -67,6 +67,7 @@ const char *const reject_reason_names[RJ_N] = {
 	[RJ_LATE] = "late",
 	[RJ_BOT] = "bot",
 	[RJ_INVALID_PROFILE] = "invalid_profile",
+	[RJ_POSITION_JUMP] = "position_jump",
 };
 
 /* Return FMT_NDJSON, FMT_AVRO, FMT_AUTO, or -1. */

@@ -256,7 +256,7 @@ group_pipeline() {
 		reco-ingest --from kcat-json --stats 2>"$tag.ingest" |
 		reco-clean $CLEAN_OPTS --stats 2>"$tag.clean" |
 		reco-enrich --stats 2>"$tag.enrich" |
-		reco-profile --store "$store" --emit changed --key user --batch 100 \
+		reco-profile --store "$store" --writer "$tag" --emit changed --key user --batch 100 \
 		    --stats 2>"$tag.profile" >"$tag.updates"
 }
 
