@@ -60,16 +60,12 @@ $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
 
 # Test helpers (not installed).
 TESTBINS = $(BUILD)/tests/evcheck $(BUILD)/tests/avro-old $(BUILD)/tests/accesslog-check \
-	$(BUILD)/tests/kafka-broker $(BUILD)/tests/enospc.so $(BUILD)/tests/failwrite.so
+	$(BUILD)/tests/kafka-broker $(BUILD)/tests/failwrite.so
 $(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libreco.a | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
 
-# A full disk for the tests that have no small tmpfs: an LD_PRELOAD shim,
-# built without the sanitizers (it is loaded into their processes).
-$(BUILD)/tests/enospc.so: tests/tools/enospc.c | $(BUILD)/tests
-	$(CC) -std=c11 $(WARN) $(CFLAGS) -shared -fPIC -o $@ $< -ldl
-
-# The full-disk shim (LD_PRELOAD): no sanitizer, no libreco.
+# A full disk for the tests (LD_PRELOAD): built without the sanitizers
+# (it is loaded into their processes) and without libreco.
 $(BUILD)/tests/failwrite.so: tests/tools/failwrite.c | $(BUILD)/tests
 	$(CC) -std=c11 $(WARN) -O2 -shared -fPIC -o $@ $< -ldl
 

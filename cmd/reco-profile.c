@@ -553,6 +553,9 @@ flush_output(void)
 	if (aout && avro_out_flush(aout))
 		out_failed();
 	tool_idle(&T);
+	/* Failures are sticky: a flush that failed in tool_idle fails here. */
+	if (tool_flush(&T))
+		exit(T.status);
 }
 
 /*
@@ -618,9 +621,7 @@ on_idle(void *ctx)
 {
 	(void)ctx;
 	end_batch(0);
-	if (aout && avro_out_flush(aout))
-		out_failed();
-	tool_idle(&T);
+	flush_output();
 	waiting_fd = T.src->fd;
 	waiting = 1;
 	if (stopping && devnull >= 0)

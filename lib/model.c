@@ -1129,7 +1129,7 @@ advance(struct model *m, int64_t ts)
 			m->st.ticks++;
 		}
 	}
-	if (m->clock - m->tref > 16 * min_half_life(m))
+	if (m->clock - m->tref > 64 * min_half_life(m))
 		rebase(m);
 }
 
@@ -1500,7 +1500,7 @@ model_learn(struct model *m, const struct event *ev)
 		 * lists of the others), stays within the budget: every event while
 		 * the catalogue is small, fewer as it grows, so that learning
 		 * costs a bounded share of the time whatever the catalogue. */
-		uint64_t cost = m->nitems + 4096;
+		uint64_t cost = m->nitems + 16384;
 		if (m->p.blend_budget &&
 		    m->st.blend_work + cost <= MODEL_BLEND_WARM +
 			    m->st.learned * (uint64_t)m->p.blend_budget) {

@@ -20,7 +20,7 @@
 #define MODEL_MAX_RECENT 64
 #define MODEL_NSRC 9       /* the sources of rank.h's blend */
 #define MODEL_MAX_CAT_ITEMS 1024
-#define MODEL_BLEND_WARM (1ULL << 25) /* the blend's work before the budget holds */
+#define MODEL_BLEND_WARM (1ULL << 24) /* the blend's work before the budget holds */
 #define MODEL_ID_SEED 0x7265636f2d6d646cULL /* seed of hash64 for ids */
 
 /*

@@ -348,8 +348,9 @@ interrupt_mid_line() {
 		cp mnt/out.ndjson out.ndjson
 		umount mnt
 	else
-		[ -f "$RECO_TESTBIN/enospc.so" ] || fail "no $RECO_TESTBIN/enospc.so (make check builds it)"
-		run --separate-stderr env ENOSPC_AFTER=200000 LD_PRELOAD="$RECO_TESTBIN/enospc.so" \
+		[ -f "$RECO_TESTBIN/failwrite.so" ] || fail "no $RECO_TESTBIN/failwrite.so (make check builds it)"
+		run --separate-stderr env FAILWRITE_MATCH=out.ndjson FAILWRITE_AFTER=200000 \
+			LD_PRELOAD="$RECO_TESTBIN/failwrite.so" \
 			ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" \
 			reco-ingest -o out.ndjson g.ndjson
 	fi
