@@ -343,17 +343,22 @@ inspect_user(FILE *f, const struct model *m, const char *id)
 	q.recent = rec;
 	q.nrecent = nr;
 	q.n = (size_t)O.top;
+	q.user_hash = hash64(id, strlen(id), MODEL_ID_SEED);
+	q.exclude_seen = model_exclude_seen(m);
 	static const struct {
 		const char *title;
 		int src;
 	} rows[] = {
-		{ "recommendations (hybrid)", -1 },
+		{ "recommendations (hybrid, the learned blend)", -1 },
 		{ "by factors (mf)", RANK_MF },
 		{ "by co-occurrence (cooc)", RANK_COOC },
+		{ "by sequence (seq)", RANK_SEQ },
+		{ "by session neighbours (sknn)", RANK_SKNN },
+		{ "by category (cat)", RANK_CAT },
 	};
 	for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
 		if (rows[k].src < 0)
-			rank_weights_hybrid(&q.w);
+			rank_weights_model(&q.w, m);
 		else
 			rank_weights_only(&q.w, rows[k].src);
 		size_t n = rank_top(r, m, &q, out);

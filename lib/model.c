@@ -1388,15 +1388,11 @@ model_exclude_seen(const struct model *m)
 void
 model_blend_default(struct model_blend *b)
 {
-	memset(b, 0, sizeof *b);
-	b->w[RANK_MF] = 0.2f;
-	b->w[RANK_COOC] = 1.0f;
-	b->w[RANK_TREND] = 0.05f;
-	b->w[RANK_DPOP] = 0.1f;
-	b->w[RANK_SEEN] = 0.3f;
-	b->w[RANK_CAT] = 0.1f;
-	b->w[RANK_SKNN] = 1.0f;
-	b->w[RANK_SEQ] = 0.5f;
+	struct rank_weights w;
+
+	_Static_assert(sizeof w.w == sizeof b->w, "the blend is rank.h's weights");
+	rank_weights_hybrid(&w);
+	memcpy(b->w, w.w, sizeof b->w);
 }
 
 /* ---- learning ---- */

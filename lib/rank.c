@@ -57,7 +57,7 @@ rank_src_parse(const char *name, size_t n)
 	return -1;
 }
 
-/* The blend of the hybrid recommender by default. */
+/* The blend a model starts from, before the stream teaches it. */
 void
 rank_weights_hybrid(struct rank_weights *w)
 {
@@ -66,6 +66,10 @@ rank_weights_hybrid(struct rank_weights *w)
 	w->w[RANK_COOC] = 1.0f;
 	w->w[RANK_TREND] = 0.05f;
 	w->w[RANK_DPOP] = 0.1f;
+	w->w[RANK_SEEN] = 0.3f;
+	w->w[RANK_CAT] = 0.1f;
+	w->w[RANK_SKNN] = 1.0f;
+	w->w[RANK_SEQ] = 0.5f;
 }
 
 /* Only one source. */
@@ -457,6 +461,44 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
 	top_done(r, &t, RANK_MF);
 }
 
+/* Add v to candidate b's sum, unless the request skips it. */
+static inline void
+acc_one(struct ranker *r, const struct model *m, const struct rank_req *q,
+	uint32_t b, float v)
+{
+	if (r->acc[b] == 0 && SKIP(r, q, b))
+		return;
+	if (r->acc[b] == 0)
+		r->accl[r->naccl++] = b;
+	r->acc[b] += v;
+}
+
+/* Add f times the scores of list l (n entries) to the candidates' sums. */
+static void
+acc_list(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 const struct model_nb *l, size_t n, float f)
+{
+	for (size_t j = 0; j < n; j++)
+		if (l[j].item < m->nitems && l[j].score > 0)
+			acc_one(r, m, q, l[j].item, l[j].score * f);
+}
+
+/* The best depth of the summed candidates, as source src's list; the
+ * sums go back to 0. */
+static void
+acc_done(struct ranker *r, size_t depth, int src)
+{
+	struct top t;
+
+	top_init(r, &t, depth);
+	for (size_t k = 0; k < r->naccl; k++) {
+		uint32_t b = r->accl[k];
+		top_add(&t, r->acc[b], b);
+		r->acc[b] = 0;
+	}
+	top_done(r, &t, src);
+}
+
 /* Neighbours of the recent items (nearer ones count more) and of the
  * context items: the sums of their co-occurrence counts, so that an item
  * seen with many others weighs as much as the evidence it has. */
@@ -465,7 +507,6 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 	 size_t depth, int src)
 {
 	const struct model_lists *L = src == RANK_SEQ ? &m->sq : &m->nb;
-	struct top t;
 
 	r->naccl = 0;
 	for (size_t k = 0; k < q->nrecent + q->ncontext; k++) {
@@ -477,25 +518,9 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 		if (a >= m->nitems || (n = model_list(L, a, &l)) == 0 ||
 		    !(l[0].score > 0))
 			continue;
-		float f = wk;
-		for (size_t j = 0; j < n; j++) {
-			uint32_t b = l[j].item;
-			if (b >= m->nitems || !(l[j].score > 0))
-				continue;
-			if (r->acc[b] == 0 && SKIP(r, q, b))
-				continue;
-			if (r->acc[b] == 0)
-				r->accl[r->naccl++] = b;
-			r->acc[b] += l[j].score * f;
-		}
+		acc_list(r, m, q, l, n, wk);
 	}
-	top_init(r, &t, depth);
-	for (size_t k = 0; k < r->naccl; k++) {
-		uint32_t b = r->accl[k];
-		top_add(&t, r->acc[b], b);
-		r->acc[b] = 0;
-	}
-	top_done(r, &t, src);
+	acc_done(r, depth, src);
 }
 
 /* Trending: how far the recent count is above what the long-run rate
@@ -598,14 +623,8 @@ static void
 sknn_take(void *ctx, uint32_t b, float score)
 {
 	struct sknn_ctx *c = ctx;
-	struct ranker *r = c->r;
-	const struct model *m = c->m;
 
-	if (r->acc[b] == 0 && SKIP(r, c->q, b))
-		return;
-	if (r->acc[b] == 0)
-		r->accl[r->naccl++] = b;
-	r->acc[b] += score;
+	acc_one(c->r, c->m, c->q, b, score);
 }
 
 static void
@@ -613,7 +632,6 @@ src_sknn(struct ranker *r, const struct model *m, const struct rank_req *q,
 	 size_t depth)
 {
 	struct sknn_ctx c = { r, m, q };
-	struct top t;
 	uint64_t self = 0;
 
 	r->naccl = 0;
@@ -626,13 +644,7 @@ src_sknn(struct ranker *r, const struct model *m, const struct rank_req *q,
 		self = m->uskey[q->user];
 	sknn_score(m->sknn, r->sk, q->recent, q->nrecent, m->clock, self,
 		   (uint32_t)m->nitems, sknn_take, &c);
-	top_init(r, &t, depth);
-	for (size_t k = 0; k < r->naccl; k++) {
-		uint32_t b = r->accl[k];
-		top_add(&t, r->acc[b], b);
-		r->acc[b] = 0;
-	}
-	top_done(r, &t, RANK_SKNN);
+	acc_done(r, depth, RANK_SKNN);
 }
 
 /* The most popular items of the categories of the recent and context
@@ -641,8 +653,6 @@ static void
 src_cat(struct ranker *r, const struct model *m, const struct rank_req *q,
 	size_t depth)
 {
-	struct top t;
-
 	r->naccl = 0;
 	for (size_t k = 0; k < q->nrecent + q->ncontext; k++) {
 		uint32_t a = k < q->nrecent ? q->recent[k] : q->context[k - q->nrecent];
@@ -662,25 +672,9 @@ src_cat(struct ranker *r, const struct model *m, const struct rank_req *q,
 				break;
 		if (j < k && k < q->nrecent)
 			continue;
-		float f = wk / l[0].score;
-		for (j = 0; j < n; j++) {
-			uint32_t b = l[j].item;
-			if (b >= m->nitems || !(l[j].score > 0))
-				continue;
-			if (r->acc[b] == 0 && SKIP(r, q, b))
-				continue;
-			if (r->acc[b] == 0)
-				r->accl[r->naccl++] = b;
-			r->acc[b] += l[j].score * f;
-		}
+		acc_list(r, m, q, l, n, wk / l[0].score);
 	}
-	top_init(r, &t, depth);
-	for (size_t k = 0; k < r->naccl; k++) {
-		uint32_t b = r->accl[k];
-		top_add(&t, r->acc[b], b);
-		r->acc[b] = 0;
-	}
-	top_done(r, &t, RANK_CAT);
+	acc_done(r, depth, RANK_CAT);
 }
 
 static void

@@ -228,7 +228,9 @@ u64_at() {
 	nb=$(printf '%s\n' "$output" | sed -n '/^neighbours (2 held)/,/^look-alikes/p')
 	[[ "$nb" == *"1  i2  3"*"2  i3  0.83"* ]] || fail "$nb"
 	[[ "$output" == *"user u2: index 1,"*"2 recent items"* ]]
-	[[ "$output" == *"recommendations (hybrid)"* ]]
+	[[ "$output" == *"recommendations (hybrid, the learned blend)"* ]]
+	[[ "$output" == *"by session neighbours (sknn)"* ]]
+	[[ "$output" == *"blend        mf="* ]]
 	[ -z "$stderr" ]
 	# An unknown id is said so.
 	run reco-train --inspect m.bin --item nope
