@@ -1,0 +1,923 @@
+/* sknn.c: session-based nearest neighbours (V-SKNN, STAN): a ring of past sessions, an item index of recent sessions, scoring and snapshots. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reco.h"
+#include "sknn.h"
+
+/*
+ * Sessions are numbered by a serial that grows by one per new session and
+ * wraps at a multiple of the ring size, so that a session's slot is always
+ * serial % sessions. The item index holds serials: an entry is stale when
+ * its slot has since been given to a newer session (the slot's serial
+ * differs), and is then skipped, and dropped when the item's list grows.
+ */
+
+struct slot {
+	uint64_t key;    /* the session's key */
+	int64_t ts;      /* its latest event time */
+	uint32_t serial;
+	uint16_t n;      /* items held, oldest first in the item array */
+	uint16_t used;   /* 0: never used */
+};
+
+struct iidx {
+	uint32_t *e;     /* serials of the sessions with the item, oldest first */
+	uint16_t n, cap;
+	uint32_t df;     /* sessions that ever held the item (saturating) */
+};
+
+struct sknn {
+	struct sknn_params p;
+	struct slot *slot;
+	uint32_t *sitem;     /* p.items per slot */
+	uint32_t nslot;      /* slots in the used region (grows to sessions) */
+	uint32_t capslot;
+	uint32_t next;       /* serial of the next session */
+	uint32_t wrap;       /* serials lie in [0, wrap) */
+	struct htab keys;    /* key -> slot of the live sessions */
+	struct iidx *idx;
+	uint32_t nidx, capidx;
+	uint64_t entries;    /* index entries, stale ones included */
+	uint64_t live;
+	struct sknn_stats st;
+	float w1[SKNN_MAX_ITEMS];     /* position decay in the current session */
+	float w3[SKNN_MAX_ITEMS + 2]; /* decay with the distance in a neighbour */
+};
+
+/*
+ * The defaults, measured with tests/tools/sknn-check (prequential HR@20 on
+ * a real retail clickstream and on reco-gen streams of several seeds and
+ * shapes): a short current-session decay (λ1 2 items), the 100 most
+ * recent sessions per item, 100 neighbours, cosine normalisation and a
+ * neighbour-position decay (λ3 3 items) as in STAN, and no time decay
+ * (λ2 did not help on either kind of data; the ring already forgets).
+ */
+void
+sknn_params_default(struct sknn_params *p)
+{
+	memset(p, 0, sizeof *p);
+	p->sessions = 200000;
+	p->per_item = 100;
+	p->items = 16;
+	p->k = 100;
+	p->l1 = 2;
+	p->l2 = 0;
+	p->l3 = 3;
+	p->idf = 0;
+	p->norm = 1;
+}
+
+/* Return 0 if p is usable, else -1 with the reason in err. */
+int
+sknn_params_check(const struct sknn_params *p, char *err, size_t errlen)
+{
+	const char *why = NULL;
+
+	if (p->sessions < 1 || p->sessions > SKNN_MAX_SESSIONS)
+		why = "sessions must be 1 to 1000000000";
+	else if (p->per_item < 1 || p->per_item > SKNN_MAX_PER_ITEM)
+		why = "per_item must be 1 to 65535";
+	else if (p->items < 1 || p->items > SKNN_MAX_ITEMS)
+		why = "items must be 1 to 255";
+	else if (p->k < 1 || p->k > SKNN_MAX_K)
+		why = "k must be 1 to 100000";
+	else if (!(p->l1 >= 0 && p->l1 <= 1e9f))
+		why = "l1 must be 0 to 1e9";
+	else if (p->l2 < 0)
+		why = "l2 must not be negative";
+	else if (!(p->l3 >= 0 && p->l3 <= 1e9f))
+		why = "l3 must be 0 to 1e9";
+	else if (!(p->idf >= 0 && p->idf <= 1e6f))
+		why = "idf must be 0 to 1e6";
+	else if (p->norm != 0 && p->norm != 1)
+		why = "norm must be 0 or 1";
+	if (!why)
+		return 0;
+	snprintf(err, errlen, "sknn: %s", why);
+	return -1;
+}
+
+static void
+tables(struct sknn *s)
+{
+	for (int r = 0; r < SKNN_MAX_ITEMS; r++)
+		s->w1[r] = s->p.l1 > 0 ? (float)exp(-(double)r / s->p.l1) : 1;
+	for (int d = 0; d < SKNN_MAX_ITEMS + 2; d++)
+		s->w3[d] = s->p.l3 > 0 ? (float)exp(-(double)d / s->p.l3) : 1;
+}
+
+/* A new empty index with parameters p (copied), or NULL if p fails
+ * sknn_params_check. Free it with sknn_free. */
+struct sknn *
+sknn_new(const struct sknn_params *p)
+{
+	char err[128];
+	struct sknn *s;
+
+	if (sknn_params_check(p, err, sizeof err))
+		return NULL;
+	s = xcalloc(1, sizeof *s);
+	s->p = *p;
+	s->wrap = (uint32_t)(UINT32_MAX / p->sessions * p->sessions);
+	htab_init(&s->keys, 64);
+	tables(s);
+	return s;
+}
+
+/* Free s and everything it holds; NULL is fine. */
+void
+sknn_free(struct sknn *s)
+{
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < s->nidx; i++)
+		free(s->idx[i].e);
+	free(s->idx);
+	free(s->slot);
+	free(s->sitem);
+	htab_free(&s->keys);
+	free(s);
+}
+
+/* The parameters s runs with (owned by s). */
+const struct sknn_params *
+sknn_get_params(const struct sknn *s)
+{
+	return &s->p;
+}
+
+static inline int
+live_serial(const struct sknn *s, uint32_t e)
+{
+	uint32_t sl;
+
+	if (e >= s->wrap)
+		return 0;
+	sl = e % s->p.sessions;
+	return sl < s->nslot && s->slot[sl].used && s->slot[sl].serial == e;
+}
+
+/* Make slot sl exist (the region below it too, unused). */
+static void
+slots_reach(struct sknn *s, uint32_t sl)
+{
+	if (sl >= s->capslot) {
+		uint64_t cap = s->capslot ? (uint64_t)s->capslot * 2 : 64;
+		while (cap <= sl)
+			cap *= 2;
+		if (cap > s->p.sessions)
+			cap = s->p.sessions;
+		s->slot = xreallocarray(s->slot, cap, sizeof *s->slot);
+		s->sitem = xreallocarray(s->sitem, cap * s->p.items, sizeof *s->sitem);
+		memset(s->slot + s->capslot, 0, (cap - s->capslot) * sizeof *s->slot);
+		memset(s->sitem + (uint64_t)s->capslot * s->p.items, 0,
+		       (cap - s->capslot) * s->p.items * sizeof *s->sitem);
+		s->capslot = (uint32_t)cap;
+	}
+	if (sl >= s->nslot)
+		s->nslot = sl + 1;
+}
+
+static void
+items_reach(struct sknn *s, uint32_t item)
+{
+	if (item < s->nidx)
+		return;
+	if (item >= s->capidx) {
+		uint64_t cap = s->capidx ? (uint64_t)s->capidx * 2 : 256;
+		while (cap <= item)
+			cap *= 2;
+		if (cap > UINT32_MAX)
+			cap = UINT32_MAX;
+		s->idx = xreallocarray(s->idx, cap, sizeof *s->idx);
+		s->capidx = (uint32_t)cap;
+	}
+	memset(s->idx + s->nidx, 0, ((uint64_t)item + 1 - s->nidx) * sizeof *s->idx);
+	s->nidx = item + 1;
+}
+
+/* Drop the stale entries of x, keeping the order. */
+static void
+purge(struct sknn *s, struct iidx *x)
+{
+	uint16_t w = 0;
+
+	for (uint16_t r = 0; r < x->n; r++)
+		if (live_serial(s, x->e[r]))
+			x->e[w++] = x->e[r];
+	s->entries -= x->n - w;
+	x->n = w;
+}
+
+/* Index serial under item, the newest entry of the item's list. */
+static void
+index_add(struct sknn *s, uint32_t item, uint32_t serial)
+{
+	struct iidx *x;
+
+	items_reach(s, item);
+	x = &s->idx[item];
+	if (x->df < UINT32_MAX)
+		x->df++;
+	if (x->n && x->e[x->n - 1] == serial)
+		return;
+	if (x->n == x->cap) {
+		if (x->cap < s->p.per_item) {
+			/* Growing: first drop what is stale, and grow only if
+			 * that freed less than half. */
+			purge(s, x);
+			if (x->n * 2 >= x->cap) {
+				uint32_t cap = x->cap ? (uint32_t)x->cap * 2 : 2;
+				if (cap > s->p.per_item)
+					cap = s->p.per_item;
+				x->e = xreallocarray(x->e, cap, sizeof *x->e);
+				x->cap = (uint16_t)cap;
+			}
+		}
+		if (x->n == x->cap) {
+			if (live_serial(s, x->e[0]))
+				s->st.index_evicted++;
+			memmove(x->e, x->e + 1, (x->n - 1) * sizeof *x->e);
+			x->n--;
+			s->entries--;
+		}
+	}
+	x->e[x->n++] = serial;
+	s->entries++;
+}
+
+/*
+ * item joins the current session of key at time ts. A key not seen (or
+ * whose session left the ring) starts a new session in the oldest slot. An
+ * item equal to the session's last item is ignored; an item the session
+ * already holds moves to its newest place (a session holds an item once);
+ * a full session drops its oldest item. Item indices are dense (the
+ * index grows to item + 1). Keys 0 and 1 are the same key.
+ */
+void
+sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
+{
+	uint32_t *h = htab_get(&s->keys, key), sl, *it;
+	struct slot *x;
+
+	s->st.adds++;
+	if (h) {
+		uint16_t n, j;
+		sl = *h;
+		x = &s->slot[sl];
+		it = s->sitem + (uint64_t)sl * s->p.items;
+		n = x->n;
+		if (ts > x->ts)
+			x->ts = ts;
+		if (n && it[n - 1] == item) {
+			s->st.repeats++;
+			return;
+		}
+		for (j = 0; j < n && it[j] != item; j++)
+			;
+		if (j < n) {
+			memmove(it + j, it + j + 1, (n - 1 - j) * sizeof *it);
+			it[n - 1] = item;
+			return;
+		}
+		if (n == s->p.items) {
+			memmove(it, it + 1, (n - 1) * sizeof *it);
+			s->st.items_dropped++;
+			n--;
+		}
+		it[n] = item;
+		x->n = n + 1;
+		index_add(s, item, x->serial);
+		return;
+	}
+	uint32_t serial = s->next;
+	int isnew;
+	s->next = s->next + 1 >= s->wrap ? 0 : s->next + 1;
+	sl = serial % s->p.sessions;
+	slots_reach(s, sl);
+	x = &s->slot[sl];
+	if (x->used) {
+		htab_del(&s->keys, x->key);
+		s->st.sessions_evicted++;
+		s->live--;
+	}
+	x->key = key;
+	x->ts = ts;
+	x->serial = serial;
+	x->n = 1;
+	x->used = 1;
+	s->sitem[(uint64_t)sl * s->p.items] = item;
+	*htab_put(&s->keys, key, &isnew) = sl;
+	s->st.sessions++;
+	s->live++;
+	index_add(s, item, serial);
+}
+
+/*
+ * Renumber the items: newidx[old] is the new index of old item old, or
+ * UINT32_MAX if it is gone; n is the number of old items (items from n on
+ * are gone too). Sessions lose their gone items; the index follows the new
+ * numbering. Two old items given the same new index keep the first.
+ */
+void
+sknn_remap(struct sknn *s, const uint32_t *newidx, uint64_t n)
+{
+	uint64_t nn = 0;
+
+	for (uint32_t sl = 0; sl < s->nslot; sl++) {
+		uint32_t *it = s->sitem + (uint64_t)sl * s->p.items;
+		uint16_t w = 0;
+		for (uint16_t r = 0; r < s->slot[sl].n; r++) {
+			uint32_t v = it[r] < n ? newidx[it[r]] : UINT32_MAX;
+			if (v != UINT32_MAX)
+				it[w++] = v;
+		}
+		s->slot[sl].n = w;
+	}
+	for (uint64_t i = 0; i < n && i < s->nidx; i++)
+		if (newidx[i] != UINT32_MAX && (uint64_t)newidx[i] + 1 > nn)
+			nn = (uint64_t)newidx[i] + 1;
+	struct iidx *idx = xcalloc(nn ? nn : 1, sizeof *idx);
+	for (uint32_t i = 0; i < s->nidx; i++) {
+		struct iidx *x = &s->idx[i];
+		uint32_t v = i < n ? newidx[i] : UINT32_MAX;
+		if (v != UINT32_MAX && idx[v].cap == 0 && idx[v].df == 0) {
+			idx[v] = *x;
+			continue;
+		}
+		s->entries -= x->n;
+		free(x->e);
+		s->st.remapped_out++;
+	}
+	free(s->idx);
+	s->idx = idx;
+	s->nidx = s->capidx = (uint32_t)nn;
+	if (!nn)
+		s->capidx = 1;
+}
+
+/* The scratch of requests: small open-addressing maps from a 32-bit key to
+ * a score and a tag, cleared by the list of the places they filled. */
+struct smap {
+	uint32_t *key;   /* key + 1; 0 is empty */
+	float *val;
+	uint32_t *tag;
+	uint32_t *pos;   /* places filled, in order */
+	uint32_t cap, n;
+};
+
+struct sknn_scratch {
+	struct smap sess, item, cur;
+	uint32_t *nb;    /* chosen neighbours: places in sess, a heap */
+	float *nbs;
+	uint32_t nbcap;
+};
+
+static void
+smap_alloc(struct smap *m, uint32_t cap)
+{
+	m->cap = cap;
+	m->n = 0;
+	m->key = xcalloc(cap, sizeof *m->key);
+	m->val = xcalloc(cap, sizeof *m->val);
+	m->tag = xcalloc(cap, sizeof *m->tag);
+	m->pos = xcalloc(cap, sizeof *m->pos);
+}
+
+static void
+smap_free(struct smap *m)
+{
+	free(m->key);
+	free(m->val);
+	free(m->tag);
+	free(m->pos);
+}
+
+static void
+smap_clear(struct smap *m)
+{
+	for (uint32_t i = 0; i < m->n; i++)
+		m->key[m->pos[i]] = 0;
+	m->n = 0;
+}
+
+static inline uint32_t
+smap_home(uint32_t k, uint32_t mask)
+{
+	return (uint32_t)(((uint64_t)k * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
+}
+
+/* The place of key k, inserted (val 0, tag 0) if absent. Places stay valid
+ * until the map grows, which only a put of a new key can do. */
+static uint32_t
+smap_put(struct smap *m, uint32_t k)
+{
+	uint32_t mask, i;
+
+	k++;
+	if ((m->n + 1) * 2 > m->cap) {
+		struct smap g;
+		smap_alloc(&g, m->cap * 2);
+		for (uint32_t j = 0; j < m->n; j++) {
+			uint32_t p = m->pos[j], q = smap_home(m->key[p], g.cap - 1);
+			while (g.key[q])
+				q = (q + 1) & (g.cap - 1);
+			g.key[q] = m->key[p];
+			g.val[q] = m->val[p];
+			g.tag[q] = m->tag[p];
+			g.pos[g.n++] = q;
+		}
+		smap_free(m);
+		*m = g;
+	}
+	mask = m->cap - 1;
+	for (i = smap_home(k, mask); m->key[i]; i = (i + 1) & mask)
+		if (m->key[i] == k)
+			return i;
+	m->key[i] = k;
+	m->val[i] = 0;
+	m->tag[i] = 0;
+	m->pos[m->n++] = i;
+	return i;
+}
+
+/* The place of key k, or UINT32_MAX. */
+static uint32_t
+smap_get(const struct smap *m, uint32_t k)
+{
+	uint32_t mask = m->cap - 1, i;
+
+	k++;
+	for (i = smap_home(k, mask); m->key[i]; i = (i + 1) & mask)
+		if (m->key[i] == k)
+			return i;
+	return UINT32_MAX;
+}
+
+/* A scratch for sknn_score, for one thread at a time; free it with
+ * sknn_scratch_free. It grows with the requests it serves. */
+struct sknn_scratch *
+sknn_scratch_new(void)
+{
+	struct sknn_scratch *sc = xcalloc(1, sizeof *sc);
+
+	smap_alloc(&sc->sess, 1024);
+	smap_alloc(&sc->item, 1024);
+	smap_alloc(&sc->cur, 64);
+	return sc;
+}
+
+/* Free sc; NULL is fine. */
+void
+sknn_scratch_free(struct sknn_scratch *sc)
+{
+	if (!sc)
+		return;
+	smap_free(&sc->sess);
+	smap_free(&sc->item);
+	smap_free(&sc->cur);
+	free(sc->nb);
+	free(sc->nbs);
+	free(sc);
+}
+
+/* Is neighbour a (score sa, serial ka) worse than b? Lower score, then the
+ * older session (lower serial), so that ties are broken the same way
+ * every time. */
+static inline int
+worse(float sa, uint32_t ka, float sb, uint32_t kb)
+{
+	return sa < sb || (sa == sb && ka < kb);
+}
+
+static void
+heap_down(float *hs, uint32_t *hk, const struct smap *m, uint32_t n, uint32_t i)
+{
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, w = i;
+		if (l < n && worse(hs[l], m->key[hk[l]], hs[w], m->key[hk[w]]))
+			w = l;
+		if (r < n && worse(hs[r], m->key[hk[r]], hs[w], m->key[hk[w]]))
+			w = r;
+		if (w == i)
+			return;
+		float ts = hs[i];
+		uint32_t tk = hk[i];
+		hs[i] = hs[w];
+		hk[i] = hk[w];
+		hs[w] = ts;
+		hk[w] = tk;
+		i = w;
+	}
+}
+
+/*
+ * Score the items of the k past sessions most similar to the current
+ * session cur[0..ncur) (item indices, newest first; the first `items` of
+ * them count, repeats once) at time now. self is the key of the current
+ * session when it is in the index (it is no neighbour of itself), or 0.
+ * Neighbour items from nitems on are skipped. fn(ctx, item, score) is
+ * called once for each scored item, in a deterministic order, with a
+ * positive score; the current session's own items may be among them (the
+ * caller excludes what it must before it cuts its top N). Returns the
+ * number of calls. sc is the calling thread's scratch.
+ */
+size_t
+sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
+	   size_t ncur, int64_t now, uint64_t self, uint32_t nitems, sknn_fn fn,
+	   void *ctx)
+{
+	uint32_t selfserial = UINT32_MAX, nc = 0;
+	const uint32_t *h;
+	double logn = log((double)s->st.sessions + 1);
+
+	if (self && (h = htab_get(&s->keys, self)))
+		selfserial = s->slot[*h].serial;
+	smap_clear(&sc->sess);
+	smap_clear(&sc->item);
+	smap_clear(&sc->cur);
+
+	/* Candidates: the indexed sessions of each current item, with the
+	 * weighted count of the items they share. */
+	for (size_t r = 0; r < ncur && nc < s->p.items; r++) {
+		uint32_t c = cur[r], pc;
+		if (c >= s->nidx)
+			continue;
+		pc = smap_put(&sc->cur, c);
+		if (sc->cur.tag[pc])
+			continue;
+		sc->cur.tag[pc] = ++nc;
+		const struct iidx *x = &s->idx[c];
+		if (!x->n)
+			continue;
+		float w = s->w1[nc - 1];
+		if (s->p.idf > 0)
+			w *= (float)(1 + s->p.idf * (logn - log((double)x->df + 1)));
+		for (uint32_t j = x->n; j-- > 0;) {
+			uint32_t e = x->e[j];
+			if (e == selfserial || !live_serial(s, e))
+				continue;
+			uint32_t q = smap_put(&sc->sess, e);
+			if (sc->sess.tag[q] == nc)
+				continue;
+			sc->sess.tag[q] = nc;
+			sc->sess.val[q] += w;
+		}
+	}
+	if (sc->sess.n == 0)
+		return 0;
+
+	/* The k best: a min-heap on (similarity, serial). */
+	uint32_t k = s->p.k < sc->sess.n ? s->p.k : sc->sess.n, nb = 0;
+	if (k > sc->nbcap) {
+		sc->nb = xreallocarray(sc->nb, k, sizeof *sc->nb);
+		sc->nbs = xreallocarray(sc->nbs, k, sizeof *sc->nbs);
+		sc->nbcap = k;
+	}
+	for (uint32_t j = 0; j < sc->sess.n; j++) {
+		uint32_t q = sc->sess.pos[j], e = sc->sess.key[q] - 1;
+		const struct slot *x = &s->slot[e % s->p.sessions];
+		float sim = sc->sess.val[q];
+		if (s->p.norm)
+			sim /= sqrtf((float)(x->n ? x->n : 1));
+		if (s->p.l2 > 0 && now > x->ts)
+			sim *= (float)exp(-(double)(now - x->ts) / (double)s->p.l2);
+		if (nb < k) {
+			sc->nbs[nb] = sim;
+			sc->nb[nb++] = q;
+			if (nb == k)
+				for (uint32_t i = k / 2; i-- > 0;)
+					heap_down(sc->nbs, sc->nb, &sc->sess, k, i);
+		} else if (worse(sc->nbs[0], sc->sess.key[sc->nb[0]], sim, sc->sess.key[q])) {
+			sc->nbs[0] = sim;
+			sc->nb[0] = q;
+			heap_down(sc->nbs, sc->nb, &sc->sess, k, 0);
+		}
+	}
+
+	/* Their items, weighted by the distance to the newest shared item. */
+	for (uint32_t j = 0; j < nb; j++) {
+		uint32_t e = sc->sess.key[sc->nb[j]] - 1;
+		float sim = sc->nbs[j];
+		const struct slot *x = &s->slot[e % s->p.sessions];
+		const uint32_t *it = s->sitem + (uint64_t)(e % s->p.sessions) * s->p.items;
+		int star = -1;
+		if (!(sim > 0))
+			continue;
+		for (int r = x->n; r-- > 0;)
+			if (smap_get(&sc->cur, it[r]) != UINT32_MAX) {
+				star = r;
+				break;
+			}
+		for (int r = 0; r < x->n; r++) {
+			if (it[r] >= nitems)
+				continue;
+			uint32_t q = smap_put(&sc->item, it[r]);
+			sc->item.val[q] += sim * s->w3[r > star ? r - star : star - r];
+		}
+	}
+	for (uint32_t j = 0; j < sc->item.n; j++) {
+		uint32_t q = sc->item.pos[j];
+		fn(ctx, sc->item.key[q] - 1, sc->item.val[q]);
+	}
+	return sc->item.n;
+}
+
+/* Counters and sizes of s into st. */
+void
+sknn_stats(const struct sknn *s, struct sknn_stats *st)
+{
+	*st = s->st;
+	st->live = s->live;
+	st->items = s->nidx;
+	st->entries = s->entries;
+}
+
+/* Bytes of memory s holds (scratches not included). */
+size_t
+sknn_bytes(const struct sknn *s)
+{
+	size_t b = sizeof *s + htab_bytes(&s->keys);
+
+	b += (size_t)s->capslot * (sizeof *s->slot + s->p.items * sizeof *s->sitem);
+	b += (size_t)s->capidx * sizeof *s->idx;
+	for (uint32_t i = 0; i < s->nidx; i++)
+		b += (size_t)s->idx[i].cap * sizeof *s->idx[i].e;
+	return b;
+}
+
+/*
+ * The snapshot blob, little-endian: "SKNN", version, the parameters, the
+ * serial state and counters, the used slots (key, time, serial, items),
+ * then per item its df, the capacity and length of its list and its
+ * entries (the capacity decides when the list is next purged). The key
+ * table is rebuilt on load, so the same state always gives the same bytes.
+ */
+#define BLOB_MAGIC "SKNN"
+#define BLOB_VERSION 1
+#define BLOB_HEAD (4 + 4 + 4 * 4 + 4 + 8 + 4 + 4 + 4 + 4 * 3 + 8 * 7 + 4)
+#define SLOT_HEAD (8 + 8 + 4 + 2 + 2)
+
+/* The size of sknn_blob_write's blob of s. */
+size_t
+sknn_blob_size(const struct sknn *s)
+{
+	size_t b = BLOB_HEAD;
+
+	for (uint32_t sl = 0; sl < s->nslot; sl++)
+		b += SLOT_HEAD + 4 * (size_t)s->slot[sl].n;
+	for (uint32_t i = 0; i < s->nidx; i++)
+		b += 8 + 4 * (size_t)s->idx[i].n;
+	return b;
+}
+
+static unsigned char *
+w32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> 8 * i);
+	return p + 4;
+}
+
+static unsigned char *
+w64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> 8 * i);
+	return p + 8;
+}
+
+static unsigned char *
+wf(unsigned char *p, float f)
+{
+	uint32_t v;
+
+	memcpy(&v, &f, 4);
+	return w32(p, v);
+}
+
+/* Write s's blob, exactly sknn_blob_size(s) bytes, to out. */
+void
+sknn_blob_write(const struct sknn *s, unsigned char *out)
+{
+	unsigned char *p = out;
+
+	memcpy(p, BLOB_MAGIC, 4);
+	p = w32(p + 4, BLOB_VERSION);
+	p = w32(p, s->p.sessions);
+	p = w32(p, s->p.per_item);
+	p = w32(p, s->p.items);
+	p = w32(p, s->p.k);
+	p = wf(p, s->p.l1);
+	p = w64(p, (uint64_t)s->p.l2);
+	p = wf(p, s->p.l3);
+	p = wf(p, s->p.idf);
+	p = w32(p, (uint32_t)s->p.norm);
+	p = w32(p, s->next);
+	p = w32(p, s->wrap);
+	p = w32(p, s->nslot);
+	p = w64(p, s->st.sessions);
+	p = w64(p, s->st.sessions_evicted);
+	p = w64(p, s->st.index_evicted);
+	p = w64(p, s->st.items_dropped);
+	p = w64(p, s->st.adds);
+	p = w64(p, s->st.repeats);
+	p = w64(p, s->st.remapped_out);
+	p = w32(p, s->nidx);
+	for (uint32_t sl = 0; sl < s->nslot; sl++) {
+		const struct slot *x = &s->slot[sl];
+		const uint32_t *it = s->sitem + (uint64_t)sl * s->p.items;
+		p = w64(p, x->key);
+		p = w64(p, (uint64_t)x->ts);
+		p = w32(p, x->serial);
+		p[0] = (unsigned char)x->n;
+		p[1] = (unsigned char)(x->n >> 8);
+		p[2] = (unsigned char)x->used;
+		p[3] = 0;
+		p += 4;
+		for (uint16_t r = 0; r < x->n; r++)
+			p = w32(p, it[r]);
+	}
+	for (uint32_t i = 0; i < s->nidx; i++) {
+		const struct iidx *x = &s->idx[i];
+		p = w32(p, x->df);
+		p = w32(p, (uint32_t)x->cap << 16 | x->n);
+		for (uint16_t r = 0; r < x->n; r++)
+			p = w32(p, x->e[r]);
+	}
+}
+
+struct rd {
+	const unsigned char *p, *e;
+};
+
+static int
+r32(struct rd *r, uint32_t *v)
+{
+	if (r->e - r->p < 4)
+		return -1;
+	*v = 0;
+	for (int i = 0; i < 4; i++)
+		*v |= (uint32_t)r->p[i] << 8 * i;
+	r->p += 4;
+	return 0;
+}
+
+static int
+r64(struct rd *r, uint64_t *v)
+{
+	uint32_t lo, hi;
+
+	if (r32(r, &lo) || r32(r, &hi))
+		return -1;
+	*v = (uint64_t)hi << 32 | lo;
+	return 0;
+}
+
+static int
+rf(struct rd *r, float *f)
+{
+	uint32_t v;
+
+	if (r32(r, &v))
+		return -1;
+	memcpy(f, &v, 4);
+	return 0;
+}
+
+/*
+ * A new index from the blob p[0..n) of sknn_blob_write, whose item indices
+ * must lie below nitems. Every field is checked: on a truncated, corrupt
+ * or inconsistent blob, returns NULL with the reason in err. The caller
+ * owns the result (sknn_free).
+ */
+struct sknn *
+sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems, char *err,
+	       size_t errlen)
+{
+	struct rd r = { p, p + n };
+	struct sknn_params q;
+	struct sknn *s = NULL;
+	uint32_t version, norm, next, wrap, nslot, nidx;
+	uint64_t l2;
+	const char *why = "truncated";
+
+	memset(&q, 0, sizeof q);
+	if (n < 4 || memcmp(p, BLOB_MAGIC, 4) != 0) {
+		why = "not a session index (bad magic)";
+		goto bad;
+	}
+	r.p += 4;
+	if (r32(&r, &version))
+		goto bad;
+	if (version != BLOB_VERSION) {
+		why = "unknown version";
+		goto bad;
+	}
+	if (r32(&r, &q.sessions) || r32(&r, &q.per_item) || r32(&r, &q.items) ||
+	    r32(&r, &q.k) || rf(&r, &q.l1) || r64(&r, &l2) || rf(&r, &q.l3) ||
+	    rf(&r, &q.idf) || r32(&r, &norm))
+		goto bad;
+	q.l2 = (int64_t)l2;
+	q.norm = norm > 1 ? 2 : (int)norm;
+	if (sknn_params_check(&q, err, errlen))
+		return NULL;
+	s = sknn_new(&q);
+	if (r32(&r, &next) || r32(&r, &wrap) || r32(&r, &nslot) ||
+	    r64(&r, &s->st.sessions) || r64(&r, &s->st.sessions_evicted) ||
+	    r64(&r, &s->st.index_evicted) || r64(&r, &s->st.items_dropped) ||
+	    r64(&r, &s->st.adds) || r64(&r, &s->st.repeats) ||
+	    r64(&r, &s->st.remapped_out) || r32(&r, &nidx))
+		goto bad;
+	if (wrap != s->wrap || next >= wrap || nslot > q.sessions) {
+		why = "bad serial state";
+		goto bad;
+	}
+	/* Sizes are checked against the bytes left before anything is
+	 * allocated for them. */
+	if (nslot > (size_t)(r.e - r.p) / SLOT_HEAD) {
+		why = "truncated slots";
+		goto bad;
+	}
+	s->next = next;
+	if (nslot)
+		slots_reach(s, nslot - 1);
+	for (uint32_t sl = 0; sl < nslot; sl++) {
+		struct slot *x = &s->slot[sl];
+		uint32_t *it = s->sitem + (uint64_t)sl * q.items;
+		uint32_t nu;
+		if (r64(&r, &x->key) || r64(&r, &l2) || r32(&r, &x->serial) ||
+		    r32(&r, &nu))
+			goto bad;
+		x->ts = (int64_t)l2;
+		x->n = (uint16_t)(nu & 0xffff);
+		x->used = (uint16_t)(nu >> 16);
+		if (x->used > 1 || x->n > q.items ||
+		    (!x->used && (x->n || x->serial || x->key || x->ts)) ||
+		    (x->used && (x->serial >= wrap || x->serial % q.sessions != sl))) {
+			why = "bad session slot";
+			goto bad;
+		}
+		for (uint16_t j = 0; j < x->n; j++) {
+			if (r32(&r, &it[j]))
+				goto bad;
+			if (it[j] >= nitems) {
+				why = "session item out of range";
+				goto bad;
+			}
+		}
+		if (x->used) {
+			int isnew;
+			*htab_put(&s->keys, x->key, &isnew) = sl;
+			if (!isnew) {
+				why = "two sessions with one key";
+				goto bad;
+			}
+			s->live++;
+		}
+	}
+	if (nidx > nitems || nidx > (size_t)(r.e - r.p) / 8) {
+		why = "bad item count";
+		goto bad;
+	}
+	if (nidx)
+		items_reach(s, nidx - 1);
+	for (uint32_t i = 0; i < nidx; i++) {
+		struct iidx *x = &s->idx[i];
+		uint32_t ne, cap;
+		if (r32(&r, &x->df) || r32(&r, &ne))
+			goto bad;
+		cap = ne >> 16;
+		ne &= 0xffff;
+		if (ne > cap || cap > q.per_item || ne > (size_t)(r.e - r.p) / 4) {
+			why = "bad index list";
+			goto bad;
+		}
+		if (cap) {
+			x->e = xcalloc(cap, sizeof *x->e);
+			x->cap = (uint16_t)cap;
+			x->n = (uint16_t)ne;
+		}
+		for (uint32_t j = 0; j < ne; j++) {
+			if (r32(&r, &x->e[j]))
+				goto bad;
+			if (x->e[j] >= wrap) {
+				why = "bad index entry";
+				goto bad;
+			}
+		}
+		s->entries += ne;
+	}
+	if (r.p != r.e) {
+		why = "trailing bytes";
+		goto bad;
+	}
+	return s;
+bad:
+	snprintf(err, errlen, "sknn: %s", why);
+	sknn_free(s);
+	return NULL;
+}

@@ -1,0 +1,89 @@
+/* sknn.h: session-based nearest neighbours (V-SKNN and STAN), bounded, incremental and deterministic. */
+#ifndef SKNN_H
+#define SKNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Past sessions live in a ring of `sessions` slots (the oldest session goes
+ * first); each keeps its `items` most recent items. An index maps every item
+ * to the `per_item` most recent sessions that contain it. A request scores
+ * the past sessions that share an item with the current session (position
+ * decay w1 on the current session, IDF on the shared item, cosine
+ * normalisation, time decay w2 of the neighbour), keeps the k most similar,
+ * and scores their items by similarity times w3, the decay with the distance
+ * to the neighbour's most recent shared item.
+ *
+ * Memory (sknn_bytes counts it): per session slot 24 + 4 * items bytes, plus
+ * about 16-32 bytes of the key table per live session; per item 16 bytes plus
+ * 4 bytes per indexed session (grown on demand, at most per_item).
+ */
+struct sknn_params {
+	uint32_t sessions;   /* past sessions kept (a ring; the oldest go first) */
+	uint32_t per_item;   /* most recent sessions indexed per item (V-SKNN's
+			      * sample m), at most SKNN_MAX_PER_ITEM */
+	uint32_t items;      /* items kept per session (the most recent), at
+			      * most SKNN_MAX_ITEMS; also the most items of the
+			      * current session a request uses */
+	uint32_t k;          /* neighbour sessions used per request */
+	float l1;            /* STAN λ1: position decay in the current session
+			      * (items); 0 = none */
+	int64_t l2;          /* STAN λ2: time decay of neighbour sessions (ms);
+			      * 0 = none */
+	float l3;            /* STAN λ3: position decay inside a neighbour
+			      * (items); 0 = none */
+	float idf;           /* weight of a shared item in the similarity:
+			      * 1 + idf * log(sessions seen / sessions with the
+			      * item); 0 = V-SKNN/STAN's plain count */
+	int norm;            /* 1: cosine, divide the similarity by the square
+			      * root of the neighbour's length (STAN); 0: the
+			      * plain dot product (V-SKNN) */
+};
+
+#define SKNN_MAX_ITEMS 255
+#define SKNN_MAX_PER_ITEM 65535
+#define SKNN_MAX_SESSIONS 1000000000u
+#define SKNN_MAX_K 100000
+
+struct sknn;
+struct sknn_scratch;
+
+struct sknn_stats {
+	uint64_t sessions;         /* sessions started */
+	uint64_t sessions_evicted; /* sessions pushed out of the ring */
+	uint64_t index_evicted;    /* live index entries pushed out of an
+				    * item's list by a newer session */
+	uint64_t items_dropped;    /* items pushed out of a session (full) */
+	uint64_t adds;             /* sknn_add calls */
+	uint64_t repeats;          /* adds of the session's last item, ignored */
+	uint64_t live;             /* sessions in the ring now */
+	uint64_t items;            /* item index entries (items known) */
+	uint64_t entries;          /* index entries, stale ones included */
+	uint64_t remapped_out;     /* items dropped by sknn_remap */
+};
+
+/* sknn.c */
+void sknn_params_default(struct sknn_params *p);
+int sknn_params_check(const struct sknn_params *p, char *err, size_t errlen);
+struct sknn *sknn_new(const struct sknn_params *p);
+void sknn_free(struct sknn *s);
+const struct sknn_params *sknn_get_params(const struct sknn *s);
+void sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts);
+void sknn_remap(struct sknn *s, const uint32_t *newidx, uint64_t n);
+
+struct sknn_scratch *sknn_scratch_new(void);
+void sknn_scratch_free(struct sknn_scratch *sc);
+typedef void (*sknn_fn)(void *ctx, uint32_t item, float score);
+size_t sknn_score(const struct sknn *s, struct sknn_scratch *sc,
+		  const uint32_t *cur, size_t ncur, int64_t now, uint64_t self,
+		  uint32_t nitems, sknn_fn fn, void *ctx);
+
+size_t sknn_blob_size(const struct sknn *s);
+void sknn_blob_write(const struct sknn *s, unsigned char *out);
+struct sknn *sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems,
+			    char *err, size_t errlen);
+void sknn_stats(const struct sknn *s, struct sknn_stats *st);
+size_t sknn_bytes(const struct sknn *s);
+
+#endif

@@ -1,0 +1,128 @@
+#!/usr/bin/env bats
+# sknn.bats: the session-kNN index (lib/sknn.c) through sknn-check: learnable structure, self exclusion, deterministic snapshots, corrupt snapshots refused, bounds and evictions.
+
+load helpers
+
+bats_require_minimum_version 1.5.0
+
+setup() {
+	common_setup
+	reco-gen --seed 5 --events 30000 > gen.ndjson
+}
+
+# The value of key K on the line of sknn-check's output that starts with W.
+field() {
+	printf '%s\n' "$output" | awk -v w="$1" -v k="$2" \
+		'$1 == w { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) print a[2] } }'
+}
+
+# Is A > B (decimals)?
+gt() {
+	awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'
+}
+
+@test "structure is learnt: HR@20 well above popularity on generated data" {
+	run sknn-check gen.ndjson
+	[ "$status" -eq 0 ]
+	local hs hp ms mp
+	hs=$(field sknn hr20)
+	hp=$(field pop hr20)
+	ms=$(field sknn mrr20)
+	mp=$(field pop mrr20)
+	[ "$(field sknn evaluated)" -gt 20000 ]
+	gt "$hs" "$(awk -v p="$hp" 'BEGIN { print p * 1.4 }')" || fail "sknn HR@20 $hs, popularity $hp"
+	gt "$ms" "$(awk -v p="$mp" 'BEGIN { print p * 2.5 }')" || fail "sknn MRR@20 $ms, popularity $mp"
+}
+
+@test "the current session is not its own neighbour" {
+	# One user, one session: every request has only itself to learn from.
+	for i in 1 2 3 4 5; do
+		printf '{"event_id":"e%d","ts":%d,"user":"u1","type":"view","item":"i%d","session":"s1","v":1}\n' \
+			"$i" "$((1569888000000 + i * 1000))" "$i"
+	done > one.ndjson
+	run sknn-check one.ndjson
+	[ "$(field sknn evaluated)" -eq 4 ]
+	[ "$(field sknn empty)" -eq 4 ]
+	# (With itself as a neighbour, only the first request, whose one
+	# item is excluded, has nothing.)
+	run sknn-check --with-self one.ndjson
+	[ "$(field sknn empty)" -eq 1 ]
+	# A second user's session that shares i2 finds the first one.
+	printf '{"event_id":"f0","ts":1569888100000,"user":"u2","type":"view","item":"i9","session":"s2","v":1}\n' >> one.ndjson
+	printf '{"event_id":"f1","ts":1569888101000,"user":"u2","type":"view","item":"i2","session":"s2","v":1}\n' >> one.ndjson
+	printf '{"event_id":"f2","ts":1569888102000,"user":"u2","type":"view","item":"i3","session":"s2","v":1}\n' >> one.ndjson
+	run sknn-check one.ndjson
+	[ "$(field sknn evaluated)" -eq 6 ]
+	[ "$(field sknn empty)" -eq 5 ]
+	[ "$(field sknn hr20)" = "0.1667" ]
+}
+
+@test "the snapshot blob is deterministic and a save and load midway changes nothing" {
+	sknn-check --save a.blob gen.ndjson > a.out
+	sknn-check --save b.blob gen.ndjson > b.out
+	cmp a.blob b.blob
+	cmp a.out b.out
+	sknn-check --split-at 12345 --save c.blob gen.ndjson > c.out
+	cmp a.blob c.blob
+	cmp a.out c.out
+	# Other data, other bytes.
+	reco-gen --seed 6 --events 30000 > gen6.ndjson
+	sknn-check --save d.blob gen6.ndjson > /dev/null
+	! cmp -s a.blob d.blob
+	run sknn-check --load a.blob
+	[ "$status" -eq 0 ]
+	[ "$(field stats blob)" -eq "$(wc -c < a.blob)" ]
+	[ "$(field stats adds)" -gt 25000 ]
+}
+
+@test "a corrupt, truncated or foreign blob is refused with a reason" {
+	sknn-check --save a.blob gen.ndjson > /dev/null
+	head -c 2000 a.blob > short.blob
+	run sknn-check --load short.blob
+	[ "$status" -eq 1 ]
+	[[ "$output" == "refused: sknn: truncated"* ]]
+	{ printf 'XKNN'; tail -c +5 a.blob; } > magic.blob
+	run sknn-check --load magic.blob
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"bad magic"* ]]
+	{ cat a.blob; printf 'x'; } > long.blob
+	run sknn-check --load long.blob
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"trailing bytes"* ]]
+	# The items of the snapshot must exist in the model that loads it.
+	run sknn-check --load a.blob --nitems 10
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"out of range"* || "$output" == *"item count"* ]]
+	# Random damage: refused, or loaded and usable (sanitizer builds catch
+	# any stray access).
+	run sknn-check --fuzz 300 gen.ndjson
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"fuzz tried=300 "* ]]
+	[ "$(field fuzz refused)" -gt 100 ]
+}
+
+@test "tiny bounds are respected and every eviction is counted" {
+	run sknn-check --stats --sessions 500 --per-item 3 --items 2 --k 5 gen.ndjson
+	[ "$status" -eq 0 ]
+	[ "$(field stats live)" -eq 500 ]
+	[ "$(field stats sessions_evicted)" -eq $(($(field stats sessions) - 500)) ]
+	[ "$(field stats index_evicted)" -gt 0 ]
+	[ "$(field stats items_dropped)" -gt 0 ]
+	[ "$(field stats entries)" -le $(($(field stats items) * 3)) ]
+	[ "$(field stats bytes)" -lt 200000 ]
+	local small=$(field stats bytes)
+	run sknn-check --stats gen.ndjson
+	[ "$(field stats sessions_evicted)" -eq 0 ]
+	[ "$(field stats bytes)" -gt "$small" ]
+}
+
+@test "renumbering the items keeps the index working and consistent" {
+	run sknn-check --stats --remap-at 15000 gen.ndjson
+	[ "$status" -eq 0 ]
+	[ "$(field stats remapped_out)" -gt 0 ]
+	gt "$(field sknn hr20)" 0.35
+	sknn-check --remap-at 15000 --save a.blob gen.ndjson > a.out
+	sknn-check --remap-at 15000 --split-at 20000 --save b.blob gen.ndjson > b.out
+	cmp a.blob b.blob
+	cmp a.out b.out
+}
