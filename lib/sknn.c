@@ -104,6 +104,67 @@ sknn_params_check(const struct sknn_params *p, char *err, size_t errlen)
 	return -1;
 }
 
+static const char *const settings[] = {
+	"sessions", "per_item", "items", "k", "l1", "l2", "l3", "idf", "norm"
+};
+#define NSETTINGS (int)(sizeof settings / sizeof settings[0])
+
+/*
+ * Set the fields of p named in spec, "name=value,..." with the names
+ * sessions, per_item, items, k, l1, l2, l3, idf and norm (l2 a duration:
+ * 30m, 1d, 0 for none). The others keep their values. Returns 0, or -1 with
+ * the reason in err (p may then be partly set); the result is then checked
+ * by sknn_params_check.
+ */
+int
+sknn_params_parse(struct sknn_params *p, const char *spec, char *err,
+		  size_t errlen)
+{
+	const char *q = spec;
+
+	while (*q) {
+		const char *e = strchr(q, ','), *eq = strchr(q, '=');
+		size_t n = e ? (size_t)(e - q) : strlen(q);
+		char name[16], val[32], *end;
+		if (!eq || eq > q + n || (size_t)(eq - q) >= sizeof name ||
+		    n - (size_t)(eq - q) - 1 >= sizeof val) {
+			snprintf(err, errlen, "sknn: \"%.*s\" is not name=value", (int)n, q);
+			return -1;
+		}
+		memcpy(name, q, (size_t)(eq - q));
+		name[eq - q] = '\0';
+		memcpy(val, eq + 1, n - (size_t)(eq - q) - 1);
+		val[n - (size_t)(eq - q) - 1] = '\0';
+		double v = strtod(val, &end);
+		int num = val[0] && !*end && v >= 0 && v <= 4e9;
+		int whole = num && v == (double)(uint32_t)v, which;
+		for (which = 0; which < NSETTINGS && strcmp(name, settings[which]); which++)
+			;
+		switch (which) {
+		case 0: num = whole; p->sessions = (uint32_t)v; break;
+		case 1: num = whole; p->per_item = (uint32_t)v; break;
+		case 2: num = whole; p->items = (uint32_t)v; break;
+		case 3: num = whole; p->k = (uint32_t)v; break;
+		case 4: p->l1 = (float)v; break;
+		case 5: num = strcmp(val, "0") == 0 ? (p->l2 = 0, 1) : !duration_parse(val, &p->l2); break;
+		case 6: p->l3 = (float)v; break;
+		case 7: p->idf = (float)v; break;
+		case 8: num = whole && v <= 1; p->norm = (int)v; break;
+		default:
+			snprintf(err, errlen, "sknn: unknown setting \"%s\" (sessions, per_item, items, k, l1, l2, l3, idf, norm)", name);
+			return -1;
+		}
+		if (!num) {
+			snprintf(err, errlen, "sknn: %s: bad value \"%s\"", name, val);
+			return -1;
+		}
+		if (!e)
+			break;
+		q = e + 1;
+	}
+	return sknn_params_check(p, err, errlen);
+}
+
 static void
 tables(struct sknn *s)
 {

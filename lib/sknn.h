@@ -66,6 +66,8 @@ struct sknn_stats {
 /* sknn.c */
 void sknn_params_default(struct sknn_params *p);
 int sknn_params_check(const struct sknn_params *p, char *err, size_t errlen);
+int sknn_params_parse(struct sknn_params *p, const char *spec, char *err,
+		      size_t errlen);
 struct sknn *sknn_new(const struct sknn_params *p);
 void sknn_free(struct sknn *s);
 const struct sknn_params *sknn_get_params(const struct sknn *s);

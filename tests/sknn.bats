@@ -126,3 +126,14 @@ gt() {
 	cmp a.blob b.blob
 	cmp a.out b.out
 }
+
+@test "settings: name=value lists are parsed and checked, bad ones refused" {
+	run sknn-check --stats --spec "k=5,l2=1h,l1=0.5,norm=1,per_item=7" /dev/null
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"params sessions=200000 per_item=7 items=16 k=5 l1=0.5 l2=3600000 l3=12 idf=0 norm=1"* ]]
+	for bad in "k=1.5" "kk=3" "norm=2" "l2=x" "k" "sessions=0" "l1=-1" "items=300" "per_item=70000"; do
+		run --separate-stderr sknn-check --spec "$bad" /dev/null
+		[ "$status" -eq 2 ] || fail "$bad: status $status"
+		[[ "$stderr" == *"--spec: sknn: "* ]] || fail "$bad: $stderr"
+	done
+}

@@ -17,6 +17,7 @@ static const char usage_text[] =
 "popularity.\n"
 "  --sessions N --per-item N --items N --k N   bounds (sknn_params)\n"
 "  --l1 X --l2 MS --l3 X --idf X --norm 0|1    weights (sknn_params)\n"
+"  --spec SPEC      settings as sknn_params_parse reads them (name=value,...)\n"
 "  --cur N          current-session items passed to a request (default 20)\n"
 "  --gap MS         a new session after this much inactivity, for events\n"
 "                   without a session (default 1800000)\n"
@@ -41,7 +42,7 @@ static const char usage_text[] =
 enum {
 	O_SESSIONS = 256, O_PER_ITEM, O_ITEMS, O_K, O_L1, O_L2, O_L3, O_IDF,
 	O_NORM, O_CUR, O_GAP, O_EXCL, O_FILL, O_TIMING, O_STATS, O_SAVE, O_SPLIT,
-	O_REMAP, O_FUZZ, O_SELF, O_LOAD, O_NITEMS, O_BENCH, O_NOPOP
+	O_REMAP, O_FUZZ, O_SELF, O_LOAD, O_NITEMS, O_BENCH, O_NOPOP, O_SPEC
 };
 
 static const struct option lopts[] = {
@@ -68,6 +69,7 @@ static const struct option lopts[] = {
 	{ "load", required_argument, NULL, O_LOAD },
 	{ "bench", no_argument, NULL, O_BENCH },
 	{ "no-pop", no_argument, NULL, O_NOPOP },
+	{ "spec", required_argument, NULL, O_SPEC },
 	{ "nitems", required_argument, NULL, O_NITEMS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
@@ -504,6 +506,10 @@ main(int argc, char **argv)
 		case O_LOAD: O.load = optarg; break;
 		case O_BENCH: O.bench = 1; break;
 		case O_NOPOP: O.nopop = 1; break;
+		case O_SPEC:
+			if (sknn_params_parse(&O.p, optarg, err, sizeof err))
+				die(EXIT_USAGE, "--spec: %s", err);
+			break;
 		case O_NITEMS: O.nitems = (uint32_t)num("--nitems", optarg); break;
 		case O_TIMING: O.timing = 1; break;
 		case O_STATS: O.stats = 1; break;
@@ -639,6 +645,12 @@ learn:;
 		       n_score ? t_score / (double)n_score * 1e6 : 0);
 	if (O.stats)
 		print_stats(S);
+	if (O.stats) {
+		const struct sknn_params *p = sknn_get_params(S);
+		printf("params sessions=%u per_item=%u items=%u k=%u l1=%g l2=%lld l3=%g idf=%g norm=%d\n",
+		       p->sessions, p->per_item, p->items, p->k, (double)p->l1,
+		       (long long)p->l2, (double)p->l3, (double)p->idf, p->norm);
+	}
 	if (O.save) {
 		size_t n;
 		unsigned char *b = blob(S, &n);
