@@ -277,7 +277,22 @@ purge(struct sknn *s, struct iidx *x)
 	x->n = w;
 }
 
-/* Index serial under item, the newest entry of the item's list. */
+/* The capacity of an item's list that a purge has left with n entries:
+ * room for n more before the next purge (so purges cost O(1) per add), at
+ * most 4n, so a list shrinks when most of it was stale. */
+static uint32_t
+list_cap(const struct sknn *s, uint32_t n)
+{
+	uint32_t c = 2;
+
+	while (c < 2 * n)
+		c *= 2;
+	return c < s->p.per_item ? c : s->p.per_item;
+}
+
+/* Index serial under item, the newest entry of the item's list. A full
+ * list below per_item is purged of its stale entries and resized; a full
+ * list at per_item drops its oldest entry. */
 static void
 index_add(struct sknn *s, uint32_t item, uint32_t serial)
 {
@@ -291,13 +306,9 @@ index_add(struct sknn *s, uint32_t item, uint32_t serial)
 		return;
 	if (x->n == x->cap) {
 		if (x->cap < s->p.per_item) {
-			/* Growing: first drop what is stale, and grow only if
-			 * that freed less than half. */
 			purge(s, x);
-			if (x->n * 2 >= x->cap) {
-				uint32_t cap = x->cap ? (uint32_t)x->cap * 2 : 2;
-				if (cap > s->p.per_item)
-					cap = s->p.per_item;
+			uint32_t cap = list_cap(s, x->n);
+			if (cap != x->cap) {
 				x->e = xreallocarray(x->e, cap, sizeof *x->e);
 				x->cap = (uint16_t)cap;
 			}
@@ -931,9 +942,9 @@ sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems, char *err,
 		x->ts = (int64_t)l2;
 		x->n = (uint16_t)(nu & 0xffff);
 		x->used = (uint16_t)(nu >> 16);
-		if (x->used > 1 || x->n > q.items ||
-		    (!x->used && (x->n || x->serial || x->key || x->ts)) ||
-		    (x->used && (x->serial >= wrap || x->serial % q.sessions != sl))) {
+		/* Slots fill in serial order: all below nslot are used. */
+		if (x->used != 1 || x->n > q.items || x->serial >= wrap ||
+		    x->serial % q.sessions != sl) {
 			why = "bad session slot";
 			goto bad;
 		}
@@ -945,15 +956,13 @@ sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems, char *err,
 				goto bad;
 			}
 		}
-		if (x->used) {
-			int isnew;
-			*htab_put(&s->keys, x->key, &isnew) = sl;
-			if (!isnew) {
-				why = "two sessions with one key";
-				goto bad;
-			}
-			s->live++;
+		int isnew;
+		*htab_put(&s->keys, x->key, &isnew) = sl;
+		if (!isnew) {
+			why = "two sessions with one key";
+			goto bad;
 		}
+		s->live++;
 	}
 	if (nidx > nitems || nidx > (size_t)(r.e - r.p) / 8) {
 		why = "bad item count";
@@ -968,7 +977,12 @@ sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems, char *err,
 			goto bad;
 		cap = ne >> 16;
 		ne &= 0xffff;
-		if (ne > cap || cap > q.per_item || ne > (size_t)(r.e - r.p) / 4) {
+		/* The capacity is state (it decides the next purge) but is
+		 * at most 4 entries per entry held (see list_cap), so that a
+		 * blob cannot make the loader allocate much more than its
+		 * size. */
+		if (ne > cap || cap > q.per_item || cap > (ne > 0 ? 4 * ne : 2) ||
+		    ne > (size_t)(r.e - r.p) / 4) {
 			why = "bad index list";
 			goto bad;
 		}

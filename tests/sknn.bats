@@ -140,6 +140,11 @@ gt() {
 	[ "$(field stats entries)" -le $(($(field stats items) * 3)) ]
 	[ "$(field stats bytes)" -lt 200000 ]
 	local small=$(field stats bytes)
+	# Purges and evictions carry over a save and load too.
+	sknn-check --sessions 500 --per-item 5 --items 2 --save a.blob gen.ndjson > a.out
+	sknn-check --sessions 500 --per-item 5 --items 2 --split-at 9999 --save b.blob gen.ndjson > b.out
+	cmp a.blob b.blob
+	cmp a.out b.out
 	run sknn-check --stats gen.ndjson
 	[ "$(field stats sessions_evicted)" -eq 0 ]
 	[ "$(field stats bytes)" -gt "$small" ]
