@@ -633,7 +633,7 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 		if (!x->n)
 			continue;
 		float w = s->w1[nc - 1];
-		if (s->p.idf > 0)
+		if (s->p.idf > 0 && logn > log((double)x->df + 1))
 			w *= (float)(1 + s->p.idf * (logn - log((double)x->df + 1)));
 		for (uint32_t j = x->n; j-- > 0;) {
 			uint32_t e = x->e[j];

@@ -10,14 +10,22 @@
  * first); each keeps its `items` most recent items. An index maps every item
  * to the `per_item` most recent sessions that contain it. A request scores
  * the past sessions that share an item with the current session (position
- * decay w1 on the current session, IDF on the shared item, cosine
- * normalisation, time decay w2 of the neighbour), keeps the k most similar,
- * and scores their items by similarity times w3, the decay with the distance
- * to the neighbour's most recent shared item.
+ * decay w1 on the current session, optional IDF on the shared item and
+ * cosine normalisation, time decay w2 of the neighbour), keeps the k most
+ * similar, and scores their items by similarity times w3, the decay with
+ * the distance to the neighbour's most recent shared item.
  *
- * Memory (sknn_bytes counts it): per session slot 24 + 4 * items bytes, plus
- * about 16-32 bytes of the key table per live session; per item 16 bytes plus
- * 4 bytes per indexed session (grown on demand, at most per_item).
+ * Memory (sknn_bytes counts it): per session, a slot of 24 + 4 * items bytes
+ * (88 with 16 items; slots are allocated as the ring fills, doubling) and
+ * 12 to 24 bytes of the key table; per item, 16 bytes and 4 bytes per
+ * indexed session (lists grown on demand, at most per_item entries and at
+ * most 4 slots per entry). Measured: 34 MB for 213000 sessions and 123000
+ * items (490000 index entries), 160 bytes per session all told; 1M sessions
+ * of 16 items take about 88 MB of slots plus 24 MB of keys plus the index.
+ *
+ * Threads: sknn_score only reads the index, so several threads may score at
+ * once, each with its own scratch, as long as no sknn_add, sknn_remap or
+ * sknn_free runs meanwhile.
  */
 struct sknn_params {
 	uint32_t sessions;   /* past sessions kept (a ring; the oldest go first) */
