@@ -41,6 +41,7 @@ struct sknn {
 	struct iidx *idx;
 	uint32_t nidx, capidx;
 	uint64_t entries;    /* index entries, stale ones included */
+	uint64_t ecap;       /* index entries allocated */
 	uint64_t live;
 	struct sknn_stats st;
 	float w1[SKNN_MAX_ITEMS];     /* position decay in the current session */
@@ -310,6 +311,7 @@ index_add(struct sknn *s, uint32_t item, uint32_t serial)
 			uint32_t cap = list_cap(s, x->n);
 			if (cap != x->cap) {
 				x->e = xreallocarray(x->e, cap, sizeof *x->e);
+				s->ecap = s->ecap + cap - x->cap;
 				x->cap = (uint16_t)cap;
 			}
 		}
@@ -425,6 +427,7 @@ sknn_remap(struct sknn *s, const uint32_t *newidx, uint64_t n)
 			continue;
 		}
 		s->entries -= x->n;
+		s->ecap -= x->cap;
 		free(x->e);
 		s->st.remapped_out++;
 	}
@@ -731,9 +734,7 @@ sknn_bytes(const struct sknn *s)
 
 	b += (size_t)s->capslot * (sizeof *s->slot + s->p.items * sizeof *s->sitem);
 	b += (size_t)s->capidx * sizeof *s->idx;
-	for (uint32_t i = 0; i < s->nidx; i++)
-		b += (size_t)s->idx[i].cap * sizeof *s->idx[i].e;
-	return b;
+	return b + s->ecap * sizeof *s->idx->e;
 }
 
 /*
@@ -990,6 +991,7 @@ sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems, char *err,
 			x->e = xcalloc(cap, sizeof *x->e);
 			x->cap = (uint16_t)cap;
 			x->n = (uint16_t)ne;
+			s->ecap += cap;
 		}
 		for (uint32_t j = 0; j < ne; j++) {
 			if (r32(&r, &x->e[j]))
