@@ -614,7 +614,7 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 {
 	uint32_t selfserial = UINT32_MAX, nc = 0;
 	const uint32_t *h;
-	double logn = log((double)s->st.sessions + 1);
+	double logn = s->p.idf > 0 ? log((double)s->st.sessions + 1) : 0;
 
 	if (self && (h = htab_get(&s->keys, self)))
 		selfserial = s->slot[*h].serial;
@@ -641,8 +641,11 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 		for (uint32_t j = x->n; j-- > 0;) {
 			uint32_t e = x->e[j];
 			/* The slots are cache misses: ask for them ahead. */
-			if (j >= PREFETCH)
-				__builtin_prefetch(&s->slot[x->e[j - PREFETCH] % s->p.sessions]);
+			if (j >= PREFETCH) {
+				uint32_t ahead = x->e[j - PREFETCH] % s->p.sessions;
+				if (ahead < s->nslot)
+					__builtin_prefetch(&s->slot[ahead]);
+			}
 			if (e == selfserial || !live_serial(s, e))
 				continue;
 			uint32_t q = smap_put(&sc->sess, e);
