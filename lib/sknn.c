@@ -215,6 +215,19 @@ sknn_get_params(const struct sknn *s)
 	return &s->p;
 }
 
+/* The key table probes linearly from the key's low bits: keys that are
+ * not hashes (counters) would form one long run, so they are mixed first
+ * (a bijection, so no two keys meet). */
+static inline uint64_t
+mix(uint64_t k)
+{
+	k ^= k >> 30;
+	k *= 0xbf58476d1ce4e5b9ULL;
+	k ^= k >> 27;
+	k *= 0x94d049bb133111ebULL;
+	return k ^ (k >> 31);
+}
+
 static inline int
 live_serial(const struct sknn *s, uint32_t e)
 {
@@ -333,12 +346,12 @@ index_add(struct sknn *s, uint32_t item, uint32_t serial)
  * item equal to the session's last item is ignored; an item the session
  * already holds moves to its newest place (a session holds an item once);
  * a full session drops its oldest item. Item indices are dense (the
- * index grows to item + 1). Keys 0 and 1 are the same key.
+ * index grows to item + 1). Key 0 is reserved (self 0 means none).
  */
 void
 sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 {
-	uint32_t *h = htab_get(&s->keys, key), sl, *it;
+	uint32_t *h = htab_get(&s->keys, mix(key)), sl, *it;
 	struct slot *x;
 
 	s->st.adds++;
@@ -378,7 +391,7 @@ sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 	slots_reach(s, sl);
 	x = &s->slot[sl];
 	if (x->used) {
-		htab_del(&s->keys, x->key);
+		htab_del(&s->keys, mix(x->key));
 		s->st.sessions_evicted++;
 		s->live--;
 	}
@@ -388,7 +401,7 @@ sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 	x->n = 1;
 	x->used = 1;
 	s->sitem[(uint64_t)sl * s->p.items] = item;
-	*htab_put(&s->keys, key, &isnew) = sl;
+	*htab_put(&s->keys, mix(key), &isnew) = sl;
 	s->st.sessions++;
 	s->live++;
 	index_add(s, item, serial);
@@ -616,7 +629,7 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 	const uint32_t *h;
 	double logn = s->p.idf > 0 ? log((double)s->st.sessions + 1) : 0;
 
-	if (self && (h = htab_get(&s->keys, self)))
+	if (self && (h = htab_get(&s->keys, mix(self))))
 		selfserial = s->slot[*h].serial;
 	smap_clear(&sc->sess);
 	smap_clear(&sc->item);
@@ -961,7 +974,7 @@ sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems, char *err,
 			}
 		}
 		int isnew;
-		*htab_put(&s->keys, x->key, &isnew) = sl;
+		*htab_put(&s->keys, mix(x->key), &isnew) = sl;
 		if (!isnew) {
 			why = "two sessions with one key";
 			goto bad;

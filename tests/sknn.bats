@@ -171,3 +171,14 @@ gt() {
 		[[ "$stderr" == *"--spec: sknn: "* ]] || fail "$bad: $stderr"
 	done
 }
+
+@test "synthetic load: keys that are counters, a ring that wraps, the counters add up" {
+	run sknn-check --synth 20000 --sessions 5000 --per-item 8
+	[ "$status" -eq 0 ]
+	[ "$(field stats sessions)" -eq 20000 ]
+	[ "$(field stats sessions_evicted)" -eq 15000 ]
+	[ "$(field stats live)" -eq 5000 ]
+	[ "$(field stats adds)" -eq "$(field synth adds)" ]
+	[ "$(field stats entries)" -le $(($(field stats items) * 8)) ]
+	gt "$(field synth candidates)" 10
+}

@@ -36,13 +36,16 @@ static const char usage_text[] =
 "                   2^32 - 1): print its counters, or why it is refused\n"
 "  --bench          only time sknn_add over all the events (read first), then\n"
 "                   sknn_score for up to 20000 users' last sessions\n"
+"  --synth N        no input: time N synthetic sessions of 2 to 9 items over\n"
+"                   1M items (skewed popularity), 4 sessions open at once,\n"
+"                   then 20000 requests; print time, memory and counters\n"
 "  --fuzz N         load N corrupted copies of the final blob: each is\n"
 "                   refused or serves a request and an add without harm\n";
 
 enum {
 	O_SESSIONS = 256, O_PER_ITEM, O_ITEMS, O_K, O_L1, O_L2, O_L3, O_IDF,
 	O_NORM, O_CUR, O_GAP, O_EXCL, O_FILL, O_TIMING, O_STATS, O_SAVE, O_SPLIT,
-	O_REMAP, O_FUZZ, O_SELF, O_LOAD, O_NITEMS, O_BENCH, O_NOPOP, O_SPEC
+	O_REMAP, O_FUZZ, O_SELF, O_LOAD, O_NITEMS, O_BENCH, O_NOPOP, O_SPEC, O_SYNTH
 };
 
 static const struct option lopts[] = {
@@ -70,6 +73,7 @@ static const struct option lopts[] = {
 	{ "bench", no_argument, NULL, O_BENCH },
 	{ "no-pop", no_argument, NULL, O_NOPOP },
 	{ "spec", required_argument, NULL, O_SPEC },
+	{ "synth", required_argument, NULL, O_SYNTH },
 	{ "nitems", required_argument, NULL, O_NITEMS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
@@ -99,7 +103,7 @@ static struct {
 	int excl, fill, timing, stats, with_self, bench, nopop;
 	const char *save, *load;
 	uint32_t nitems;
-	uint64_t split, remap, fuzz;
+	uint64_t split, remap, fuzz, synth;
 } O = { .cur = 20, .gap = 1800000, .nitems = UINT32_MAX };
 
 static struct sknn *S;
@@ -445,6 +449,62 @@ bench(void)
 	free(lg);
 }
 
+/* A skewed item of 1M: a few are popular, most are rare. */
+static uint32_t
+synth_item(struct rng *r)
+{
+	double u = rng_double(r);
+
+	return (uint32_t)(1000000 * u * u * u);
+}
+
+static int
+synth(void)
+{
+	struct rng r;
+	struct {
+		uint64_t key;
+		uint32_t left, last;
+	} open[4] = { { 0, 0, 0 } };
+	uint64_t keys = 0, adds = 0;
+	int64_t ts = 1569888000000;
+	double t0 = mono(), t_add, t_score;
+	size_t calls = 0;
+
+	rng_seed(&r, 7);
+	for (uint64_t done = 0; done < O.synth;) {
+		int o = (int)rng_below(&r, 4);
+		if (!open[o].left) {
+			open[o].key = ++keys;
+			open[o].left = 2 + (uint32_t)rng_below(&r, 8);
+			done++;
+		}
+		/* Items of a session lie near each other, as in a category. */
+		uint32_t it = open[o].left == 0 || rng_below(&r, 2) ? synth_item(&r) :
+			(open[o].last + (uint32_t)rng_below(&r, 16)) % 1000000;
+		open[o].last = it;
+		open[o].left--;
+		sknn_add(S, open[o].key, it, ts += 10);
+		adds++;
+	}
+	t_add = mono() - t0;
+	t0 = mono();
+	for (int q = 0; q < 20000; q++) {
+		uint32_t cur[8];
+		cur[0] = synth_item(&r);
+		for (int j = 1; j < 8; j++)
+			cur[j] = (cur[j - 1] + (uint32_t)rng_below(&r, 16)) % 1000000;
+		sknn_score(S, SC, cur, 8, ts, 0, 1000000, dummy, &calls);
+	}
+	t_score = mono() - t0;
+	printf("synth sessions=%llu adds=%llu add_ns=%.0f score_us=%.2f candidates=%.0f bytes=%zu\n",
+	       (unsigned long long)O.synth, (unsigned long long)adds,
+	       adds ? t_add / (double)adds * 1e9 : 0, t_score / 20000 * 1e6,
+	       (double)calls / 20000, sknn_bytes(S));
+	print_stats(S);
+	return 0;
+}
+
 /* Load a blob file: 0 and its counters, or 1 and the reason. */
 static int
 load_only(const char *path)
@@ -506,6 +566,7 @@ main(int argc, char **argv)
 		case O_LOAD: O.load = optarg; break;
 		case O_BENCH: O.bench = 1; break;
 		case O_NOPOP: O.nopop = 1; break;
+		case O_SYNTH: O.synth = (uint64_t)num("--synth", optarg); break;
 		case O_SPEC:
 			if (sknn_params_parse(&O.p, optarg, err, sizeof err))
 				die(EXIT_USAGE, "--spec: %s", err);
@@ -529,6 +590,12 @@ main(int argc, char **argv)
 		die(EXIT_USAGE, "%s", err);
 	S = sknn_new(&O.p);
 	SC = sknn_scratch_new();
+	if (O.synth) {
+		synth();
+		sknn_scratch_free(SC);
+		sknn_free(S);
+		return 0;
+	}
 	htab_init(&items, 1024);
 	htab_init(&users, 1024);
 	event_init(&ev);
