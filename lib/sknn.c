@@ -208,6 +208,30 @@ sknn_free(struct sknn *s)
 	free(s);
 }
 
+/*
+ * Change the scoring settings of s (k, l1, l2, l3, idf, norm) to those of
+ * p. The bounds (sessions, per_item, items) shape the stored state and
+ * must be those of s. Returns 0, or -1 with the reason in err and s as it
+ * was.
+ */
+int
+sknn_retune(struct sknn *s, const struct sknn_params *p, char *err,
+	    size_t errlen)
+{
+	if (sknn_params_check(p, err, errlen))
+		return -1;
+	if (p->sessions != s->p.sessions || p->per_item != s->p.per_item ||
+	    p->items != s->p.items) {
+		snprintf(err, errlen,
+			 "sknn: the index holds sessions=%u, per_item=%u, items=%u: these cannot change",
+			 s->p.sessions, s->p.per_item, s->p.items);
+		return -1;
+	}
+	s->p = *p;
+	tables(s);
+	return 0;
+}
+
 /* The parameters s runs with (owned by s). */
 const struct sknn_params *
 sknn_get_params(const struct sknn *s)

@@ -81,6 +81,8 @@ int sknn_params_parse(struct sknn_params *p, const char *spec, char *err,
 struct sknn *sknn_new(const struct sknn_params *p);
 void sknn_free(struct sknn *s);
 const struct sknn_params *sknn_get_params(const struct sknn *s);
+int sknn_retune(struct sknn *s, const struct sknn_params *p, char *err,
+		size_t errlen);
 void sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts);
 void sknn_remap(struct sknn *s, const uint32_t *newidx, uint64_t n);
 

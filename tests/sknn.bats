@@ -182,3 +182,16 @@ gt() {
 	[ "$(field stats entries)" -le $(($(field stats items) * 8)) ]
 	gt "$(field synth candidates)" 10
 }
+
+@test "retuning: the scoring settings of a loaded index change, its bounds cannot" {
+	run sknn-check --k 20 --l3 0 gen.ndjson
+	local want=$(field sknn hr20)
+	run sknn-check --split-at 1 --retune k=20,l3=0 gen.ndjson
+	[ "$status" -eq 0 ]
+	[ "$(field sknn hr20)" = "$want" ]
+	run sknn-check gen.ndjson
+	[ "$(field sknn hr20)" != "$want" ]
+	run --separate-stderr sknn-check --split-at 1 --retune per_item=5 gen.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"cannot change"* ]]
+}

@@ -30,6 +30,7 @@ static const char usage_text[] =
 "  --save FILE      write the snapshot blob at the end\n"
 "  --split-at N     after N events, save the blob, load it back and go on\n"
 "                   with the copy (the end must not change)\n"
+"  --retune SPEC    with --split-at: retune the reloaded copy (sknn_retune)\n"
 "  --remap-at N     after N events, keep only the items seen twice or more,\n"
 "                   renumbered (sknn_remap)\n"
 "  --load FILE      only load the blob FILE, items below --nitems N (default\n"
@@ -45,7 +46,7 @@ static const char usage_text[] =
 enum {
 	O_SESSIONS = 256, O_PER_ITEM, O_ITEMS, O_K, O_L1, O_L2, O_L3, O_IDF,
 	O_NORM, O_CUR, O_GAP, O_EXCL, O_FILL, O_TIMING, O_STATS, O_SAVE, O_SPLIT,
-	O_REMAP, O_FUZZ, O_SELF, O_LOAD, O_NITEMS, O_BENCH, O_NOPOP, O_SPEC, O_SYNTH
+	O_REMAP, O_FUZZ, O_SELF, O_LOAD, O_NITEMS, O_BENCH, O_NOPOP, O_SPEC, O_SYNTH, O_RETUNE
 };
 
 static const struct option lopts[] = {
@@ -74,6 +75,7 @@ static const struct option lopts[] = {
 	{ "no-pop", no_argument, NULL, O_NOPOP },
 	{ "spec", required_argument, NULL, O_SPEC },
 	{ "synth", required_argument, NULL, O_SYNTH },
+	{ "retune", required_argument, NULL, O_RETUNE },
 	{ "nitems", required_argument, NULL, O_NITEMS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
@@ -101,7 +103,7 @@ static struct {
 	uint32_t cur;
 	int64_t gap;
 	int excl, fill, timing, stats, with_self, bench, nopop;
-	const char *save, *load;
+	const char *save, *load, *retune;
 	uint32_t nitems;
 	uint64_t split, remap, fuzz, synth;
 } O = { .cur = 20, .gap = 1800000, .nitems = UINT32_MAX };
@@ -319,6 +321,12 @@ split(void)
 	S = t;
 	free(b);
 	free(b2);
+	if (O.retune) {
+		struct sknn_params p = *sknn_get_params(S);
+		if (sknn_params_parse(&p, O.retune, err, sizeof err) ||
+		    sknn_retune(S, &p, err, sizeof err))
+			die(EXIT_USAGE, "--retune: %s", err);
+	}
 }
 
 static void
@@ -566,6 +574,7 @@ main(int argc, char **argv)
 		case O_LOAD: O.load = optarg; break;
 		case O_BENCH: O.bench = 1; break;
 		case O_NOPOP: O.nopop = 1; break;
+		case O_RETUNE: O.retune = optarg; break;
 		case O_SYNTH: O.synth = (uint64_t)num("--synth", optarg); break;
 		case O_SPEC:
 			if (sknn_params_parse(&O.p, optarg, err, sizeof err))
