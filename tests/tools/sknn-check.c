@@ -23,6 +23,9 @@ static const char usage_text[] =
 "                   without a session (default 1800000)\n"
 "  --exclude-cur    exclude every current-session item, not only the last\n"
 "  --no-pop         skip the popularity baseline (slow on large catalogues)\n"
+"  --cooc           also evaluate a plain session co-occurrence baseline: pairs\n"
+"                   of the session's last 8 items weighted 1/distance, scored\n"
+"                   from the current session's items weighted 1/rank\n"
 "  --fill           fill a short sknn list with popular items\n"
 "  --with-self      let the current session be its own neighbour (a probe)\n"
 "  --timing         print the time per add and per request (varies by run)\n"
@@ -46,7 +49,7 @@ static const char usage_text[] =
 enum {
 	O_SESSIONS = 256, O_PER_ITEM, O_ITEMS, O_K, O_L1, O_L2, O_L3, O_IDF,
 	O_NORM, O_CUR, O_GAP, O_EXCL, O_FILL, O_TIMING, O_STATS, O_SAVE, O_SPLIT,
-	O_REMAP, O_FUZZ, O_SELF, O_LOAD, O_NITEMS, O_BENCH, O_NOPOP, O_SPEC, O_SYNTH, O_RETUNE
+	O_REMAP, O_FUZZ, O_SELF, O_LOAD, O_NITEMS, O_BENCH, O_NOPOP, O_SPEC, O_SYNTH, O_RETUNE, O_COOC
 };
 
 static const struct option lopts[] = {
@@ -76,6 +79,7 @@ static const struct option lopts[] = {
 	{ "spec", required_argument, NULL, O_SPEC },
 	{ "synth", required_argument, NULL, O_SYNTH },
 	{ "retune", required_argument, NULL, O_RETUNE },
+	{ "cooc", no_argument, NULL, O_COOC },
 	{ "nitems", required_argument, NULL, O_NITEMS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
@@ -102,7 +106,7 @@ static struct {
 	struct sknn_params p;
 	uint32_t cur;
 	int64_t gap;
-	int excl, fill, timing, stats, with_self, bench, nopop;
+	int excl, fill, timing, stats, with_self, bench, nopop, cooc;
 	const char *save, *load, *retune;
 	uint32_t nitems;
 	uint64_t split, remap, fuzz, synth;
@@ -127,7 +131,7 @@ static size_t nexcl;
 static struct {
 	uint64_t n, hit, empty;
 	double mrr;
-} E_sknn, E_pop;
+} E_sknn, E_pop, E_cooc;
 
 /* CPU time of the process: the machine may be busy with other work. */
 static double
@@ -258,6 +262,108 @@ user_get(const struct str *id)
 		*v = nusers++;
 	}
 	return &U[*v];
+}
+
+/* The co-occurrence baseline: pair weights in a table keyed by a hash of
+ * the pair, and each item's partners for scoring. */
+#define COOC_DEPTH 8
+struct adj {
+	uint32_t *j, *w; /* partner, index of the pair's weight */
+	uint32_t n, cap;
+};
+static struct htab pairs;
+static float *pw, *cs;
+static uint32_t npw, cappw, *cgen, cg, *clist, ncl;
+static struct adj *A;
+static uint32_t nA;
+
+static void
+cooc_pair(uint32_t i, uint32_t j, float w)
+{
+	uint64_t k = (uint64_t)i << 32 | j;
+	int isnew;
+	uint32_t *v = htab_put(&pairs, hash64(&k, sizeof k, 0x636f6f63), &isnew);
+
+	if (isnew) {
+		if (npw == cappw) {
+			cappw = cappw ? cappw * 2 : 65536;
+			pw = xreallocarray(pw, cappw, sizeof *pw);
+		}
+		pw[npw] = 0;
+		*v = npw++;
+		if (i >= nA) {
+			uint32_t na = nA ? nA : 1024;
+			while (na <= i)
+				na *= 2;
+			A = xreallocarray(A, na, sizeof *A);
+			memset(A + nA, 0, (na - nA) * sizeof *A);
+			nA = na;
+		}
+		struct adj *a = &A[i];
+		if (a->n == a->cap) {
+			a->cap = a->cap ? a->cap * 2 : 4;
+			a->j = xreallocarray(a->j, a->cap, sizeof *a->j);
+			a->w = xreallocarray(a->w, a->cap, sizeof *a->w);
+		}
+		a->j[a->n] = j;
+		a->w[a->n++] = *v;
+	}
+	pw[*v] += w;
+}
+
+static void
+cooc_learn(const struct user *u, uint32_t item)
+{
+	for (uint32_t r = 0; r < u->ncur && r < COOC_DEPTH; r++)
+		if (u->cur[r] != item) {
+			cooc_pair(item, u->cur[r], 1.0f / (float)(r + 1));
+			cooc_pair(u->cur[r], item, 1.0f / (float)(r + 1));
+		}
+}
+
+static void
+cooc_score(const struct user *u)
+{
+	if (nitems > ncl) {
+		cs = xreallocarray(cs, nitems, sizeof *cs);
+		cgen = xreallocarray(cgen, nitems, sizeof *cgen);
+		clist = xreallocarray(clist, nitems, sizeof *clist);
+		memset(cgen + ncl, 0, (nitems - ncl) * sizeof *cgen);
+		ncl = nitems;
+	}
+	uint32_t nl = 0;
+	cg++;
+	for (uint32_t r = 0; r < u->ncur && r < COOC_DEPTH; r++) {
+		uint32_t c = u->cur[r];
+		if (c >= nA)
+			continue;
+		for (uint32_t k = 0; k < A[c].n; k++) {
+			uint32_t j = A[c].j[k];
+			if (cgen[j] != cg) {
+				cgen[j] = cg;
+				cs[j] = 0;
+				clist[nl++] = j;
+			}
+			cs[j] += pw[A[c].w[k]] / (float)(r + 1);
+		}
+	}
+	for (uint32_t k = 0; k < nl; k++)
+		offer(clist[k], cs[clist[k]]);
+}
+
+static void
+cooc_free(void)
+{
+	for (uint32_t i = 0; i < nA; i++) {
+		free(A[i].j);
+		free(A[i].w);
+	}
+	free(A);
+	free(pw);
+	free(cs);
+	free(cgen);
+	free(clist);
+	htab_free(&pairs);
 }
 
 /* Keep the items seen twice or more, renumbered in order. */
@@ -575,6 +681,7 @@ main(int argc, char **argv)
 		case O_BENCH: O.bench = 1; break;
 		case O_NOPOP: O.nopop = 1; break;
 		case O_RETUNE: O.retune = optarg; break;
+		case O_COOC: O.cooc = 1; break;
 		case O_SYNTH: O.synth = (uint64_t)num("--synth", optarg); break;
 		case O_SPEC:
 			if (sknn_params_parse(&O.p, optarg, err, sizeof err))
@@ -595,6 +702,10 @@ main(int argc, char **argv)
 		die(EXIT_USAGE, "--cur: 1 to %d", MAXCUR);
 	if (O.load)
 		return load_only(O.load);
+	if (O.cooc && O.remap)
+		die(EXIT_USAGE, "--cooc: not with --remap-at");
+	if (O.cooc)
+		htab_init(&pairs, 65536);
 	if (sknn_params_check(&O.p, err, sizeof err))
 		die(EXIT_USAGE, "%s", err);
 	S = sknn_new(&O.p);
@@ -653,6 +764,13 @@ main(int argc, char **argv)
 			if (O.fill)
 				pop_fill(ntop ? top[ntop - 1].s / 2 : 1);
 			tally(&E_sknn.n, &E_sknn.hit, &E_sknn.mrr, &E_sknn.empty, item);
+			if (O.cooc) {
+				ntop = 0;
+				excl = &prev;
+				nexcl = 1;
+				cooc_score(u);
+				tally(&E_cooc.n, &E_cooc.hit, &E_cooc.mrr, &E_cooc.empty, item);
+			}
 			/* popularity */
 			if (O.nopop)
 				goto learn;
@@ -675,6 +793,8 @@ learn:;
 			u->ncur = 0;
 			u->sid = sid;
 		}
+		if (O.cooc)
+			cooc_learn(u, item);
 		int first = u->prev == UINT32_MAX;
 		uint32_t r;
 		for (r = 0; r < u->ncur && u->cur[r] != item; r++)
@@ -713,6 +833,8 @@ learn:;
 	if (O.bench)
 		bench();
 	report("sknn", E_sknn.n, E_sknn.hit, E_sknn.mrr, E_sknn.empty);
+	if (O.cooc)
+		report("cooc", E_cooc.n, E_cooc.hit, E_cooc.mrr, E_cooc.empty);
 	if (!O.nopop)
 		report("pop", E_pop.n, E_pop.hit, E_pop.mrr, E_pop.empty);
 	if (O.timing)
@@ -737,6 +859,8 @@ learn:;
 	}
 	if (O.fuzz)
 		fuzz();
+	if (O.cooc)
+		cooc_free();
 	free(line);
 	event_free(&ev);
 	sknn_scratch_free(SC);
