@@ -523,11 +523,16 @@ model_params_merge(struct model_params *snap, const struct model_params *cmd,
 		snap->blend_lr = cmd->blend_lr;
 	if (cmd->given & MP_EXCLUDE_SEEN)
 		snap->exclude_seen = cmd->exclude_seen;
-	if ((cmd->given & MP_SKNN) &&
-	    memcmp(&cmd->sk, &snap->sk, sizeof cmd->sk) != 0) {
-		snprintf(err, errlen, "--sknn-*: the snapshot keeps %u sessions, %u per item, %u items each, k %u",
-			 snap->sk.sessions, snap->sk.per_item, snap->sk.items, snap->sk.k);
-		return -1;
+	if (cmd->given & MP_SKNN) {
+		/* The bounds are the index's shape; k may change. */
+		if (cmd->sk.sessions != snap->sk.sessions ||
+		    cmd->sk.per_item != snap->sk.per_item ||
+		    cmd->sk.items != snap->sk.items) {
+			snprintf(err, errlen, "--sknn-sessions, --sknn-sample, --sknn-items: the snapshot keeps %u sessions, %u per item, %u items each",
+				 snap->sk.sessions, snap->sk.per_item, snap->sk.items);
+			return -1;
+		}
+		snap->sk.k = cmd->sk.k;
 	}
 	snap->given = cmd->given;
 	return 0;
@@ -1638,6 +1643,8 @@ model_retune(struct model *m, const struct model_params *cmd, char *err,
 			      p.trend_half_life != m->p.trend_half_life ||
 			      p.cooc_half_life != m->p.cooc_half_life))
 		rebase(m);
+	if (m->sknn && sknn_retune(m->sknn, &p.sk, err, errlen))
+		return -1;
 	m->p = p;
 	if (m->have_clock && m->p.forget)
 		m->tick = floor_div(m->clock, tick_len(m));
