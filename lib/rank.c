@@ -265,25 +265,6 @@ cand_cmp(const void *a, const void *b)
 	return better(y->s, y->i, x->s, x->i);
 }
 
-/* Sort best first: insertion for the short lists of a request. */
-static void
-cand_sort(struct cand *v, size_t n)
-{
-	if (n > 64) {
-		qsort(v, n, sizeof *v, cand_cmp);
-		return;
-	}
-	for (size_t k = 1; k < n; k++) {
-		struct cand x = v[k];
-		size_t j = k;
-		while (j > 0 && better(x.s, x.i, v[j - 1].s, v[j - 1].i)) {
-			v[j] = v[j - 1];
-			j--;
-		}
-		v[j] = x;
-	}
-}
-
 /* Put the best n of v[0..len) first, in order; the rest in no order. */
 static void
 cand_best(struct cand *v, size_t len, size_t n)
@@ -316,8 +297,13 @@ top_done(struct ranker *r, struct top *t, int s)
 	r->nsrc[s] = t->n;
 	if (t->n == 0)
 		return;
-	if (t->n > 1)
-		cand_sort(t->h, t->n);
+	/* Heapsort: the worst goes to the end, until the list is in order. */
+	for (size_t k = t->n - 1; k > 0; k--) {
+		struct cand c = t->h[0];
+		t->h[0] = t->h[k];
+		t->h[k] = c;
+		sift_down(t->h, k, 0);
+	}
 	if (t->n > r->src_cap[s]) {
 		r->src_cap[s] = t->n;
 		r->src[s] = xreallocarray(r->src[s], t->n, sizeof *r->src[s]);
@@ -569,7 +555,7 @@ src_trend(struct ranker *r, const struct model *m, const struct rank_req *q,
 		if (!(o > e))
 			continue;
 		float z = (o - e) / sqrtf(e + 1);
-		if (t.n == t.m && !(z > t.h[0].s))
+		if (t.n == t.m && !better(z, (uint32_t)i, t.h[0].s, t.h[0].i))
 			continue;
 		if (!SKIP(r, q, i))
 			top_add(&t, z, (uint32_t)i);
@@ -585,7 +571,7 @@ src_pop(struct ranker *r, const struct model *m, const struct rank_req *q,
 
 	top_init(r, &t, depth);
 	for (uint64_t i = 0; i < m->nitems; i++) {
-		if (!(v[i] > 0) || (t.n == t.m && !(v[i] > t.h[0].s)))
+		if (!(v[i] > 0) || (t.n == t.m && !better(v[i], (uint32_t)i, t.h[0].s, t.h[0].i)))
 			continue;
 		if (!SKIP(r, q, i))
 			top_add(&t, v[i], (uint32_t)i);
