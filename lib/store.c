@@ -106,6 +106,7 @@ store_opts_default(struct store_opts *o)
 	o->prefix = "reco:";
 	o->retries = 5;
 	o->timeout = 10000;
+	o->backoff = 100;
 	o->positions = 1;
 	o->window = 1 << 20;
 	o->max_streams = 1024;
@@ -890,7 +891,9 @@ redis_connect(struct store *s, char *err, size_t errlen)
 	int r;
 
 	redis_drop(s);
-	s->rc = redisConnectWithTimeout(s->host, s->port, tv_of(s->o.timeout));
+	s->rc = redisConnectWithTimeout(s->host, s->port,
+					tv_of(s->o.connect_timeout > 0 ?
+					      s->o.connect_timeout : s->o.timeout));
 	if (!s->rc || s->rc->err) {
 		snprintf(err, errlen, "%s: %s", s->spec,
 			 s->rc ? s->rc->errstr : "cannot connect");
@@ -916,13 +919,16 @@ fail:
 	return r;
 }
 
-/* Wait before the next attempt: 100 ms, doubling, at most 5 s. */
+/* Wait before the next attempt: the first backoff (100 ms by default),
+ * doubling, at most 5 s. */
 static void
-backoff(int attempt)
+backoff(const struct store *s, int attempt)
 {
-	int64_t ms = 100LL << (attempt < 6 ? attempt : 6);
+	int64_t ms = s->o.backoff << (attempt < 6 ? attempt : 6);
 	struct timespec ts;
 
+	if (ms <= 0)
+		return;
 	if (ms > 5000)
 		ms = 5000;
 	ts.tv_sec = (time_t)(ms / 1000);
@@ -1038,7 +1044,7 @@ rc_run(struct store *s, struct rcmds *c, redisReply **replies, char *err,
 		if (verbosity >= 0)
 			warn("%s; retrying (%d of %d)", err, attempt + 1,
 			     s->o.retries);
-		backoff(attempt);
+		backoff(s, attempt);
 	}
 }
 
@@ -1510,7 +1516,7 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 			if (r == -2 || attempt >= s->o.retries)
 				goto fail;
 			s->c.retries++;
-			backoff(attempt);
+			backoff(s, attempt);
 		}
 		if (redis_load_meta(s, err, errlen))
 			goto fail;
