@@ -197,7 +197,8 @@ static pthread_mutex_t store_load_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct stat store_st;           /* of the file last tried */
 static int store_tried;                /* store_st is set */
 static char store_problem[512];        /* why the file was not loaded,
-					* under store_load_mu; "" if it was */
+					* under store_prob_mu; "" if it was */
+static pthread_mutex_t store_prob_mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int store_bad;           /* store_problem is set */
 /* The circuit breaker in front of Redis. */
 static atomic_int breaker_open, breaker_fails;
@@ -617,7 +618,9 @@ static void
 store_fail(const char *why)
 {
 	M.store_reload_failures++;
+	pthread_mutex_lock(&store_prob_mu);
 	snprintf(store_problem, sizeof store_problem, "%s", why);
+	pthread_mutex_unlock(&store_prob_mu);
 	atomic_store(&store_bad, 1);
 	warn("%s; %s", why, ST ? "serving the last good copy of the profiles"
 			       : "answering without profiles until it loads");
@@ -671,7 +674,9 @@ store_sync(int wait)
 		M.store_reloads++;
 	if (atomic_exchange(&store_bad, 0) && verbosity >= 0)
 		warn("%s: profiles loaded again", O.store);
+	pthread_mutex_lock(&store_prob_mu);
 	store_problem[0] = '\0';
+	pthread_mutex_unlock(&store_prob_mu);
 out:
 	pthread_mutex_unlock(&store_load_mu);
 }
@@ -1017,7 +1022,9 @@ recv(int fd, void *p, size_t n, int flags)
 		return r; /* answered: read on, until the close */
 	if (atomic_exchange(&k->fresh, 0)) {
 		unsigned char c = *(unsigned char *)p;
-		if ((c < 'A' || c > 'Z') && sock_expire(k, fd, SK_IDLE, 400,
+		/* A method is a token: letters, in practice; an empty
+		 * line may come first. */
+		if ((c < 'A' || c > 'Z') && c != '\r' && c != '\n' && sock_expire(k, fd, SK_IDLE, 400,
 				"not an HTTP request"))
 			return r;
 	}
@@ -1435,9 +1442,9 @@ readiness(struct buf *b)
 		}
 	} else if (O.store) {
 		char why[512];
-		pthread_mutex_lock(&store_load_mu);
+		pthread_mutex_lock(&store_prob_mu);
 		snprintf(why, sizeof why, "%s", atomic_load(&store_bad) ? store_problem : "");
-		pthread_mutex_unlock(&store_load_mu);
+		pthread_mutex_unlock(&store_prob_mu);
 		pthread_rwlock_rdlock(&store_rw);
 		int loaded = ST != NULL;
 		pthread_rwlock_unlock(&store_rw);

@@ -4,7 +4,10 @@
 # Environment: RECO_BIN (the built tools, required), BENCH_SERVE_REQUESTS
 # (requests per stdin run, default 20000), BENCH_SERVE_BIG (items of the
 # largest catalogue, default 1000000), BENCH_SERVE_SECONDS (wrk run
-# length, default 5), CC (default cc).
+# length, default 5), CC (default cc), BENCH_SERVE_BASE (a git revision:
+# also build it in a temporary directory and compare its HTTP rate with
+# this build's, runs alternating, in the same run), BENCH_SERVE_ONLY_AB
+# (1: only that comparison).
 set -eu
 
 : "${RECO_BIN:?RECO_BIN must name the directory of the built tools}"
@@ -111,7 +114,9 @@ requests() {
 	}'
 }
 
+[ "${BENCH_SERVE_ONLY_AB:-0}" = 1 ] ||
 printf '%-52s %10s %10s %10s\n' "reco-serve, standard input, 32 factors" "p50" "p99" "p99.9"
+[ "${BENCH_SERVE_ONLY_AB:-0}" = 1 ] ||
 for n in 50000 100000 "$BIG"; do
 	users=$((n / 5))
 	"$tmp/mk" "$n" "$users" "$tmp/m$n.bin" >/dev/null
@@ -162,6 +167,45 @@ wrk_run() {
 	/Socket errors/ { gsub(/[^0-9 ]/, " "); for (i = 1; i <= NF; i++) bad += $i }
 	END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, bad }' "$tmp/wrk.out"
 }
+
+# before_after: this build against the revision BENCH_SERVE_BASE, built
+# in a temporary directory: 3 alternating wrk runs each per catalogue,
+# the median of each side printed.
+before_after() {
+	mkdir "$tmp/base"
+	git -C "$ROOT" archive "$BENCH_SERVE_BASE" | tar -x -C "$tmp/base"
+	make -C "$tmp/base" -j2 all >"$tmp/base.log" 2>&1 ||
+		{ echo "bench: cannot build $BENCH_SERVE_BASE: $(tail -3 "$tmp/base.log")" >&2; exit 1; }
+	printf '%-52s %10s %10s %10s\n' "reco-serve, HTTP, before ($BENCH_SERVE_BASE) and after" "req/s" "p50" "p99"
+	for n in 10000 100000; do
+		users=$((n / 5))
+		[ -f "$tmp/m$n.bin" ] || "$tmp/mk" "$n" "$users" "$tmp/m$n.bin" >/dev/null
+		export USERS=$users
+		: >"$tmp/ab.before"
+		: >"$tmp/ab.after"
+		for round in 1 2 3; do
+			for side in before after; do
+				opath=$PATH
+				[ "$side" = before ] && PATH=$tmp/base/build/bin:$PATH
+				start --model "$tmp/m$n.bin" --threads 2
+				PATH=$opath
+				wrk_run >>"$tmp/ab.$side"
+				stop
+			done
+		done
+		for side in before after; do
+			sort -n "$tmp/ab.$side" | sed -n 2p | {
+				read -r rps p50 p99 _
+				printf '%-52s %10s %7s ms %7s ms\n' "  $n items, $side (median of 3: $(awk '{ printf "%s ", $1 }' "$tmp/ab.$side"))" "$rps" "$p50" "$p99"
+			}
+		done
+	done
+}
+
+if [ -n "${BENCH_SERVE_BASE:-}" ]; then
+	before_after
+	[ "${BENCH_SERVE_ONLY_AB:-0}" = 1 ] && exit 0
+fi
 
 printf '%-52s %10s %10s %10s\n' "reco-serve, HTTP (wrk, 2 threads, 32 connections)" "req/s" "p50" "p99"
 for n in 10000 100000; do

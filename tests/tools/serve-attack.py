@@ -9,7 +9,7 @@
       CONNS connections each POSTing a 60000-byte body a byte every 0.5 to
       2 s, opened again when closed; prints the answers' status counts.
   serve-attack.py slowloris PORT SECONDS CONNS [SRC]
-      CONNS connections each sending a request header a byte every 1 s,
+      CONNS connections each sending a request header a byte every 0.5 s,
       opened again when closed.
   serve-attack.py edges PORT SECONDS
       the protocol edges in a loop: bytes that are not HTTP, a 505, a
@@ -248,7 +248,7 @@ def main():
     elif cmd == "slowloris":
         hostile(port, float(a[2]), int(a[3]), a[4] if len(a) > 4 else None,
                 b"GET /recommend?user=u1 HTTP/1.1\r\nHost: x\r\n",
-                b"X", lambda: 1.0)
+                b"X", lambda: 0.5)
     elif cmd == "edges":
         edges(port, float(a[2]))
     elif cmd == "raw":
