@@ -295,7 +295,11 @@ during_attack() {
 	wait_inflight_zero
 	sleep 0.3
 	after=$(rss_kb)
-	[ "$after" -le $((before * 5 / 4 + 4096)) ] ||
+	# AddressSanitizer keeps freed memory in quarantine (256 MiB): under
+	# it, only a bound on that.
+	local slack=4096
+	grep -q __asan_init "$(command -v reco-serve)" && slack=$((256 * 1024 + 4096))
+	[ "$after" -le $((before * 5 / 4 + slack)) ] ||
 		fail "memory: $before KiB before, $after KiB after"
 }
 
