@@ -933,6 +933,7 @@ struct sock {
 	atomic_int ctl;            /* its URL decodes to a control byte */
 	atomic_long head;          /* bytes received before the headers
 				    * were complete */
+	atomic_long params;        /* '&' in the request line so far */
 	_Atomic double t_first;    /* first byte of the request (mono()) */
 	_Atomic double t_expired;  /* when answered past libmicrohttpd */
 	struct conn *cn;           /* the request's, under sk_mu */
@@ -940,6 +941,7 @@ struct sock {
 
 static struct sock *socks;
 static int nsocks;
+static long max_params;        /* URL parameters of a request, at most */
 static atomic_int sk_top;      /* one past the highest socket seen */
 static pthread_mutex_t sk_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -1033,16 +1035,27 @@ recv(int fd, void *p, size_t n, int flags)
 		atomic_store(&k->t_first, mono());
 	if (!atomic_load(&k->hdrs)) {
 		long before = atomic_fetch_add(&k->head, r);
-		const char *nl;
+		const char *nl = NULL, *c, *e = (const char *)p + r;
 		int toolong = before + r > HEAD_BYTES;
-		if (!atomic_load(&k->line) && (nl = memchr(p, '\n', (size_t)r))) {
-			atomic_store(&k->line, 1);
-			if (before + (nl - (const char *)p) > HEAD_BYTES)
-				toolong = 2; /* the request line itself */
+		if (!atomic_load(&k->line)) {
+			long amps = 0;
+			if ((nl = memchr(p, '\n', (size_t)r))) {
+				atomic_store(&k->line, 1);
+				e = nl;
+				if (before + (nl - (const char *)p) > HEAD_BYTES)
+					toolong = 2; /* the request line itself */
+			}
+			/* Each URL parameter takes a record of the
+			 * connection's memory: count them. */
+			for (c = p; c < e; c++)
+				amps += *c == '&';
+			if (atomic_fetch_add(&k->params, amps) + amps >= max_params)
+				toolong = 3;
 		}
 		if (toolong) {
-			int code = toolong == 2 || !atomic_load(&k->line) ? 414 : 431;
-			sock_expire(k, fd, SK_REQ, code, code == 414 ?
+			int code = toolong >= 2 || !atomic_load(&k->line) ? 414 : 431;
+			sock_expire(k, fd, SK_REQ, code, toolong == 3 ?
+				    "too many URL parameters (use POST for long lists)" : code == 414 ?
 				    "request line longer than 16384 bytes (use POST for long lists)" :
 				    "request headers longer than 16384 bytes");
 		}
@@ -1178,6 +1191,7 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
 		atomic_store(&k->line, 0);
 		atomic_store(&k->ctl, 0);
 		atomic_store(&k->head, 0);
+		atomic_store(&k->params, 0);
 		atomic_store(&k->t_first, 0.0);
 		k->cn = NULL;
 		atomic_store(&k->state, SK_IDLE);
@@ -1590,6 +1604,7 @@ completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		atomic_store(&k->line, 0);
 		atomic_store(&k->ctl, 0);
 		atomic_store(&k->head, 0);
+		atomic_store(&k->params, 0);
 		int st = SK_ANSWERED;
 		atomic_compare_exchange_strong(&k->state, &st, SK_IDLE);
 	}
@@ -1657,11 +1672,14 @@ run_http(void)
 	real_sendmsg = (ssize_t (*)(int, const struct msghdr *, int))dlsym(RTLD_NEXT, "sendmsg");
 	if (!real_recv || !real_sendmsg)
 		die(EXIT_IO, "cannot find recv and sendmsg");
-	/* Connection memory: the request line and headers (HEAD_BYTES), and
-	 * a record per header and URL parameter, of which a request line
-	 * within HEAD_BYTES has at most HEAD_BYTES / 2. */
-	size_t pool = HEAD_BYTES + (HEAD_BYTES / 2 + (size_t)O.max_headers + 16) * 64 +
-		      16384;
+	/* Connection memory: the request line and headers (HEAD_BYTES), a
+	 * record per header and URL parameter (as many as a list may have
+	 * entries, and 64 more; a request line with more is a 414), and
+	 * the answer's head. libmicrohttpd clears it for every request, so
+	 * it is no larger than the limits need. */
+	max_params = (long)(O.lim.max_items < HEAD_BYTES / 4 ? O.lim.max_items : HEAD_BYTES / 4) + 64;
+	size_t pool = HEAD_BYTES + ((size_t)max_params + (size_t)O.max_headers + 16) * 64 +
+		      8192;
 	/* Signals go to the main thread, not to the server's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

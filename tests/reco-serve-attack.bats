@@ -228,11 +228,15 @@ hex() {
 	q=$(seq 1001 | sed 's/^/context=i/' | paste -sd '&')
 	run curl -s -w ' %{http_code}' "$URL/recommend?user=u1&$q"
 	[[ "$output" == *'more than 1000 entries'*' 400' ]] || fail "${output:0:300}"
+	# More parameters than the connection's memory is sized for: 414.
+	q=$(seq 2000 | sed 's/^/a=/' | paste -sd '&')
+	run curl -s -w ' %{http_code}' "$URL/recommend?user=u1&$q"
+	[[ "$output" == *'"code":414'*' 414' ]] || fail "${output:0:300}"
 	attack raw "$port" "$(hex "GET /recommend?user=$(head -c 20000 /dev/zero | tr '\0' x) HTTP/1.1\r\nHost: x\r\n\r\n")" 3 >out.txt
 	grep -q "^b'HTTP/1.1 414 .*application/json.*\"code\":414" out.txt || fail "$(cat out.txt)"
 	attack raw "$port" "$(hex "GET /recommend?user=u1 HTTP/1.1\r\nHost: x\r\nX-A: $(head -c 20000 /dev/zero | tr '\0' y)\r\n\r\n")" 3 >out.txt
 	grep -q "^b'HTTP/1.1 431 .*application/json.*\"code\":431" out.txt || fail "$(cat out.txt)"
-	[ "$(metric_of 'reco_serve_requests_total{status="414"}')" -eq 1 ]
+	[ "$(metric_of 'reco_serve_requests_total{status="414"}')" -eq 2 ]
 }
 
 @test "the HTTP server's own errors are the JSON error object; bytes that are not HTTP are answered at once" {
