@@ -25,6 +25,10 @@ teardown() {
 	[ -n "${APID:-}" ] && { kill "$APID" 2>/dev/null || true; wait "$APID" 2>/dev/null || true; }
 	serve_stop
 	redis_stop
+	# A Redis started again by redis_fault, even if the test failed first.
+	if [ -f "$BATS_TEST_TMPDIR/new-redis.pid" ]; then
+		kill "$(cat "$BATS_TEST_TMPDIR/new-redis.pid")" 2>/dev/null || true
+	fi
 }
 
 # hex STRING: the bytes of a printf format, in hex, for attack raw.
@@ -332,7 +336,7 @@ redis_fault() {
 		sleep 3
 		redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
 			>/dev/null 2>&1 </dev/null 3>&- &
-		echo "$!" >new-redis.pid
+		echo "$!" >"$BATS_TEST_TMPDIR/new-redis.pid"
 	fi
 	echo '{}'
 }
@@ -351,7 +355,8 @@ redis_fault() {
 	reco-profile --store "$REDIS_URL" <"$F/events.ndjson" >/dev/null
 	serve_start --model m.bin --store "$REDIS_URL" --timeout 2
 	during_attack redis-kill redis_fault KILL
-	REDIS_PID=$(cat new-redis.pid)
+	REDIS_PID=$(cat "$BATS_TEST_TMPDIR/new-redis.pid")
+	rm "$BATS_TEST_TMPDIR/new-redis.pid"
 	[ "$(metric_of reco_serve_breaker_opens_total)" -ge 1 ]
 	for i in $(seq 40); do
 		[ "$(metric_of reco_serve_breaker_open)" = 0 ] && break
