@@ -1,15 +1,19 @@
 /* reco-serve: top-N recommendations per user from the latest model snapshot and the user's live profile, over standard input and output or HTTP. */
+#define _GNU_SOURCE /* RTLD_NEXT */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -36,7 +40,8 @@ static const char usage[] =
 "      --model FILE         the snapshot to serve (reco-train -o FILE);\n"
 "                           reloaded when the file is replaced\n"
 "      --store SPEC         profiles: a state file or redis://host:port/db\n"
-"                           (as reco-profile --store)\n"
+"                           (as reco-profile --store); a file is reloaded\n"
+"                           when replaced, and waited for if missing\n"
 "      --items FILE         item attributes (CSV or NDJSON: item, category,\n"
 "                           brand, price, in_stock or stock) for filters\n"
 "      --variant NAME=FILE:PCT  serve PCT% of users (by a stable hash of the\n"
@@ -65,8 +70,18 @@ static const char usage[] =
 "      --max-connections N  open connections at most (default 1024)\n"
 "      --max-request N      largest request body in bytes (default 65536)\n"
 "      --max-headers N      most request headers (default 64)\n"
-"      --timeout SECONDS    idle connections are closed, slow bodies get\n"
-"                           408 after this (default 10)\n";
+"      --max-client-connections N  open connections from one client\n"
+"                           address at most (default 0: no limit)\n"
+"      --timeout SECONDS    a request, headers and body, must arrive\n"
+"                           within this of its first byte (else 408), and\n"
+"                           idle connections are closed (default 10)\n"
+"Redis (--store redis://...):\n"
+"      --redis-timeout DUR  wait this long for a reply (default 50ms)\n"
+"      --redis-connect-timeout DUR  and for a connection (default 50ms)\n"
+"      --redis-retries N    reconnections before a read fails (default 1)\n"
+"      --breaker-failures N failed reads in a row that open the circuit:\n"
+"                           answers without the profile (default 3)\n"
+"      --breaker-probe DUR  while open, ask Redis this often (default 250ms)\n";
 
 enum {
 	OPT_MODEL = OPT_TOOL_FIRST,
@@ -90,7 +105,13 @@ enum {
 	OPT_MAX_CONNECTIONS,
 	OPT_MAX_REQUEST,
 	OPT_MAX_HEADERS,
-	OPT_TIMEOUT
+	OPT_MAX_CLIENT_CONN,
+	OPT_TIMEOUT,
+	OPT_REDIS_TIMEOUT,
+	OPT_REDIS_CONNECT_TIMEOUT,
+	OPT_REDIS_RETRIES,
+	OPT_BREAKER_FAILURES,
+	OPT_BREAKER_PROBE
 };
 
 static const struct option opts[] = {
@@ -116,10 +137,17 @@ static const struct option opts[] = {
 	{ "max-request", required_argument, NULL, OPT_MAX_REQUEST },
 	{ "max-headers", required_argument, NULL, OPT_MAX_HEADERS },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "max-client-connections", required_argument, NULL, OPT_MAX_CLIENT_CONN },
+	{ "redis-timeout", required_argument, NULL, OPT_REDIS_TIMEOUT },
+	{ "redis-connect-timeout", required_argument, NULL, OPT_REDIS_CONNECT_TIMEOUT },
+	{ "redis-retries", required_argument, NULL, OPT_REDIS_RETRIES },
+	{ "breaker-failures", required_argument, NULL, OPT_BREAKER_FAILURES },
+	{ "breaker-probe", required_argument, NULL, OPT_BREAKER_PROBE },
 	{ NULL, 0, NULL, 0 }
 };
 
 #define MAX_VARIANTS 16
+#define HEAD_BYTES 16384 /* the request line and headers, at most */
 
 /* A snapshot slot: the control (--model) or a variant. */
 struct slot {
@@ -138,21 +166,43 @@ static struct {
 	struct serve_opts so;
 	struct serve_limits lim;
 	long threads, max_inflight, max_conn, max_request, max_headers, timeout;
+	long max_client_conn, breaker_failures;
+	int64_t breaker_probe_ms;
+	struct store_opts sto;
 	size_t index_depth;
 	char *vspec[MAX_VARIANTS];
 	int nvspec;
 } O = {
 	.control = "A", .index_depth = SERVE_INDEX_DEPTH, .reload_ms = 1000, .threads = 2, .max_inflight = 256,
 	.max_conn = 1024, .max_request = 65536, .max_headers = 64,
-	.timeout = 10
+	.timeout = 10, .breaker_failures = 3, .breaker_probe_ms = 250
 };
 
 static struct tool T;
 static struct slot S[MAX_VARIANTS + 1];
 static int nS;
 static struct table *items;
+/*
+ * The profile store. A file store is one copy in memory, read by every
+ * thread under store_rw and swapped whole when the file is replaced
+ * (store_sync); Redis is asked by each HTTP thread over its own
+ * connection, and ST (under store_mu) serves standard input and the
+ * circuit breaker's probes.
+ */
 static struct store *ST;
+static int store_redis;
 static pthread_mutex_t store_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_rwlock_t store_rw = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_mutex_t store_load_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct stat store_st;           /* of the file last tried */
+static int store_tried;                /* store_st is set */
+static char store_problem[512];        /* why the file was not loaded,
+					* under store_prob_mu; "" if it was */
+static pthread_mutex_t store_prob_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int store_bad;           /* store_problem is set */
+/* The circuit breaker in front of Redis. */
+static atomic_int breaker_open, breaker_fails;
+static double breaker_probe_at;
 static struct wout *imp;
 static pthread_mutex_t imp_mu = PTHREAD_MUTEX_INITIALIZER;
 static volatile sig_atomic_t hup;
@@ -161,7 +211,8 @@ static int http_mode;
 static double t_start;
 
 /* Metrics, updated from every thread. */
-static const int codes[] = { 200, 400, 404, 405, 408, 413, 431, 500, 503 };
+static const int codes[] = { 200, 400, 404, 405, 408, 413, 414, 431, 500,
+			      503, 505 };
 #define NCODES (sizeof codes / sizeof codes[0])
 static const double hbounds[] = {
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -176,6 +227,8 @@ static struct {
 	atomic_ullong lat_ns;
 	atomic_ullong cold, unknown_ctx, results, impressions, store_errors;
 	atomic_ullong reloads, reload_failures, busy, variants[MAX_VARIANTS + 1];
+	atomic_ullong store_reloads, store_reload_failures, degraded;
+	atomic_ullong breaker_opens, deadlines, log_suppressed;
 	atomic_llong inflight;
 	atomic_ullong seq;
 } M;
@@ -250,6 +303,21 @@ on_opt(struct tool *t, int c, const char *arg)
 	case OPT_MAX_REQUEST: O.max_request = num("--max-request", arg, 64, 64L << 20); break;
 	case OPT_MAX_HEADERS: O.max_headers = num("--max-headers", arg, 1, 10000); break;
 	case OPT_TIMEOUT: O.timeout = num("--timeout", arg, 1, 3600); break;
+	case OPT_MAX_CLIENT_CONN: O.max_client_conn = num("--max-client-connections", arg, 0, 1000000); break;
+	case OPT_REDIS_TIMEOUT:
+		if (duration_parse(arg, &O.sto.timeout) || O.sto.timeout < 1)
+			tool_usage_error(&T, "--redis-timeout: bad duration \"%s\"", arg);
+		break;
+	case OPT_REDIS_CONNECT_TIMEOUT:
+		if (duration_parse(arg, &O.sto.connect_timeout) || O.sto.connect_timeout < 1)
+			tool_usage_error(&T, "--redis-connect-timeout: bad duration \"%s\"", arg);
+		break;
+	case OPT_REDIS_RETRIES: O.sto.retries = (int)num("--redis-retries", arg, 0, 100); break;
+	case OPT_BREAKER_FAILURES: O.breaker_failures = num("--breaker-failures", arg, 1, 1000000); break;
+	case OPT_BREAKER_PROBE:
+		if (duration_parse(arg, &O.breaker_probe_ms) || O.breaker_probe_ms < 1)
+			tool_usage_error(&T, "--breaker-probe: bad duration \"%s\"", arg);
+		break;
 	default:
 		return 1;
 	}
@@ -327,6 +395,8 @@ reload(struct slot *sl, int force)
 }
 
 static void write_metrics_file(void);
+static void store_sync(int wait);
+static void breaker_probe(double t);
 
 static void
 imp_flush(void)
@@ -360,6 +430,8 @@ watcher(void *arg)
 		}
 		if (http_mode)
 			imp_flush();
+		store_sync(0);
+		breaker_probe(t);
 		if (O.metrics && t - last_metrics >= 5) {
 			write_metrics_file();
 			last_metrics = t;
@@ -469,6 +541,14 @@ metrics_text(struct buf *b)
 	CTR("reco_serve_reloads_total", "Snapshots loaded after a change or SIGHUP.", M.reloads);
 	CTR("reco_serve_reload_failures_total", "New snapshots refused (the old one kept).", M.reload_failures);
 	CTR("reco_serve_overload_total", "Requests refused with 503 beyond --max-inflight.", M.busy);
+	CTR("reco_serve_deadline_expired_total", "Requests not received whole within --timeout (answered 408).", M.deadlines);
+	CTR("reco_serve_degraded_total", "Answers given without the profile: the store did not answer.", M.degraded);
+	CTR("reco_serve_store_reloads_total", "Profile store files loaded after a change.", M.store_reloads);
+	CTR("reco_serve_store_reload_failures_total", "Profile store files that did not load, or vanished (the last good copy kept).", M.store_reload_failures);
+	CTR("reco_serve_breaker_opens_total", "Times the circuit breaker in front of Redis opened.", M.breaker_opens);
+	HELP("reco_serve_breaker_open", "1 while the circuit breaker in front of Redis is open.", "gauge");
+	buf_printf(b, "reco_serve_breaker_open %d\n", atomic_load(&breaker_open));
+	CTR("reco_serve_log_suppressed_total", "Messages of the HTTP server not logged (at most 10 in 10 s).", M.log_suppressed);
 	HELP("reco_serve_inflight", "Requests being answered.", "gauge");
 	buf_printf(b, "reco_serve_inflight %lld\n", (long long)M.inflight);
 	HELP("reco_serve_variant_requests_total", "Requests answered by variant.", "counter");
@@ -529,6 +609,113 @@ write_metrics_file(void)
 	    fclose(f) != 0 || rename(tmp, O.metrics) != 0)
 		warn("%s:", O.metrics);
 	buf_free(&b);
+}
+
+/* ---- the profile store: reloads and the circuit breaker ---- */
+
+/* Note why the file store is not what the file says (once per failure:
+ * the caller tells a new failure from the same one). */
+static void
+store_fail(const char *why)
+{
+	M.store_reload_failures++;
+	pthread_mutex_lock(&store_prob_mu);
+	snprintf(store_problem, sizeof store_problem, "%s", why);
+	pthread_mutex_unlock(&store_prob_mu);
+	atomic_store(&store_bad, 1);
+	warn("%s; %s", why, ST ? "serving the last good copy of the profiles"
+			       : "answering without profiles until it loads");
+}
+
+/*
+ * Bring the file store in line with its file: load it when it was
+ * replaced, keep the last good copy when the new one does not load or
+ * the file is gone. A file is tried once (by its identity), so a corrupt
+ * copy costs one load and one message. With wait, the caller waits for a
+ * reload in progress in another thread; without, it goes on with the
+ * copy it has.
+ */
+static void
+store_sync(int wait)
+{
+	struct stat st;
+	char err[512];
+	struct store *n, *old;
+
+	if (!O.store || store_redis)
+		return;
+	if (wait)
+		pthread_mutex_lock(&store_load_mu);
+	else if (pthread_mutex_trylock(&store_load_mu) != 0)
+		return;
+	if (stat(O.store, &st) != 0) {
+		int e = errno;
+		if (!store_tried || store_st.st_ino != 0) {
+			memset(&store_st, 0, sizeof store_st);
+			store_tried = 1;
+			snprintf(err, sizeof err, "%s: %s", O.store, strerror(e));
+			store_fail(err);
+		}
+		goto out;
+	}
+	if (store_tried && same_file(&st, &store_st))
+		goto out;
+	store_st = st;
+	store_tried = 1;
+	if (!(n = store_open(O.store, STORE_READ, &O.sto, err, sizeof err))) {
+		store_fail(err);
+		goto out;
+	}
+	pthread_rwlock_wrlock(&store_rw);
+	old = ST;
+	ST = n;
+	pthread_rwlock_unlock(&store_rw);
+	store_close(old);
+	if (old)
+		M.store_reloads++;
+	if (atomic_exchange(&store_bad, 0) && verbosity >= 0)
+		warn("%s: profiles loaded again", O.store);
+	pthread_mutex_lock(&store_prob_mu);
+	store_problem[0] = '\0';
+	pthread_mutex_unlock(&store_prob_mu);
+out:
+	pthread_mutex_unlock(&store_load_mu);
+}
+
+/* A Redis read failed: after --breaker-failures in a row, open the
+ * circuit (answers go without the profile, at once). */
+static void
+breaker_fail(const char *err)
+{
+	if (atomic_fetch_add(&breaker_fails, 1) + 1 >= O.breaker_failures &&
+	    !atomic_exchange(&breaker_open, 1)) {
+		M.breaker_opens++;
+		warn("%s; circuit open: answering without profiles until Redis answers",
+		     err);
+	}
+}
+
+/* While the circuit is open, ask Redis from the watcher thread; close it
+ * when Redis answers. */
+static void
+breaker_probe(double t)
+{
+	char err[512];
+	struct profile *p;
+
+	if (!store_redis || !atomic_load(&breaker_open) ||
+	    t < breaker_probe_at)
+		return;
+	breaker_probe_at = t + (double)O.breaker_probe_ms / 1000;
+	pthread_mutex_lock(&store_mu);
+	int rc = store_get(ST, "", 0, &p, err, sizeof err);
+	pthread_mutex_unlock(&store_mu);
+	if (rc < 0)
+		return;
+	atomic_store(&breaker_fails, 0);
+	atomic_store(&breaker_open, 0);
+	if (verbosity >= 0)
+		warn("%s: Redis answers again; circuit closed", O.store);
 }
 
 /* ---- answering ---- */
@@ -592,26 +779,50 @@ answer(struct serve_worker *w, struct store *own, struct serve_req *q,
 				  "no model snapshot loaded (--model)");
 		return 503;
 	}
-	if (ST) {
-		/* A thread's own connection to Redis, or the shared store. */
-		struct store *st = own ? own : ST;
-		if (!own)
+	int unavailable = 0;
+	if (O.store && !store_redis) {
+		/* The file store: the copy in memory, read by all threads. */
+		store_sync(!http_mode);
+		pthread_rwlock_rdlock(&store_rw);
+		if (!ST)
+			unavailable = 1;
+		else if (store_get(ST, user.p, user.n, &p, err, sizeof err) <= 0)
+			p = NULL;
+		if (!unavailable || !q->strict)
+			serve_begin(w, s, p, q, &O.so, &r);
+		pthread_rwlock_unlock(&store_rw);
+	} else if (O.store) {
+		/* Redis: the thread's own connection (HTTP; NULL if it could
+		 * not be made, counted then), or the shared one (standard
+		 * input); none while the circuit is open. */
+		int rc = 0;
+		if (!http_mode)
 			pthread_mutex_lock(&store_mu);
-		int rc = store_refresh(st, err, sizeof err);
-		if (rc >= 0)
-			rc = store_get(st, user.p, user.n, &p, err, sizeof err);
-		if (rc < 0) {
+		struct store *st = http_mode ? own : ST;
+		if (atomic_load(&breaker_open) || !st)
+			unavailable = 1;
+		else if ((rc = store_get(st, user.p, user.n, &p, err, sizeof err)) < 0) {
 			M.store_errors++;
-			if (verbosity > 0)
-				warn("%s", err);
-			p = NULL;
-		} else if (rc == 0)
-			p = NULL;
-		serve_begin(w, s, p, q, &O.so, &r);
-		if (!own)
+			breaker_fail(err);
+			unavailable = 1;
+		} else
+			atomic_store(&breaker_fails, 0);
+		if (!unavailable || !q->strict)
+			serve_begin(w, s, rc == 1 ? p : NULL, q, &O.so, &r);
+		if (!http_mode)
 			pthread_mutex_unlock(&store_mu);
 	} else
 		serve_begin(w, s, NULL, q, &O.so, &r);
+	if (unavailable && q->strict) {
+		snap_put(s);
+		serve_write_error(out, id, strlen(id), 503,
+				  "profile unavailable: the profile store does not answer (strict)");
+		return 503;
+	}
+	if (unavailable) {
+		r.profile_unavailable = 1;
+		M.degraded++;
+	}
 	serve_finish(w, s, q, &O.so, &r);
 	serve_write_answer(out, q, id, S[k].name, s, &r);
 	M.variants[k]++;
@@ -700,11 +911,340 @@ run_stdin(void)
 /* ---- HTTP ---- */
 
 static pthread_key_t wkey;
+/*
+ * Connections, by socket. libmicrohttpd's timeout is an idle one: a
+ * client that sends a byte now and then keeps a connection, and its
+ * request slot, for ever. So reco-serve keeps a deadline per request,
+ * from its first byte (seen in recv below) to its answer, and the
+ * deadline thread answers 408 and closes what passes it, headers or
+ * body. The table is indexed by socket; an entry lives from
+ * libmicrohttpd's "connection started" to its "closed", which comes
+ * before the socket is closed, so the deadline thread (under sk_mu)
+ * never touches a socket that is gone.
+ */
+enum { SK_FREE, SK_IDLE, SK_REQ, SK_ANSWERED, SK_EXPIRED, SK_CLOSING };
+
+struct conn;
+
+struct sock {
+	atomic_int state;
+	atomic_int fresh;          /* no byte received yet */
+	atomic_int hdrs;           /* the request's headers are complete */
+	atomic_int line;           /* its request line is complete */
+	atomic_int ctl;            /* its URL decodes to a control byte */
+	atomic_long head;          /* bytes received before the headers
+				    * were complete */
+	atomic_long params;        /* '&' in the request line so far */
+	_Atomic double t_first;    /* first byte of the request (mono()) */
+	_Atomic double t_expired;  /* when answered past libmicrohttpd */
+	struct conn *cn;           /* the request's, under sk_mu */
+};
+
+static struct sock *socks;
+static int nsocks;
+static long max_params;        /* URL parameters of a request, at most */
+static atomic_int sk_top;      /* one past the highest socket seen */
+static pthread_mutex_t sk_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* One connection's request. */
+struct conn {
+	double t0;
+	struct buf body;
+	int too_big, counted;
+	int meta;                  /* /healthz, /readyz or /metrics: not
+				    * counted as a request in the metrics */
+	int fd;
+};
+
+static struct sock *
+sock_of(int fd)
+{
+	return socks && fd >= 0 && fd < nsocks ? &socks[fd] : NULL;
+}
+
+static const char *status_reason(int code);
+static ssize_t (*real_recv)(int, void *, size_t, int);
+static ssize_t (*real_sendmsg)(int, const struct msghdr *, int);
+
+/* Write a whole answer to a socket at once, past libmicrohttpd: for the
+ * answers it cannot give (deadlines, bytes that are not HTTP). */
+static void
+sock_answer(int fd, int code, const char *reason, const char *msg)
+{
+	struct buf b = { 0 }, body = { 0 };
+
+	serve_write_error(&body, NULL, 0, code, msg);
+	buf_putc(&body, '\n');
+	buf_printf(&b, "HTTP/1.1 %d %s\r\nConnection: close\r\n"
+		   "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+		   code, reason, body.n);
+	buf_put(&b, body.p, body.n);
+	if (send(fd, b.p, b.n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		(void)0; /* the client is gone: nothing to tell it */
+	buf_free(&b);
+	buf_free(&body);
+	observe(code, 0);
+}
+
+/*
+ * Answer code on k's socket past libmicrohttpd, if k is still in state
+ * from (else another thread answered first), and stop sending: the
+ * deadline thread closes the connection a moment later, once the answer
+ * had time to reach the client. Return 1 if answered here.
+ */
+static int
+sock_expire(struct sock *k, int fd, int from, int code, const char *msg)
+{
+	if (!atomic_compare_exchange_strong(&k->state, &from, SK_EXPIRED))
+		return 0;
+	sock_answer(fd, code, status_reason(code), msg);
+	shutdown(fd, SHUT_WR);
+	atomic_store(&k->t_expired, mono());
+	return 1;
+}
+
+/*
+ * libmicrohttpd reads requests with recv(2); this one notes the time of
+ * a request's first byte for its deadline, and answers 400 at once to a
+ * connection whose first byte cannot start an HTTP request (a TLS
+ * handshake, binary garbage), which would otherwise wait for a line end
+ * until the deadline. Other sockets pass through untouched.
+ */
+ssize_t
+recv(int fd, void *p, size_t n, int flags)
+{
+	struct sock *k = sock_of(fd);
+	int st;
+
+	if (!k || (st = atomic_load(&k->state)) == SK_FREE)
+		return real_recv(fd, p, n, flags);
+	if (st == SK_CLOSING)
+		return 0;
+	ssize_t r = real_recv(fd, p, n, flags);
+	if (r <= 0 || st == SK_EXPIRED)
+		return r; /* answered: read on, until the close */
+	if (atomic_exchange(&k->fresh, 0)) {
+		unsigned char c = *(unsigned char *)p;
+		/* A method is a token: letters, in practice; an empty
+		 * line may come first. */
+		if ((c < 'A' || c > 'Z') && c != '\r' && c != '\n' && sock_expire(k, fd, SK_IDLE, 400,
+				"not an HTTP request"))
+			return r;
+	}
+	st = SK_IDLE;
+	if (atomic_compare_exchange_strong(&k->state, &st, SK_REQ))
+		atomic_store(&k->t_first, mono());
+	if (!atomic_load(&k->hdrs)) {
+		long before = atomic_fetch_add(&k->head, r);
+		const char *nl = NULL, *c, *e = (const char *)p + r;
+		int toolong = before + r > HEAD_BYTES;
+		if (!atomic_load(&k->line)) {
+			long amps = 0;
+			if ((nl = memchr(p, '\n', (size_t)r))) {
+				atomic_store(&k->line, 1);
+				e = nl;
+				if (before + (nl - (const char *)p) > HEAD_BYTES)
+					toolong = 2; /* the request line itself */
+			}
+			/* Each URL parameter takes a record of the
+			 * connection's memory: count them. */
+			for (c = p; c < e; c++)
+				amps += *c == '&';
+			if (atomic_fetch_add(&k->params, amps) + amps >= max_params)
+				toolong = 3;
+		}
+		if (toolong) {
+			int code = toolong >= 2 || !atomic_load(&k->line) ? 414 : 431;
+			sock_expire(k, fd, SK_REQ, code, toolong == 3 ?
+				    "too many URL parameters (use POST for long lists)" : code == 414 ?
+				    "request line longer than 16384 bytes (use POST for long lists)" :
+				    "request headers longer than 16384 bytes");
+		}
+	}
+	return r;
+}
+
+static const char *
+status_reason(int code)
+{
+	switch (code) {
+	case 400: return "Bad Request";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 505: return "HTTP Version Not Supported";
+	default: return code >= 500 ? "Server Error" : "Bad Request";
+	}
+}
+
+static const char *
+status_message(int code)
+{
+	switch (code) {
+	case 413: return "request body too large (--max-request)";
+	case 414: return "request line too long (use POST for long lists)";
+	case 431: return "request headers too large";
+	case 505: return "HTTP version not supported (HTTP/1.0 and 1.1)";
+	default: return code >= 500 ? "server error" : "malformed HTTP request";
+	}
+}
+
+/*
+ * libmicrohttpd answers some malformed requests itself, before
+ * reco-serve sees them (400, 414, 431, 505), with an HTML body of its
+ * own, written with sendmsg(2) as the head and the body. This one gives
+ * those the documented JSON error object instead, and writes nothing on
+ * a connection whose deadline has already been answered.
+ */
+ssize_t
+sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	struct sock *k = sock_of(fd);
+	size_t tot = 0;
+
+	if (!k || atomic_load(&k->state) == SK_FREE)
+		return real_sendmsg(fd, m, flags);
+	for (size_t i = 0; i < m->msg_iovlen; i++)
+		tot += m->msg_iov[i].iov_len;
+	if (atomic_load(&k->state) >= SK_EXPIRED)
+		return (ssize_t)tot;
+	const char *h = m->msg_iov[0].iov_base;
+	if (m->msg_iovlen != 2 || m->msg_iov[0].iov_len < 13 ||
+	    memcmp(h, "HTTP/1.", 7) != 0 || m->msg_iov[1].iov_len < 6 ||
+	    memcmp(m->msg_iov[1].iov_base, "<html>", 6) != 0)
+		return real_sendmsg(fd, m, flags);
+	int code = atoi(h + 9);
+	atomic_store(&k->state, SK_CLOSING);
+	sock_answer(fd, code, status_reason(code), status_message(code));
+	return (ssize_t)tot;
+}
+
+/* The deadline thread: 408 for the requests past --timeout, then,
+ * after a short linger for the answer to leave, the connection closed. */
+static void *
+deadlines(void *arg)
+{
+	(void)arg;
+	while (!reco_stop) {
+		struct timespec ts = { 0, 50 * 1000000L };
+		nanosleep(&ts, NULL);
+		double t = mono();
+		int top = atomic_load(&sk_top);
+		pthread_mutex_lock(&sk_mu);
+		for (int fd = 0; fd < top; fd++) {
+			struct sock *k = &socks[fd];
+			int st = atomic_load(&k->state);
+			if (st == SK_REQ && t - atomic_load(&k->t_first) > (double)O.timeout &&
+			    sock_expire(k, fd, SK_REQ, 408,
+					"request not received whole in time (--timeout)")) {
+				M.deadlines++;
+				if (k->cn && k->cn->counted) {
+					k->cn->counted = 0;
+					M.inflight--;
+				}
+			} else if (st == SK_EXPIRED && t - atomic_load(&k->t_expired) > 0.5) {
+				atomic_store(&k->state, SK_CLOSING);
+				shutdown(fd, SHUT_RDWR);
+			}
+		}
+		pthread_mutex_unlock(&sk_mu);
+	}
+	return NULL;
+}
+
+/* libmicrohttpd's decoding of the URL's %XX, noting a control byte
+ * (%00 included, which would cut the string short) for on_request. */
+static size_t
+unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	size_t n = MHD_http_unescape(s);
+	const union MHD_ConnectionInfo *ci;
+	struct sock *k;
+
+	(void)cls;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+			if ((ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD)) &&
+			    (k = sock_of(ci->connect_fd)))
+				atomic_store(&k->ctl, 1);
+			break;
+		}
+	return n;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+	      enum MHD_ConnectionNotificationCode code)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct sock *k;
+
+	(void)cls;
+	(void)socket_context;
+	if (!ci || !(k = sock_of(ci->connect_fd)))
+		return;
+	pthread_mutex_lock(&sk_mu);
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		atomic_store(&k->fresh, 1);
+		atomic_store(&k->hdrs, 0);
+		atomic_store(&k->line, 0);
+		atomic_store(&k->ctl, 0);
+		atomic_store(&k->head, 0);
+		atomic_store(&k->params, 0);
+		atomic_store(&k->t_first, 0.0);
+		k->cn = NULL;
+		atomic_store(&k->state, SK_IDLE);
+		int top = atomic_load(&sk_top);
+		while (ci->connect_fd >= top &&
+		       !atomic_compare_exchange_weak(&sk_top, &top, ci->connect_fd + 1))
+			;
+	} else {
+		k->cn = NULL;
+		atomic_store(&k->state, SK_FREE);
+	}
+	pthread_mutex_unlock(&sk_mu);
+}
+
+/* libmicrohttpd's messages (a client that went away, a connection
+ * refused at a limit), at most 10 in 10 s: an attack would flood
+ * standard error otherwise. The rest are counted. */
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static double window;
+	static unsigned shown, hidden;
+	char msg[512];
+
+	(void)cls;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	pthread_mutex_lock(&mu);
+	double t = mono();
+	if (t - window >= 10) {
+		if (hidden)
+			warn("%u messages of the HTTP server not shown in 10 s", hidden);
+		window = t;
+		shown = hidden = 0;
+	}
+	if (shown < 10) {
+		shown++;
+		if (verbosity >= 0)
+			warn("http: %s", msg);
+	} else {
+		hidden++;
+		M.log_suppressed++;
+	}
+	pthread_mutex_unlock(&mu);
+}
+
+
 
 struct tls {
 	struct serve_worker *w;
 	struct store *st;          /* its own Redis connection, or NULL */
-	int st_tried;
 	struct serve_req q;
 	struct buf out, ib;
 };
@@ -738,33 +1278,26 @@ tls_get(void)
 }
 
 /*
- * With Redis, each server thread asks it over a connection of its own, so
- * that requests do not wait for each other's round trips; the embedded
- * store is one copy in memory, shared. If the thread's connection cannot
- * be made, the shared one is used.
+ * With Redis, each server thread asks it over a connection of its own,
+ * so that requests never wait for each other's round trips or timeouts.
+ * A connection that cannot be made counts as a failed read for the
+ * circuit breaker, and is tried again at a later request (none while
+ * the circuit is open).
  */
 static struct store *
 tls_store(struct tls *t)
 {
 	char err[512];
 
-	if (t->st || t->st_tried || !ST || store_kind(ST) != STORE_REDIS)
+	if (t->st || !store_redis || atomic_load(&breaker_open))
 		return t->st;
-	t->st_tried = 1;
-	if (!(t->st = store_open(O.store, STORE_READ, NULL, err, sizeof err)) &&
-	    verbosity >= 0)
-		warn("%s; this thread shares the first connection", err);
+	if (!(t->st = store_open(O.store, STORE_READ, &O.sto, err, sizeof err))) {
+		M.store_errors++;
+		breaker_fail(err);
+	}
 	return t->st;
 }
 
-/* One connection's request. */
-struct conn {
-	double t0;
-	struct buf body;
-	int too_big, too_slow, counted;
-	int meta;                  /* /healthz or /metrics: not counted as
-				    * a request in the metrics */
-};
 
 static enum MHD_Result
 reply(struct MHD_Connection *c, struct conn *cn, int code, const char *type,
@@ -772,7 +1305,17 @@ reply(struct MHD_Connection *c, struct conn *cn, int code, const char *type,
 {
 	struct MHD_Response *r;
 	enum MHD_Result rc;
+	struct sock *k = sock_of(cn->fd);
 
+	if (k) {
+		/* The deadline thread may have answered already. */
+		int st = atomic_load(&k->state);
+		while ((st == SK_REQ || st == SK_IDLE) &&
+		       !atomic_compare_exchange_weak(&k->state, &st, SK_ANSWERED))
+			;
+		if (st >= SK_EXPIRED)
+			return MHD_NO;
+	}
 	r = MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
 	if (!r)
 		return MHD_NO;
@@ -805,14 +1348,21 @@ struct args {
 };
 
 static enum MHD_Result
-on_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *val)
+on_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t keyn,
+       const char *val, size_t valn)
 {
 	struct args *a = cls;
 
 	(void)kind;
 	if (a->failed)
 		return MHD_NO;
-	if (serve_req_param(a->q, key, val, &O.lim, a->err, sizeof a->err)) {
+	if (strlen(key) != keyn) {
+		snprintf(a->err, sizeof a->err, "a parameter name with a control character");
+		a->failed = 1;
+		return MHD_NO;
+	}
+	if (serve_req_param(a->q, key, val, val ? valn : 0, &O.lim, a->err,
+			    sizeof a->err)) {
 		a->failed = 1;
 		return MHD_NO;
 	}
@@ -844,7 +1394,7 @@ recommend(struct MHD_Connection *c, struct conn *cn, int post)
 		}
 	} else {
 		serve_req_reset(&t->q);
-		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, on_arg, &a);
+		MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, on_arg, &a);
 		if (a.failed) {
 			struct str id = serve_req_str(&t->q, t->q.id);
 			if (!t->q.has_id)
@@ -858,6 +1408,79 @@ recommend(struct MHD_Connection *c, struct conn *cn, int post)
 		code = answer(t->w, tls_store(t), &t->q, defid, &t->out, &t->ib);
 	buf_putc(&t->out, '\n');
 	return reply(c, cn, code, "application/json", t->out.p, t->out.n);
+}
+
+/* Take a request slot for cn: 0, or -1 beyond --max-inflight (the slot
+ * is still counted, and given back when the request ends). */
+static int
+inflight_take(struct conn *cn)
+{
+	pthread_mutex_lock(&sk_mu);
+	cn->counted = 1;
+	long long n = ++M.inflight;
+	pthread_mutex_unlock(&sk_mu);
+	return n > O.max_inflight ? -1 : 0;
+}
+
+/*
+ * Readiness, as a JSON object in b: a model loaded for every variant,
+ * the profile store loaded (a file) or answering (Redis: the circuit is
+ * closed). Return 1 if ready. A file store that failed to reload is
+ * reported but still ready: its last good copy is served.
+ */
+static int
+readiness(struct buf *b)
+{
+	int ok = 1, model_ok = 1;
+	const char *failed = NULL;
+
+	for (int k = 0; k < nS; k++) {
+		struct serve_snap *s = snap_get(&S[k]);
+		if (!s)
+			model_ok = 0;
+		snap_put(s);
+	}
+	if (!model_ok) {
+		ok = 0;
+		failed = "model";
+	}
+	buf_puts(b, "{\"checks\":{\"model\":{\"ok\":");
+	buf_puts(b, model_ok ? "true}" : "false,\"error\":\"no model snapshot loaded (--model)\"}");
+	if (O.store && store_redis) {
+		int open = atomic_load(&breaker_open);
+		buf_puts(b, ",\"store\":{\"ok\":");
+		buf_puts(b, open ? "false,\"breaker\":\"open\",\"error\":\"Redis does not answer\"}"
+				 : "true,\"breaker\":\"closed\"}");
+		if (open && ok) {
+			ok = 0;
+			failed = "store";
+		}
+	} else if (O.store) {
+		char why[512];
+		pthread_mutex_lock(&store_prob_mu);
+		snprintf(why, sizeof why, "%s", atomic_load(&store_bad) ? store_problem : "");
+		pthread_mutex_unlock(&store_prob_mu);
+		pthread_rwlock_rdlock(&store_rw);
+		int loaded = ST != NULL;
+		pthread_rwlock_unlock(&store_rw);
+		buf_puts(b, ",\"store\":{\"ok\":");
+		buf_puts(b, loaded ? "true" : "false");
+		if (*why) {
+			buf_puts(b, loaded ? ",\"stale\":true,\"error\":" : ",\"error\":");
+			buf_json_str(b, why, strlen(why));
+		}
+		buf_putc(b, '}');
+		if (!loaded && ok) {
+			ok = 0;
+			failed = "store";
+		}
+	}
+	buf_puts(b, "},\"status\":");
+	buf_puts(b, ok ? "\"ready\"" : "\"not ready\"");
+	if (failed)
+		buf_printf(b, ",\"failed\":\"%s\"", failed);
+	buf_puts(b, "}\n");
+	return ok;
 }
 
 static enum MHD_Result
@@ -875,17 +1498,32 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		/* The first call has the headers only. An answer queued now
 		 * would make the server close the connection, so only the
 		 * early refusals are: the rest waits for the next call. */
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct sock *k;
 		cn = xcalloc(1, sizeof *cn);
 		cn->t0 = mono();
+		cn->fd = ci ? ci->connect_fd : -1;
 		*con_cls = cn;
+		if ((k = sock_of(cn->fd))) {
+			pthread_mutex_lock(&sk_mu);
+			k->cn = cn;
+			atomic_store(&k->hdrs, 1);
+			pthread_mutex_unlock(&sk_mu);
+		}
+		/* A URL with a control byte (a %00 would cut it short) is
+		 * refused before it is routed. */
+		if (k && atomic_load(&k->state) >= SK_EXPIRED)
+			return MHD_YES; /* answered already: read on */
+		if (k && atomic_load(&k->ctl))
+			return reply_error(c, cn, 400, "a control character in the URL");
 		if (MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL) >
 		    O.max_headers)
 			return reply_error(c, cn, 431, "too many request headers (--max-headers)");
 		if (post && strcmp(url, "/recommend") == 0) {
 			const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 								     MHD_HTTP_HEADER_CONTENT_LENGTH);
-			cn->counted = 1;
-			if (++M.inflight > O.max_inflight) {
+			if (inflight_take(cn)) {
 				M.busy++;
 				return reply_error(c, cn, 503, "busy: too many requests at once (--max-inflight)");
 			}
@@ -895,28 +1533,29 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (mono() - cn->t0 > (double)O.timeout)
-			cn->too_slow = 1;
-		if (!cn->too_big && !cn->too_slow &&
-		    cn->body.n + *upload_size <= (size_t)O.max_request)
+		if (!cn->too_big && cn->body.n + *upload_size <= (size_t)O.max_request)
 			buf_put(&cn->body, upload, *upload_size);
 		else
-			cn->too_big = !cn->too_slow;
+			cn->too_big = 1;
 		*upload_size = 0;
 		return MHD_YES;
 	}
 	if (strcmp(url, "/healthz") == 0) {
+		/* Liveness: the process answers. */
 		cn->meta = get;
 		if (!get)
 			return reply_error(c, cn, 405, "method not allowed");
-		for (int k = 0; k < nS; k++) {
-			struct serve_snap *s = snap_get(&S[k]);
-			if (!s)
-				return reply(c, cn, 503, "text/plain",
-					     "no model\n", 9);
-			snap_put(s);
-		}
 		return reply(c, cn, 200, "text/plain", "ok\n", 3);
+	}
+	if (strcmp(url, "/readyz") == 0) {
+		struct tls *t = tls_get();
+		cn->meta = get;
+		if (!get)
+			return reply_error(c, cn, 405, "method not allowed");
+		t->out.n = 0;
+		int ok = readiness(&t->out);
+		return reply(c, cn, ok ? 200 : 503, "application/json",
+			     t->out.p, t->out.n);
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		struct tls *t = tls_get();
@@ -929,18 +1568,15 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 			     t->out.p, t->out.n);
 	}
 	if (strcmp(url, "/recommend") != 0)
-		return reply_error(c, cn, 404, "not found (/recommend, /healthz, /metrics)");
+		return reply_error(c, cn, 404, "not found (/recommend, /healthz, /readyz, /metrics)");
 	if (!get && !post)
 		return reply_error(c, cn, 405, "method not allowed");
 	if (post) {
-		if (cn->too_slow)
-			return reply_error(c, cn, 408, "request body too slow (--timeout)");
 		if (cn->too_big)
 			return reply_error(c, cn, 413, "request body too large (--max-request)");
 		return recommend(c, cn, 1);
 	}
-	cn->counted = 1;
-	if (++M.inflight > O.max_inflight) {
+	if (inflight_take(cn)) {
 		M.busy++;
 		return reply_error(c, cn, 503, "busy: too many requests at once (--max-inflight)");
 	}
@@ -958,8 +1594,22 @@ completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)toe;
 	if (!cn)
 		return;
+	struct sock *k = sock_of(cn->fd);
+	pthread_mutex_lock(&sk_mu);
 	if (cn->counted)
 		M.inflight--;
+	if (k && k->cn == cn) {
+		/* Keep-alive: the next request has its own deadline. */
+		k->cn = NULL;
+		atomic_store(&k->hdrs, 0);
+		atomic_store(&k->line, 0);
+		atomic_store(&k->ctl, 0);
+		atomic_store(&k->head, 0);
+		atomic_store(&k->params, 0);
+		int st = SK_ANSWERED;
+		atomic_compare_exchange_strong(&k->state, &st, SK_IDLE);
+	}
+	pthread_mutex_unlock(&sk_mu);
 	buf_free(&cn->body);
 	free(cn);
 	*con_cls = NULL;
@@ -1015,23 +1665,50 @@ run_http(void)
 		tool_usage_error(&T, "--listen: expected ADDR:PORT such as 127.0.0.1:8080, not \"%s\"",
 				 O.listen);
 	pthread_key_create(&wkey, tls_free);
+	struct rlimit rl;
+	nsocks = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+		 rl.rlim_cur < (1 << 20) ? (int)rl.rlim_cur : 1 << 20;
+	socks = xcalloc((size_t)nsocks, sizeof *socks);
+	real_recv = (ssize_t (*)(int, void *, size_t, int))dlsym(RTLD_NEXT, "recv");
+	real_sendmsg = (ssize_t (*)(int, const struct msghdr *, int))dlsym(RTLD_NEXT, "sendmsg");
+	if (!real_recv || !real_sendmsg)
+		die(EXIT_IO, "cannot find recv and sendmsg");
+	/* Connection memory: the request line and headers (HEAD_BYTES), a
+	 * record per header and URL parameter (as many as a list may have
+	 * entries, and 64 more; a request line with more is a 414), and
+	 * the answer's head. libmicrohttpd clears it for every request, so
+	 * it is no larger than the limits need. */
+	max_params = (long)(O.lim.max_items < HEAD_BYTES / 4 ? O.lim.max_items : HEAD_BYTES / 4) + 64;
+	size_t pool = HEAD_BYTES + ((size_t)max_params + (size_t)O.max_headers + 16) * 64 +
+		      8192;
 	/* Signals go to the main thread, not to the server's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 			     MHD_USE_ERROR_LOG,
 			     0, NULL, NULL, on_request, NULL,
+			     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 			     MHD_OPTION_THREAD_POOL_SIZE, (unsigned)O.threads,
-			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)O.timeout,
+			     /* Idle a second longer than the deadline, so that a
+			      * request sent in part gets its 408 first. */
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)O.timeout + 1,
 			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)O.max_conn,
-			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+			     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)O.max_client_conn,
 			     MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
 			     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+			     MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+			     MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 			     MHD_OPTION_END);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!d)
 		die(EXIT_IO, "%s: cannot listen:", O.listen);
+	pthread_t dt;
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&dt, NULL, deadlines, NULL) != 0)
+		die(EXIT_IO, "cannot start a thread");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	char host[128];
 	snprintf(host, sizeof host, "%.*s", (int)(strrchr(O.listen, ':') - O.listen),
@@ -1043,6 +1720,9 @@ run_http(void)
 		nanosleep(&ts, NULL);
 	}
 	MHD_stop_daemon(d);
+	pthread_join(dt, NULL);
+	free(socks);
+	socks = NULL;
 }
 
 static void
@@ -1089,6 +1769,13 @@ main(int argc, char **argv)
 			"                           of answers and exit\n";
 	serve_opts_default(&O.so);
 	serve_limits_default(&O.lim);
+	/* Serving waits tens of milliseconds for Redis, not seconds: past
+	 * that an answer without the profile is worth more. */
+	store_opts_default(&O.sto);
+	O.sto.timeout = 50;
+	O.sto.connect_timeout = 50;
+	O.sto.retries = 1;
+	O.sto.backoff = 0;
 	tool_parse(&T, argc, argv, opts, NULL, on_opt);
 	if (O.listen && T.nfiles)
 		tool_usage_error(&T, "--listen serves HTTP: no input files");
@@ -1126,8 +1813,29 @@ main(int argc, char **argv)
 			     (unsigned long long)S[k].cur->m->nitems,
 			     (unsigned long long)S[k].cur->m->nusers, S[k].name);
 	}
-	if (O.store && !(ST = store_open(O.store, STORE_READ, NULL, err, sizeof err)))
-		die(EXIT_IO, "%s", err);
+	if (O.store && !*O.store)
+		O.store = NULL;
+	if (O.store && (store_redis = strncmp(O.store, "redis://", 8) == 0)) {
+		/* Over HTTP, this connection only probes Redis while the
+		 * circuit is open: once a probe, without retries (and their
+		 * messages). */
+		struct store_opts po = O.sto;
+		if (O.listen)
+			po.retries = 0;
+		if (!(ST = store_open(O.store, STORE_READ, &po, err, sizeof err)))
+			die(EXIT_IO, "%s", err);
+	} else if (O.store) {
+		if (stat(O.store, &store_st) != 0 && errno == ENOENT) {
+			/* Not written yet: answer without profiles until it is. */
+			memset(&store_st, 0, sizeof store_st);
+			snprintf(store_problem, sizeof store_problem,
+				 "%s: no such file yet", O.store);
+			atomic_store(&store_bad, 1);
+			warn("%s: no such file yet; waiting for it", O.store);
+		} else if (!(ST = store_open(O.store, STORE_READ, &O.sto, err, sizeof err)))
+			die(EXIT_IO, "%s", err);
+		store_tried = 1;
+	}
 	if (O.impressions && !(imp = wout_open(O.impressions)))
 		die(EXIT_IO, "%s:", O.impressions);
 	t_start = (double)wall_ms() / 1000;

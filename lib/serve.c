@@ -214,7 +214,8 @@ put_str(struct serve_req *q, const char *p, size_t n)
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 
-/* A string the request may carry: valid UTF-8, no NUL, 1 to max bytes. */
+/* A string the request may carry: valid UTF-8 without control
+ * characters (NUL included), 1 to max bytes. */
 static int
 check_id(const char *what, const char *p, size_t n, size_t max, char *err,
 	 size_t errlen)
@@ -223,7 +224,10 @@ check_id(const char *what, const char *p, size_t n, size_t max, char *err,
 		FAIL("%s: empty string", what);
 	if (n > max)
 		FAIL("%s: longer than %zu bytes", what, max);
-	if (memchr(p, '\0', n) || !utf8_valid(p, n))
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			FAIL("%s: a control character (byte %zu)", what, i + 1);
+	if (!utf8_valid(p, n))
 		FAIL("%s: not valid UTF-8 text", what);
 	return 0;
 }
@@ -410,8 +414,14 @@ serve_req_parse_json(struct serve_req *q, const char *p, size_t n,
 		} else if (strcmp(k, "filter") == 0) {
 			if (parse_filter(q, v, l, err, errlen))
 				goto out;
+		} else if (strcmp(k, "strict") == 0) {
+			if (!json_is_boolean(v)) {
+				snprintf(err, errlen, "strict: expected true or false");
+				goto out;
+			}
+			q->strict = json_is_true(v);
 		} else {
-			snprintf(err, errlen, "unknown field \"%.64s\" (v, id, user, n, ts, context, exclude, filter)",
+			snprintf(err, errlen, "unknown field \"%.64s\" (v, id, user, n, ts, context, exclude, filter, strict)",
 				 k);
 			goto out;
 		}
@@ -469,25 +479,40 @@ csv_param(struct serve_req *q, struct serve_list *l, const char *what,
 	}
 }
 
+/* The URL parameters that take one value: each may be given once. */
+static const char *const scalar_params[] = {
+	"user", "id", "n", "ts", "v", "price_min", "price_max", "in_stock",
+	"strict"
+};
+
 /*
- * Add one URL parameter (already decoded) to q: user, n, id, ts, context
- * and exclude (comma-separated or repeated), category and brand
- * (repeated), price_min, price_max, in_stock. Return 0, or -1 with the
- * reason in err.
+ * Add one URL parameter (already decoded, valn bytes: a NUL inside is
+ * refused) to q: user, n, id, ts, strict, context and exclude
+ * (comma-separated or repeated), category and brand (repeated),
+ * price_min, price_max, in_stock. A parameter of one value given twice
+ * is refused. Return 0, or -1 with the reason in err.
  */
 int
 serve_req_param(struct serve_req *q, const char *key, const char *val,
-		const struct serve_limits *l, char *err, size_t errlen)
+		size_t valn, const struct serve_limits *l, char *err,
+		size_t errlen)
 {
 	long long v;
 	double d;
 
 	if (!val)
 		val = "";
+	else if (strlen(val) != valn)
+		FAIL("%.64s: a control character (byte %zu)", key,
+		     strlen(val) + 1);
+	for (size_t k = 0; k < sizeof scalar_params / sizeof *scalar_params; k++)
+		if (strcmp(key, scalar_params[k]) == 0) {
+			if (q->seen & (1u << k))
+				FAIL("%s: given twice", key);
+			q->seen |= 1u << k;
+		}
 	if (strcmp(key, "user") == 0 || strcmp(key, "id") == 0) {
 		int isuser = key[0] == 'u';
-		if (isuser ? q->user.len != 0 : q->has_id)
-			FAIL("%s: given twice", key);
 		if (check_id(key, val, strlen(val), l->max_id, err, errlen))
 			return -1;
 		if (isuser)
@@ -530,15 +555,16 @@ serve_req_param(struct serve_req *q, const char *key, const char *val,
 			return -1;
 		q->price_max = d;
 		q->has_price_max = 1;
-	} else if (strcmp(key, "in_stock") == 0) {
+	} else if (strcmp(key, "in_stock") == 0 || strcmp(key, "strict") == 0) {
+		int *b = key[0] == 'i' ? &q->in_stock : &q->strict;
 		if (strcmp(val, "true") == 0 || strcmp(val, "1") == 0)
-			q->in_stock = 1;
+			*b = 1;
 		else if (strcmp(val, "false") == 0 || strcmp(val, "0") == 0)
-			q->in_stock = 0;
+			*b = 0;
 		else
-			FAIL("in_stock: expected true or false");
+			FAIL("%s: expected true or false", key);
 	} else
-		FAIL("unknown parameter \"%.64s\" (user, n, id, ts, context, exclude, category, brand, price_min, price_max, in_stock)",
+		FAIL("unknown parameter \"%.64s\" (user, n, id, ts, strict, context, exclude, category, brand, price_min, price_max, in_stock)",
 		     key);
 	return 0;
 }
@@ -871,6 +897,8 @@ serve_write_answer(struct buf *b, const struct serve_req *q, const char *id,
 		buf_puts(b, ",\"unknown_context\":");
 		buf_put_u64(b, r->unknown_context);
 	}
+	if (r->profile_unavailable)
+		buf_puts(b, ",\"profile\":\"unavailable\"");
 	buf_putc(b, '}');
 }
 

@@ -72,6 +72,10 @@ struct serve_req {
 	int has_price_min, has_price_max;
 	double price_min, price_max;
 	int in_stock;                    /* -1: no filter */
+	int strict;                      /* 503 rather than an answer
+					  * without the profile */
+	unsigned seen;                   /* URL parameters given, a bit
+					  * each: a scalar once only */
 };
 
 static inline struct str
@@ -88,7 +92,8 @@ int serve_req_parse_json(struct serve_req *q, const char *p, size_t n,
 			 const struct serve_limits *l, char *err,
 			 size_t errlen);
 int serve_req_param(struct serve_req *q, const char *key, const char *val,
-		    const struct serve_limits *l, char *err, size_t errlen);
+		    size_t valn, const struct serve_limits *l, char *err,
+		    size_t errlen);
 int serve_req_check(struct serve_req *q, size_t default_n, char *err,
 		    size_t errlen);
 
@@ -108,6 +113,8 @@ struct serve_result {
 	size_t n;
 	int cold;                   /* the model does not know the user */
 	int profile;                /* the store had a profile of the user */
+	int profile_unavailable;    /* the store could not be asked: answered
+				     * without the profile */
 	size_t unknown_context;     /* context items the model does not know */
 	size_t candidates;
 };

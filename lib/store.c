@@ -88,6 +88,7 @@ store_opts_default(struct store_opts *o)
 	o->prefix = "reco:";
 	o->retries = 5;
 	o->timeout = 10000;
+	o->backoff = 100;
 	o->positions = 1;
 	o->window = 1 << 20;
 	o->max_streams = 1024;
@@ -606,7 +607,9 @@ redis_connect(struct store *s, char *err, size_t errlen)
 	int r;
 
 	redis_drop(s);
-	s->rc = redisConnectWithTimeout(s->host, s->port, tv_of(s->o.timeout));
+	s->rc = redisConnectWithTimeout(s->host, s->port,
+					tv_of(s->o.connect_timeout > 0 ?
+					      s->o.connect_timeout : s->o.timeout));
 	if (!s->rc || s->rc->err) {
 		redis_error(s, "connecting", err, errlen);
 		redis_drop(s);
@@ -631,13 +634,16 @@ fail:
 	return r;
 }
 
-/* Wait before the next attempt: 100 ms, doubling, at most 5 s. */
+/* Wait before the next attempt: the first backoff (100 ms by default),
+ * doubling, at most 5 s. */
 static void
-backoff(int attempt)
+backoff(const struct store *s, int attempt)
 {
-	int64_t ms = 100LL << (attempt < 6 ? attempt : 6);
+	int64_t ms = s->o.backoff << (attempt < 6 ? attempt : 6);
 	struct timespec ts;
 
+	if (ms <= 0)
+		return;
 	if (ms > 5000)
 		ms = 5000;
 	ts.tv_sec = (time_t)(ms / 1000);
@@ -753,7 +759,7 @@ rc_run(struct store *s, struct rcmds *c, redisReply **replies, char *err,
 		if (verbosity >= 0)
 			warn("%s; retrying (%d of %d)", err, attempt + 1,
 			     s->o.retries);
-		backoff(attempt);
+		backoff(s, attempt);
 	}
 }
 
@@ -1434,7 +1440,7 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 			if (r == -2 || attempt >= s->o.retries)
 				goto fail;
 			s->c.retries++;
-			backoff(attempt);
+			backoff(s, attempt);
 		}
 		if (mode == STORE_WRITE && lease_take(s, err, errlen))
 			goto fail;

@@ -51,6 +51,9 @@ struct store_opts {
 	const char *prefix;        /* Redis: key prefix */
 	int retries;               /* Redis: reconnections before failing */
 	int64_t timeout;           /* Redis: ms to wait for a reply */
+	int64_t connect_timeout;   /* Redis: ms to connect; 0: timeout */
+	int64_t backoff;           /* Redis: ms before the first retry,
+				    * doubling after (at most 5 s) */
 	int positions;             /* keep source positions (exactly-once) */
 	uint64_t window;           /* positions per stream window, a multiple
 				    * of 8; 0: only the highest position */

@@ -32,3 +32,39 @@ serve_stop() {
 metric_of() {
 	curl -s "$URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'
 }
+
+# attack ARGS...: the hostile and well-behaved clients of
+# tests/tools/serve-attack.py, against the server of serve_start.
+attack() {
+	python3 "$BATS_TEST_DIRNAME/tools/serve-attack.py" "$@"
+}
+
+# serve_port: the port of the server of serve_start.
+serve_port() {
+	echo "${URL##*:}"
+}
+
+# rss_kb: the resident memory of the server of serve_start, in KiB.
+rss_kb() {
+	awk '$1 == "VmRSS:" { print $2 }' "/proc/$SERVE_PID/status"
+}
+
+# wait_inflight_zero: wait (5 s at most) until the server answers no
+# request; fail if it does not come back to 0.
+wait_inflight_zero() {
+	local i v
+	for i in $(seq 100); do
+		v=$(metric_of reco_serve_inflight)
+		[ "$v" = 0 ] && return 0
+		sleep 0.05
+	done
+	fail "in-flight requests stay at $v"
+}
+
+# steady_check FILE MIN_RATE MAX_P99_MS: the well-behaved client's
+# summary in FILE met the bounds.
+steady_check() {
+	jq -e --argjson r "$2" --argjson p "$3" \
+		'.requests >= 50 and .rate >= $r and .p99_ms < $p' "$1" >/dev/null ||
+		fail "well-behaved client: $(cat "$1") (wanted success >= $2, p99 < $3 ms)"
+}

@@ -4,7 +4,11 @@
 # Environment: RECO_BIN (the built tools, required), BENCH_SERVE_REQUESTS
 # (requests per stdin run, default 20000), BENCH_SERVE_BIG (items of the
 # largest catalogue, default 1000000), BENCH_SERVE_SECONDS (wrk run
-# length, default 5), CC (default cc).
+# length, default 5), CC (default cc), BENCH_SERVE_BASE (a git revision:
+# also build it in a temporary directory and compare its HTTP rate with
+# this build's, runs alternating, in the same run), BENCH_SERVE_ROUNDS
+# (runs of each side per catalogue in that comparison, default 5),
+# BENCH_SERVE_ONLY_AB (1: only that comparison).
 set -eu
 
 : "${RECO_BIN:?RECO_BIN must name the directory of the built tools}"
@@ -111,7 +115,9 @@ requests() {
 	}'
 }
 
+[ "${BENCH_SERVE_ONLY_AB:-0}" = 1 ] ||
 printf '%-52s %10s %10s %10s\n' "reco-serve, standard input, 32 factors" "p50" "p99" "p99.9"
+[ "${BENCH_SERVE_ONLY_AB:-0}" = 1 ] ||
 for n in 50000 100000 "$BIG"; do
 	users=$((n / 5))
 	"$tmp/mk" "$n" "$users" "$tmp/m$n.bin" >/dev/null
@@ -162,6 +168,55 @@ wrk_run() {
 	/Socket errors/ { gsub(/[^0-9 ]/, " "); for (i = 1; i <= NF; i++) bad += $i }
 	END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, bad }' "$tmp/wrk.out"
 }
+
+# before_after: this build against the revision BENCH_SERVE_BASE, built
+# in a temporary directory: BENCH_SERVE_ROUNDS alternating wrk runs each
+# per catalogue, the median of each side printed.
+before_after() {
+	mkdir "$tmp/base"
+	git -C "$ROOT" archive "$BENCH_SERVE_BASE" | tar -x -C "$tmp/base"
+	make -C "$tmp/base" -j2 all >"$tmp/base.log" 2>&1 ||
+		{ echo "bench: cannot build $BENCH_SERVE_BASE: $(tail -3 "$tmp/base.log")" >&2; exit 1; }
+	printf '%-44s %10s %10s %10s %12s\n' "reco-serve, HTTP, before ($BENCH_SERVE_BASE) and after" "req/s" "p50" "p99" "CPU/request"
+	for n in 10000 100000; do
+		users=$((n / 5))
+		[ -f "$tmp/m$n.bin" ] || "$tmp/mk" "$n" "$users" "$tmp/m$n.bin" >/dev/null
+		export USERS=$users
+		: >"$tmp/ab.before"
+		: >"$tmp/ab.after"
+		for round in $(seq "${BENCH_SERVE_ROUNDS:-5}"); do
+			for side in before after; do
+				opath=$PATH
+				[ "$side" = before ] && PATH=$tmp/base/build/bin:$PATH
+				start --model "$tmp/m$n.bin" --threads 2
+				PATH=$opath
+				# The server's CPU time per request: what the
+				# deadlines and checks cost, whatever else runs.
+				set -- $(wrk_run || true)
+				cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$SPID/stat")
+				reqs=$(sed -n 's/^ *\([0-9][0-9]*\) requests in.*/\1/p' "$tmp/wrk.out")
+				[ "${1:-0}" != 0 ] && [ -n "$reqs" ] &&
+					echo "$1 $2 $3 $(awk -v c="$cpu" -v n="$reqs" 'BEGIN { printf "%.1f", c * 1e6 / n }')" >>"$tmp/ab.$side"
+				stop
+			done
+		done
+		for side in before after; do
+			# Medians of the runs that worked, each column apart.
+			med() {
+				sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'
+			}
+			printf '%-44s %10s %7s ms %7s ms %9s us\n' "  $n items, $side, median of $(wc -l <"$tmp/ab.$side")" \
+				"$(cut -d' ' -f1 "$tmp/ab.$side" | med)" "$(cut -d' ' -f2 "$tmp/ab.$side" | med)" \
+				"$(cut -d' ' -f3 "$tmp/ab.$side" | med)" "$(cut -d' ' -f4 "$tmp/ab.$side" | med)"
+			printf '    runs (req/s, CPU us/request): %s\n' "$(awk '{ printf "%s/%s ", $1, $4 }' "$tmp/ab.$side")"
+		done
+	done
+}
+
+if [ -n "${BENCH_SERVE_BASE:-}" ]; then
+	before_after
+	[ "${BENCH_SERVE_ONLY_AB:-0}" = 1 ] && exit 0
+fi
 
 printf '%-52s %10s %10s %10s\n' "reco-serve, HTTP (wrk, 2 threads, 32 connections)" "req/s" "p50" "p99"
 for n in 10000 100000; do
