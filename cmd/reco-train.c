@@ -427,6 +427,17 @@ inspect(void)
 		fprintf(f, " %s=%.3g/%.3g/%.3g", rank_src_names[k], (double)m->blend.w[k],
 			(double)m->blend.w[RANK_NSRC + k], (double)m->blend.w[2 * RANK_NSRC + k]);
 	fprintf(f, " (scaled score/rank/score)");
+	{
+		struct rank_weights rw;
+		int pick = rank_weights_model(&rw, m);
+		fprintf(f, "\n             next item in the top 20, lately:");
+		for (int k = 0; k < RANK_NSRC; k++)
+			if (m->blend.hit[k] > 0)
+				fprintf(f, " %s %.3f", rank_src_names[k], (double)m->blend.hit[k]);
+		fprintf(f, ", the blend %.3f: ranking by %s%s", (double)m->blend.hit[RANK_NSRC],
+			pick < 0 ? "the blend" : rank_src_names[pick],
+			pick < 0 ? "" : " first, then the blend");
+	}
 	fprintf(f, "\n             learned from %llu events (%llu without the item among the candidates), %llu item scores (budget %u per event)\n",
 		(unsigned long long)s->blend_events, (unsigned long long)s->blend_missed,
 		(unsigned long long)s->blend_work, p->blend_budget);

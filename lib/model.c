@@ -1396,6 +1396,7 @@ model_blend_default(struct model_blend *b)
 	struct rank_weights w;
 
 	_Static_assert(sizeof w.w == sizeof b->w, "the blend is rank.h's weights");
+	memset(b, 0, sizeof *b);
 	rank_weights_hybrid(&w);
 	memcpy(b->w, w.w, sizeof b->w);
 }
@@ -1497,11 +1498,12 @@ model_learn(struct model *m, const struct event *ev)
 		m->st.repeat_asked++;
 		m->st.repeat_events += (uint64_t)model_seen_has(m, pk);
 		/* The blend learns from an event when the work so far, this
-		 * one's included (a pass over the items' factors, and the
-		 * lists of the others), stays within the budget: every event while
+		 * one's included (passes over the items for the factors,
+		 * trending and popularity, and the lists of the others),
+		 * stays within the budget: every event while
 		 * the catalogue is small, fewer as it grows, so that learning
 		 * costs a bounded share of the time whatever the catalogue. */
-		uint64_t cost = m->nitems + 16384;
+		uint64_t cost = 3 * m->nitems + 16384;
 		if (m->p.blend_budget &&
 		    m->st.blend_work + cost <= MODEL_BLEND_WARM +
 			    m->st.learned * (uint64_t)m->p.blend_budget) {
@@ -1733,7 +1735,7 @@ static const char *const sec_names[NSEC + 1] = {
 	"item_trend", "neighbours", "item_state", "user_state", "train_state",
 	"blend", "categories", "seen", "sessions", "sequence"
 };
-#define BLEND_SIZE 256
+#define BLEND_SIZE 320
 #define HDR_FIXED 256
 #define SEC_ENTRY 32
 #define HDR_SIZE ((HDR_FIXED + NSEC * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
@@ -2080,6 +2082,8 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 		put64(b + 112, m->seen_n);
 		for (int k = 0; k < 3 * MODEL_NSRC; k++)
 			putf(b + 128 + 4 * k, m->blend.w[k]);
+		for (int k = 0; k < MODEL_NSRC + 1; k++)
+			putf(b + 240 + 4 * k, m->blend.hit[k]);
 		sink_put(s, b, sizeof b);
 		break;
 	}
@@ -2603,11 +2607,14 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	memcpy(p->cat_attr, bl + 32, sizeof p->cat_attr);
 	for (int k = 0; k < 3 * MODEL_NSRC; k++)
 		v->blend.w[k] = getf(bl + 128 + 4 * k);
+	for (int k = 0; k < MODEL_NSRC + 1; k++)
+		v->blend.hit[k] = getf(bl + 240 + 4 * k);
 	v->seen_n = get64(bl + 112);
 	if (p->cat_items > MODEL_MAX_CAT_ITEMS || p->exclude_seen < 0 ||
 	    p->exclude_seen > MODEL_SEEN_ALL || !isfinite(p->blend_lr) ||
 	    p->cat_attr[sizeof p->cat_attr - 1] || v->seen_n > v->seen_cap ||
-	    !all_finite(v->blend.w, 3 * MODEL_NSRC))
+	    !all_finite(v->blend.w, 3 * MODEL_NSRC) ||
+	    !all_finite(v->blend.hit, MODEL_NSRC + 1))
 		FAIL("%s: corrupt snapshot: bad blend", path);
 	const unsigned char *cs = sec[SEC_CATEGORIES];
 	uint64_t nc = v->ncats, ncl = (secsize[SEC_CATEGORIES] - 16 * nc - 8 - 4 * ni) / 8;

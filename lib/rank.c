@@ -710,12 +710,13 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 		src_sknn(r, m, q, depth);
 }
 
-/* The sources whose weights the blend learns: those of the user's own
- * items. Trending and popularity, the same for every user, keep their
- * starting weights: they fill the lists of users with little history,
- * and a pass over the catalogue per event learned would cost too much. */
+/* The sources whose weights the blend learns: all but pop, the same for
+ * every user and for every moment (trending and decayed popularity fill
+ * the lists of users with little history where the stream says they
+ * help, and go where it says they do not). */
 #define LEARNED (1u << RANK_MF | 1u << RANK_COOC | 1u << RANK_SEEN | \
-		 1u << RANK_CAT | 1u << RANK_SKNN | 1u << RANK_SEQ)
+		 1u << RANK_CAT | 1u << RANK_SKNN | 1u << RANK_SEQ | \
+		 1u << RANK_TREND | 1u << RANK_DPOP)
 
 /*
  * The candidates of the gathered lists, each with its features: every
@@ -856,16 +857,63 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 	return rank_pick(r, &q->w, q->n, out);
 }
 
-/* The model's learned blend. */
-void
+/*
+ * The model's learned blend; or, when one of the user's own sources alone
+ * has lately had the next item in its top 20 more often than the blend
+ * (the hit means of rank_learn), that source's order first, the blend's
+ * after it: the hybrid is the best of its experts as the stream has
+ * judged them. Return the source chosen, or -1 for the blend.
+ */
+int
 rank_weights_model(struct rank_weights *w, const struct model *m)
 {
+	const float *h = m->blend.hit;
+	int best = -1;
+	float top = h[RANK_NSRC];
+
+	for (int s = 0; s < RANK_NSRC; s++)
+		if ((LEARNED >> s & 1) && h[s] > top) {
+			top = h[s];
+			best = s;
+		}
 	memcpy(w->w, m->blend.w, sizeof w->w);
+	/* The chosen source's order first; the blend fills the rest. */
+	if (best >= 0)
+		w->w[best] += 10000;
+	/* And decayed popularity, last, what the blend leaves empty (a user
+	 * the sources know nothing about still gets an answer). */
+	if (!(rank_sources(w) >> RANK_DPOP & 1))
+		w->w[RANK_DPOP] = 1e-4f;
+	return best;
 }
 
 #define LEARN_N 20         /* the list length the blend learns for */
 #define LEARN_REG 1e-4f    /* L2 pull of the weights towards 0 */
 #define LEARN_MAX 20.0f    /* weights stay within [0, LEARN_MAX] */
+
+#define HIT_RATE (1.0f / 256) /* the weight of an event in the hit means */
+
+/* The hit means: did each source alone, and the blend, have the target
+ * (candidate t, SIZE_MAX if none has it) in its top LEARN_N? */
+static void
+learn_hits(struct ranker *r, struct model *m, size_t t, uint32_t target)
+{
+	float *h = m->blend.hit;
+
+	for (int s = 0; s < RANK_NSRC; s++) {
+		int hit = 0;
+		for (size_t k = 0; t != SIZE_MAX && k < r->nsrc[s] && k < LEARN_N; k++)
+			if (r->src[s][k].i == target) {
+				hit = 1;
+				break;
+			}
+		h[s] += HIT_RATE * ((float)hit - h[s]);
+	}
+	size_t above = 0;
+	for (size_t k = 0; t != SIZE_MAX && k < r->nc && above < LEARN_N; k++)
+		above += k != t && better(r->cs[k], r->ci[k], r->cs[t], target);
+	h[RANK_NSRC] += HIT_RATE * ((float)(t != SIZE_MAX && above < LEARN_N) - h[RANK_NSRC]);
+}
 
 /*
  * Learn the blend from user u's next item, target, before the model
@@ -899,7 +947,9 @@ rank_learn(struct model *m, uint64_t u, uint32_t target, uint64_t uh)
 	m->st.blend_events++;
 	gather(r, m, &q, LEARNED, LEARN_N * BLEND_DEPTH);
 	blend(r, w, 1);
-	if (target >= r->cap || r->seen[target] != r->sgen) {
+	int found = target < r->cap && r->seen[target] == r->sgen;
+	learn_hits(r, m, found ? r->slot[target] : SIZE_MAX, target);
+	if (!found) {
 		m->st.blend_missed++;
 		return;
 	}

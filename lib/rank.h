@@ -80,7 +80,7 @@ struct rank_index;
 int rank_weights_parse(struct rank_weights *w, const char *spec, char *err,
 		       size_t errlen);
 void rank_weights_hybrid(struct rank_weights *w);
-void rank_weights_model(struct rank_weights *w, const struct model *m);
+int rank_weights_model(struct rank_weights *w, const struct model *m);
 void rank_learn(struct model *m, uint64_t u, uint32_t target, uint64_t uh);
 void rank_learn_free(struct model *m);
 void rank_weights_only(struct rank_weights *w, int src);
