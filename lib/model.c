@@ -404,7 +404,7 @@ model_option(struct model_params *p, int c, const char *arg, char *err,
 		return 0;
 	case MOPT_BLEND_BUDGET:
 		if (num_u64(arg, 0, 1000000, &u))
-			BAD("--blend-every: expected a number from 0 to 1000000, not \"%s\"", arg);
+			BAD("--blend-budget: expected a number from 0 to 1000000, not \"%s\"", arg);
 		p->blend_budget = (uint32_t)u;
 		p->given |= MP_BLEND_BUDGET;
 		return 0;
