@@ -634,6 +634,8 @@ grow_items(struct model *m, uint64_t need)
 	lists_grow(&m->nb, n, cap);
 	lists_grow(&m->sq, n, cap);
 	m->icat = xalign_grow(m->icat, n, cap, sizeof(uint32_t));
+	for (int k = 0; k < 2; k++)
+		m->top[k].pos = xalign_grow(m->top[k].pos, n, cap, 1);
 	m->items_cap = cap;
 }
 
@@ -715,6 +717,8 @@ model_free(struct model *m)
 	free(m->icount);
 	free(m->ipop);
 	free(m->ishort);
+	free(m->top[0].pos);
+	free(m->top[1].pos);
 	free(m->its);
 	free(m->iseq);
 	free(m->ioff);
@@ -917,6 +921,7 @@ evict_items(struct model *m)
 		m->icat[i] = 0;
 	}
 	m->nitems = j;
+	m->top[0].valid = m->top[1].valid = 0;
 	/* Category lists lose them too. */
 	for (uint64_t c = 0; c < m->ncats; c++) {
 		struct model_nb *l = m->cl[c];
@@ -1104,6 +1109,7 @@ rebase(struct model *m)
 		for (uint32_t k = 0; m->cl[c] && k < m->cln[c]; k++)
 			m->cl[c][k].score *= fp;
 	m->tref = m->clock;
+	m->top[1].valid = 0; /* the same factor for all, but ties may form */
 	m->st.renorms++;
 }
 
@@ -1156,6 +1162,62 @@ model_trend_factor(const struct model *m, double *pop)
 
 	*pop = exp2(-d / (double)m->p.pop_half_life);
 	return exp2(-d / (double)m->p.trend_half_life);
+}
+
+/* ---- the pop and dpop lists ---- */
+
+/* Item i of top list k moves up to its place by v (its count grew), or
+ * comes in at it, the last one out. */
+static void
+top_move(struct model_top *t, const float *v, uint32_t i)
+{
+	uint32_t at;
+
+	if (t->pos[i])
+		at = t->pos[i] - 1u;
+	else if (!(v[i] > 0))
+		return;
+	else if (t->n < MODEL_TOP)
+		at = t->n++;
+	else {
+		uint32_t last = t->item[MODEL_TOP - 1];
+		if (!rank_better(v[i], i, v[last], last))
+			return;
+		t->pos[last] = 0;
+		at = MODEL_TOP - 1;
+	}
+	while (at > 0 && rank_better(v[i], i, v[t->item[at - 1]], t->item[at - 1])) {
+		t->item[at] = t->item[at - 1];
+		t->pos[t->item[at]] = (uint8_t)(at + 1);
+		at--;
+	}
+	t->item[at] = i;
+	t->pos[i] = (uint8_t)(at + 1);
+}
+
+/* Item i's counts grew: its places in the lists, which are built first
+ * when they are not valid (a full pass, after a load, a rebase or an
+ * eviction). */
+static void
+top_touch(struct model *m, uint32_t i)
+{
+	const float *v[2] = { m->icount, m->ipop };
+
+	for (int k = 0; k < 2; k++) {
+		struct model_top *t = &m->top[k];
+		if (!t->valid) {
+			memset(t->pos, 0, m->items_cap);
+			t->n = 0;
+			for (uint64_t j = 0; j < m->nitems; j++)
+				if (v[k][j] > 0 && (t->n < MODEL_TOP ||
+						    rank_better(v[k][j], (uint32_t)j,
+								v[k][t->item[MODEL_TOP - 1]],
+								t->item[MODEL_TOP - 1])))
+					top_move(t, v[k], (uint32_t)j);
+			t->valid = 1;
+		} else
+			top_move(t, v[k], i);
+	}
 }
 
 /* ---- co-occurrence ---- */
@@ -1516,6 +1578,7 @@ model_learn(struct model *m, const struct event *ev)
 	/* Popularity. */
 	m->icount[i] += w;
 	m->ipop[i] += (float)(w * fwd(m, ts, m->p.pop_half_life));
+	top_touch(m, (uint32_t)i);
 	m->ishort[i] += (float)(w * fwd(m, ts, m->p.trend_half_life));
 	if (!m->icat[i])
 		m->icat[i] = cat_of(m, ev);

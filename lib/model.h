@@ -18,6 +18,7 @@
 #define MODEL_MAX_DIM 1024
 #define MODEL_MAX_NEIGHBOURS 1024
 #define MODEL_MAX_RECENT 64
+#define MODEL_TOP 255     /* the pop and dpop lists kept as counts grow */
 #define MODEL_NSRC 9       /* the sources of rank.h's blend */
 #define MODEL_MAX_CAT_ITEMS 1024
 #define MODEL_BLEND_WARM (1ULL << 24) /* the blend's work before the budget holds */
@@ -141,6 +142,17 @@ struct model {
 	float *icount;            /* weighted count, never decayed */
 	float *ipop;              /* forward-decayed count, pop_half_life */
 	float *ishort;            /* forward-decayed count, trend_half_life */
+	/* The best MODEL_TOP items by icount (0) and by ipop (1), best
+	 * first, kept as the counts grow (they only grow, so the touched
+	 * item is the only one that moves); tpos[k][i] is item i's place + 1,
+	 * 0 if it is not listed. Derived: built again after a load, a rebase
+	 * or an eviction (valid 0), never stored. */
+	struct model_top {
+		uint32_t item[MODEL_TOP];
+		uint32_t n;
+		int valid;
+		uint8_t *pos;
+	} top[2];
 	int64_t *its;             /* time of the last event */
 	uint64_t *iseq;           /* number of the last event, for eviction */
 	uint64_t *ioff;           /* nitems + 1 offsets into ibytes */

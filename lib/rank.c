@@ -185,12 +185,7 @@ next_gen(struct ranker *r)
 	}
 }
 
-/* Higher score first; among equals, the lower item index. */
-static inline int
-better(float as, uint32_t ai, float bs, uint32_t bi)
-{
-	return as > bs || (as == bs && ai < bi);
-}
+#define better rank_better
 
 /* The top-M selection: a heap whose root is the worst kept. */
 struct top {
@@ -290,6 +285,19 @@ cand_best(struct cand *v, size_t len, size_t n)
 	}
 }
 
+/* n candidates h, best first, as source s's list. */
+static void
+src_store(struct ranker *r, int s, const struct cand *h, size_t n)
+{
+	r->nsrc[s] = n;
+	if (n > r->src_cap[s]) {
+		r->src_cap[s] = n;
+		r->src[s] = xreallocarray(r->src[s], n, sizeof *r->src[s]);
+	}
+	if (n)
+		memcpy(r->src[s], h, n * sizeof *h);
+}
+
 /* Move the selection, best first, to source s's list. */
 static void
 top_done(struct ranker *r, struct top *t, int s)
@@ -304,11 +312,7 @@ top_done(struct ranker *r, struct top *t, int s)
 		t->h[k] = c;
 		sift_down(t->h, k, 0);
 	}
-	if (t->n > r->src_cap[s]) {
-		r->src_cap[s] = t->n;
-		r->src[s] = xreallocarray(r->src[s], t->n, sizeof *r->src[s]);
-	}
-	memcpy(r->src[s], t->h, t->n * sizeof *t->h);
+	src_store(r, s, t->h, t->n);
 }
 
 #define EXCLUDED(r, i) ((r)->excl[i] == (r)->gen)
@@ -530,13 +534,35 @@ from_index(struct ranker *r, const struct model *m, const struct rank_req *q,
 	if (t.n < depth && !ix->complete[s])
 		return 0;
 	/* Already in order. */
-	r->nsrc[s] = t.n;
-	if (t.n > r->src_cap[s]) {
-		r->src_cap[s] = t.n;
-		r->src[s] = xreallocarray(r->src[s], t.n, sizeof *r->src[s]);
+	src_store(r, s, t.h, t.n);
+	return 1;
+}
+
+/* The same from the lists a trainable model keeps as counts grow
+ * (model.h's top): pop's or dpop's first depth items that are not
+ * skipped. Return 0 when the model keeps none, or when the list ran out
+ * before depth and does not hold every counted item. */
+static int
+from_top(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 int s, size_t depth)
+{
+	const struct model_top *l = &m->top[s == RANK_DPOP];
+	const float *v = s == RANK_DPOP ? m->ipop : m->icount;
+	struct top t;
+
+	if (m->mapped || !l->valid)
+		return 0;
+	top_init(r, &t, depth);
+	for (size_t k = 0; k < l->n && t.n < depth; k++) {
+		uint32_t i = l->item[k];
+		if (!SKIP(r, q, i)) {
+			t.h[t.n].s = v[i];
+			t.h[t.n++].i = i;
+		}
 	}
-	if (t.n)
-		memcpy(r->src[s], t.h, t.n * sizeof *t.h);
+	if (t.n < depth && l->n == MODEL_TOP)
+		return 0;
+	src_store(r, s, t.h, t.n);
 	return 1;
 }
 
@@ -698,9 +724,11 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 		src_cooc(r, m, q, depth, RANK_SEQ);
 	if ((ask & 1u << RANK_TREND) && !from_index(r, m, q, RANK_TREND, depth))
 		src_trend(r, m, q, depth);
-	if ((ask & 1u << RANK_DPOP) && !from_index(r, m, q, RANK_DPOP, depth))
+	if ((ask & 1u << RANK_DPOP) && !from_index(r, m, q, RANK_DPOP, depth) &&
+	    !from_top(r, m, q, RANK_DPOP, depth))
 		src_pop(r, m, q, m->ipop, RANK_DPOP, depth);
-	if ((ask & 1u << RANK_POP) && !from_index(r, m, q, RANK_POP, depth))
+	if ((ask & 1u << RANK_POP) && !from_index(r, m, q, RANK_POP, depth) &&
+	    !from_top(r, m, q, RANK_POP, depth))
 		src_pop(r, m, q, m->icount, RANK_POP, depth);
 	if (ask & 1u << RANK_SEEN)
 		src_seen(r, m, q, depth);

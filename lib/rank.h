@@ -31,6 +31,14 @@ extern const char *const rank_src_names[RANK_NSRC];
  * w[2 * RANK_NSRC + s] of its score as it is, s / (1 + s) (the strength
  * of its evidence); a source whose weights are all 0 is not asked. */
 #define RANK_NFEAT (3 * RANK_NSRC)
+/* The order of every list: higher score first; among equals, the lower
+ * item index. */
+static inline int
+rank_better(float as, uint32_t ai, float bs, uint32_t bi)
+{
+	return as > bs || (as == bs && ai < bi);
+}
+
 struct rank_weights {
 	float w[RANK_NFEAT];
 };
