@@ -280,6 +280,7 @@ model_option(struct model_params *p, int c, const char *arg, char *err,
 {
 	uint64_t u;
 
+#define NB_BYTES (sizeof(struct model_nb) + 1) /* a list entry and its tag (nb_tag) */
 #define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 	switch (c) {
 	case MOPT_DIM:
@@ -600,19 +601,15 @@ stride_of(uint32_t dim)
 static void
 lists_grow(struct model_lists *L, uint64_t n, uint64_t cap)
 {
-	L->l = xalign_grow(L->l, n, cap, sizeof(struct model_nb *));
-	L->n = xalign_grow(L->n, n, cap, sizeof(uint16_t));
-	L->cap = xalign_grow(L->cap, n, cap, sizeof(uint16_t));
+	L->v = xalign_grow(L->v, n, cap, sizeof *L->v);
 }
 
 static void
 lists_free(struct model_lists *L, uint64_t n)
 {
-	for (uint64_t i = 0; L->l && i < n; i++)
-		free(L->l[i]);
-	free(L->l);
-	free(L->n);
-	free(L->cap);
+	for (uint64_t i = 0; L->v && i < n; i++)
+		free(L->v[i].l);
+	free(L->v);
 }
 
 static void
@@ -753,7 +750,7 @@ model_bytes(const struct model *m)
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
 	b += htab_bytes(&m->iidx) + htab_bytes(&m->uidx);
-	b += m->nbtotal * sizeof(struct model_nb);
+	b += m->nbtotal * NB_BYTES;
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
 	b += m->ncats * m->p.cat_items * sizeof(struct model_nb);
@@ -839,26 +836,53 @@ ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
 	*nbytes = w;
 }
 
+/*
+ * A trainable list of cap entries keeps, after them, a tag byte of each
+ * entry's item (nb_tag), so that nb_add looks for an item in cap bytes
+ * instead of 8 * cap (most lookups of long-tail pairs find nothing).
+ */
+static inline uint8_t
+nb_tag(uint32_t j)
+{
+	return (uint8_t)((j * 0x9E3779B1u) >> 24);
+}
+
+static inline uint8_t *
+nb_tags(struct model_nb *l, uint32_t cap)
+{
+	return (uint8_t *)(l + cap);
+}
+
+/* The tags of the n entries of l, a list of cap. */
+static void
+nb_retag(struct model_nb *l, uint32_t n, uint32_t cap)
+{
+	uint8_t *t = nb_tags(l, cap);
+
+	for (uint32_t k = 0; k < n; k++)
+		t[k] = nb_tag(l[k].item);
+}
+
 /* Evict the least recently active items to make room for one more. */
 /* Item i leaves: its list goes. */
 static void
 lists_drop(struct model *m, struct model_lists *L, uint64_t i)
 {
-	if (L->l[i])
+	if (L->v[i].l)
 		m->nlists--;
-	m->nbtotal -= L->cap[i];
-	free(L->l[i]);
-	L->l[i] = NULL;
+	m->nbtotal -= L->v[i].cap;
+	free(L->v[i].l);
+	L->v[i].l = NULL;
 }
 
 /* Item i becomes item k (k < i). */
 static void
 lists_move(struct model_lists *L, uint64_t k, uint64_t i)
 {
-	L->l[k] = L->l[i];
-	L->n[k] = L->n[i];
-	L->cap[k] = L->cap[i];
-	L->l[i] = NULL;
+	L->v[k].l = L->v[i].l;
+	L->v[k].n = L->v[i].n;
+	L->v[k].cap = L->v[i].cap;
+	L->v[i].l = NULL;
 }
 
 /* The lists of the n items left lose the items that left, keeping their
@@ -867,16 +891,17 @@ static void
 lists_remap(struct model_lists *L, uint64_t n, const uint32_t *newidx)
 {
 	for (uint64_t i = 0; i < n; i++) {
-		struct model_nb *l = L->l[i];
+		struct model_nb *l = L->v[i].l;
 		uint32_t w = 0;
 		if (!l)
 			continue;
-		for (uint32_t k = 0; k < L->n[i]; k++)
+		for (uint32_t k = 0; k < L->v[i].n; k++)
 			if (newidx[l[k].item] != UINT32_MAX) {
 				l[w].item = newidx[l[k].item];
 				l[w++].score = l[k].score;
 			}
-		L->n[i] = (uint16_t)w;
+		L->v[i].n = (uint16_t)w;
+		nb_retag(l, w, L->v[i].cap);
 	}
 }
 
@@ -916,8 +941,8 @@ evict_items(struct model *m)
 		m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
 		m->its[i] = 0;
 		m->iseq[i] = 0;
-		m->nb.n[i] = m->nb.cap[i] = 0;
-		m->sq.n[i] = m->sq.cap[i] = 0;
+		m->nb.v[i].n = m->nb.v[i].cap = 0;
+		m->sq.v[i].n = m->sq.v[i].cap = 0;
 		m->icat[i] = 0;
 	}
 	m->nitems = j;
@@ -1100,10 +1125,10 @@ rebase(struct model *m)
 	for (uint64_t i = 0; i < m->nitems; i++) {
 		m->ipop[i] *= fp;
 		m->ishort[i] *= fs;
-		for (uint32_t k = 0; m->nb.l[i] && k < m->nb.n[i]; k++)
-			m->nb.l[i][k].score *= fc;
-		for (uint32_t k = 0; m->sq.l[i] && k < m->sq.n[i]; k++)
-			m->sq.l[i][k].score *= fc;
+		for (uint32_t k = 0; m->nb.v[i].l && k < m->nb.v[i].n; k++)
+			m->nb.v[i].l[k].score *= fc;
+		for (uint32_t k = 0; m->sq.v[i].l && k < m->sq.v[i].n; k++)
+			m->sq.v[i].l[k].score *= fc;
 	}
 	for (uint64_t c = 0; c < m->ncats; c++)
 		for (uint32_t k = 0; m->cl[c] && k < m->cln[c]; k++)
@@ -1229,49 +1254,71 @@ static void
 nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
        float inc)
 {
-	struct model_nb *l = L->l[i];
-	uint32_t n = L->n[i], k, cap = L->cap[i];
+	struct model_nb *l = L->v[i].l;
+	uint32_t n = L->v[i].n, k = n, cap = L->v[i].cap;
+	uint8_t tag = nb_tag(j), *tg;
 
 	if (m->p.neighbours == 0)
 		return;
-	for (k = 0; k < n; k++)
-		if (l[k].item == j)
-			break;
+	if (l) {
+		const uint8_t *t0 = nb_tags(l, cap), *p = t0;
+		while ((p = memchr(p, tag, (size_t)(t0 + n - p))) != NULL) {
+			if (l[p - t0].item == j) {
+				k = (uint32_t)(p - t0);
+				break;
+			}
+			p++;
+		}
+	}
 	if (k == n && n == cap && cap < m->p.neighbours) {
 		/* Grow the list while the budget of all lists allows. */
 		uint32_t nc = cap ? cap * 2 : 4;
 		if (nc > m->p.neighbours)
 			nc = m->p.neighbours;
-		if ((m->nbtotal + nc - cap) * sizeof *l <= m->p.cooc_memory) {
+		if ((m->nbtotal + nc - cap) * NB_BYTES <= m->p.cooc_memory) {
 			if (!l)
 				m->nlists++;
-			l = L->l[i] = xreallocarray(l, nc, sizeof *l);
+			l = L->v[i].l = xreallocarray(l, nc, NB_BYTES);
+			memmove(nb_tags(l, nc), nb_tags(l, cap), n);
 			m->nbtotal += nc - cap;
-			L->cap[i] = (uint16_t)nc;
+			L->v[i].cap = (uint16_t)nc;
 			cap = nc;
 		} else
 			m->st.cooc_full++;
 	}
 	if (cap == 0)
 		return;
+	tg = nb_tags(l, cap);
 	if (k < n)
 		l[k].score += inc;
 	else if (n < cap) {
 		l[n].item = j;
 		l[n].score = inc;
 		k = n;
-		L->n[i] = (uint16_t)(n + 1);
+		L->v[i].n = (uint16_t)(n + 1);
 	} else {
 		k = n - 1;
 		l[k].item = j;
 		l[k].score += inc;
 		m->st.cooc_replaced++;
 	}
-	while (k > 0 && l[k - 1].score < l[k].score) {
-		struct model_nb t = l[k - 1];
-		l[k - 1] = l[k];
-		l[k] = t;
-		k--;
+	tg[k] = tag;
+	/* Up to its place: past the entries of a lower score (a suffix of
+	 * l[0..k), the list being in order), found by bisection. */
+	struct model_nb e = l[k];
+	uint32_t lo = 0, hi = k;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (l[mid].score < e.score)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	if (lo < k) {
+		memmove(l + lo + 1, l + lo, (k - lo) * sizeof *l);
+		memmove(tg + lo + 1, tg + lo, k - lo);
+		l[lo] = e;
+		tg[lo] = tag;
 	}
 }
 
@@ -1511,8 +1558,8 @@ find_or_add_item(struct model *m, const struct str *id, int *isnew)
 		id->n);
 	init_row(m, m->ifac + i * m->stride);
 	m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
-	m->nb.l[i] = m->sq.l[i] = NULL;
-	m->nb.n[i] = m->sq.n[i] = 0;
+	m->nb.v[i].l = m->sq.v[i].l = NULL;
+	m->nb.v[i].n = m->sq.v[i].n = 0;
 	m->st.items_added++;
 	*isnew = 1;
 	return i;
@@ -1940,7 +1987,7 @@ total_nb(const struct model *m, const struct model_lists *L)
 	uint64_t t = 0;
 
 	for (uint64_t i = 0; i < m->nitems; i++)
-		t += L->l[i] ? L->n[i] : 0;
+		t += L->v[i].l ? L->v[i].n : 0;
 	return t;
 }
 
@@ -1953,13 +2000,13 @@ lists_emit(const struct model_lists *L, uint64_t n, struct sink *s,
 
 	obuf_put(o, 0);
 	for (uint64_t i = 0; i < n; i++) {
-		t += L->l[i] ? L->n[i] : 0;
+		t += L->v[i].l ? L->v[i].n : 0;
 		obuf_put(o, t);
 	}
 	obuf_flush(o);
 	for (uint64_t i = 0; i < n; i++)
-		if (L->l[i])
-			sink_put(s, L->l[i], L->n[i] * sizeof(struct model_nb));
+		if (L->v[i].l)
+			sink_put(s, L->v[i].l, L->v[i].n * sizeof(struct model_nb));
 }
 
 /* Point L into a section of `size` bytes for n items and check it: 0,
@@ -1993,10 +2040,11 @@ lists_copy(struct model *m, struct model_lists *L, const struct model_lists *V,
 		size_t k = (size_t)(V->off[i + 1] - V->off[i]);
 		if (k == 0)
 			continue;
-		L->l[i] = xreallocarray(NULL, k, sizeof(struct model_nb));
+		L->v[i].l = xreallocarray(NULL, k, NB_BYTES);
 		m->nlists++;
-		memcpy(L->l[i], V->ent + V->off[i], k * sizeof(struct model_nb));
-		L->n[i] = L->cap[i] = (uint16_t)k;
+		memcpy(L->v[i].l, V->ent + V->off[i], k * sizeof(struct model_nb));
+		L->v[i].n = L->v[i].cap = (uint16_t)k;
+		nb_retag(L->v[i].l, (uint32_t)k, (uint32_t)k);
 		m->nbtotal += k;
 	}
 }

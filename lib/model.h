@@ -112,8 +112,12 @@ struct model_nb {
 /* A list of items per item, best first: trainable, an array each (l,
  * n held, cap allocated); mapped, in CSR form (off, ent). */
 struct model_lists {
-	struct model_nb **l;
-	uint16_t *n, *cap;
+	/* A trainable model's lists: item i's n entries, room for cap, in
+	 * one place so that a list costs one lookup. */
+	struct model_list {
+		struct model_nb *l;
+		uint16_t n, cap;
+	} *v;
 	const uint64_t *off;
 	const struct model_nb *ent;
 };
@@ -293,9 +297,9 @@ model_cat_items(const struct model *m, uint64_t c, const struct model_nb **l)
 static inline size_t
 model_list(const struct model_lists *L, uint64_t i, const struct model_nb **l)
 {
-	if (L->l) {
-		*l = L->l[i];
-		return L->l[i] ? L->n[i] : 0;
+	if (L->v) {
+		*l = L->v[i].l;
+		return L->v[i].l ? L->v[i].n : 0;
 	}
 	if (!L->off)
 		return 0;
