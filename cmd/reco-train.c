@@ -353,6 +353,7 @@ inspect_user(FILE *f, const struct model *m, const char *id)
 		{ "by factors (mf)", RANK_MF },
 		{ "by co-occurrence (cooc)", RANK_COOC },
 		{ "by sequence (seq)", RANK_SEQ },
+		{ "by the newest item's sequence (next)", RANK_NEXT },
 		{ "by session neighbours (sknn)", RANK_SKNN },
 		{ "by category (cat)", RANK_CAT },
 	};
@@ -384,8 +385,9 @@ inspect(void)
 	const struct model_params *p = &m->p;
 	const struct model_stats *s = &m->st;
 	fprintf(f, "snapshot     %s\n", O.inspect);
-	fprintf(f, "format       %s version %d, %zu bytes\n", MODEL_MAGIC,
-		MODEL_VERSION, m->maplen);
+	const unsigned char *hv = (const unsigned char *)m->map + 8;
+	fprintf(f, "format       %s version %u, %zu bytes\n", MODEL_MAGIC,
+		hv[0] | hv[1] << 8 | hv[2] << 16 | (unsigned)hv[3] << 24, m->maplen);
 	if (m->have_clock) {
 		ts_format_iso(m->clock, iso);
 		fprintf(f, "clock        %s (%lld)\n", iso, (long long)m->clock);

@@ -2194,7 +2194,7 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 		for (int k = 0; k < 3 * MODEL_NSRC; k++)
 			putf(b + 128 + 4 * k, m->blend.w[k]);
 		for (int k = 0; k < MODEL_NSRC + 1; k++)
-			putf(b + 240 + 4 * k, m->blend.hit[k]);
+			putf(b + 128 + 12 * MODEL_NSRC + 4 * k, m->blend.hit[k]);
 		sink_put(s, b, sizeof b);
 		break;
 	}
@@ -2516,12 +2516,13 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 	if (len < 16 || memcmp(map, MODEL_MAGIC, 8) != 0)
 		FAIL("%s: not a reco model snapshot", path);
-	if (get32(map + 8) >= 1 && get32(map + 8) < MODEL_VERSION)
-		FAIL("%s: written by an older reco (snapshot format version %u); this program reads version %d: train the model again",
-		     path, get32(map + 8), MODEL_VERSION);
-	if (get32(map + 8) != MODEL_VERSION)
-		FAIL("%s: snapshot format version %u; this program reads version %d",
-		     path, get32(map + 8), MODEL_VERSION);
+	unsigned ver = get32(map + 8);
+	if (ver >= 1 && ver < MODEL_VERSION_READ)
+		FAIL("%s: written by an older reco (snapshot format version %u); this program reads versions %d to %d: train the model again",
+		     path, ver, MODEL_VERSION_READ, MODEL_VERSION);
+	if (ver < MODEL_VERSION_READ || ver > MODEL_VERSION)
+		FAIL("%s: snapshot format version %u; this program reads versions %d to %d",
+		     path, ver, MODEL_VERSION_READ, MODEL_VERSION);
 	if (len < HDR_SIZE)
 		FAIL("%s: truncated snapshot: %zu bytes, shorter than its header",
 		     path, len);
@@ -2716,10 +2717,15 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	p->blend_lr = getf(bl + 24);
 	p->exclude_seen = (int)get32(bl + 28);
 	memcpy(p->cat_attr, bl + 32, sizeof p->cat_attr);
-	for (int k = 0; k < 3 * MODEL_NSRC; k++)
-		v->blend.w[k] = getf(bl + 128 + 4 * k);
-	for (int k = 0; k < MODEL_NSRC + 1; k++)
-		v->blend.hit[k] = getf(bl + 240 + 4 * k);
+	/* Version 2 had no next source: its weights and hit mean start
+	 * from 0, the others move to their places. */
+	int ns = ver == 2 ? MODEL_NSRC - 1 : MODEL_NSRC;
+	memset(&v->blend, 0, sizeof v->blend);
+	for (int k = 0; k < 3 * ns; k++)
+		v->blend.w[k / ns * MODEL_NSRC + k % ns] = getf(bl + 128 + 4 * k);
+	for (int k = 0; k < ns + 1; k++)
+		v->blend.hit[k == ns ? MODEL_NSRC : k] =
+			getf(bl + (ver == 2 ? 240 : 128 + 12 * ns) + 4 * k);
 	v->seen_n = get64(bl + 112);
 	if (p->cat_items > MODEL_MAX_CAT_ITEMS || p->exclude_seen < 0 ||
 	    p->exclude_seen > MODEL_SEEN_ALL || !isfinite(p->blend_lr) ||

@@ -10,7 +10,8 @@
 #include "reco.h"
 #include "sknn.h"
 
-#define MODEL_VERSION 2
+#define MODEL_VERSION 3
+#define MODEL_VERSION_READ 2 /* the oldest version read */
 #define MODEL_MAGIC "RECOMDL1"
 #define MODEL_ALIGN 64     /* bytes: factor rows and file sections */
 #define MODEL_ROW 16       /* floats per 64 bytes: factor rows are padded
@@ -19,7 +20,7 @@
 #define MODEL_MAX_NEIGHBOURS 1024
 #define MODEL_MAX_RECENT 64
 #define MODEL_TOP 255     /* the pop and dpop lists kept as counts grow */
-#define MODEL_NSRC 9       /* the sources of rank.h's blend */
+#define MODEL_NSRC 10       /* the sources of rank.h's blend */
 #define MODEL_MAX_CAT_ITEMS 1024
 #define MODEL_BLEND_WARM (1ULL << 24) /* the blend's work before the budget holds */
 #define MODEL_ID_SEED 0x7265636f2d6d646cULL /* seed of hash64 for ids */

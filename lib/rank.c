@@ -9,7 +9,7 @@
 #include "rank.h"
 
 const char *const rank_src_names[RANK_NSRC] = {
-	"mf", "cooc", "trend", "dpop", "pop", "seen", "cat", "sknn", "seq"
+	"mf", "cooc", "trend", "dpop", "pop", "seen", "cat", "sknn", "seq", "next"
 };
 
 _Static_assert(RANK_NSRC == MODEL_NSRC, "rank.h's sources and model.h's blend");
@@ -70,6 +70,7 @@ rank_weights_hybrid(struct rank_weights *w)
 	w->w[RANK_CAT] = 0.1f;
 	w->w[RANK_SKNN] = 1.0f;
 	w->w[RANK_SEQ] = 0.5f;
+	w->w[RANK_NEXT] = 0.5f;
 }
 
 /* Only one source. */
@@ -491,15 +492,19 @@ acc_done(struct ranker *r, size_t depth, int src)
 
 /* Neighbours of the recent items (nearer ones count more) and of the
  * context items: the sums of their co-occurrence counts, so that an item
- * seen with many others weighs as much as the evidence it has. */
+ * seen with many others weighs as much as the evidence it has. Sequence
+ * (seq) asks the lists of what came after each item, and next the same
+ * list of the newest item alone (a first-order chain: its own features
+ * let the blend weigh the newest item apart from the others). */
 static void
 src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 	 size_t depth, int src)
 {
-	const struct model_lists *L = src == RANK_SEQ ? &m->sq : &m->nb;
+	const struct model_lists *L = src == RANK_COOC ? &m->nb : &m->sq;
+	size_t nk = src == RANK_NEXT ? (q->nrecent ? 1 : 0) : q->nrecent + q->ncontext;
 
 	r->naccl = 0;
-	for (size_t k = 0; k < q->nrecent + q->ncontext; k++) {
+	for (size_t k = 0; k < nk; k++) {
 		uint32_t a = k < q->nrecent ? q->recent[k] : q->context[k - q->nrecent];
 		float wk = k < q->nrecent ? 1.0f / (float)(k + 1) : 1.0f;
 		const struct model_nb *l;
@@ -722,6 +727,8 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 		src_cooc(r, m, q, depth, RANK_COOC);
 	if (ask & 1u << RANK_SEQ)
 		src_cooc(r, m, q, depth, RANK_SEQ);
+	if (ask & 1u << RANK_NEXT)
+		src_cooc(r, m, q, depth, RANK_NEXT);
 	if ((ask & 1u << RANK_TREND) && !from_index(r, m, q, RANK_TREND, depth))
 		src_trend(r, m, q, depth);
 	if ((ask & 1u << RANK_DPOP) && !from_index(r, m, q, RANK_DPOP, depth) &&
@@ -744,6 +751,7 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
  * help, and go where it says they do not). */
 #define LEARNED (1u << RANK_MF | 1u << RANK_COOC | 1u << RANK_SEEN | \
 		 1u << RANK_CAT | 1u << RANK_SKNN | 1u << RANK_SEQ | \
+		 1u << RANK_NEXT | \
 		 1u << RANK_TREND | 1u << RANK_DPOP)
 
 /*
@@ -887,27 +895,42 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 
 /*
  * The model's learned blend; or, when one of the user's own sources alone
- * has lately had the next item in its top 20 more often than the blend
- * (the hit means of rank_learn), that source's order first, the blend's
- * after it: the hybrid is the best of its experts as the stream has
- * judged them. Return the source chosen, or -1 for the blend.
+ * has lately had the next item in its top 20 about as often as the blend
+ * or more (the hit means of rank_learn, within EXPERT_MARGIN), that
+ * source's order first, the blend's after it: the hybrid is the best of
+ * its experts as the stream has judged them, and the blend must be
+ * clearly better to be preferred to a single source. Return the source
+ * chosen, or -1 for the blend.
  */
+#define HIT_RATE (1.0f / 256) /* the weight of an event in the hit means */
+#define EXPERT_MARGIN 0.01f /* about one standard error of the hit means */
+#define EXPERT_TIE 1e-3f    /* the blend's share beside the chosen source:
+			     * it breaks near ties and fills the list */
+
 int
 rank_weights_model(struct rank_weights *w, const struct model *m)
 {
 	const float *h = m->blend.hit;
 	int best = -1;
-	float top = h[RANK_NSRC];
+	float top = 0;
 
 	for (int s = 0; s < RANK_NSRC; s++)
 		if ((LEARNED >> s & 1) && h[s] > top) {
 			top = h[s];
 			best = s;
 		}
+	/* The means say something once the blend has learned from as many
+	 * events as they average over. */
+	if (best >= 0 && (top < h[RANK_NSRC] - EXPERT_MARGIN ||
+			  m->st.blend_events < (uint64_t)(1 / HIT_RATE)))
+		best = -1;
 	memcpy(w->w, m->blend.w, sizeof w->w);
 	/* The chosen source's order first; the blend fills the rest. */
-	if (best >= 0)
-		w->w[best] += 10000;
+	if (best >= 0) {
+		for (int k = 0; k < RANK_NFEAT; k++)
+			w->w[k] *= EXPERT_TIE;
+		w->w[best] += 1;
+	}
 	/* And decayed popularity, last, what the blend leaves empty (a user
 	 * the sources know nothing about still gets an answer). */
 	if (!(rank_sources(w) >> RANK_DPOP & 1))
@@ -919,7 +942,6 @@ rank_weights_model(struct rank_weights *w, const struct model *m)
 #define LEARN_REG 1e-4f    /* L2 pull of the weights towards 0 */
 #define LEARN_MAX 20.0f    /* weights stay within [0, LEARN_MAX] */
 
-#define HIT_RATE (1.0f / 256) /* the weight of an event in the hit means */
 
 /* The hit means: did each source alone, and the blend, have the target
  * (candidate t, SIZE_MAX if none has it) in its top LEARN_N? */

@@ -18,6 +18,7 @@ enum rank_src {
 	RANK_CAT,   /* the most popular items of the recent items' categories */
 	RANK_SKNN,  /* items of past sessions like the current one */
 	RANK_SEQ,   /* items that came right after the recent items */
+	RANK_NEXT,  /* items that came right after the newest one alone */
 	RANK_NSRC
 };
 extern const char *const rank_src_names[RANK_NSRC];

@@ -61,7 +61,7 @@ teardown() {
 	jq -e -s 'length == 17' out.ndjson
 	[ "$(nlines out.ndjson)" -eq "$(grep -c . "$F/requests.ndjson")" ]
 	jq -e -s '[.[] | select(.items)] | length == 6' out.ndjson
-	jq -e -s '[.[] | select(.items) | .items[] | .reason] - ["mf","cooc","trend","dpop","pop","seen","cat","sknn","seq"] == []' out.ndjson
+	jq -e -s '[.[] | select(.items) | .items[] | .reason] - ["mf","cooc","trend","dpop","pop","seen","cat","sknn","seq","next"] == []' out.ndjson
 	jq -e -s '[.[] | select(.items)] | all(.variant == "A" and (.model | test("^[0-9a-f]{8}$")))' out.ndjson
 }
 
@@ -101,7 +101,7 @@ teardown() {
 		'{"user":"stranger","n":2}' >q.ndjson
 	reco-serve --model m.bin --store p.state --metrics m.prom q.ndjson >out.ndjson
 	jq -e -s '.[0].cold == true and .[0].unknown_context == 1' out.ndjson
-	jq -e -s '.[0].items[0].reason | IN("cooc", "seq")' out.ndjson
+	jq -e -s '.[0].items[0].reason | IN("cooc", "seq", "next")' out.ndjson
 	jq -e -s '(.[1].items | length) == 2 and .[1].cold == true' out.ndjson
 	jq -e -s '[.[1].items[].reason] - ["trend","dpop","pop"] == []' out.ndjson
 	grep -qx 'reco_serve_unknown_context_items_total 1' m.prom

@@ -62,7 +62,7 @@ u64_at() {
 	reco-train ev.ndjson >b.bin
 	same_bytes a.bin b.bin
 	[ "$(head -c 8 a.bin)" = RECOMDL1 ]
-	[ "$(u32_at a.bin 8)" -eq 2 ]
+	[ "$(u32_at a.bin 8)" -eq 3 ]
 	[ "$(u64_at a.bin 16)" -eq "$(wc -c <a.bin)" ]
 	[ "$(u32_at a.bin 28)" -eq 32 ]
 	# No temporary file is left behind.
@@ -148,7 +148,7 @@ u64_at() {
 	cp good.bin hdr.bin
 	printf '\7' | dd of=hdr.bin bs=1 seek=30 conv=notrunc 2>/dev/null
 	cp good.bin ver.bin
-	printf '\3' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
+	printf '\4' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	cp good.bin old.bin
 	printf '\1' | dd of=old.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	echo '{"not":"a model"}' >json.bin
@@ -156,7 +156,7 @@ u64_at() {
 	local f
 	run --separate-stderr reco-train --inspect old.bin
 	[ "$status" -eq 1 ]
-	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads version 2: train the model again"* ]] || fail "old: $stderr"
+	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads versions 2 to 3: train the model again"* ]] || fail "old: $stderr"
 	for f in short stub flip hdr ver old json empty; do
 		run --separate-stderr reco-train --inspect "$f.bin"
 		[ "$status" -eq 1 ] || fail "--inspect $f.bin: status $status"
@@ -173,7 +173,7 @@ u64_at() {
 	run --separate-stderr reco-train --inspect hdr.bin
 	[[ "$stderr" == *"header checksum mismatch"* ]]
 	run --separate-stderr reco-train --inspect ver.bin
-	[[ "$stderr" == *"version 2"* ]]
+	[[ "$stderr" == *"snapshot format version 4; this program reads versions 2 to 3"* ]]
 	run --separate-stderr reco-train --inspect json.bin
 	[[ "$stderr" == *"not a reco model snapshot"* ]]
 	run --separate-stderr reco-train --inspect no-such.bin
@@ -196,6 +196,21 @@ u64_at() {
 	same_bytes keep.bin m.bin
 }
 
+@test "a snapshot of format version 2 (no next source) is read: its blend kept, next from 0, and saved again as version 3" {
+	cp "$(fixture model/v2.bin)" v2.bin
+	run --separate-stderr reco-train --inspect v2.bin
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"format       RECOMDL1 version 2, "* ]]
+	[[ "$output" == *"blend        mf=0.171/0/0 cooc=1/0/0 trend=0.049/0.0328/0.0149 dpop=0.0996/0.0331/0.0154 pop=0/0/0 seen=0.3/0/0 cat=0.1/0/0 sknn=1/0/0 seq=0.5/0/0 next=0/0/0 "* ]] || fail "$output"
+	[[ "$output" == *"lately: mf 0.004 trend 0.012 dpop 0.012, the blend 0.004"* ]] || fail "$output"
+	reco-gen --seed 9 --events 300 --start 2019-10-02T00:00:00Z >more.ndjson
+	reco-train --resume v2.bin -o v3.bin more.ndjson
+	run --separate-stderr reco-train --inspect v3.bin
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"format       RECOMDL1 version 3, $(wc -c <v3.bin) bytes"* ]]
+	[[ "$output" == *"events       500 offered"* ]] || fail "$output"
+}
+
 @test "a snapshot that cannot be written is an I/O error, found before the input" {
 	gen ev.ndjson 500
 	run --separate-stderr reco-train -o no-such-dir/m.bin ev.ndjson
@@ -210,7 +225,7 @@ u64_at() {
 	reco-train -o m.bin small.ndjson
 	run --separate-stderr reco-train --inspect m.bin --item i1 --user u2
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 2, $(wc -c <m.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 3, $(wc -c <m.bin) bytes"* ]]
 	[[ "$output" == *"clock        2023-11-14T22:13:27.000Z (1700000007000)"* ]]
 	[[ "$output" == *"events       8 offered, 8 learned"* ]]
 	[[ "$output" == *"users        3 (max 1000000; 3 added, 0 evicted)"* ]]
