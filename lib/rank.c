@@ -188,67 +188,106 @@ next_gen(struct ranker *r)
 
 #define better rank_better
 
-/* The top-M selection: a heap whose root is the worst kept. */
+/*
+ * The top-M selection: candidates go into a buffer of 2 M; when it is
+ * full, the best M are kept (a quickselect) and the worst of them becomes
+ * the threshold a candidate must beat to come in. Each candidate costs
+ * O(1) amortised, against O(log M) for a heap; the order (better) is
+ * total, so the best M are the same whatever the method.
+ */
 struct top {
-	struct cand *h;
+	struct cand *h; /* room for 2 m */
 	size_t n, m;
+	int full;       /* thr holds */
+	struct cand thr;
 };
 
 static void
 top_init(struct ranker *r, struct top *t, size_t m)
 {
-	if (m > r->heap_cap) {
-		r->heap_cap = m;
-		r->heap = xreallocarray(r->heap, m, sizeof *r->heap);
+	if (2 * m > r->heap_cap) {
+		r->heap_cap = 2 * m;
+		r->heap = xreallocarray(r->heap, 2 * m, sizeof *r->heap);
 	}
 	t->h = r->heap;
 	t->n = 0;
 	t->m = m;
+	t->full = 0;
+}
+
+/* Not good enough to come in: no better than the threshold. */
+static inline int
+top_out(const struct top *t, float s, uint32_t i)
+{
+	return t->full && !better(s, i, t->thr.s, t->thr.i);
+}
+
+/* The score a candidate must exceed to come in, -INFINITY until the
+ * threshold holds (candidates of an equal score may still come in: the
+ * index decides). */
+static inline float
+top_floor(const struct top *t)
+{
+	return t->full ? t->thr.s : -INFINITY;
+}
+
+/* Reorder v[0..n) so that its best k (0 < k < n) come first, in no
+ * order, the k-th best at v[k - 1]. */
+static void
+select_best(struct cand *v, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n - 1;
+
+	while (lo < hi) {
+		/* The median of three as the pivot, moved to hi. */
+		size_t mid = lo + (hi - lo) / 2;
+		struct cand c;
+#define SWAP(a, b) (c = v[a], v[a] = v[b], v[b] = c)
+		if (better(v[mid].s, v[mid].i, v[lo].s, v[lo].i))
+			SWAP(mid, lo);
+		if (better(v[hi].s, v[hi].i, v[lo].s, v[lo].i))
+			SWAP(hi, lo);
+		if (better(v[mid].s, v[mid].i, v[hi].s, v[hi].i))
+			SWAP(mid, hi);
+		struct cand p = v[hi];
+		size_t st = lo;
+		for (size_t j = lo; j < hi; j++)
+			if (better(v[j].s, v[j].i, p.s, p.i)) {
+				SWAP(j, st);
+				st++;
+			}
+		SWAP(st, hi);
+#undef SWAP
+		if (st == k - 1)
+			return;
+		if (st < k - 1)
+			lo = st + 1;
+		else
+			hi = st - 1;
+	}
 }
 
 static void
-sift_down(struct cand *h, size_t n, size_t k)
+top_prune(struct top *t)
 {
-	for (;;) {
-		size_t l = 2 * k + 1, w = k;
-		if (l < n && better(h[w].s, h[w].i, h[l].s, h[l].i))
-			w = l;
-		if (l + 1 < n && better(h[w].s, h[w].i, h[l + 1].s, h[l + 1].i))
-			w = l + 1;
-		if (w == k)
-			return;
-		struct cand c = h[k];
-		h[k] = h[w];
-		h[w] = c;
-		k = w;
-	}
+	select_best(t->h, t->n, t->m);
+	t->n = t->m;
+	t->thr = t->h[t->m - 1];
+	t->full = 1;
 }
 
 static inline void
 top_add(struct top *t, float s, uint32_t i)
 {
-	struct cand *h = t->h;
-
-	if (t->n < t->m) {
-		size_t k = t->n++;
-		h[k].s = s;
-		h[k].i = i;
-		while (k > 0) {
-			size_t p = (k - 1) / 2;
-			if (!better(h[p].s, h[p].i, h[k].s, h[k].i))
-				break;
-			struct cand c = h[p];
-			h[p] = h[k];
-			h[k] = c;
-			k = p;
-		}
+	if (t->m == 0 || top_out(t, s, i))
 		return;
+	if (t->n == 2 * t->m) {
+		top_prune(t);
+		if (top_out(t, s, i))
+			return;
 	}
-	if (t->m == 0 || !better(s, i, h[0].s, h[0].i))
-		return;
-	h[0].s = s;
-	h[0].i = i;
-	sift_down(h, t->n, 0);
+	t->h[t->n].s = s;
+	t->h[t->n++].i = i;
 }
 
 static int
@@ -303,16 +342,10 @@ src_store(struct ranker *r, int s, const struct cand *h, size_t n)
 static void
 top_done(struct ranker *r, struct top *t, int s)
 {
-	r->nsrc[s] = t->n;
-	if (t->n == 0)
-		return;
-	/* Heapsort: the worst goes to the end, until the list is in order. */
-	for (size_t k = t->n - 1; k > 0; k--) {
-		struct cand c = t->h[0];
-		t->h[0] = t->h[k];
-		t->h[k] = c;
-		sift_down(t->h, k, 0);
-	}
+	if (t->n > t->m)
+		top_prune(t);
+	if (t->n > 1)
+		qsort(t->h, t->n, sizeof *t->h, cand_cmp);
 	src_store(r, s, t->h, t->n);
 }
 
@@ -393,10 +426,10 @@ mf_block(const float *p, const float *blk, uint32_t stride, float thr,
 	rank_vb c3 = (acc[3] + acc[11]) + (acc[7] + acc[15]);
 	f = (c0 + c2) + (c1 + c3);
 	memcpy(out, &f, sizeof f);
-	/* The items above thr. */
+	/* The items not below thr. */
 	unsigned mask = 0;
 	for (int j = 0; j < MF_BLOCK; j++)
-		mask |= (unsigned)(f[j] > thr) << j;
+		mask |= (unsigned)(f[j] >= thr) << j;
 	return mask;
 }
 
@@ -422,15 +455,14 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
 		for (uint64_t b = 0; b < q->ix->nblocks; b++, blk += (size_t)stride * MF_BLOCK) {
 			uint64_t base = b * MF_BLOCK;
 			uint64_t n = m->nitems - base < MF_BLOCK ? m->nitems - base : MF_BLOCK;
-			unsigned mask = mf_block(p, blk, stride,
-						 t.n == t.m ? t.h[0].s : -INFINITY, sc);
+			unsigned mask = mf_block(p, blk, stride, top_floor(&t), sc);
 			if (n < MF_BLOCK)
 				mask &= (1u << n) - 1;
 			while (mask) {
 				unsigned j = (unsigned)__builtin_ctz(mask);
 				float s = sc[j];
 				mask &= mask - 1;
-				if (t.n == t.m && !(s > t.h[0].s))
+				if (top_out(&t, s, (uint32_t)(base + j)))
 					continue;
 				if (!isfinite(s) || SKIP(r, q, base + j))
 					continue;
@@ -443,7 +475,7 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
 	const float *row = m->ifac;
 	for (uint64_t i = 0; i < m->nitems; i++, row += stride) {
 		float s = model_dot(p, row, stride);
-		if (t.n == t.m && !(s > t.h[0].s))
+		if (top_out(&t, s, (uint32_t)i))
 			continue;
 		if (!isfinite(s) || SKIP(r, q, i))
 			continue;
@@ -586,7 +618,7 @@ src_trend(struct ranker *r, const struct model *m, const struct rank_req *q,
 		if (!(o > e))
 			continue;
 		float z = (o - e) / sqrtf(e + 1);
-		if (t.n == t.m && !better(z, (uint32_t)i, t.h[0].s, t.h[0].i))
+		if (top_out(&t, z, (uint32_t)i))
 			continue;
 		if (!SKIP(r, q, i))
 			top_add(&t, z, (uint32_t)i);
@@ -602,7 +634,7 @@ src_pop(struct ranker *r, const struct model *m, const struct rank_req *q,
 
 	top_init(r, &t, depth);
 	for (uint64_t i = 0; i < m->nitems; i++) {
-		if (!(v[i] > 0) || (t.n == t.m && !better(v[i], (uint32_t)i, t.h[0].s, t.h[0].i)))
+		if (!(v[i] > 0) || top_out(&t, v[i], (uint32_t)i))
 			continue;
 		if (!SKIP(r, q, i))
 			top_add(&t, v[i], (uint32_t)i);
