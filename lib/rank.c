@@ -345,7 +345,7 @@ top_done(struct ranker *r, struct top *t, int s)
 	if (t->n > t->m)
 		top_prune(t);
 	if (t->n > 1)
-		qsort(t->h, t->n, sizeof *t->h, cand_cmp);
+		cand_best(t->h, t->n, t->n);
 	src_store(r, s, t->h, t->n);
 }
 
