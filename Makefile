@@ -25,7 +25,9 @@ LDFLAGS += $(SANFLAGS)
 
 TOOLS = reco-ingest reco-gen reco-enrich reco-clean reco-profile reco-train reco-eval reco-serve
 LIBSRC = $(wildcard lib/*.c)
-LIBOBJ = $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIBSRC)) $(BUILD)/lib/schema_text.o
+LIBOBJ = $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIBSRC)) $(BUILD)/lib/schema_text.o \
+	$(BUILD)/lib/console_text.o
+CONSOLE = lib/console/index.html lib/console/app.js lib/console/style.css
 BINS = $(addprefix $(BUILD)/bin/,$(TOOLS))
 MAN1 = $(wildcard man/*.1)
 MAN5 = $(wildcard man/*.5)
@@ -46,6 +48,14 @@ $(BUILD)/lib/schema_text.c: $(SCHEMAS) tests/tools/embed.sh Makefile | $(BUILD)/
 		schema/response.schema.json response_json_schema > $@
 
 $(BUILD)/lib/schema_text.o: $(BUILD)/lib/schema_text.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# reco-serve's console: its page, script and style, carried by the binary.
+$(BUILD)/lib/console_text.c: $(CONSOLE) tests/tools/embed.sh Makefile | $(BUILD)/lib
+	sh tests/tools/embed.sh lib/console/index.html console_html lib/console/app.js console_js \
+		lib/console/style.css console_css > $@
+
+$(BUILD)/lib/console_text.o: $(BUILD)/lib/console_text.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libreco.a: $(LIBOBJ)
@@ -146,4 +156,8 @@ uninstall:
 clean:
 	rm -rf build build-san
 
-.PHONY: all check deps demo fuzz bench install uninstall clean
+# The console's screenshots in docs/ (headless Chromium).
+console-shots: all
+	RECO_BIN=$(abspath $(BUILD)/bin) sh tests/tools/console-shots.sh
+
+.PHONY: all check deps demo fuzz bench install uninstall clean console-shots

@@ -26,6 +26,7 @@
 #include "profile.h"
 #include "rank.h"
 #include "serve.h"
+#include "console.h"
 #include "store.h"
 #include "table.h"
 
@@ -52,7 +53,8 @@ static const char usage[] =
 "                           (default 1s; 0: only on SIGHUP)\n"
 "Ranking:\n"
 "      --weights SPEC       a fixed blend, SOURCE=WEIGHT,... with sources mf,\n"
-"                           cooc, trend, dpop, pop, seen, cat, sknn, seq\n"
+"                           cooc, trend, dpop, pop, seen, cat, sknn, seq,\n"
+"                           next\n"
 "                           (default: the blend the snapshot learned)\n"
 "      --default-n N        results when a request does not say (default 10)\n"
 "      --keep-purchased     do not exclude the user's purchases\n"
@@ -75,6 +77,11 @@ static const char usage[] =
 "      --timeout SECONDS    a request, headers and body, must arrive\n"
 "                           within this of its first byte (else 408), and\n"
 "                           idle connections are closed (default 10)\n"
+"      --console            a read-only web console under /console/: users,\n"
+"                           items and live metrics (reco-serve(1), CONSOLE)\n"
+"      --console-token FILE the console asks for the token in FILE (a bearer\n"
+"                           token or the cookie /console/?token=T sets);\n"
+"                           required when --listen is not a loopback address\n"
 "Redis (--store redis://...):\n"
 "      --redis-timeout DUR  wait this long for a reply (default 50ms)\n"
 "      --redis-connect-timeout DUR  and for a connection (default 50ms)\n"
@@ -111,7 +118,9 @@ enum {
 	OPT_REDIS_CONNECT_TIMEOUT,
 	OPT_REDIS_RETRIES,
 	OPT_BREAKER_FAILURES,
-	OPT_BREAKER_PROBE
+	OPT_BREAKER_PROBE,
+	OPT_CONSOLE,
+	OPT_CONSOLE_TOKEN
 };
 
 static const struct option opts[] = {
@@ -143,6 +152,8 @@ static const struct option opts[] = {
 	{ "redis-retries", required_argument, NULL, OPT_REDIS_RETRIES },
 	{ "breaker-failures", required_argument, NULL, OPT_BREAKER_FAILURES },
 	{ "breaker-probe", required_argument, NULL, OPT_BREAKER_PROBE },
+	{ "console", no_argument, NULL, OPT_CONSOLE },
+	{ "console-token", required_argument, NULL, OPT_CONSOLE_TOKEN },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -161,7 +172,8 @@ struct slot {
 
 static struct {
 	const char *model, *store, *items, *control, *impressions, *listen;
-	const char *metrics;
+	const char *metrics, *console_token;
+	int console;
 	int64_t reload_ms;
 	struct serve_opts so;
 	struct serve_limits lim;
@@ -227,6 +239,7 @@ static struct {
 	atomic_ullong lat_ns;
 	atomic_ullong cold, unknown_ctx, results, impressions, store_errors;
 	atomic_ullong reloads, reload_failures, busy, variants[MAX_VARIANTS + 1];
+	atomic_ullong imp_variants[MAX_VARIANTS + 1];
 	atomic_ullong store_reloads, store_reload_failures, degraded;
 	atomic_ullong breaker_opens, deadlines, log_suppressed;
 	atomic_llong inflight;
@@ -276,6 +289,8 @@ on_opt(struct tool *t, int c, const char *arg)
 	case OPT_IMPRESSIONS: O.impressions = arg; break;
 	case OPT_LISTEN: O.listen = arg; break;
 	case OPT_METRICS: O.metrics = arg; break;
+	case OPT_CONSOLE: O.console = 1; break;
+	case OPT_CONSOLE_TOKEN: O.console_token = arg; break;
 	case OPT_VARIANT:
 		if (O.nvspec == MAX_VARIANTS)
 			tool_usage_error(&T, "--variant: at most %d variants", MAX_VARIANTS);
@@ -741,9 +756,50 @@ wall_ms(void)
  * without a newline, and return its HTTP status. defid is the id given
  * to a request without one.
  */
+/* What the console adds to an answer (see answer): the profile and what
+ * each source alone recommends, written to b; nothing is counted in the
+ * metrics and no impression is written. */
+struct console_ask {
+	struct buf *b;
+};
+
+static void
+console_add(struct console_ask *cx, struct serve_worker *w,
+	    const struct serve_snap *s, struct profile *p, int unavailable,
+	    const struct serve_req *q)
+{
+	struct buf *b = cx->b;
+
+	buf_puts(b, ",\"profile\":");
+	if (p)
+		profile_write_json(b, p);
+	else
+		buf_puts(b, "null");
+	buf_puts(b, ",\"profile_status\":");
+	buf_puts(b, unavailable ? "\"unavailable\"" : p ? "\"found\"" :
+		    O.store ? "\"none\"" : "\"no store\"");
+	buf_puts(b, ",\"sources\":");
+	console_sources(b, w, s, p, q, &O.so);
+}
+
+static int
+answer_as(struct serve_worker *w, struct store *own, struct serve_req *q,
+	  const char *defid, struct buf *out, struct buf *impbuf,
+	  struct console_ask *cx);
+
 static int
 answer(struct serve_worker *w, struct store *own, struct serve_req *q,
        const char *defid, struct buf *out, struct buf *impbuf)
+{
+	return answer_as(w, own, q, defid, out, impbuf, NULL);
+}
+
+/* answer, and with cx the console's additions after the answer (to
+ * cx->b), counting nothing. */
+static int
+answer_as(struct serve_worker *w, struct store *own, struct serve_req *q,
+	  const char *defid, struct buf *out, struct buf *impbuf,
+	  struct console_ask *cx)
 {
 	char err[512], idbuf[1024];
 	const char *id = defid;
@@ -790,6 +846,16 @@ answer(struct serve_worker *w, struct store *own, struct serve_req *q,
 			p = NULL;
 		if (!unavailable || !q->strict)
 			serve_begin(w, s, p, q, &O.so, &r);
+		if (cx && (!unavailable || !q->strict)) {
+			/* The profile belongs to the store: used under its lock. */
+			serve_finish(w, s, q, &O.so, &r);
+			r.profile_unavailable = unavailable;
+			serve_write_answer(out, q, id, S[k].name, s, &r);
+			console_add(cx, w, s, p, unavailable, q);
+			pthread_rwlock_unlock(&store_rw);
+			snap_put(s);
+			return 200;
+		}
 		pthread_rwlock_unlock(&store_rw);
 	} else if (O.store) {
 		/* Redis: the thread's own connection (HTTP; NULL if it could
@@ -809,10 +875,28 @@ answer(struct serve_worker *w, struct store *own, struct serve_req *q,
 			atomic_store(&breaker_fails, 0);
 		if (!unavailable || !q->strict)
 			serve_begin(w, s, rc == 1 ? p : NULL, q, &O.so, &r);
+		if (cx && (!unavailable || !q->strict)) {
+			serve_finish(w, s, q, &O.so, &r);
+			r.profile_unavailable = unavailable;
+			serve_write_answer(out, q, id, S[k].name, s, &r);
+			console_add(cx, w, s, rc == 1 ? p : NULL, unavailable, q);
+			if (!http_mode)
+				pthread_mutex_unlock(&store_mu);
+			snap_put(s);
+			return 200;
+		}
 		if (!http_mode)
 			pthread_mutex_unlock(&store_mu);
-	} else
+	} else {
 		serve_begin(w, s, NULL, q, &O.so, &r);
+		if (cx) {
+			serve_finish(w, s, q, &O.so, &r);
+			serve_write_answer(out, q, id, S[k].name, s, &r);
+			console_add(cx, w, s, NULL, 0, q);
+			snap_put(s);
+			return 200;
+		}
+	}
 	if (unavailable && q->strict) {
 		snap_put(s);
 		serve_write_error(out, id, strlen(id), 503,
@@ -839,6 +923,7 @@ answer(struct serve_worker *w, struct store *own, struct serve_req *q,
 			    strerror(imp->err_no));
 		pthread_mutex_unlock(&imp_mu);
 		M.impressions += r.n;
+		M.imp_variants[k] += r.n;
 	}
 	snap_put(s);
 	return 200;
@@ -951,9 +1036,11 @@ struct conn {
 	double t0;
 	struct buf body;
 	int too_big, counted;
-	int meta;                  /* /healthz, /readyz or /metrics: not
-				    * counted as a request in the metrics */
+	int meta;                  /* /healthz, /readyz, /metrics or the
+				    * console: not counted as a request in
+				    * the metrics */
 	int fd;
+	const char *cookie;        /* a Set-Cookie header for the answer */
 };
 
 static struct sock *
@@ -1320,6 +1407,10 @@ reply(struct MHD_Connection *c, struct conn *cn, int code, const char *type,
 	if (!r)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", type);
+	if (cn->cookie)
+		MHD_add_response_header(r, "Set-Cookie", cn->cookie);
+	if (cn->meta == 2) /* the console: personal data, not for caches */
+		MHD_add_response_header(r, "Cache-Control", "no-store");
 	if (code == 405)
 		MHD_add_response_header(r, "Allow", "GET, POST");
 	rc = MHD_queue_response(c, (unsigned)code, r);
@@ -1483,6 +1574,229 @@ readiness(struct buf *b)
 	return ok;
 }
 
+
+/* ---- the console ---- */
+
+static char *console_token; /* --console-token's, NULL: none asked */
+
+/* Whether the n bytes at t are the token, in a time that does not depend
+ * on where they differ. */
+static int
+token_eq(const char *t, size_t n)
+{
+	size_t m = strlen(console_token);
+	unsigned d = n != m;
+
+	for (size_t k = 0; k < m; k++)
+		d |= (unsigned)(unsigned char)console_token[k] ^
+		     (unsigned)(unsigned char)(k < n ? t[k] : 0);
+	return d == 0;
+}
+
+/* The request carries the token: a bearer token or the console's cookie
+ * (always, without --console-token). */
+static int
+console_authed(struct MHD_Connection *c)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *k = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "reco_console");
+
+	if (!console_token)
+		return 1;
+	if (h && strncmp(h, "Bearer ", 7) == 0 && token_eq(h + 7, strlen(h + 7)))
+		return 1;
+	return k && token_eq(k, strlen(k));
+}
+
+/* A whole number from 1 to max in URL parameter name, or def if it is
+ * not given; -1 if it is not such a number. */
+static long
+console_num(struct MHD_Connection *c, const char *name, long def, long max)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+	char *end;
+
+	if (!v)
+		return def;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	return !*v || *end || errno || n < 1 || n > max ? -1 : n;
+}
+
+/* GET /console/api/user?user=U[&n=N]: the answer /recommend gives, the
+ * profile, and what each source alone recommends. */
+static enum MHD_Result
+console_user(struct MHD_Connection *c, struct conn *cn)
+{
+	struct tls *t = tls_get();
+	const char *user = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "user");
+	const char *n = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "n");
+	char err[512], defid[64];
+	struct console_ask cx = { &t->out };
+
+	if (!user || !*user)
+		return reply_error(c, cn, 400, "user: a user id is required (?user=ID)");
+	serve_req_reset(&t->q);
+	if (serve_req_param(&t->q, "user", user, strlen(user), &O.lim, err, sizeof err) ||
+	    (n && serve_req_param(&t->q, "n", n, strlen(n), &O.lim, err, sizeof err)))
+		return reply_error(c, cn, 400, err);
+	snprintf(defid, sizeof defid, "console-%llu", (unsigned long long)++M.seq);
+	t->out.n = 0;
+	buf_puts(&t->out, "{\"answer\":");
+	size_t at = t->out.n;
+	int code = answer_as(t->w, tls_store(t), &t->q, defid, &t->out, &t->ib, &cx);
+	if (code != 200) {
+		buf_putc(&t->out, '\n');
+		return reply(c, cn, code, "application/json", t->out.p + at, t->out.n - at);
+	}
+	buf_puts(&t->out, "}\n");
+	return reply(c, cn, 200, "application/json", t->out.p, t->out.n);
+}
+
+/* The slot of URL parameter variant (the control's without it), or NULL. */
+static struct slot *
+console_slot(struct MHD_Connection *c)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "variant");
+
+	for (int k = 0; k < nS; k++)
+		if (!v || strcmp(v, S[k].name) == 0)
+			return &S[k];
+	return NULL;
+}
+
+/* GET /console/api/item?item=I[&n=N][&variant=V]: the item's attributes,
+ * counts and neighbours. */
+static enum MHD_Result
+console_item_page(struct MHD_Connection *c, struct conn *cn)
+{
+	struct tls *t = tls_get();
+	const char *item = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "item");
+	long n = console_num(c, "n", 10, 1000);
+	struct slot *sl = console_slot(c);
+
+	if (!item || !*item)
+		return reply_error(c, cn, 400, "item: an item id is required (?item=ID)");
+	if (strlen(item) > O.lim.max_id)
+		return reply_error(c, cn, 400, "item: longer than --max-id");
+	if (n < 0)
+		return reply_error(c, cn, 400, "n: expected an integer from 1 to 1000");
+	if (!sl)
+		return reply_error(c, cn, 404, "variant: no such variant");
+	struct serve_snap *s = snap_get(sl);
+	if (!s)
+		return reply_error(c, cn, 503, "no model snapshot loaded (--model)");
+	t->out.n = 0;
+	buf_printf(&t->out, "{\"variant\":\"%s\",\"model\":\"%s\",\"item\":", sl->name, s->version);
+	size_t at = t->out.n;
+	int rc = console_item(&t->out, s, items, item, strlen(item), (size_t)n);
+	snap_put(s);
+	if (rc)
+		return reply_error(c, cn, 404, "item: neither the model nor --items knows it");
+	(void)at;
+	buf_puts(&t->out, "}\n");
+	return reply(c, cn, 200, "application/json", t->out.p, t->out.n);
+}
+
+/* GET /console/api/live: the server's counters now, for the live view
+ * (the page takes differences between polls for rates and recent
+ * percentiles: latency as the non-empty buckets of the fine histogram,
+ * [bucket, count], 8 per power of two of nanoseconds). */
+static enum MHD_Result
+console_live(struct MHD_Connection *c, struct conn *cn)
+{
+	struct tls *t = tls_get();
+	struct buf *b = &t->out;
+
+	b->n = 0;
+	buf_printf(b, "{\"now\":%lld,\"uptime\":%.3f,\"requests\":{",
+		   (long long)wall_ms(), (double)wall_ms() / 1000 - t_start);
+	for (size_t k = 0; k < NCODES; k++)
+		buf_printf(b, "%s\"%d\":%llu", k ? "," : "", codes[k],
+			   (unsigned long long)M.status[k]);
+	buf_puts(b, "},\"latency\":[");
+	int first = 1;
+	for (size_t k = 0; k < FINE; k++) {
+		unsigned long long v = M.fine[k];
+		if (v) {
+			buf_printf(b, "%s[%zu,%llu]", first ? "" : ",", k, v);
+			first = 0;
+		}
+	}
+	buf_printf(b, "],\"p50\":%.6f,\"p99\":%.6f", quantile(0.5), quantile(0.99));
+	buf_printf(b, ",\"inflight\":%lld,\"cold\":%llu,\"results\":%llu,"
+		      "\"impressions\":%llu,\"degraded\":%llu,\"busy\":%llu,"
+		      "\"reloads\":%llu,\"reload_failures\":%llu,\"breaker_open\":%d,"
+		      "\"impressions_written\":%s,\"variants\":[",
+		   (long long)M.inflight, (unsigned long long)M.cold,
+		   (unsigned long long)M.results, (unsigned long long)M.impressions,
+		   (unsigned long long)M.degraded, (unsigned long long)M.busy,
+		   (unsigned long long)M.reloads, (unsigned long long)M.reload_failures,
+		   atomic_load(&breaker_open), imp ? "true" : "false");
+	for (int k = 0; k < nS; k++) {
+		struct serve_snap *s = snap_get(&S[k]);
+		buf_printf(b, "%s{\"name\":\"%s\",\"share\":%d,\"requests\":%llu,\"impressions\":%llu",
+			   k ? "," : "", S[k].name, S[k].hi - S[k].lo,
+			   (unsigned long long)M.variants[k],
+			   (unsigned long long)M.imp_variants[k]);
+		if (s)
+			buf_printf(b, ",\"version\":\"%s\",\"items\":%llu,\"events\":%llu,"
+				      "\"event_time\":%.3f,\"file_time\":%.3f",
+				   s->version, (unsigned long long)s->m->nitems,
+				   (unsigned long long)s->events, s->clock / 1000.0, S[k].mtime);
+		buf_putc(b, '}');
+		snap_put(s);
+	}
+	buf_puts(b, "]}\n");
+	return reply(c, cn, 200, "application/json", b->p, b->n);
+}
+
+/* Everything under /console: the page, its script and style, and the
+ * JSON it asks for; GET only, read-only, and with --console-token only
+ * for who shows the token. */
+static enum MHD_Result
+console_route(struct MHD_Connection *c, struct conn *cn, const char *sub, int get)
+{
+	cn->meta = 2;
+	if (!get)
+		return reply_error(c, cn, 405, "method not allowed");
+	int page = !*sub || strcmp(sub, "/") == 0 || strcmp(sub, "/index.html") == 0;
+	int authed = console_authed(c);
+	if (page && !authed) {
+		const char *tok = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "token");
+		if (tok && token_eq(tok, strlen(tok))) {
+			/* A token URL: the cookie carries the token from now on. */
+			static __thread char cookie[4200];
+			snprintf(cookie, sizeof cookie,
+				 "reco_console=%s; Path=/console; HttpOnly; SameSite=Strict",
+				 console_token);
+			cn->cookie = cookie;
+			authed = 1;
+		}
+	}
+	if (!authed)
+		return reply_error(c, cn, 401, "the console needs its token (--console-token): open /console/?token=TOKEN, or send Authorization: Bearer TOKEN");
+	if (page)
+		return reply(c, cn, 200, "text/html; charset=utf-8", console_html,
+			     strlen(console_html));
+	if (strcmp(sub, "/app.js") == 0)
+		return reply(c, cn, 200, "text/javascript; charset=utf-8", console_js,
+			     strlen(console_js));
+	if (strcmp(sub, "/style.css") == 0)
+		return reply(c, cn, 200, "text/css; charset=utf-8", console_css,
+			     strlen(console_css));
+	int user = strcmp(sub, "/api/user") == 0, item = strcmp(sub, "/api/item") == 0,
+	    live = strcmp(sub, "/api/live") == 0;
+	if (!user && !item && !live)
+		return reply_error(c, cn, 404, "not found (/console/, /console/api/user, /console/api/item, /console/api/live)");
+	if (inflight_take(cn)) {
+		M.busy++;
+		return reply_error(c, cn, 503, "busy: too many requests at once (--max-inflight)");
+	}
+	return user ? console_user(c, cn) : item ? console_item_page(c, cn) : console_live(c, cn);
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url,
 	   const char *method, const char *version, const char *upload,
@@ -1567,8 +1881,11 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		return reply(c, cn, 200, "text/plain; version=0.0.4",
 			     t->out.p, t->out.n);
 	}
+	if (O.console && strncmp(url, "/console", 8) == 0 && (url[8] == '\0' || url[8] == '/'))
+		return console_route(c, cn, url + 8, get);
 	if (strcmp(url, "/recommend") != 0)
-		return reply_error(c, cn, 404, "not found (/recommend, /healthz, /readyz, /metrics)");
+		return reply_error(c, cn, 404, O.console ? "not found (/recommend, /healthz, /readyz, /metrics, /console/)"
+							  : "not found (/recommend, /healthz, /readyz, /metrics)");
 	if (!get && !post)
 		return reply_error(c, cn, 405, "method not allowed");
 	if (post) {
@@ -1725,6 +2042,61 @@ run_http(void)
 	socks = NULL;
 }
 
+/* Whether --listen's address is a loopback one (127.0.0.0/8, ::1). */
+static int
+listen_loopback(void)
+{
+	struct sockaddr_storage sa;
+	socklen_t len;
+
+	if (parse_listen(O.listen, &sa, &len))
+		return 0;
+	if (sa.ss_family == AF_INET)
+		return ntohl(((struct sockaddr_in *)&sa)->sin_addr.s_addr) >> 24 == 127;
+	return sa.ss_family == AF_INET6 &&
+	       IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&sa)->sin6_addr);
+}
+
+/* Check the console's options and read its token. */
+static void
+console_setup(void)
+{
+	if (O.console_token && !O.console)
+		tool_usage_error(&T, "--console-token: the console is off (--console)");
+	if (!O.console)
+		return;
+	if (!O.listen)
+		tool_usage_error(&T, "--console: the console is served over HTTP (--listen)");
+	if (!O.console_token) {
+		if (!listen_loopback())
+			tool_usage_error(&T, "--console: %s is not a loopback address, and profiles are personal data: give --console-token FILE",
+					 O.listen);
+		return;
+	}
+	FILE *f = fopen(O.console_token, "r");
+	char tok[4096];
+	size_t n;
+	if (!f)
+		die(EXIT_IO, "%s:", O.console_token);
+	n = fread(tok, 1, sizeof tok - 1, f);
+	int bad = ferror(f);
+	fclose(f);
+	if (bad)
+		die(EXIT_IO, "%s: read error", O.console_token);
+	tok[n] = '\0';
+	while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' ' ||
+		     tok[n - 1] == '\t'))
+		tok[--n] = '\0';
+	if (n < 16)
+		die(EXIT_DATA, "%s: the console token must be at least 16 characters", O.console_token);
+	for (size_t k = 0; k < n; k++)
+		if (!(tok[k] > ' ' && tok[k] < 127 && tok[k] != ';' && tok[k] != ',' &&
+		      tok[k] != '"' && tok[k] != '\\'))
+			die(EXIT_DATA, "%s: the console token is one line of printable characters, without spaces, quotes, commas, semicolons or backslashes",
+			    O.console_token);
+	console_token = xstrdup(tok);
+}
+
 static void
 parse_variants(void)
 {
@@ -1779,6 +2151,7 @@ main(int argc, char **argv)
 	tool_parse(&T, argc, argv, opts, NULL, on_opt);
 	if (O.listen && T.nfiles)
 		tool_usage_error(&T, "--listen serves HTTP: no input files");
+	console_setup();
 	if (strchr(O.control, '"') || strchr(O.control, '\\'))
 		tool_usage_error(&T, "--control: a plain name, please");
 	S[0].name = xstrdup(O.control);

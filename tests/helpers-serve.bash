@@ -2,6 +2,14 @@
 
 SERVE_PID=
 
+# serve_fixture: the serve fixture's directory in F, its model in m.bin
+# and its profiles in p.state.
+serve_fixture() {
+	F=$(fixture serve)
+	reco-train -o m.bin <"$F/events.ndjson"
+	reco-profile --store p.state <"$F/events.ndjson" >/dev/null
+}
+
 # serve_start [OPTION...]: start reco-serve --listen 127.0.0.1:0 with the
 # options; set SERVE_PID and URL. Its standard error goes to serve.err.
 serve_start() {

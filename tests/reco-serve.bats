@@ -9,9 +9,7 @@ bats_require_minimum_version 1.5.0
 
 setup() {
 	common_setup
-	F=$(fixture serve)
-	reco-train -o m.bin <"$F/events.ndjson"
-	reco-profile --store p.state <"$F/events.ndjson" >/dev/null
+	serve_fixture
 }
 
 teardown() {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # embed.sh: write C source defining a string constant per file: embed.sh FILE NAME [FILE NAME ...]
 set -e
-echo "/* Generated from the schema files by tests/tools/embed.sh: do not edit. */"
+echo "/* Generated from $1 and the other files named by tests/tools/embed.sh: do not edit. */"
 while [ $# -ge 2 ]; do
 	echo "extern const char $2[];"
 	echo "const char $2[] ="
