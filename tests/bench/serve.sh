@@ -251,3 +251,30 @@ stop
 set -- $(cat "$tmp/wrk.res")
 printf '%-52s %10s %7s ms %7s ms\n' "  reload under load ($reloads reloads)" "$1" "$2" "$3"
 awk -v b="$4" 'BEGIN { printf "%-52s %s\n", "  target: a reload under load drops no request", (b == 0) ? "met (0 errors)" : "NOT MET (" b " errors)" }'
+
+# The console's cost to /recommend: wrk with the console off, then on
+# with a page's polling of /console/api/live every second, alternating,
+# 3 runs each; medians side by side.
+n=10000
+export USERS=2000
+: >"$tmp/con.off"
+: >"$tmp/con.on"
+for round in 1 2 3; do
+	for side in off on; do
+		if [ "$side" = on ]; then
+			start --model "$tmp/m$n.bin" --threads 2 --console
+			(while :; do curl -s "http://127.0.0.1:$PORT/console/api/live" >/dev/null; sleep 1; done) &
+			poller=$!
+		else
+			start --model "$tmp/m$n.bin" --threads 2
+		fi
+		wrk_run >>"$tmp/con.$side"
+		[ "$side" = on ] && { kill "$poller"; wait "$poller" 2>/dev/null || true; }
+		stop
+	done
+done
+printf '%-52s %10s %10s %10s\n' "reco-serve, HTTP, the console's cost ($n items)" "req/s" "p50" "p99"
+for side in off on; do
+	sort -n -k1,1 "$tmp/con.$side" | awk -v s="$side" 'NR == 2 {
+		printf "%-52s %10s %7s ms %7s ms\n", "  console " s " (median of 3 runs by req/s)", $1, $2, $3 }'
+done
