@@ -93,16 +93,26 @@ def main():
         th.start()
         th.join()
         time.sleep(2.5)
+        # Read the plots in one script: the page redraws them every poll, so
+        # elements found in one call may be gone by the next.
+        live = d.execute_script("""
+            var out = {live: {}, variants: []};
+            document.querySelectorAll('svg.plot polyline[data-series]').forEach(function (pl) {
+                out.live[pl.getAttribute('data-series')] = pl.getAttribute('points') || '';
+            });
+            document.querySelectorAll('#variants tbody tr').forEach(function (r) {
+                out.variants.push(r.getAttribute('data-variant'));
+            });
+            return out;""")
         out['live'] = {}
-        for pl in d.find_elements(By.CSS_SELECTOR, 'svg.plot polyline[data-series]'):
-            pts = [tuple(map(float, p.split(','))) for p in pl.get_attribute('points').split()]
-            out['live'][pl.get_attribute('data-series')] = {
+        for series, points in live['live'].items():
+            pts = [tuple(map(float, p.split(','))) for p in points.split()]
+            out['live'][series] = {
                 'points': len(pts),
                 # a point above the baseline: the plot shows something
                 'raised': sum(1 for x, y in pts if y < 124 - 0.5),
             }
-        out['variants'] = [r.get_attribute('data-variant') for r in
-                           d.find_elements(By.CSS_SELECTOR, '#variants tbody tr')]
+        out['variants'] = live['variants']
         if shots:
             d.save_screenshot(shots + '/console-live.png')
     finally:
