@@ -33,6 +33,8 @@ struct ranker {
 	size_t naccl;
 	struct cand *heap;        /* top-M selection */
 	size_t heap_cap;
+	struct cand *lob, *mfc;   /* src_mf_q8's lower bounds and candidates */
+	size_t lob_cap, mfc_cap;
 	struct cand *src[RANK_NSRC]; /* each source's list, best first */
 	size_t nsrc[RANK_NSRC], src_cap[RANK_NSRC];
 	uint32_t *ci;             /* candidates: item */
@@ -137,6 +139,8 @@ ranker_free(struct ranker *r)
 	free(r->acc);
 	free(r->accl);
 	free(r->heap);
+	free(r->lob);
+	free(r->mfc);
 	for (int s = 0; s < RANK_NSRC; s++)
 		free(r->src[s]);
 	free(r->ci);
@@ -202,17 +206,26 @@ struct top {
 	struct cand thr;
 };
 
+/* A selection of m in the buffer *buf (room for *cap, grown). */
 static void
-top_init(struct ranker *r, struct top *t, size_t m)
+top_init_in(struct cand **buf, size_t *cap, struct top *t, size_t m)
 {
-	if (2 * m > r->heap_cap) {
-		r->heap_cap = 2 * m;
-		r->heap = xreallocarray(r->heap, 2 * m, sizeof *r->heap);
+	if (2 * m > *cap) {
+		*cap = 2 * m;
+		*buf = xreallocarray(*buf, 2 * m, sizeof **buf);
 	}
-	t->h = r->heap;
+	t->h = *buf;
 	t->n = 0;
 	t->m = m;
 	t->full = 0;
+	t->thr.s = 0;
+	t->thr.i = 0;
+}
+
+static void
+top_init(struct ranker *r, struct top *t, size_t m)
+{
+	top_init_in(&r->heap, &r->heap_cap, t, m);
 }
 
 /* Not good enough to come in: no better than the threshold. */
@@ -380,57 +393,159 @@ struct rank_index {
 	struct cand *list[RANK_NSRC];
 	size_t n[RANK_NSRC];
 	int complete[RANK_NSRC];  /* every item with a score is listed */
-	/* The item factors again, in blocks of MF_BLOCK items: factor k of
-	 * the block's item j at [k * MF_BLOCK + j], so that one pass scores
-	 * a block's items side by side. */
-	float *blocks;
+	/* The item factors again, in 8 bits: item i's row is scale[i] times
+	 * q's, rounded to the nearest, in blocks of MF_BLOCK items (factor k
+	 * of the block's item j at [k * MF_BLOCK + j]), so that one pass
+	 * scores a block's items side by side, reading a quarter of the
+	 * bytes; the best are scored again exactly (src_mf). */
+	int8_t *q;
+	float *scale;
 	uint64_t nblocks;
 };
 
 #define MF_BLOCK 16
 
-/* On x86-64, the block scores are compiled for each vector width and
- * the widest the processor has is chosen at load time. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
-#define RANK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RANK_CLONES
+/*
+ * The approximate scores of a block of 8-bit rows against user factors p:
+ * out[j] = scale[j] times the sum over k of p[k] * q[k][j], for the
+ * block's MF_BLOCK items; the result has bit j set where out[j] + e[j]
+ * (e[j] = scale[j] * p1, the bound of the error) reaches floor. Only
+ * candidates come of it (src_mf_q8 scores them again exactly), so the
+ * vector and the plain forms need not agree to the last bit.
+ */
+static unsigned
+mf_block_q8_plain(const float *p, const int8_t *blk, uint32_t stride,
+		  const float *scale, float p1, float floor, float *out)
+{
+	float acc[MF_BLOCK] = { 0 };
+	unsigned mask = 0;
+
+	for (uint32_t k = 0; k < stride; k++)
+		for (int j = 0; j < MF_BLOCK; j++)
+			acc[j] += p[k] * blk[(size_t)k * MF_BLOCK + j];
+	for (int j = 0; j < MF_BLOCK; j++) {
+		out[j] = acc[j] * scale[j];
+		mask |= (unsigned)(out[j] + scale[j] * p1 >= floor) << j;
+	}
+	return mask;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(RANK_PLAIN)
+#include <immintrin.h>
+#define RANK_AVX2 1
+
+/* The same with AVX2: the bytes widened to 32-bit integers and to floats
+ * in registers (which GCC's generic vectors leave to scalar code). */
+__attribute__((target("avx2,fma"))) static unsigned
+mf_block_q8_avx2(const float *p, const int8_t *blk, uint32_t stride,
+		 const float *scale, float p1, float floor, float *out)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+
+	for (uint32_t k = 0; k < stride; k += 2) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(blk + (size_t)k * MF_BLOCK));
+		__m128i w = _mm_loadu_si128((const __m128i *)(const void *)(blk + (size_t)(k + 1) * MF_BLOCK));
+		__m256 pv = _mm256_set1_ps(p[k]), pw = _mm256_set1_ps(p[k + 1]);
+		a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), pv, a0);
+		a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), pv, a1);
+		b0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w)), pw, b0);
+		b1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w, 8))), pw, b1);
+	}
+	__m256 s0 = _mm256_loadu_ps(scale), s1 = _mm256_loadu_ps(scale + 8);
+	__m256 pp = _mm256_set1_ps(p1), fl = _mm256_set1_ps(floor);
+	a0 = _mm256_mul_ps(_mm256_add_ps(a0, b0), s0);
+	a1 = _mm256_mul_ps(_mm256_add_ps(a1, b1), s1);
+	_mm256_storeu_ps(out, a0);
+	_mm256_storeu_ps(out + 8, a1);
+	unsigned lo = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_fmadd_ps(s0, pp, a0), fl, _CMP_GE_OQ));
+	unsigned hi = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_fmadd_ps(s1, pp, a1), fl, _CMP_GE_OQ));
+	return lo | hi << 8;
+}
 #endif
 
-typedef float rank_vb __attribute__((vector_size(MF_BLOCK * sizeof(float))));
+typedef unsigned (*rank_q8_fn)(const float *, const int8_t *, uint32_t,
+			       const float *, float, float, float *);
+
+/* The widest form the processor runs, chosen once. */
+static rank_q8_fn
+mf_block_q8(void)
+{
+#ifdef RANK_AVX2
+	static int avx2 = -1;
+	if (avx2 < 0) {
+		__builtin_cpu_init();
+		avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	}
+	if (avx2)
+		return mf_block_q8_avx2;
+#endif
+	return mf_block_q8_plain;
+}
 
 /*
- * The scores of a block's items against user factors p: the same sums in
- * the same order as model_dot (sixteen lane sums over the row, then the
- * same tree), so each score is bit for bit model_dot's, whatever the
- * vector width.
+ * MF's candidates from the 8-bit blocks, exactly the full pass's: an
+ * item's approximate score a is within e = 0.51 * scale * sum |p| of its
+ * exact one (half a step of rounding per factor, and room for the float
+ * sums). A first pass keeps the items whose a + e reaches the depth-th
+ * best a - e (which only rises as the pass goes); the second scores them
+ * exactly (model_dot, as the full pass) and keeps the best depth.
  */
-RANK_CLONES static unsigned
-mf_block(const float *p, const float *blk, uint32_t stride, float thr,
-	 float *out)
+static void
+src_mf_q8(struct ranker *r, const struct model *m, const struct rank_req *q,
+	  const float *p, struct top *t)
 {
-	rank_vb acc[16], f;
+	const struct rank_index *ix = q->ix;
+	uint32_t stride = m->stride;
+	float p1 = 0, a[MF_BLOCK];
+	struct top lo;
+	size_t nc = 0;
 
-#pragma GCC unroll 16
-	for (int j = 0; j < 16; j++)
-		acc[j] = (rank_vb){ 0 };
-	for (uint32_t k = 0; k < stride; k += 16)
-#pragma GCC unroll 16
-		for (int j = 0; j < 16; j++) {
-			memcpy(&f, blk + (size_t)(k + j) * MF_BLOCK, sizeof f);
-			acc[j] += f * p[k + j];
+	for (uint32_t k = 0; k < stride; k++)
+		p1 += fabsf(p[k]);
+	p1 *= 0.51f;
+	top_init_in(&r->lob, &r->lob_cap, &lo, t->m);
+	rank_q8_fn block = mf_block_q8();
+	for (uint64_t b = 0; b < ix->nblocks; b++) {
+		uint64_t base = b * MF_BLOCK;
+		uint64_t n = m->nitems - base < MF_BLOCK ? m->nitems - base : MF_BLOCK;
+		unsigned mask = block(p, ix->q + (size_t)b * stride * MF_BLOCK, stride,
+				      ix->scale + base, p1, top_floor(&lo), a);
+		if (n < MF_BLOCK)
+			mask &= (1u << n) - 1;
+		while (mask) {
+			unsigned j = (unsigned)__builtin_ctz(mask);
+			mask &= mask - 1;
+			float e = ix->scale[base + j] * p1, s = a[j];
+			if (SKIP(r, q, base + j))
+				continue;
+			if (nc == r->mfc_cap) {
+				r->mfc_cap = nc ? 2 * nc : 1024;
+				r->mfc = xreallocarray(r->mfc, r->mfc_cap, sizeof *r->mfc);
+			}
+			r->mfc[nc].s = s + e;
+			r->mfc[nc++].i = (uint32_t)(base + j);
+			top_add(&lo, s - e, (uint32_t)(base + j));
 		}
-	rank_vb c0 = (acc[0] + acc[8]) + (acc[4] + acc[12]);
-	rank_vb c1 = (acc[1] + acc[9]) + (acc[5] + acc[13]);
-	rank_vb c2 = (acc[2] + acc[10]) + (acc[6] + acc[14]);
-	rank_vb c3 = (acc[3] + acc[11]) + (acc[7] + acc[15]);
-	f = (c0 + c2) + (c1 + c3);
-	memcpy(out, &f, sizeof f);
-	/* The items not below thr. */
-	unsigned mask = 0;
-	for (int j = 0; j < MF_BLOCK; j++)
-		mask |= (unsigned)(f[j] >= thr) << j;
-	return mask;
+	}
+	/* The depth-th best lower bound: no item whose upper bound is below
+	 * it can be among the best depth. */
+	float floor = -INFINITY;
+	if (lo.n > lo.m)
+		top_prune(&lo);
+	if (lo.n == lo.m && lo.m) {
+		floor = lo.h[0].s;
+		for (size_t k = 1; k < lo.n; k++)
+			if (lo.h[k].s < floor)
+				floor = lo.h[k].s;
+	}
+	for (size_t k = 0; k < nc; k++) {
+		if (!(r->mfc[k].s >= floor))
+			continue;
+		uint32_t i = r->mfc[k].i;
+		float s = model_dot(p, model_item_vec(m, i), stride);
+		if (!top_out(t, s, i) && isfinite(s))
+			top_add(t, s, i);
+	}
 }
 
 /* The user's factors against every item's: a straight pass over the
@@ -449,26 +564,8 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
 		return;
 	}
 	const float *p = model_user_vec(m, (uint64_t)q->user);
-	if (q->ix && q->ix->blocks) {
-		const float *blk = q->ix->blocks;
-		float sc[MF_BLOCK];
-		for (uint64_t b = 0; b < q->ix->nblocks; b++, blk += (size_t)stride * MF_BLOCK) {
-			uint64_t base = b * MF_BLOCK;
-			uint64_t n = m->nitems - base < MF_BLOCK ? m->nitems - base : MF_BLOCK;
-			unsigned mask = mf_block(p, blk, stride, top_floor(&t), sc);
-			if (n < MF_BLOCK)
-				mask &= (1u << n) - 1;
-			while (mask) {
-				unsigned j = (unsigned)__builtin_ctz(mask);
-				float s = sc[j];
-				mask &= mask - 1;
-				if (top_out(&t, s, (uint32_t)(base + j)))
-					continue;
-				if (!isfinite(s) || SKIP(r, q, base + j))
-					continue;
-				top_add(&t, s, (uint32_t)(base + j));
-			}
-		}
+	if (q->ix && q->ix->q) {
+		src_mf_q8(r, m, q, p, &t);
 		top_done(r, &t, RANK_MF);
 		return;
 	}
@@ -1125,17 +1222,20 @@ rank_index_new(const struct model *m, size_t depth)
 	ranker_free(r);
 	if (m->stride % 16 == 0 && m->nitems) {
 		size_t stride = m->stride;
-		void *mem;
 		ix->nblocks = (m->nitems + MF_BLOCK - 1) / MF_BLOCK;
-		if (posix_memalign(&mem, 64, ix->nblocks * stride * MF_BLOCK * sizeof(float)))
-			die(EXIT_IO, "out of memory");
-		ix->blocks = mem;
-		memset(ix->blocks, 0, ix->nblocks * stride * MF_BLOCK * sizeof(float));
+		ix->q = xcalloc(ix->nblocks * MF_BLOCK, stride);
+		ix->scale = xcalloc(ix->nblocks * MF_BLOCK, sizeof *ix->scale);
 		for (uint64_t i = 0; i < m->nitems; i++) {
 			const float *row = model_item_vec(m, i);
-			float *blk = ix->blocks + (i / MF_BLOCK) * stride * MF_BLOCK;
+			int8_t *blk = ix->q + (i / MF_BLOCK) * stride * MF_BLOCK;
+			float top = 0;
 			for (size_t k = 0; k < stride; k++)
-				blk[k * MF_BLOCK + i % MF_BLOCK] = row[k];
+				if (fabsf(row[k]) > top)
+					top = fabsf(row[k]);
+			float sc = top / 127;
+			ix->scale[i] = sc;
+			for (size_t k = 0; sc > 0 && k < stride; k++)
+				blk[k * MF_BLOCK + i % MF_BLOCK] = (int8_t)lrintf(row[k] / sc);
 		}
 	}
 	return ix;
@@ -1149,6 +1249,7 @@ rank_index_free(struct rank_index *ix)
 		return;
 	for (int s = 0; s < RANK_NSRC; s++)
 		free(ix->list[s]);
-	free(ix->blocks);
+	free(ix->q);
+	free(ix->scale);
 	free(ix);
 }

@@ -320,6 +320,16 @@ teardown() {
 	reco-serve --model g.bin --store g.state --items items.csv --index-depth 40 q.ndjson >short.ndjson
 	same_bytes full.ndjson ix.ndjson
 	same_bytes full.ndjson short.ndjson
+	# With mf in the blend, its 8-bit pass and exact rescoring give the
+	# full pass's lists.
+	local w
+	for w in mf=1 mf=0.3,cooc=1,trend=0.05; do
+		reco-serve --model g.bin --store g.state --items items.csv --weights "$w" --index-depth 0 q.ndjson >full.ndjson
+		reco-serve --model g.bin --store g.state --items items.csv --weights "$w" q.ndjson >ix.ndjson
+		same_bytes full.ndjson ix.ndjson
+		jq -e -s '[.[] | .items[]? | select(.reason == "mf")] | length >= 200' ix.ndjson >/dev/null ||
+			fail "mf gave too few items with --weights $w"
+	done
 	# The requests were answered, most with a full list.
 	[ "$(jq -s '[.[] | select(.items and (.items | length) >= 10)] | length' full.ndjson)" -ge 300 ]
 	jq -e -s '[.[] | .items[]?.reason] | unique | length >= 3' full.ndjson
