@@ -19,7 +19,8 @@ teardown() {
 # (tests/tools/console-check.py), as JSON in shown.json; screenshots go to
 # the test's directory.
 browse() {
-	/usr/bin/python3 "$BATS_TEST_DIRNAME/tools/console-check.py" "$URL" "$@" \
+	# Chromium's profile goes under the test's directory, removed with it.
+	TMPDIR="$BATS_TEST_TMPDIR" /usr/bin/python3 "$BATS_TEST_DIRNAME/tools/console-check.py" "$URL" "$@" \
 		--shots "$PWD" >shown.json || fail "console-check failed"
 }
 
