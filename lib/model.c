@@ -1858,20 +1858,6 @@ static void lsec_write(const struct model *m, struct sink *s);
 static int lsec_check(const unsigned char *map, size_t len, uint64_t *prev,
 			uint64_t *off, uint64_t *size);
 
-/* zlib's CRC-32 over any length. */
-uint32_t
-model_crc32(uint32_t crc, const void *p, size_t n)
-{
-	const Bytef *b = p;
-
-	while (n > 0) {
-		uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-		crc = (uint32_t)crc32(crc, b, k);
-		b += k;
-		n -= k;
-	}
-	return crc;
-}
 
 static void
 put32(unsigned char *p, uint32_t v)
@@ -1935,7 +1921,7 @@ sink_put(struct sink *s, const void *p, size_t n)
 		return;
 	/* The second pass writes what the first one checksummed. */
 	if (!s->w && !s->o)
-		s->crc = model_crc32(s->crc, p, n);
+		s->crc = crc32_any(s->crc, p, n);
 	s->n += n;
 	if (s->w)
 		state_write(s->w, p, n);
@@ -2272,7 +2258,7 @@ header(const struct model *m, unsigned char *h, const uint64_t *off,
 		put64(e + 8, off[k]);
 		put64(e + 16, size[k]);
 	}
-	put32(h + 252, model_crc32(0, h, HDR_SIZE));
+	put32(h + 252, crc32_any(0, h, HDR_SIZE));
 }
 
 static uint64_t
@@ -2537,7 +2523,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	}
 	memcpy(h, map, HDR_SIZE);
 	put32(h + 252, 0);
-	if (model_crc32(0, h, HDR_SIZE) != get32(map + 252))
+	if (crc32_any(0, h, HDR_SIZE) != get32(map + 252))
 		FAIL("%s: corrupt snapshot: header checksum mismatch", path);
 	if (MODEL_BIG_ENDIAN)
 		FAIL("%s: snapshots are little-endian; this machine is not", path);
@@ -2585,7 +2571,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 			if (map[z])
 				FAIL("%s: corrupt snapshot: garbage before section %s",
 				     path, sec_names[k + 1]);
-		if (model_crc32(0, map + off, size) != get32(e + 4))
+		if (crc32_any(0, map + off, size) != get32(e + 4))
 			FAIL("%s: corrupt snapshot: checksum mismatch in section %s",
 			     path, sec_names[k + 1]);
 		sec[k + 1] = map + off;
@@ -2976,7 +2962,7 @@ lsec_header(const struct model *m, unsigned char *h, uint64_t end)
 		return end;
 	put64(h + LEDGER_HDR, end);
 	put64(h + LEDGER_HDR + 8, m->ledger.n);
-	put32(h + LEDGER_HDR + 16, model_crc32(0, m->ledger.p, m->ledger.n));
+	put32(h + LEDGER_HDR + 16, crc32_any(0, m->ledger.p, m->ledger.n));
 	return align_up(end + m->ledger.n);
 }
 
@@ -3009,7 +2995,7 @@ lsec_check(const unsigned char *map, size_t len, uint64_t *prev,
 	*size = get64(h + 8);
 	if (*off != align_up(*prev) || *size == 0 || *off > len ||
 	    *size > len - *off ||
-	    model_crc32(0, map + *off, *size) != get32(h + 16))
+	    crc32_any(0, map + *off, *size) != get32(h + 16))
 		return -1;
 	for (uint64_t z = *prev; z < *off; z++)
 		if (map[z])

@@ -258,7 +258,6 @@ int model_write(const struct model *m, struct wout *o, char *err,
 enum { MODEL_MAP = 1 };
 struct model *model_load(const char *path, int flags, char *err,
 			 size_t errlen);
-uint32_t model_crc32(uint32_t crc, const void *p, size_t n);
 int model_section(const struct model *m, int k, const char **name,
 		  uint64_t *off, uint64_t *size, uint32_t *crc);
 

@@ -176,6 +176,8 @@ int state_put_crc(struct statew *w);
 enum { STATE_FOREIGN = -1, STATE_BAD_VERSION = -2, STATE_CORRUPT = -3 };
 int state_body(const struct buf *b, const char *magic, size_t mlen,
 	       int64_t want, int64_t *version, const char **p, const char **e);
+uint32_t crc32_any(uint32_t crc, const void *p, size_t n);
+int state_crc_ok(const void *p, size_t n);
 void buf_put_u64le(struct buf *b, uint64_t v);
 int get_u64le(const char **p, const char *e, uint64_t *v);
 void buf_put_varint(struct buf *b, int64_t v);

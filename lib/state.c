@@ -70,10 +70,7 @@ state_write(struct statew *w, const void *p, size_t n)
 {
 	if (w->failed)
 		return -1;
-	for (size_t off = 0, k; off < n; off += k) {
-		k = n - off < (1u << 30) ? n - off : (1u << 30);
-		w->crc = crc32(w->crc, (const Bytef *)p + off, (uInt)k);
-	}
+	w->crc = crc32_any((uint32_t)w->crc, p, n);
 	buf_put(&w->b, p, n);
 	return w->b.n >= (1u << 20) ? flush(w) : 0;
 }
@@ -114,9 +111,6 @@ int
 state_body(const struct buf *b, const char *magic, size_t mlen, int64_t want,
 	   int64_t *version, const char **p, const char **e)
 {
-	const unsigned char *c;
-	uLong crc = crc32(0L, Z_NULL, 0);
-
 	if (b->n < mlen + 5 || memcmp(b->p, magic, mlen) != 0)
 		return STATE_FOREIGN;
 	*p = b->p + mlen;
@@ -125,15 +119,35 @@ state_body(const struct buf *b, const char *magic, size_t mlen, int64_t want,
 		return STATE_CORRUPT;
 	if (*version != want)
 		return STATE_BAD_VERSION;
-	for (size_t off = 0, k; off < b->n - 4; off += k) {
-		k = b->n - 4 - off < (1u << 30) ? b->n - 4 - off : (1u << 30);
-		crc = crc32(crc, (const Bytef *)b->p + off, (uInt)k);
+	return state_crc_ok(b->p, b->n) ? 0 : STATE_CORRUPT;
+}
+
+/* zlib's CRC-32 over any length (zlib takes at most 4 GiB at a time). */
+uint32_t
+crc32_any(uint32_t crc, const void *p, size_t n)
+{
+	const Bytef *b = p;
+
+	while (n > 0) {
+		uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+		crc = (uint32_t)crc32(crc, b, k);
+		b += k;
+		n -= k;
 	}
-	c = (const unsigned char *)*e;
-	if ((crc & 0xffffffffUL) != ((uLong)c[0] | (uLong)c[1] << 8 |
-				     (uLong)c[2] << 16 | (uLong)c[3] << 24))
-		return STATE_CORRUPT;
-	return 0;
+	return crc;
+}
+
+/* 1 if the last 4 bytes of p[0..n) are the CRC-32 of all before them,
+ * little-endian. */
+int
+state_crc_ok(const void *p, size_t n)
+{
+	const unsigned char *c = (const unsigned char *)p + n - 4;
+
+	if (n < 4)
+		return 0;
+	return crc32_any(0, p, n - 4) ==
+	       ((uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 | (uint32_t)c[3] << 24);
 }
 
 /* Eight bytes, little-endian: ids' 64-bit hashes in state files. */

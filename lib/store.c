@@ -346,7 +346,7 @@ checkpoint(struct store *s, char *err, size_t errlen)
 	double t0 = now_s();
 	struct statew *w = state_begin(s->spec, err, errlen);
 	struct buf b = { 0 }, one = { 0 };
-	uLong crc = crc32(0, NULL, 0);
+	uint32_t crc = 0;
 	size_t n;
 	unsigned char tail[4];
 
@@ -362,12 +362,12 @@ checkpoint(struct store *s, char *err, size_t errlen)
 		profile_encode(&one, s->list[i]);
 		buf_put_bytes(&b, one.p, one.n);
 		if (b.n >= (1u << 20)) {
-			crc = crc32(crc, (const Bytef *)b.p, (uInt)b.n);
+			crc = crc32_any(crc, b.p, b.n);
 			state_write(w, b.p, b.n);
 			b.n = 0;
 		}
 	}
-	crc = crc32(crc, (const Bytef *)b.p, (uInt)b.n);
+	crc = crc32_any(crc, b.p, b.n);
 	for (int i = 0; i < 4; i++)
 		tail[i] = (unsigned char)(crc >> (8 * i));
 	buf_put(&b, tail, 4);
@@ -410,10 +410,7 @@ load_file(struct store *s, char *err, size_t errlen)
 	}
 	p = b.p + STATE_MAGIC_LEN;
 	e = b.p + b.n - 4;
-	uLong crc = crc32(0, (const Bytef *)b.p, (uInt)(b.n - 4)), got = 0;
-	for (int i = 0; i < 4; i++)
-		got |= (uLong)(unsigned char)e[i] << (8 * i);
-	if (crc != got) {
+	if (!state_crc_ok(b.p, b.n)) {
 		snprintf(err, errlen, "%s: corrupt state file (checksum)", s->spec);
 		goto fail;
 	}
