@@ -41,8 +41,8 @@ static const char usage[] =
 "      --purchase-clears-cart  a purchase empties the whole cart\n"
 "\n"
 "Store:\n"
-"      --store SPEC         a state file, or redis://HOST:PORT/DB (default:\n"
-"                           memory only)\n"
+"      --store SPEC         a state file, or a Redis URL: redis://HOST:PORT/DB,\n"
+"                           unix:///PATH?db=DB (default: memory only)\n"
 "      --checkpoint-every N state file: write it every N events (default\n"
 "                           1000000; 0: only at exit)\n"
 "      --max-users N        state file: most users (default 10000000); no\n"
@@ -307,6 +307,8 @@ on_opt(struct tool *t, int c, const char *arg)
 		O.po.purchase_clears_cart = 1;
 		return 0;
 	case OPT_STORE:
+		if (store_spec_kind(arg) < 0)
+			tool_usage_error(&T, "--store: \"%s\" names an unknown scheme; a store is a state file's path or a Redis URL (redis://, unix://, redis+unix://)", arg);
 		O.store = arg;
 		return 0;
 	case OPT_CHECKPOINT_EVERY:

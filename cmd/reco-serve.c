@@ -40,7 +40,8 @@ static const char usage[] =
 "Model and profiles:\n"
 "      --model FILE         the snapshot to serve (reco-train -o FILE);\n"
 "                           reloaded when the file is replaced\n"
-"      --store SPEC         profiles: a state file or redis://host:port/db\n"
+"      --store SPEC         profiles: a state file or a Redis URL\n"
+"                           (redis://host:port/db, unix:///path?db=db)\n"
 "                           (as reco-profile --store); a file is reloaded\n"
 "                           when replaced, and waited for if missing\n"
 "      --items FILE         item attributes (CSV or NDJSON: item, category,\n"
@@ -283,7 +284,11 @@ on_opt(struct tool *t, int c, const char *arg)
 						   request_json_schema }, 3);
 		break;
 	case OPT_MODEL: O.model = arg; break;
-	case OPT_STORE: O.store = arg; break;
+	case OPT_STORE:
+		if (store_spec_kind(arg) < 0)
+			tool_usage_error(&T, "--store: \"%s\" names an unknown scheme; a store is a state file's path or a Redis URL (redis://, unix://, redis+unix://)", arg);
+		O.store = arg;
+		break;
 	case OPT_ITEMS: O.items = arg; break;
 	case OPT_CONTROL: O.control = arg; break;
 	case OPT_IMPRESSIONS: O.impressions = arg; break;
@@ -2188,7 +2193,7 @@ main(int argc, char **argv)
 	}
 	if (O.store && !*O.store)
 		O.store = NULL;
-	if (O.store && (store_redis = strncmp(O.store, "redis://", 8) == 0)) {
+	if (O.store && (store_redis = store_spec_kind(O.store) == STORE_REDIS)) {
 		/* Over HTTP, this connection only probes Redis while the
 		 * circuit is open: once a probe, without retries (and their
 		 * messages). */

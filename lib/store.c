@@ -498,48 +498,260 @@ out:
 
 /* ---- Redis ---- */
 
+/*
+ * Redis URLs as Redis clients take them:
+ *   redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]   HOST a name, an IPv4
+ *                                                address or [IPv6]
+ *   unix://[[USER]:PASSWORD@]/PATH[?db=DB]       also redis+unix://
+ * with ?db=, ?password= and ?user= in the query of either, and USER,
+ * PASSWORD and PATH percent-encoded where they must be. rediss:// (TLS)
+ * needs a hiredis with TLS, which this build does not have: said so.
+ */
+
+/* The value of a hex digit, or -1. */
+static int
+hexval(int c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* p[0..n) percent-decoded, in a new string; NULL if an escape is bad or
+ * decodes to NUL. */
+static char *
+url_decode(const char *p, size_t n)
+{
+	char *o = xmalloc(n + 1), *q = o;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '%') {
+			*q++ = p[i];
+			continue;
+		}
+		int h = i + 2 < n ? hexval((unsigned char)p[i + 1]) * 16 +
+				    hexval((unsigned char)p[i + 2]) : -1;
+		if (i + 2 < n && (hexval((unsigned char)p[i + 1]) < 0 ||
+				  hexval((unsigned char)p[i + 2]) < 0))
+			h = -1;
+		if (h <= 0) {
+			free(o);
+			return NULL;
+		}
+		*q++ = (char)h;
+		i += 2;
+	}
+	*q = 0;
+	return o;
+}
+
+/* A database index: 0 to 1000000. */
+static int
+parse_db(const char *p, size_t n, int *db)
+{
+	char buf[16], *end;
+
+	if (n == 0 || n >= sizeof buf)
+		return -1;
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	long v = strtol(buf, &end, 10);
+	if (*end || v < 0 || v > 1000000 || !(*buf >= '0' && *buf <= '9'))
+		return -1;
+	*db = (int)v;
+	return 0;
+}
+
+/* Replace *dst with the decoded p[0..n); -1 if it does not decode. */
+static int
+set_decoded(char **dst, const char *p, size_t n)
+{
+	char *v = url_decode(p, n);
+
+	if (!v)
+		return -1;
+	free(*dst);
+	*dst = v;
+	return 0;
+}
+
+/* The query of a URL (after '?'): db, password and user. Return 0, or -1
+ * with the problem in *what. */
+static int
+parse_query(struct store *s, const char *q, const char **what)
+{
+	while (*q) {
+		const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
+		const char *eq = memchr(q, '=', (size_t)(end - q));
+		size_t kn = (size_t)((eq ? eq : end) - q);
+		const char *v = eq ? eq + 1 : end;
+		size_t vn = (size_t)(end - v);
+		if (!eq) {
+			*what = "a query parameter without a value";
+			return -1;
+		}
+		if (kn == 2 && memcmp(q, "db", 2) == 0) {
+			if (parse_db(v, vn, &s->db)) {
+				*what = "db is not a number from 0 to 1000000";
+				return -1;
+			}
+		} else if (kn == 8 && memcmp(q, "password", 8) == 0) {
+			if (set_decoded(&s->password, v, vn)) {
+				*what = "a bad percent escape in the password";
+				return -1;
+			}
+		} else if (kn == 4 && memcmp(q, "user", 4) == 0) {
+			if (set_decoded(&s->user, v, vn)) {
+				*what = "a bad percent escape in the user";
+				return -1;
+			}
+		} else {
+			*what = "an unknown query parameter (db, password, user)";
+			return -1;
+		}
+		q = amp ? amp + 1 : end;
+	}
+	return 0;
+}
+
+/* USER:PASSWORD or PASSWORD before '@', percent-decoded. */
+static int
+parse_userinfo(struct store *s, const char *p, size_t n)
+{
+	const char *colon = memchr(p, ':', n);
+
+	if (!colon)
+		return set_decoded(&s->password, p, n);
+	if (colon > p && set_decoded(&s->user, p, (size_t)(colon - p)))
+		return -1;
+	return set_decoded(&s->password, colon + 1, n - (size_t)(colon + 1 - p));
+}
+
+/* The kind of store a --store SPEC names: STORE_REDIS for the Redis URLs
+ * above (and rediss://, refused when opened), STORE_FILE for a path, -1
+ * for any other SCHEME:// (never taken for a file name). */
+int
+store_spec_kind(const char *spec)
+{
+	static const char *const redis[] = { "redis://", "rediss://", "unix://",
+					     "redis+unix://", "rediss+unix://" };
+	size_t k = 0;
+
+	for (size_t i = 0; i < sizeof redis / sizeof *redis; i++)
+		if (strncmp(spec, redis[i], strlen(redis[i])) == 0)
+			return STORE_REDIS;
+	while ((spec[k] >= 'a' && spec[k] <= 'z') || (spec[k] >= 'A' && spec[k] <= 'Z') ||
+	       (spec[k] >= '0' && spec[k] <= '9') || spec[k] == '+' || spec[k] == '-' ||
+	       spec[k] == '.')
+		k++;
+	if (k > 0 && strncmp(spec + k, "://", 3) == 0)
+		return -1;
+	return STORE_FILE;
+}
+
 static int
 parse_url(struct store *s, const char *url, char *err, size_t errlen)
 {
-	const char *p = url + 8, *at, *slash, *colon, *hend;
+	const char *p, *q, *at, *hend, *what = "bad syntax";
+	int unix_sock = 0;
 	char *end;
 
 	s->port = 6379;
-	slash = strchr(p, '/');
-	hend = slash ? slash : p + strlen(p);
-	at = memchr(p, '@', (size_t)(hend - p));
+	if (strncmp(url, "rediss", 6) == 0) {
+		snprintf(err, errlen, "%s: rediss:// (TLS) needs hiredis with TLS, which this build does not have; "
+			 "use redis:// or unix:// behind a TLS tunnel", url);
+		return -1;
+	}
+	if (strncmp(url, "redis://", 8) == 0)
+		p = url + 8;
+	else {
+		p = strstr(url, "://") + 3;
+		unix_sock = 1;
+	}
+	/* The query, then the authority up to the first '/'. */
+	q = strchr(p, '?');
+	const char *stop = q ? q : p + strlen(p);
+	const char *slash = memchr(p, '/', (size_t)(stop - p));
+	hend = slash ? slash : stop;
+	at = NULL;
+	for (const char *c = p; c < hend; c++)
+		if (*c == '@')
+			at = c;
 	if (at) {
-		colon = memchr(p, ':', (size_t)(at - p));
-		if (colon) {
-			if (colon > p)
-				s->user = xstrndup(p, (size_t)(colon - p));
-			s->password = xstrndup(colon + 1, (size_t)(at - colon - 1));
-		} else
-			s->password = xstrndup(p, (size_t)(at - p));
+		if (parse_userinfo(s, p, (size_t)(at - p))) {
+			what = "a bad percent escape in the user or password";
+			goto bad;
+		}
 		p = at + 1;
 	}
-	colon = memchr(p, ':', (size_t)(hend - p));
-	s->host = xstrndup(p, (size_t)((colon ? colon : hend) - p));
-	if (!*s->host) {
-		free(s->host);
-		s->host = xstrdup("127.0.0.1");
-	}
-	if (colon) {
-		long v = strtol(colon + 1, &end, 10);
-		if (end != hend || v <= 0 || v > 65535)
+	if (unix_sock) {
+		/* unix://[userinfo@]/PATH */
+		if (p != hend || !slash || slash + 1 >= stop) {
+			what = "a Unix socket URL names an absolute path (unix:///PATH)";
 			goto bad;
-		s->port = (int)v;
-	}
-	if (slash && slash[1]) {
-		long v = strtol(slash + 1, &end, 10);
-		if (*end || v < 0 || v > 1000000)
+		}
+		if (!(s->host = url_decode(slash, (size_t)(stop - slash)))) {
+			what = "a bad percent escape in the path";
 			goto bad;
-		s->db = (int)v;
+		}
+		s->port = 0;
+	} else {
+		const char *colon;
+		if (*p == '[') {
+			const char *rb = memchr(p, ']', (size_t)(hend - p));
+			if (!rb || rb == p + 1) {
+				what = "an IPv6 address without its closing ]";
+				goto bad;
+			}
+			s->host = xstrndup(p + 1, (size_t)(rb - p - 1));
+			colon = rb + 1 < hend ? rb + 1 : NULL;
+			if (colon && *colon != ':') {
+				what = "after ] comes :PORT or the end of the address";
+				goto bad;
+			}
+		} else {
+			colon = memchr(p, ':', (size_t)(hend - p));
+			s->host = xstrndup(p, (size_t)((colon ? colon : hend) - p));
+		}
+		if (!*s->host) {
+			free(s->host);
+			s->host = xstrdup("127.0.0.1");
+		}
+		if (colon) {
+			long v = strtol(colon + 1, &end, 10);
+			if (end != hend || colon + 1 == hend || v <= 0 || v > 65535) {
+				what = "the port is not a number from 1 to 65535";
+				goto bad;
+			}
+			s->port = (int)v;
+		}
+		if (slash && slash + 1 < stop &&
+		    parse_db(slash + 1, (size_t)(stop - slash - 1), &s->db)) {
+			what = "the database is not a number from 0 to 1000000";
+			goto bad;
+		}
 	}
+	if (q && parse_query(s, q + 1, &what))
+		goto bad;
 	return 0;
 bad:
-	snprintf(err, errlen, "bad Redis URL \"%s\" (redis://HOST:PORT/DB)", url);
+	snprintf(err, errlen, "bad Redis URL \"%s\": %s (redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], "
+		 "HOST a name, an address or [IPv6]; unix://[[USER]:PASSWORD@]/PATH[?db=DB])",
+		 url, what);
 	return -1;
+}
+
+/* Where the server is, for messages: HOST:PORT, [IPv6]:PORT or the
+ * socket's path. */
+static const char *
+redis_addr(const struct store *s, char *buf, size_t n)
+{
+	if (!s->port)
+		snprintf(buf, n, "%s", s->host);
+	else if (strchr(s->host, ':'))
+		snprintf(buf, n, "[%s]:%d", s->host, s->port);
+	else
+		snprintf(buf, n, "%s:%d", s->host, s->port);
+	return buf;
 }
 
 static struct timeval
@@ -556,15 +768,16 @@ static void
 redis_error(struct store *s, const char *doing, char *err, size_t errlen)
 {
 	const char *e = s->rc ? s->rc->errstr : "cannot connect";
+	char addr[300];
 
 	if (s->rc && s->rc->err == REDIS_ERR_IO &&
 	    (strcmp(e, strerror(EAGAIN)) == 0 ||
 	     strcmp(e, strerror(EWOULDBLOCK)) == 0 ||
 	     strcmp(e, strerror(ETIMEDOUT)) == 0))
-		snprintf(err, errlen, "%s: %s:%d: timed out after %lld ms %s (--redis-timeout)",
-			 s->spec, s->host, s->port, (long long)s->o.timeout, doing);
+		snprintf(err, errlen, "%s: %s: timed out after %lld ms %s (--redis-timeout)",
+			 s->spec, redis_addr(s, addr, sizeof addr), (long long)s->o.timeout, doing);
 	else
-		snprintf(err, errlen, "%s: %s:%d: %s", s->spec, s->host, s->port, e);
+		snprintf(err, errlen, "%s: %s: %s", s->spec, redis_addr(s, addr, sizeof addr), e);
 }
 
 static void
@@ -604,9 +817,10 @@ redis_connect(struct store *s, char *err, size_t errlen)
 	int r;
 
 	redis_drop(s);
-	s->rc = redisConnectWithTimeout(s->host, s->port,
-					tv_of(s->o.connect_timeout > 0 ?
-					      s->o.connect_timeout : s->o.timeout));
+	struct timeval tv = tv_of(s->o.connect_timeout > 0 ?
+				  s->o.connect_timeout : s->o.timeout);
+	s->rc = s->port ? redisConnectWithTimeout(s->host, s->port, tv)
+			: redisConnectUnixWithTimeout(s->host, tv);
 	if (!s->rc || s->rc->err) {
 		redis_error(s, "connecting", err, errlen);
 		redis_drop(s);
@@ -1426,7 +1640,13 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 		s->kind = STORE_MEMORY;
 		return s;
 	}
-	if (strncmp(spec, "redis://", 8) == 0) {
+	int kind = store_spec_kind(spec);
+	if (kind < 0) {
+		snprintf(err, errlen, "%s: unknown scheme: a store is a state file's path or a Redis URL "
+			 "(redis://, unix://, redis+unix://); write ./%s for a file of that name", spec, spec);
+		goto fail;
+	}
+	if (kind == STORE_REDIS) {
 		s->kind = STORE_REDIS;
 		if (parse_url(s, spec, err, errlen))
 			goto fail;
@@ -1445,10 +1665,6 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 			goto fail;
 		s->scratch = profile_new("", 0);
 		return s;
-	}
-	if (strncmp(spec, "redis+", 6) == 0 || strncmp(spec, "rediss://", 9) == 0) {
-		snprintf(err, errlen, "%s: only redis://HOST:PORT/DB is supported", spec);
-		goto fail;
 	}
 	s->kind = STORE_FILE;
 	if (mode == STORE_READ) {

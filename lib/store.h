@@ -43,6 +43,7 @@
 
 enum { STORE_READ, STORE_WRITE };
 enum { STORE_MEMORY, STORE_FILE, STORE_REDIS };
+int store_spec_kind(const char *spec);
 
 struct store_opts {
 	uint64_t max_users;        /* embedded: refuse more users; 0: no limit */

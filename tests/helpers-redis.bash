@@ -2,6 +2,8 @@
 
 # Start redis-server without persistence on a free port of 127.0.0.1 and
 # wait until it answers PING. Sets REDIS_PID, REDIS_PORT and REDIS_URL.
+# Arguments go to redis-server (e.g. --unixsocket PATH, --requirepass P,
+# with REDISCLI_AUTH=P in the environment for redis-cli).
 # Skips the test when redis-server or redis-cli is missing.
 redis_start() {
 	local port tries=0 i
@@ -12,7 +14,7 @@ redis_start() {
 		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
 		# The server must not hold the test's output open (fd 3).
 		redis-server --port "$port" --bind 127.0.0.1 --save '' \
-		    --appendonly no --dir "$BATS_TEST_TMPDIR" \
+		    --appendonly no --dir "$BATS_TEST_TMPDIR" "$@" \
 		    >"$BATS_TEST_TMPDIR/redis-$port.log" 2>&1 </dev/null 3>&- &
 		REDIS_PID=$!
 		for i in $(seq 100); do

@@ -518,6 +518,61 @@ kill_until_done() {
 	[ "$(rcli hget reco:meta pos:kafka:clicks/0)" = 8 ]
 }
 
+@test "Redis URLs as Redis clients take them: a Unix socket, passwords with escapes, a user, a database, IPv6" {
+	local sock="$BATS_TEST_TMPDIR/r.sock" pw='p@ss:w/rd?' enc='p%40ss%3Aw%2Frd%3F' bind=127.0.0.1
+	# IPv6 loopback where the machine has it.
+	grep -q '^0\{31\}1 ' /proc/net/if_inet6 2>/dev/null && bind='127.0.0.1 ::1'
+	export REDISCLI_AUTH=$pw
+	redis_start --unixsocket "$sock" --unixsocketperm 700 --requirepass "$pw" --bind "$bind"
+	# The same profiles through each form, in the database each names.
+	reco-profile --emit none --store "unix://:$enc@$sock?db=2" "$F/events.ndjson"
+	reco-profile --dump --store "redis+unix://:$enc@$sock?db=2" | same_bytes "$F/expected.ndjson" /dev/stdin
+	reco-profile --dump --store "redis://:$enc@127.0.0.1:$REDIS_PORT/2" | same_bytes "$F/expected.ndjson" /dev/stdin
+	reco-profile --dump --store "unix://$sock?db=2&password=$enc" | same_bytes "$F/expected.ndjson" /dev/stdin
+	[ "$(rcli -n 2 hget reco:meta pos:kafka:clicks/0)" = 8 ]
+	[ "$(rcli -n 0 dbsize)" = 0 ]
+	# A user of its own (Redis 6 ACLs).
+	rcli acl setuser shop on '>s3cret' '~*' '&*' '+@all' >/dev/null
+	reco-profile --dump --store "redis://shop:s3cret@127.0.0.1:$REDIS_PORT/2" | same_bytes "$F/expected.ndjson" /dev/stdin
+	run reco-profile --dump --store "redis://shop:wrong@127.0.0.1:$REDIS_PORT/2"
+	[ "$status" -eq 3 ]
+	[[ "$output" == *AUTH* ]] || fail "$output"
+	run reco-profile --dump --store "unix://$sock?db=2"
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"$sock"* ]] || fail "$output"
+	# IPv6: served where the loopback has it, else the address is tried.
+	if [ "$bind" != 127.0.0.1 ]; then
+		reco-profile --dump --store "redis://:$enc@[::1]:$REDIS_PORT/2" | same_bytes "$F/expected.ndjson" /dev/stdin
+	else
+		run reco-profile --redis-retries 0 --dump --store "redis://:$enc@[::1]:$REDIS_PORT/2"
+		[ "$status" -eq 3 ]
+		[[ "$output" == *"[::1]:$REDIS_PORT"* ]] || fail "$output"
+	fi
+}
+
+@test "a store with an unknown scheme is a usage error, never a file; rediss:// and bad URLs say what is wrong" {
+	run reco-profile --store "foo://x" "$F/events.ndjson"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"unknown scheme"* ]] || fail "$output"
+	run reco-serve --store "memcache://x" --model nothing.bin
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"unknown scheme"* ]] || fail "$output"
+	# A Unix socket URL is a socket, not a state file of that name.
+	run reco-profile --redis-retries 0 --store "unix://$PWD/nosock" "$F/events.ndjson"
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"$PWD/nosock: No such file or directory"* ]] || fail "$output"
+	[ ! -e nosock ] && [ ! -e unix: ]
+	run reco-profile --store "rediss://127.0.0.1:6380/0" "$F/events.ndjson"
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"TLS"* ]] || fail "$output"
+	local u
+	for u in 'redis://[::1' 'redis://h:6379/x' 'redis://%zz@h' 'unix://host/x' 'redis://h/0?db=1&colour=red'; do
+		run reco-profile --store "$u" "$F/events.ndjson"
+		[ "$status" -eq 3 ]
+		[[ "$output" == *"bad Redis URL"* ]] || fail "$u: $output"
+	done
+}
+
 @test "Redis: a server that is not there: exit 3 after the retries" {
 	command -v redis-server >/dev/null 2>&1 || skip "redis-server is not installed"
 	run reco-profile --redis-retries 1 --store redis://127.0.0.1:1/0 "$F/events.ndjson"
