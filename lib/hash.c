@@ -56,3 +56,43 @@ hash_hex16(uint64_t h, char out[17])
 	}
 	out[16] = '\0';
 }
+
+/*
+ * MurmurHash2 as Kafka's Java client computes it for keys (Utils.murmur2:
+ * seed 0x9747b28c, little-endian 4-byte blocks), which librdkafka's
+ * murmur2_random partitioner copies: a key's partition of N is
+ * (murmur2_kafka(key) & 0x7fffffff) % N.
+ */
+uint32_t
+murmur2_kafka(const void *p, size_t n)
+{
+	const uint32_t m = 0x5bd1e995;
+	const unsigned char *d = p;
+	uint32_t h = 0x9747b28c ^ (uint32_t)n;
+	size_t i = 0;
+
+	for (; i + 4 <= n; i += 4) {
+		uint32_t k = (uint32_t)d[i] | (uint32_t)d[i + 1] << 8 |
+			     (uint32_t)d[i + 2] << 16 | (uint32_t)d[i + 3] << 24;
+		k *= m;
+		k ^= k >> 24;
+		k *= m;
+		h *= m;
+		h ^= k;
+	}
+	switch (n & 3) {
+	case 3:
+		h ^= (uint32_t)d[i + 2] << 16;
+		/* fall through */
+	case 2:
+		h ^= (uint32_t)d[i + 1] << 8;
+		/* fall through */
+	case 1:
+		h ^= d[i];
+		h *= m;
+	}
+	h ^= h >> 13;
+	h *= m;
+	h ^= h >> 15;
+	return h;
+}

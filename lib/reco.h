@@ -99,6 +99,7 @@ int utf8_valid(const char *p, size_t n);
 
 /* hash.c: fast 64-bit hashing for ids, shards and hash tables. */
 uint64_t hash64(const void *p, size_t n, uint64_t seed);
+uint32_t murmur2_kafka(const void *p, size_t n);
 void hash_hex16(uint64_t h, char out[17]);
 
 /* rng.c: a seedable PRNG (xoshiro256**), the same sequence on every
@@ -412,9 +413,10 @@ struct tool {
 	char **files;
 	int nfiles;
 	/* --shard I/N: keep only the events of the users of shard I, those
-	 * with hash64(user, SHARD_SEED) % N == I; the others are dropped
+	 * with shard_of(shard_by, user, N) == I; the others are dropped
 	 * with reason other_shard. shard_n 0: no sharding. */
 	uint32_t shard_i, shard_n;
+	int shard_by;          /* --shard-by: SHARD_BY_HASH, ... */
 	char shard_tag[16];    /* "#I/N", the suffix of a shard's source
 				* streams ("" without --shard or for N 1) */
 	int no_events;         /* reads requests, not events: no --shard */
@@ -455,6 +457,7 @@ enum {
 	OPT_SCHEMA,
 	OPT_CODEC,
 	OPT_SHARD,
+	OPT_SHARD_BY,
 	OPT_MAX_INITIAL_REJECTS,
 	OPT_TOOL_FIRST = 2000
 };
@@ -485,7 +488,10 @@ void tool_pos(struct tool *t, struct pos *at);
  * tool, and anything else that shards reco's users, must use it. */
 #define SHARD_SEED 0x7368617264ULL /* "shard" */
 #define SHARD_MAX 65536
-uint32_t shard_of(const char *user, size_t n, uint32_t nshards);
+/* --shard-by: the project's hash; Kafka's Java clients' (and librdkafka's
+ * murmur2_random); librdkafka's and kcat's default (consistent_random). */
+enum { SHARD_BY_HASH, SHARD_BY_MURMUR2, SHARD_BY_CRC32 };
+uint32_t shard_of(int by, const char *user, size_t n, uint32_t nshards);
 int tool_in_shard(const struct tool *t, const char *user, size_t n);
 int tool_shard_keep(struct tool *t, const struct event *ev);
 

@@ -33,6 +33,7 @@ static const struct option common_opts[] = {
 	{ "schema", optional_argument, NULL, OPT_SCHEMA },
 	{ "codec", required_argument, NULL, OPT_CODEC },
 	{ "shard", required_argument, NULL, OPT_SHARD },
+	{ "shard-by", required_argument, NULL, OPT_SHARD_BY },
 	{ "max-initial-rejects", required_argument, NULL, OPT_MAX_INITIAL_REJECTS },
 };
 #define NCOMMON (sizeof common_opts / sizeof common_opts[0])
@@ -177,18 +178,28 @@ bad:
 			      arg);
 }
 
-/* The shard of a user among nshards: the contract of --shard. */
+/* The shard of a user among nshards: the contract of --shard and
+ * --shard-by. */
 uint32_t
-shard_of(const char *user, size_t n, uint32_t nshards)
+shard_of(int by, const char *user, size_t n, uint32_t nshards)
 {
-	return nshards > 1 ? (uint32_t)(hash64(user, n, SHARD_SEED) % nshards) : 0;
+	if (nshards <= 1)
+		return 0;
+	switch (by) {
+	case SHARD_BY_MURMUR2:
+		return (murmur2_kafka(user, n) & 0x7fffffffu) % nshards;
+	case SHARD_BY_CRC32:
+		return (uint32_t)(crc32_any(0, user, n) % nshards);
+	default:
+		return (uint32_t)(hash64(user, n, SHARD_SEED) % nshards);
+	}
 }
 
 /* Return 1 if the user is in the tool's shard (always without --shard). */
 int
 tool_in_shard(const struct tool *t, const char *user, size_t n)
 {
-	return t->shard_n <= 1 || shard_of(user, n, t->shard_n) == t->shard_i;
+	return t->shard_n <= 1 || shard_of(t->shard_by, user, n, t->shard_n) == t->shard_i;
 }
 
 /* Return 1 if the event's user is in the tool's shard, else count the event
@@ -254,7 +265,11 @@ static const char help_output[] =
 "      --codec C            Avro codec: null (default) or deflate\n"
 "      --key FIELD          write KEY<TAB>JSON lines (kcat -K '\\t')\n";
 static const char help_shard[] =
-"      --shard I/N          only the events of shard I of N of the users\n";
+"      --shard I/N          only the events of shard I of N of the users\n"
+"      --shard-by P         the users' shards: hash (default), murmur2 (as\n"
+"                           Kafka's Java clients partition keys; also\n"
+"                           kafka) or crc32 (as kcat and librdkafka do by\n"
+"                           default)\n";
 static const char help_schema[] =
 "      --schema[=json|avro] print the schema of the records and exit\n";
 static const char help_rest[] =
@@ -347,6 +362,19 @@ common_opt(struct tool *t, int c, const char *arg)
 	case OPT_SHARD:
 		if (shard_arg(t, arg))
 			return -1;
+		break;
+	case OPT_SHARD_BY:
+		if (t->no_input || t->no_events)
+			return tool_usage_msg(t, "--shard-by: %s reads no events to shard", t->name);
+		if (strcmp(arg, "hash") == 0)
+			t->shard_by = SHARD_BY_HASH;
+		else if (strcmp(arg, "murmur2") == 0 || strcmp(arg, "kafka") == 0)
+			t->shard_by = SHARD_BY_MURMUR2;
+		else if (strcmp(arg, "crc32") == 0)
+			t->shard_by = SHARD_BY_CRC32;
+		else
+			return tool_usage_msg(t, "--shard-by: \"%s\" is none of hash, murmur2 (kafka), crc32",
+					      arg);
 		break;
 	case OPT_CODEC:
 		if (strcmp(arg, "null") == 0)

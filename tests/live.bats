@@ -113,6 +113,35 @@ wait_for_positions() {
 	KAFKA_PID=
 }
 
+@test "--shard-by murmur2 and crc32: shard I of N holds exactly the users kcat puts in partition I (murmur2_random, consistent)" {
+	kafka_start -t j:4 -t c:4 -t j5:5
+	reco-gen --events 3000 --users 400 --seed 5 >ev.ndjson
+	jq -r '"\(.user)\t\(tojson)"' ev.ndjson >keyed
+	kcat -b "$KAFKA_BROKERS" -P -t j -K '\t' -X partitioner=murmur2_random <keyed
+	kcat -b "$KAFKA_BROKERS" -P -t j5 -K '\t' -X partitioner=murmur2_random <keyed
+	kcat -b "$KAFKA_BROKERS" -P -t c -K '\t' -X partitioner=consistent <keyed
+	local topic by n i
+	for topic in j:murmur2:4 j5:kafka:5 c:crc32:4; do
+		IFS=: read -r topic by n <<<"$topic"
+		kafka_consume "$topic" >"$topic.json"
+		[ "$(nlines "$topic.json")" -eq 3000 ]
+		for ((i = 0; i < n; i++)); do
+			jq -r --argjson p "$i" 'select(.partition == $p) | .payload | fromjson | .event_id' \
+				"$topic.json" | sort >want
+			reco-ingest --shard "$i/$n" --shard-by "$by" ev.ndjson | jq -r .event_id | sort >got
+			[ -s want ] || fail "$topic: partition $i is empty"
+			same_bytes want got
+		done
+	done
+	# The project's own hash shards differently: the flag matters.
+	reco-ingest --shard 0/4 ev.ndjson | jq -r .event_id | sort >own
+	jq -r 'select(.partition == 0) | .payload | fromjson | .event_id' j.json | sort >want
+	! cmp -s own want
+	run reco-ingest --shard-by fnv ev.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"none of hash, murmur2 (kafka), crc32"* ]]
+}
+
 @test "live: clicks (4 partitions) to Redis and a profiles topic: every event accounted for, same profiles as an offline replay" {
 	redis_start
 	kafka_start -t clicks:4 -t profiles:4
