@@ -1137,8 +1137,8 @@ init_metrics(void)
 		"The most events held in the reorder buffer at once.");
 	M.late_passed = metric(m, "reco_clean_late_passed_total", NULL,
 		"Late events written out of order (--late pass).");
-	M.watermark = metric_gauge(m, "reco_clean_watermark_ms", NULL,
-		"The watermark: the newest event time minus --max-lateness, in ms since the epoch.");
+	M.watermark = metric_gauge_ms(m, "reco_clean_watermark_seconds", NULL,
+		"The watermark: the newest event time minus --max-lateness, in seconds since the epoch.");
 	M.restored = metric(m, "reco_clean_state_restored_total", NULL,
 		"Held events restored from --state (counted as records in).");
 	M.checkpoints = metric(m, "reco_clean_checkpoints_total", NULL,

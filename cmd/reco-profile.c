@@ -881,10 +881,10 @@ metrics_init(void)
 				 "No --store: profiles dropped from memory past --max-users.");
 	M.checkpoints = metric(m, "reco_profile_checkpoints_total", NULL,
 			       "State file: checkpoints written.");
-	M.checkpoint_ms = metric_gauge(m, "reco_profile_checkpoint_milliseconds", NULL,
-				       "State file: time to write the last checkpoint.");
-	M.load_ms = metric_gauge(m, "reco_profile_load_milliseconds", NULL,
-				 "State file: time to load it at start.");
+	M.checkpoint_ms = metric_gauge_ms(m, "reco_profile_checkpoint_seconds", NULL,
+					  "State file: time to write the last checkpoint.");
+	M.load_ms = metric_gauge_ms(m, "reco_profile_load_seconds", NULL,
+				    "State file: time to load it at start.");
 }
 
 int

@@ -609,6 +609,7 @@ metrics_text(struct buf *b)
 				   S[k].name, S[k].mtime);
 		snap_put(s);
 	}
+	metrics_identity(b, &T.m);
 #undef CTR
 #undef HELP
 }

@@ -553,8 +553,8 @@ init_metrics(void)
 		"Size of the last snapshot written.");
 	G.bytes = metric_gauge(m, "reco_train_model_bytes", NULL,
 		"Bytes the model holds in memory.");
-	G.clock = metric_gauge(m, "reco_train_clock_ms", NULL,
-		"Event time of the newest event learned, ms since the epoch.");
+	G.clock = metric_gauge_ms(m, "reco_train_clock_seconds", NULL,
+		"Event time of the newest event learned, in seconds since the epoch.");
 }
 
 static void

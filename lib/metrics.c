@@ -50,6 +50,50 @@ metric_gauge(struct metrics *m, const char *name, const char *labels,
 	return add(m, name, labels, help, 1);
 }
 
+/* A gauge in seconds (Prometheus's base unit) that the tool sets in
+ * milliseconds: written with three decimals. */
+uint64_t *
+metric_gauge_ms(struct metrics *m, const char *name, const char *labels,
+		const char *help)
+{
+	uint64_t *v = add(m, name, labels, help, 1);
+
+	for (size_t i = 0; i < m->n; i++)
+		if (&m->c[i]->v == v)
+			m->c[i]->milli = 1;
+	return v;
+}
+
+/* v, or v / 1000 with three decimals for a gauge kept in thousandths. */
+static void
+put_value(struct buf *b, const struct counter *c)
+{
+	if (c->milli)
+		buf_printf(b, " %llu.%03llu\n", (unsigned long long)(c->v / 1000),
+			   (unsigned long long)(c->v % 1000));
+	else
+		buf_printf(b, " %llu\n", (unsigned long long)c->v);
+}
+
+/*
+ * What every reco process exports beside its own metrics: reco_build_info
+ * (1, with the tool and the version as labels, the Prometheus convention
+ * for joining a version to other series) and process_start_time_seconds
+ * (the wall clock at start, to tell restarts and uptime).
+ */
+void
+metrics_identity(struct buf *b, const struct metrics *m)
+{
+	buf_printf(b, "# HELP reco_build_info The tool and its version.\n"
+		   "# TYPE reco_build_info gauge\n"
+		   "reco_build_info{tool=\"%s\",version=\"%s\"} 1\n",
+		   m->tool ? m->tool : "", RECO_VERSION);
+	buf_printf(b, "# HELP process_start_time_seconds Start time of the process since the epoch, in seconds.\n"
+		   "# TYPE process_start_time_seconds gauge\n"
+		   "process_start_time_seconds %lld.%03lld\n",
+		   (long long)(m->start_ms / 1000), (long long)(m->start_ms % 1000));
+}
+
 /*
  * Write every metric to path in Prometheus text format, atomically (a
  * temporary file, fsync, rename). Return 0, or -1 with errno set.
@@ -74,14 +118,14 @@ metrics_write(const struct metrics *m, const char *path)
 				continue;
 			done[j] = 1;
 			if (d->labels)
-				buf_printf(&b, "%s{%s} %llu\n", d->name, d->labels,
-					   (unsigned long long)d->v);
+				buf_printf(&b, "%s{%s}", d->name, d->labels);
 			else
-				buf_printf(&b, "%s %llu\n", d->name,
-					   (unsigned long long)d->v);
+				buf_puts(&b, d->name);
+			put_value(&b, d);
 		}
 	}
 	free(done);
+	metrics_identity(&b, m);
 	tmp = xmalloc(strlen(path) + 16);
 	sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);

@@ -368,17 +368,22 @@ struct counter {
 	char *labels; /* e.g. reason="bot", or NULL */
 	char *help;
 	int gauge;
+	int milli;    /* v is in thousandths: written as v / 1000 */
 	uint64_t v;
 };
 struct metrics {
 	struct counter **c;
 	size_t n, cap;
 	char *tool; /* e.g. "ingest" */
+	int64_t start_ms; /* when the process started, ms since the epoch */
 };
 uint64_t *metric(struct metrics *m, const char *name, const char *labels,
 		 const char *help);
 uint64_t *metric_gauge(struct metrics *m, const char *name,
 		       const char *labels, const char *help);
+uint64_t *metric_gauge_ms(struct metrics *m, const char *name,
+			  const char *labels, const char *help);
+void metrics_identity(struct buf *b, const struct metrics *m);
 int metrics_write(const struct metrics *m, const char *path);
 void metrics_free(struct metrics *m);
 

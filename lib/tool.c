@@ -101,6 +101,9 @@ tool_init(struct tool *t, const char *name, const char *usage)
 	t->codec = CODEC_NULL;
 	err_init(name);
 	t->m.tool = xstrdup(strncmp(name, "reco-", 5) == 0 ? name + 5 : name);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t->m.start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	for (char *p = t->m.tool; *p; p++)
 		if (*p == '-')
 			*p = '_';
@@ -877,9 +880,15 @@ print_stats(struct tool *t)
 		if (c->v == 0 && !c->gauge)
 			continue;
 		const char *short_name = c->name + 6 + strlen(t->m.tool);
-		fprintf(stderr, "%s:   %s%s%s%s %llu\n", t->name, short_name,
-			c->labels ? "{" : "", c->labels ? c->labels : "",
-			c->labels ? "}" : "", (unsigned long long)c->v);
+		if (c->milli)
+			fprintf(stderr, "%s:   %s%s%s%s %llu.%03llu\n", t->name, short_name,
+				c->labels ? "{" : "", c->labels ? c->labels : "",
+				c->labels ? "}" : "", (unsigned long long)(c->v / 1000),
+				(unsigned long long)(c->v % 1000));
+		else
+			fprintf(stderr, "%s:   %s%s%s%s %llu\n", t->name, short_name,
+				c->labels ? "{" : "", c->labels ? c->labels : "",
+				c->labels ? "}" : "", (unsigned long long)c->v);
 	}
 	fprintf(stderr, "%s: %.3f s, %.0f records/s\n", t->name, el,
 		el > 0 ? (double)in / el : 0.0);

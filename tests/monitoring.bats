@@ -147,7 +147,16 @@ names_used() {
 		printf '%s\n' node_textfile_mtime_seconds node_textfile_scrape_error
 	} | sort -u >exported
 	grep -qx reco_serve_request_duration_seconds_bucket exported
-	grep -qx reco_clean_watermark_ms exported
+	grep -qx reco_clean_watermark_seconds exported
+	# What every tool exports beside its own: the version and the start.
+	grep -qx reco_build_info exported
+	grep -qx process_start_time_seconds exported
+	local f
+	for f in ./*.prom serve-metrics.txt; do
+		grep -q "^reco_build_info{tool=\"[a-z_]*\",version=\"$(reco-serve --version | sed 's/.* //')\"} 1$" "$f" ||
+			fail "$f: no reco_build_info"
+		grep -Eq '^process_start_time_seconds [0-9]{10}\.[0-9]{3}$' "$f" || fail "$f: no process_start_time_seconds"
+	done
 
 	# The names recorded by the rules.
 	sed -n 's/^ *- record: *//p' "$MON/alerts.yml" | sort -u >recorded

@@ -135,17 +135,17 @@ rm -f "$tmp/dump"
 /usr/bin/time -f '%e %M' -o "$tmp/t" reco-profile --restore --batch 10000 --stats \
     --store "$tmp/many.state" "$tmp/many" 2>"$tmp/stats"
 set -- $(tail -1 "$tmp/t")
-printf 'restore %d profiles from NDJSON: %.2f s, peak RSS %s; checkpoint %s ms; state file %s\n' \
+printf 'restore %d profiles from NDJSON: %.2f s, peak RSS %s; checkpoint %s s; state file %s\n' \
     "$P" "$1" "$(human_kb "$2")" \
-    "$(sed -n 's/.* checkpoint_milliseconds \([0-9]*\)$/\1/p' "$tmp/stats")" \
+    "$(sed -n 's/.* checkpoint_seconds \([0-9.]*\)$/\1/p' "$tmp/stats")" \
     "$(awk -v s="$(wc -c <"$tmp/many.state")" 'BEGIN { printf "%.1f MB", s / 1048576 }')"
 head -1 "$tmp/ev.ndjson" | sed 's/"user":"[^"]*"/"user":"bench-new-user"/' >"$tmp/one"
 /usr/bin/time -f '%e %M' -o "$tmp/t" reco-profile --emit none --stats \
     --store "$tmp/many.state" "$tmp/one" 2>"$tmp/stats"
 set -- $(tail -1 "$tmp/t")
-printf 'load %d profiles: %s ms; checkpoint them: %s ms; peak RSS %s\n' "$P" \
-    "$(sed -n 's/.* load_milliseconds \([0-9]*\)$/\1/p' "$tmp/stats")" \
-    "$(sed -n 's/.* checkpoint_milliseconds \([0-9]*\)$/\1/p' "$tmp/stats")" \
+printf 'load %d profiles: %s s; checkpoint them: %s s; peak RSS %s\n' "$P" \
+    "$(sed -n 's/.* load_seconds \([0-9.]*\)$/\1/p' "$tmp/stats")" \
+    "$(sed -n 's/.* checkpoint_seconds \([0-9.]*\)$/\1/p' "$tmp/stats")" \
     "$(human_kb "$2")"
 /usr/bin/time -f '%e' -o "$tmp/t" reco-profile --get bench-new-user --store "$tmp/many.state" >/dev/null
 echo "reco-profile --get one user of $P (loads the file): $(tail -1 "$tmp/t") s"
