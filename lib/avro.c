@@ -280,29 +280,11 @@ event_schema(void)
 	return our_schema;
 }
 
-/* ---- reading ---- */
+/* ---- the container: header and blocks, for any record ---- */
 
-struct avro_in {
-	struct src *s;
-	char sync[16];
-	int deflate;
-	int fast;                 /* the writer schema is ours */
-	avro_schema_t wschema, rschema;
-	int *typemap;             /* writer's enum index -> ET_*, or -1 */
-	int ntypemap;
-	avro_value_iface_t *resolver, *riface;
-	avro_value_t resolved, value;
-	int have_values;
-	avro_reader_t mem;
-	struct buf block, raw;
-	const unsigned char *p, *e;
-	int64_t left;             /* records left in the current block */
-	uint64_t nblock, nrec;
-	int truncated;
-};
-
-static int
-read_long(struct src *s, int64_t *v)
+/* A zigzag varint from s; 0, or -1 at the end or past 10 bytes. */
+int
+src_read_long(struct src *s, int64_t *v)
 {
 	uint64_t z = 0;
 
@@ -324,7 +306,7 @@ read_bytes(struct src *s, struct buf *b, size_t max)
 {
 	int64_t n;
 
-	if (read_long(s, &n) || n < 0 || (uint64_t)n > max)
+	if (src_read_long(s, &n) || n < 0 || (uint64_t)n > max)
 		return -1;
 	b->n = 0;
 	buf_reserve(b, (size_t)n);
@@ -334,6 +316,209 @@ read_bytes(struct src *s, struct buf *b, size_t max)
 	b->p[n] = '\0';
 	return 0;
 }
+
+/*
+ * Read an object container file's header from s (positioned at the
+ * magic): its schema (f->schema, the writer's JSON), its codec and its
+ * sync marker. Return 0, or -1 with the reason in err (not an Avro file,
+ * a bad header, an unknown codec, no schema). avro_file_free frees f
+ * either way.
+ */
+int
+avro_file_open(struct avro_file *f, struct src *s, char *err, size_t errlen)
+{
+	char m[4];
+	struct buf key = { 0 }, val = { 0 };
+
+	memset(f, 0, sizeof *f);
+	f->s = s;
+	if (src_read(s, m, 4) != 4 || memcmp(m, magic, 4) != 0) {
+		snprintf(err, errlen, "not an Avro object container file");
+		goto fail;
+	}
+	for (;;) {
+		int64_t cnt, bytes;
+		if (src_read_long(s, &cnt))
+			goto bad;
+		if (cnt == 0)
+			break;
+		if (cnt < 0) {
+			if (cnt == INT64_MIN)
+				goto bad;
+			cnt = -cnt;
+			if (src_read_long(s, &bytes))
+				goto bad;
+		}
+		for (int64_t i = 0; i < cnt; i++) {
+			if (read_bytes(s, &key, 1 << 20) ||
+			    read_bytes(s, &val, 16 << 20))
+				goto bad;
+			if (strcmp(key.p, "avro.schema") == 0) {
+				free(f->schema);
+				f->schema = xstrndup(val.p, val.n);
+			} else if (strcmp(key.p, "avro.codec") == 0) {
+				if (strcmp(val.p, "deflate") == 0)
+					f->deflate = 1;
+				else if (strcmp(val.p, "null") != 0) {
+					snprintf(err, errlen,
+						 "unsupported Avro codec \"%.32s\"",
+						 val.p);
+					goto fail;
+				}
+			}
+		}
+	}
+	if (src_read(s, f->sync, 16) != 16)
+		goto bad;
+	if (!f->schema) {
+		snprintf(err, errlen, "Avro header has no schema");
+		goto fail;
+	}
+	buf_free(&key);
+	buf_free(&val);
+	return 0;
+bad:
+	snprintf(err, errlen, "bad or truncated Avro header");
+fail:
+	buf_free(&key);
+	buf_free(&val);
+	return -1;
+}
+
+void
+avro_file_free(struct avro_file *f)
+{
+	free(f->schema);
+	buf_free(&f->block);
+	buf_free(&f->raw);
+	memset(f, 0, sizeof *f);
+}
+
+static int
+inflate_block(struct avro_file *a, char *err, size_t errlen)
+{
+	z_stream z;
+	int rc;
+
+	memset(&z, 0, sizeof z);
+	if (inflateInit2(&z, -15) != Z_OK) {
+		snprintf(err, errlen, "inflate: cannot initialise");
+		return -1;
+	}
+	a->raw.n = 0;
+	buf_reserve(&a->raw, a->block.n * 4 + 1024);
+	z.next_in = (unsigned char *)a->block.p;
+	z.avail_in = (unsigned)a->block.n;
+	for (;;) {
+		z.next_out = (unsigned char *)a->raw.p + a->raw.n;
+		z.avail_out = (unsigned)(a->raw.cap - a->raw.n - 1);
+		rc = inflate(&z, Z_NO_FLUSH);
+		a->raw.n = a->raw.cap - 1 - z.avail_out;
+		if (rc == Z_STREAM_END)
+			break;
+		if (rc != Z_OK && rc != Z_BUF_ERROR) {
+			inflateEnd(&z);
+			snprintf(err, errlen, "corrupt deflate data in block %llu",
+				 (unsigned long long)a->nblock);
+			return -1;
+		}
+		if (z.avail_in == 0 && rc == Z_BUF_ERROR) {
+			inflateEnd(&z);
+			snprintf(err, errlen, "truncated deflate data in block %llu",
+				 (unsigned long long)a->nblock);
+			return -1;
+		}
+		if (a->raw.n > MAX_BLOCK * 4u) {
+			inflateEnd(&z);
+			snprintf(err, errlen, "block %llu inflates past the limit",
+				 (unsigned long long)a->nblock);
+			return -1;
+		}
+		buf_reserve(&a->raw, a->raw.cap);
+	}
+	inflateEnd(&z);
+	return 0;
+}
+
+/*
+ * Read the next block: its records' bytes in f->p .. f->e (inflated),
+ * f->left of them. Return 1, 0 at the end of the file, -2 if it is
+ * truncated or corrupt (err says which). With f->keep_cut, the complete
+ * records of an uncompressed block cut short are kept (f->truncated set,
+ * 1 returned after the message in err).
+ */
+int
+avro_file_block(struct avro_file *a, char *err, size_t errlen)
+{
+	int64_t cnt, size;
+	char sync[16];
+	const char *peek;
+
+	if (src_peek(a->s, 1, &peek) == 0)
+		return 0;
+	a->nblock++;
+	if (src_read_long(a->s, &cnt) || src_read_long(a->s, &size)) {
+		snprintf(err, errlen, "truncated Avro block %llu header",
+			 (unsigned long long)a->nblock);
+		return -2;
+	}
+	if (cnt < 0 || size < 0 || (uint64_t)size > MAX_BLOCK) {
+		snprintf(err, errlen, "corrupt Avro block %llu (count %lld, size %lld)",
+			 (unsigned long long)a->nblock, (long long)cnt,
+			 (long long)size);
+		return -2;
+	}
+	a->block.n = 0;
+	buf_reserve(&a->block, (size_t)size);
+	int got = src_read(a->s, a->block.p, (size_t)size);
+	if (got < 0) {
+		snprintf(err, errlen, "%s", a->s->err);
+		return -2;
+	}
+	a->block.n = (size_t)got;
+	a->left = cnt;
+	if (got < size || src_read(a->s, sync, 16) != 16) {
+		snprintf(err, errlen, "truncated Avro block %llu",
+			 (unsigned long long)a->nblock);
+		a->truncated = 1;
+		if (a->deflate || !a->keep_cut) {
+			a->left = 0;
+			return -2;
+		}
+	} else if (memcmp(sync, a->sync, 16) != 0) {
+		snprintf(err, errlen, "corrupt Avro block %llu (sync marker mismatch)",
+			 (unsigned long long)a->nblock);
+		a->left = 0;
+		return -2;
+	}
+	if (a->deflate) {
+		if (inflate_block(a, err, errlen)) {
+			a->left = 0;
+			return -2;
+		}
+		a->p = (const unsigned char *)a->raw.p;
+		a->e = a->p + a->raw.n;
+	} else {
+		a->p = (const unsigned char *)a->block.p;
+		a->e = a->p + a->block.n;
+	}
+	return 1;
+}
+
+/* ---- reading events ---- */
+
+struct avro_in {
+	struct avro_file f;       /* the container: header and blocks */
+	int fast;                 /* the writer schema is ours */
+	avro_schema_t wschema, rschema;
+	int *typemap;             /* writer's enum index -> ET_*, or -1 */
+	int ntypemap;
+	avro_value_iface_t *resolver, *riface;
+	avro_value_t resolved, value;
+	int have_values;
+	avro_reader_t mem;
+	uint64_t nrec;
+};
 
 /*
  * Prepare to read a file written with another schema: the reader schema is
@@ -415,58 +600,14 @@ struct avro_in *
 avro_in_open(struct src *s, char *err, size_t errlen)
 {
 	struct avro_in *a = xcalloc(1, sizeof *a);
-	char m[4];
-	struct buf key = { 0 }, val = { 0 };
-	char *schema_json = NULL;
 
-	a->s = s;
-	if (src_read(s, m, 4) != 4 || memcmp(m, magic, 4) != 0) {
-		snprintf(err, errlen, "not an Avro object container file");
+	if (avro_file_open(&a->f, s, err, errlen))
 		goto fail;
-	}
-	for (;;) {
-		int64_t cnt, bytes;
-		if (read_long(s, &cnt))
-			goto bad;
-		if (cnt == 0)
-			break;
-		if (cnt < 0) {
-			if (cnt == INT64_MIN)
-				goto bad;
-			cnt = -cnt;
-			if (read_long(s, &bytes))
-				goto bad;
-		}
-		for (int64_t i = 0; i < cnt; i++) {
-			if (read_bytes(s, &key, 1 << 20) ||
-			    read_bytes(s, &val, 16 << 20))
-				goto bad;
-			if (strcmp(key.p, "avro.schema") == 0) {
-				free(schema_json);
-				schema_json = xstrndup(val.p, val.n);
-			} else if (strcmp(key.p, "avro.codec") == 0) {
-				if (strcmp(val.p, "deflate") == 0)
-					a->deflate = 1;
-				else if (strcmp(val.p, "null") != 0) {
-					snprintf(err, errlen,
-						 "unsupported Avro codec \"%.32s\"",
-						 val.p);
-					goto fail;
-				}
-			}
-		}
-	}
-	if (src_read(s, a->sync, 16) != 16)
-		goto bad;
-	if (!schema_json) {
-		snprintf(err, errlen, "Avro header has no schema");
-		goto fail;
-	}
-	if (strcmp(schema_json, event_avsc) == 0)
+	if (strcmp(a->f.schema, event_avsc) == 0)
 		a->fast = 1;
 	else {
-		if (avro_schema_from_json_length(schema_json,
-						 strlen(schema_json),
+		if (avro_schema_from_json_length(a->f.schema,
+						 strlen(a->f.schema),
 						 &a->wschema)) {
 			snprintf(err, errlen, "bad Avro schema in header: %s",
 				 avro_strerror());
@@ -477,16 +618,11 @@ avro_in_open(struct src *s, char *err, size_t errlen)
 		else if (reader_schema(a, err, errlen))
 			goto fail;
 	}
-	free(schema_json);
-	buf_free(&key);
-	buf_free(&val);
+	/* Our own records can be read up to a cut in an uncompressed
+	 * block; resolved ones cannot. */
+	a->f.keep_cut = a->fast;
 	return a;
-bad:
-	snprintf(err, errlen, "bad or truncated Avro header");
 fail:
-	free(schema_json);
-	buf_free(&key);
-	buf_free(&val);
 	avro_in_free(a);
 	return NULL;
 }
@@ -511,122 +647,24 @@ avro_in_free(struct avro_in *a)
 	free(a->typemap);
 	if (a->mem)
 		avro_reader_free(a->mem);
-	buf_free(&a->block);
-	buf_free(&a->raw);
+	avro_file_free(&a->f);
 	free(a);
 }
 
-static int
-inflate_block(struct avro_in *a, char *err, size_t errlen)
-{
-	z_stream z;
-	int rc;
-
-	memset(&z, 0, sizeof z);
-	if (inflateInit2(&z, -15) != Z_OK) {
-		snprintf(err, errlen, "inflate: cannot initialise");
-		return -1;
-	}
-	a->raw.n = 0;
-	buf_reserve(&a->raw, a->block.n * 4 + 1024);
-	z.next_in = (unsigned char *)a->block.p;
-	z.avail_in = (unsigned)a->block.n;
-	for (;;) {
-		z.next_out = (unsigned char *)a->raw.p + a->raw.n;
-		z.avail_out = (unsigned)(a->raw.cap - a->raw.n - 1);
-		rc = inflate(&z, Z_NO_FLUSH);
-		a->raw.n = a->raw.cap - 1 - z.avail_out;
-		if (rc == Z_STREAM_END)
-			break;
-		if (rc != Z_OK && rc != Z_BUF_ERROR) {
-			inflateEnd(&z);
-			snprintf(err, errlen, "corrupt deflate data in block %llu",
-				 (unsigned long long)a->nblock);
-			return -1;
-		}
-		if (z.avail_in == 0 && rc == Z_BUF_ERROR) {
-			inflateEnd(&z);
-			snprintf(err, errlen, "truncated deflate data in block %llu",
-				 (unsigned long long)a->nblock);
-			return -1;
-		}
-		if (a->raw.n > MAX_BLOCK * 4u) {
-			inflateEnd(&z);
-			snprintf(err, errlen, "block %llu inflates past the limit",
-				 (unsigned long long)a->nblock);
-			return -1;
-		}
-		buf_reserve(&a->raw, a->raw.cap);
-	}
-	inflateEnd(&z);
-	return 0;
-}
-
-/* Read the next block. Return 1, 0 at the end of the file, -2 if it is
- * truncated or corrupt (err says which). */
+/* The next block, and for records not of our schema Avro C's reader on
+ * it. Return as avro_file_block. */
 static int
 next_block(struct avro_in *a, char *err, size_t errlen)
 {
-	int64_t cnt, size;
-	char sync[16];
-	const char *peek;
+	int r = avro_file_block(&a->f, err, errlen);
 
-	if (src_peek(a->s, 1, &peek) == 0)
-		return 0;
-	a->nblock++;
 	a->nrec = 0;
-	if (read_long(a->s, &cnt) || read_long(a->s, &size)) {
-		snprintf(err, errlen, "truncated Avro block %llu header",
-			 (unsigned long long)a->nblock);
-		return -2;
-	}
-	if (cnt < 0 || size < 0 || (uint64_t)size > MAX_BLOCK) {
-		snprintf(err, errlen, "corrupt Avro block %llu (count %lld, size %lld)",
-			 (unsigned long long)a->nblock, (long long)cnt,
-			 (long long)size);
-		return -2;
-	}
-	a->block.n = 0;
-	buf_reserve(&a->block, (size_t)size);
-	int got = src_read(a->s, a->block.p, (size_t)size);
-	if (got < 0) {
-		snprintf(err, errlen, "%s", a->s->err);
-		return -2;
-	}
-	a->block.n = (size_t)got;
-	a->left = cnt;
-	if (got < size || src_read(a->s, sync, 16) != 16) {
-		/* Keep the complete records of an uncompressed block. */
-		snprintf(err, errlen, "truncated Avro block %llu",
-			 (unsigned long long)a->nblock);
-		a->truncated = 1;
-		if (a->deflate || !a->fast) {
-			a->left = 0;
-			return -2;
-		}
-	} else if (memcmp(sync, a->sync, 16) != 0) {
-		snprintf(err, errlen, "corrupt Avro block %llu (sync marker mismatch)",
-			 (unsigned long long)a->nblock);
-		a->left = 0;
-		return -2;
-	}
-	if (a->deflate) {
-		if (inflate_block(a, err, errlen)) {
-			a->left = 0;
-			return -2;
-		}
-		a->p = (const unsigned char *)a->raw.p;
-		a->e = a->p + a->raw.n;
-	} else {
-		a->p = (const unsigned char *)a->block.p;
-		a->e = a->p + a->block.n;
-	}
-	if (!a->fast) {
+	if (r == 1 && !a->fast) {
 		if (a->mem)
 			avro_reader_free(a->mem);
-		a->mem = avro_reader_memory((const char *)a->p, a->e - a->p);
+		a->mem = avro_reader_memory((const char *)a->f.p, a->f.e - a->f.p);
 	}
-	return 1;
+	return r;
 }
 
 static int
@@ -743,28 +781,28 @@ event_from_value(struct avro_in *a, avro_value_t *v, struct event *ev)
 int
 avro_in_next(struct avro_in *a, struct event *ev, char *err, size_t errlen)
 {
-	while (a->left == 0) {
-		if (a->truncated)
+	while (a->f.left == 0) {
+		if (a->f.truncated)
 			return -2;
 		int r = next_block(a, err, errlen);
 		if (r <= 0)
 			return r;
 	}
-	a->left--;
+	a->f.left--;
 	a->nrec++;
 	if (a->fast) {
 		size_t used;
-		if (avro_decode_event((const char *)a->p, (size_t)(a->e - a->p),
+		if (avro_decode_event((const char *)a->f.p, (size_t)(a->f.e - a->f.p),
 				      &used, ev)) {
-			if (!a->truncated)
+			if (!a->f.truncated)
 				snprintf(err, errlen,
 					 "corrupt record %llu in Avro block %llu",
 					 (unsigned long long)a->nrec,
-					 (unsigned long long)a->nblock);
-			a->left = 0;
+					 (unsigned long long)a->f.nblock);
+			a->f.left = 0;
 			return -2;
 		}
-		a->p += used;
+		a->f.p += used;
 	} else {
 		avro_value_reset(&a->value);
 		if (avro_value_read(a->mem, &a->resolved) ||
@@ -772,8 +810,8 @@ avro_in_next(struct avro_in *a, struct event *ev, char *err, size_t errlen)
 			/* The rest of the block cannot be trusted. */
 			snprintf(err, errlen, "corrupt record %llu in Avro block %llu: %s",
 				 (unsigned long long)a->nrec,
-				 (unsigned long long)a->nblock, avro_strerror());
-			a->left = 0;
+				 (unsigned long long)a->f.nblock, avro_strerror());
+			a->f.left = 0;
 			return -2;
 		}
 	}
@@ -785,7 +823,7 @@ avro_in_next(struct avro_in *a, struct event *ev, char *err, size_t errlen)
 uint64_t
 avro_in_block(const struct avro_in *a)
 {
-	return a->nblock;
+	return a->f.nblock;
 }
 
 uint64_t

@@ -11,7 +11,6 @@
 #include "reco.h"
 #include "profile.h"
 
-#define AVRO_MAX_BLOCK (64u << 20)
 
 /* Set the defaults the man page documents. */
 void
@@ -1438,50 +1437,11 @@ profile_stats_decode(struct profile_stats *st, const char *s, size_t n)
 
 /* ---- Avro object container files of profiles ---- */
 
-static const char avro_magic[4] = { 'O', 'b', 'j', 1 };
-
+/* A file of profiles, read through avro.c's container reader. */
 struct profile_avro_in {
-	struct src *s;
-	int deflate;
-	char sync[16];
-	struct buf block, raw;
+	struct avro_file f;
 	struct dec d;
-	int64_t left;
 };
-
-static int
-src_long(struct src *s, int64_t *v)
-{
-	unsigned char c;
-	uint64_t z = 0;
-
-	for (int shift = 0; shift < 64; shift += 7) {
-		if (src_read(s, &c, 1) != 1)
-			return -1;
-		z |= (uint64_t)(c & 0x7f) << shift;
-		if (!(c & 0x80)) {
-			*v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int
-src_bytes(struct src *s, struct buf *b)
-{
-	int64_t n;
-
-	b->n = 0;
-	if (src_long(s, &n) || n < 0 || n > (int64_t)AVRO_MAX_BLOCK)
-		return -1;
-	buf_reserve(b, (size_t)n);
-	if (src_read(s, b->p, (size_t)n) != (int)n)
-		return -1;
-	b->n = (size_t)n;
-	b->p[b->n] = '\0';
-	return 0;
-}
 
 /*
  * Open the Avro object container file of profiles at the current file of
@@ -1493,124 +1453,18 @@ struct profile_avro_in *
 profile_avro_in_open(struct src *s, char *err, size_t errlen)
 {
 	struct profile_avro_in *a = xcalloc(1, sizeof *a);
-	struct buf k = { 0 }, v = { 0 };
-	char magic[4];
-	int64_t n;
-	int schema_ok = 0;
 
-	if (src_read(s, magic, 4) != 4 || memcmp(magic, avro_magic, 4) != 0) {
-		snprintf(err, errlen, "not an Avro object container file");
+	if (avro_file_open(&a->f, s, err, errlen))
 		goto fail;
-	}
-	for (;;) {
-		if (src_long(s, &n))
-			goto corrupt;
-		if (n == 0)
-			break;
-		if (n < 0) {
-			int64_t size;
-			n = -n;
-			if (src_long(s, &size))
-				goto corrupt;
-		}
-		while (n-- > 0) {
-			if (src_bytes(s, &k) || src_bytes(s, &v))
-				goto corrupt;
-			if (strcmp(k.p, "avro.schema") == 0)
-				schema_ok = strcmp(v.p, profile_avsc) == 0;
-			else if (strcmp(k.p, "avro.codec") == 0) {
-				if (strcmp(v.p, "deflate") == 0)
-					a->deflate = 1;
-				else if (strcmp(v.p, "null") != 0) {
-					snprintf(err, errlen, "unsupported Avro codec %s", v.p);
-					goto fail;
-				}
-			}
-		}
-	}
-	if (src_read(s, a->sync, 16) != 16)
-		goto corrupt;
-	if (!schema_ok) {
+	if (strcmp(a->f.schema, profile_avsc) != 0) {
 		snprintf(err, errlen, "not a file of reco.Profile version %d",
 			 PROFILE_VERSION);
 		goto fail;
 	}
-	buf_free(&k);
-	buf_free(&v);
-	a->s = s;
 	return a;
-corrupt:
-	snprintf(err, errlen, "corrupt Avro header");
 fail:
-	buf_free(&k);
-	buf_free(&v);
-	free(a);
+	profile_avro_in_free(a);
 	return NULL;
-}
-
-static int
-avro_next_block(struct profile_avro_in *a, char *err, size_t errlen)
-{
-	int64_t cnt, size;
-	char sync[16];
-	const char *pk;
-	int r = src_peek(a->s, 1, &pk);
-
-	if (r < 0) {
-		snprintf(err, errlen, "%s", a->s->err);
-		return -1;
-	}
-	if (r == 0)
-		return 0; /* the end of the file, between blocks */
-	if (src_long(a->s, &cnt) || src_long(a->s, &size) || cnt < 0 ||
-	    size < 0 || size > (int64_t)AVRO_MAX_BLOCK) {
-		snprintf(err, errlen, "corrupt Avro block header");
-		return -1;
-	}
-	a->block.n = 0;
-	buf_reserve(&a->block, (size_t)size);
-	if (src_read(a->s, a->block.p, (size_t)size) != (int)size ||
-	    src_read(a->s, sync, 16) != 16) {
-		snprintf(err, errlen, "truncated Avro block");
-		return -1;
-	}
-	if (memcmp(sync, a->sync, 16) != 0) {
-		snprintf(err, errlen, "corrupt Avro block (sync marker mismatch)");
-		return -1;
-	}
-	a->block.n = (size_t)size;
-	if (a->deflate) {
-		z_stream z;
-		int rc;
-		memset(&z, 0, sizeof z);
-		if (inflateInit2(&z, -15) != Z_OK) {
-			snprintf(err, errlen, "inflate: out of memory");
-			return -1;
-		}
-		a->raw.n = 0;
-		z.next_in = (unsigned char *)a->block.p;
-		z.avail_in = (unsigned)a->block.n;
-		do {
-			buf_reserve(&a->raw, a->raw.n < 65536 ? 65536 : a->raw.n);
-			z.next_out = (unsigned char *)a->raw.p + a->raw.n;
-			z.avail_out = (unsigned)(a->raw.cap - a->raw.n - 1);
-			rc = inflate(&z, Z_NO_FLUSH);
-			a->raw.n = z.total_out;
-		} while (rc == Z_OK && a->raw.n < AVRO_MAX_BLOCK);
-		inflateEnd(&z);
-		if (rc != Z_STREAM_END) {
-			snprintf(err, errlen, "corrupt deflate data");
-			return -1;
-		}
-		a->d.p = a->raw.p;
-		a->d.e = a->raw.p + a->raw.n;
-	} else {
-		a->d.p = a->block.p;
-		a->d.e = a->block.p + a->block.n;
-	}
-	a->d.bad = 0;
-	a->left = cnt;
-	return 1;
 }
 
 /* Read the next profile into p. Return 1, 0 at the end of the file, or -1
@@ -1619,17 +1473,20 @@ int
 profile_avro_in_next(struct profile_avro_in *a, struct profile *p, char *err,
 		     size_t errlen)
 {
-	while (a->left == 0) {
-		int r = avro_next_block(a, err, errlen);
+	while (a->f.left == 0) {
+		int r = avro_file_block(&a->f, err, errlen);
 		if (r <= 0)
-			return r;
+			return r < 0 ? -1 : 0;
+		a->d.p = (const char *)a->f.p;
+		a->d.e = (const char *)a->f.e;
+		a->d.bad = 0;
 	}
 	if (decode_one(p, &a->d)) {
 		snprintf(err, errlen, "corrupt profile record");
-		a->left = 0;
+		a->f.left = 0;
 		return -1;
 	}
-	a->left--;
+	a->f.left--;
 	return 1;
 }
 
@@ -1638,7 +1495,6 @@ profile_avro_in_free(struct profile_avro_in *a)
 {
 	if (!a)
 		return;
-	buf_free(&a->block);
-	buf_free(&a->raw);
+	avro_file_free(&a->f);
 	free(a);
 }

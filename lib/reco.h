@@ -340,6 +340,24 @@ int fmt_parse(const char *s);
 
 /* avro.c: Avro object container files for events (own fast codec for the
  * reco.Event schema, Avro C for schema parsing and resolution). */
+/* An object container file being read: the header, then block by block
+ * (the records' decoding is the caller's). */
+struct avro_file {
+	struct src *s;
+	char *schema;             /* the writer's schema, JSON */
+	char sync[16];
+	int deflate;
+	int keep_cut;             /* keep the records of a cut, uncompressed block */
+	struct buf block, raw;
+	const unsigned char *p, *e; /* the current block's records */
+	int64_t left;             /* records left in it */
+	uint64_t nblock;
+	int truncated;
+};
+int src_read_long(struct src *s, int64_t *v);
+int avro_file_open(struct avro_file *f, struct src *s, char *err, size_t errlen);
+int avro_file_block(struct avro_file *f, char *err, size_t errlen);
+void avro_file_free(struct avro_file *f);
 struct avro_in;
 struct avro_in *avro_in_open(struct src *s, char *err, size_t errlen);
 int avro_in_next(struct avro_in *a, struct event *ev, char *err,
