@@ -16,42 +16,11 @@ static const char magic[4] = { 'O', 'b', 'j', 1 };
 
 /* ---- varints ---- */
 
-static inline char *
-put_long(char *p, int64_t v)
-{
-	uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-
-	while (z >= 0x80) {
-		*p++ = (char)(z | 0x80);
-		z >>= 7;
-	}
-	*p++ = (char)z;
-	return p;
-}
-
-static inline int
-get_long(const unsigned char **pp, const unsigned char *e, int64_t *v)
-{
-	const unsigned char *p = *pp;
-	uint64_t z = 0;
-
-	for (int shift = 0; shift < 64 && p < e; shift += 7) {
-		unsigned b = *p++;
-		z |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-			*pp = p;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 static void
 buf_long(struct buf *b, int64_t v)
 {
 	buf_reserve(b, 10);
-	b->n = (size_t)(put_long(b->p + b->n, v) - b->p);
+	b->n = (size_t)(varint_put(b->p + b->n, v) - b->p);
 }
 
 static void
@@ -66,7 +35,7 @@ buf_avro_str(struct buf *b, const char *p, size_t n)
 static inline char *
 put_str(char *p, const struct str *s)
 {
-	p = put_long(p, (int64_t)s->n);
+	p = varint_put(p, (int64_t)s->n);
 	memcpy(p, s->p, s->n);
 	return p + s->n;
 }
@@ -94,14 +63,14 @@ avro_encode_event(struct buf *b, const struct event *ev)
 	buf_reserve(b, need);
 	char *p = b->p + b->n;
 	p = put_str(p, &ev->event_id);
-	p = put_long(p, ev->ts);
+	p = varint_put(p, ev->ts);
 	p = put_str(p, &ev->user);
-	p = put_long(p, ev->type);
+	p = varint_put(p, ev->type);
 	p = put_opt_str(p, ev->has & EV_ITEM, &ev->item);
 	p = put_opt_str(p, ev->has & EV_SESSION, &ev->session);
 	if (ev->has & EV_QTY) {
 		*p++ = 2;
-		p = put_long(p, ev->qty);
+		p = varint_put(p, ev->qty);
 	} else
 		*p++ = 0;
 	if (ev->has & EV_PRICE) {
@@ -115,7 +84,7 @@ avro_encode_event(struct buf *b, const struct event *ev)
 	if (ev->has & EV_ATTRS) {
 		*p++ = 2;
 		if (ev->nattrs) {
-			p = put_long(p, (int64_t)ev->nattrs);
+			p = varint_put(p, (int64_t)ev->nattrs);
 			for (size_t i = 0; i < ev->nattrs; i++) {
 				p = put_str(p, &ev->attrs[i].key);
 				p = put_str(p, &ev->attrs[i].val);
@@ -124,7 +93,7 @@ avro_encode_event(struct buf *b, const struct event *ev)
 		*p++ = 0;
 	} else
 		*p++ = 0;
-	p = put_long(p, ev->v);
+	p = varint_put(p, ev->v);
 	b->n = (size_t)(p - b->p);
 }
 
@@ -133,7 +102,7 @@ get_str(const unsigned char **p, const unsigned char *e, struct str *s)
 {
 	int64_t n;
 
-	if (get_long(p, e, &n) || n < 0 || n > e - *p)
+	if (varint_get(p, e, &n) || n < 0 || n > e - *p)
 		return -1;
 	s->p = (const char *)*p;
 	s->n = (size_t)n;
@@ -146,7 +115,7 @@ get_branch(const unsigned char **p, const unsigned char *e, int *branch)
 {
 	int64_t b;
 
-	if (get_long(p, e, &b) || (b != 0 && b != 1))
+	if (varint_get(p, e, &b) || (b != 0 && b != 1))
 		return -1;
 	*branch = (int)b;
 	return 0;
@@ -179,8 +148,8 @@ avro_decode_event(const char *data, size_t n, size_t *used, struct event *ev)
 	int br;
 
 	event_reset(ev);
-	if (get_str(&p, e, &ev->event_id) || get_long(&p, e, &ev->ts) ||
-	    get_str(&p, e, &ev->user) || get_long(&p, e, &t) || t < 0 ||
+	if (get_str(&p, e, &ev->event_id) || varint_get(&p, e, &ev->ts) ||
+	    get_str(&p, e, &ev->user) || varint_get(&p, e, &t) || t < 0 ||
 	    t >= ET_NTYPES)
 		return -1;
 	ev->type = (int)t;
@@ -189,7 +158,7 @@ avro_decode_event(const char *data, size_t n, size_t *used, struct event *ev)
 	    get_branch(&p, e, &br))
 		return -1;
 	if (br) {
-		if (get_long(&p, e, &ev->qty))
+		if (varint_get(&p, e, &ev->qty))
 			return -1;
 		ev->has |= EV_QTY;
 	}
@@ -210,7 +179,7 @@ avro_decode_event(const char *data, size_t n, size_t *used, struct event *ev)
 		ev->has |= EV_ATTRS;
 		for (;;) {
 			int64_t cnt, bytes;
-			if (get_long(&p, e, &cnt))
+			if (varint_get(&p, e, &cnt))
 				return -1;
 			if (cnt == 0)
 				break;
@@ -218,7 +187,7 @@ avro_decode_event(const char *data, size_t n, size_t *used, struct event *ev)
 				if (cnt == INT64_MIN)
 					return -1;
 				cnt = -cnt;
-				if (get_long(&p, e, &bytes))
+				if (varint_get(&p, e, &bytes))
 					return -1;
 			}
 			if (cnt > e - p)
@@ -231,7 +200,7 @@ avro_decode_event(const char *data, size_t n, size_t *used, struct event *ev)
 			}
 		}
 	}
-	if (get_long(&p, e, &t))
+	if (varint_get(&p, e, &t))
 		return -1;
 	ev->v = t >= 0 && t < 1000000 ? (int)t : -1;
 	*used = (size_t)(p - (const unsigned char *)data);

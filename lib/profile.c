@@ -1000,13 +1000,7 @@ profile_parse_json(struct profile *p, const char *s, size_t n, char *err,
 static inline void
 w_long(struct buf *b, int64_t v)
 {
-	uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-
-	while (z >= 0x80) {
-		b->p[b->n++] = (char)(z | 0x80);
-		z >>= 7;
-	}
-	b->p[b->n++] = (char)z;
+	b->n = (size_t)(varint_put(b->p + b->n, v) - b->p);
 }
 
 static inline void

@@ -181,6 +181,39 @@ uint32_t crc32_any(uint32_t crc, const void *p, size_t n);
 int state_crc_ok(const void *p, size_t n);
 void buf_put_u64le(struct buf *b, uint64_t v);
 int get_u64le(const char **p, const char *e, uint64_t *v);
+/* Zigzag varints (the Avro long encoding), the one codec of state files,
+ * snapshots, profiles and Avro records: v at p (room for 10 bytes), the
+ * end returned; and v from *pp (not past e), 0 or -1 if malformed. */
+static inline char *
+varint_put(char *p, int64_t v)
+{
+	uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+
+	while (z >= 0x80) {
+		*p++ = (char)(z | 0x80);
+		z >>= 7;
+	}
+	*p++ = (char)z;
+	return p;
+}
+
+static inline int
+varint_get(const unsigned char **pp, const unsigned char *e, int64_t *v)
+{
+	const unsigned char *p = *pp;
+	uint64_t z = 0;
+
+	for (int shift = 0; shift < 64 && p < e; shift += 7) {
+		unsigned b = *p++;
+		z |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+			*pp = p;
+			return 0;
+		}
+	}
+	return -1;
+}
 void buf_put_varint(struct buf *b, int64_t v);
 int get_varint(const char **p, const char *e, int64_t *v);
 void buf_put_bytes(struct buf *b, const void *p, size_t n);

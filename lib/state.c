@@ -266,14 +266,8 @@ state_load(const char *path, struct buf *out, char *err, size_t errlen)
 void
 buf_put_varint(struct buf *b, int64_t v)
 {
-	uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-
 	buf_reserve(b, 10);
-	while (z >= 0x80) {
-		b->p[b->n++] = (char)(z | 0x80);
-		z >>= 7;
-	}
-	b->p[b->n++] = (char)z;
+	b->n = (size_t)(varint_put(b->p + b->n, v) - b->p);
 }
 
 /* Read a zigzag varint from *p (not past e). Return 0, or -1 if malformed. */
@@ -281,18 +275,11 @@ int
 get_varint(const char **p, const char *e, int64_t *v)
 {
 	const unsigned char *s = (const unsigned char *)*p;
-	uint64_t z = 0;
 
-	for (int shift = 0; shift < 64 && (const char *)s < e; shift += 7) {
-		unsigned c = *s++;
-		z |= (uint64_t)(c & 0x7f) << shift;
-		if (!(c & 0x80)) {
-			*v = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-			*p = (const char *)s;
-			return 0;
-		}
-	}
-	return -1;
+	if (varint_get(&s, (const unsigned char *)e, v))
+		return -1;
+	*p = (const char *)s;
+	return 0;
 }
 
 /* Length-prefixed bytes. */
