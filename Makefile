@@ -7,6 +7,14 @@ DATADIR = $(PREFIX)/share/reco
 
 CC ?= cc
 CFLAGS ?= -O2 -g
+# The version, from one place; every tool's -V prints it.
+VERSION := $(shell cat VERSION)
+# Warnings are errors for the tests and CI (make check, .ci/run), not for a
+# plain build, so that a newer compiler's new warnings do not stop one.
+ifneq ($(filter check,$(MAKECMDGOALS)),)
+WERROR ?= 1
+endif
+WERROR ?= 0
 SANITIZE ?=
 ifeq ($(SANITIZE),)
 BUILD ?= build
@@ -15,11 +23,15 @@ BUILD ?= build-san
 SANFLAGS = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
 PKGS = jansson avro-c zlib hiredis libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
-ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -Ilib
+ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -DRECO_VERSION_NUMBER=$(VERSION) \
+	$(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -Ilib
 LDLIBS = $(PKG_LIBS) -lcsv -lm
 LDFLAGS += $(SANFLAGS)
 
@@ -37,7 +49,15 @@ SCHEMAS = schema/event.avsc schema/event.schema.json schema/profile.avsc \
 
 all: $(BINS)
 
-$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) | $(BUILD)/lib
+# The flags of the last build: a change (WERROR, CPPFLAGS, CFLAGS, the
+# version) rebuilds everything.
+FLAGS_STAMP = $(BUILD)/.flags
+FLAGS_NOW = $(strip $(ALL_CFLAGS) $(LDFLAGS))
+$(FLAGS_STAMP): FORCE | $(BUILD)/lib
+	@echo '$(FLAGS_NOW)' | cmp -s - $@ || echo '$(FLAGS_NOW)' > $@
+FORCE:
+
+$(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h) $(FLAGS_STAMP) | $(BUILD)/lib
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # The schemas are data files; the tools carry their text.
@@ -62,7 +82,7 @@ $(BUILD)/libreco.a: $(LIBOBJ)
 	rm -f $@
 	ar rcs $@ $(LIBOBJ)
 
-$(BUILD)/bin/%: cmd/%.c $(BUILD)/libreco.a $(wildcard lib/*.h) | $(BUILD)/bin
+$(BUILD)/bin/%: cmd/%.c $(BUILD)/libreco.a $(wildcard lib/*.h) $(FLAGS_STAMP) | $(BUILD)/bin
 	$(CC) $(ALL_CFLAGS) -DRECO_CMD -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
@@ -104,7 +124,7 @@ check: all $(TESTBINS)
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN5) $(MAN7)
 	RECO_BIN=$(abspath $(BUILD)/bin) RECO_TESTBIN=$(abspath $(BUILD)/tests) \
 		bats tests/*.bats
-	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory fuzz WERROR=$(WERROR)
 
 # libFuzzer targets, each run for a bounded time on its checked-in corpus.
 FUZZ_SECONDS ?= 10
@@ -115,7 +135,7 @@ fuzz:
 		mkdir -p $(BUILD)/fuzz; \
 		for f in $(FUZZERS); do \
 			[ -f tests/fuzz/$$f.c ] || continue; \
-			clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+			clang -std=c11 -D_DEFAULT_SOURCE -DRECO_VERSION_NUMBER=$(VERSION) -g -O1 -fsanitize=fuzzer,address,undefined \
 				$(PKG_CFLAGS) -Ilib -o $(BUILD)/fuzz/$$f tests/fuzz/$$f.c $(FUZZ_SRC) \
 				$(BUILD)/lib/schema_text.c $(LDLIBS) || exit 1; \
 			mkdir -p $(BUILD)/fuzz/$$f-corpus; \
@@ -133,17 +153,25 @@ bench: all $(BUILD)/tests/kafka-broker $(BUILD)/tests/freshness
 		RECO_BIN=$(abspath $(BUILD)/bin) sh tests/bench/$$b.sh || exit 1; \
 	done
 
-install: all
-	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(DATADIR)/schema
-	cp $(BINS) $(DESTDIR)$(BINDIR)/
-	cp $(MAN1) $(DESTDIR)$(MANDIR)/man1/
-	cp $(MAN5) $(DESTDIR)$(MANDIR)/man5/
-	cp $(MAN7) $(DESTDIR)$(MANDIR)/man7/
-	cp $(SCHEMAS) $(DESTDIR)$(DATADIR)/schema/
-	mkdir -p $(DESTDIR)$(DATADIR)/examples/monitoring
-	cp examples/*.sh $(DESTDIR)$(DATADIR)/examples/
-	cp examples/monitoring/* $(DESTDIR)$(DATADIR)/examples/monitoring/
+# install -m: the tools 755, the pages, schemas and examples 644;
+# uninstall removes what install made, and its directories once empty.
+EXAMPLES = $(wildcard examples/*.sh)
+MONITORING = $(wildcard examples/monitoring/*)
+SYSTEMD = $(wildcard examples/systemd/*)
+# INSTALL_DEPS= installs what is built without building (the tests).
+INSTALL_DEPS ?= all
+install: $(INSTALL_DEPS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(DATADIR)/schema \
+		$(DESTDIR)$(DATADIR)/examples/monitoring $(DESTDIR)$(DATADIR)/examples/systemd
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 $(MAN7) $(DESTDIR)$(MANDIR)/man7/
+	install -m 644 $(SCHEMAS) $(DESTDIR)$(DATADIR)/schema/
+	install -m 644 $(EXAMPLES) $(DESTDIR)$(DATADIR)/examples/
+	install -m 644 $(MONITORING) $(DESTDIR)$(DATADIR)/examples/monitoring/
+	install -m 644 $(SYSTEMD) $(DESTDIR)$(DATADIR)/examples/systemd/
 
 uninstall:
 	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
@@ -151,8 +179,13 @@ uninstall:
 	for m in $(notdir $(MAN5)); do rm -f $(DESTDIR)$(MANDIR)/man5/$$m; done
 	for m in $(notdir $(MAN7)); do rm -f $(DESTDIR)$(MANDIR)/man7/$$m; done
 	for s in $(notdir $(SCHEMAS)); do rm -f $(DESTDIR)$(DATADIR)/schema/$$s; done
-	rm -rf $(DESTDIR)$(DATADIR)/examples
-	-rmdir $(DESTDIR)$(DATADIR)/schema $(DESTDIR)$(DATADIR)
+	for e in $(notdir $(EXAMPLES)); do rm -f $(DESTDIR)$(DATADIR)/examples/$$e; done
+	for e in $(notdir $(MONITORING)); do rm -f $(DESTDIR)$(DATADIR)/examples/monitoring/$$e; done
+	for e in $(notdir $(SYSTEMD)); do rm -f $(DESTDIR)$(DATADIR)/examples/systemd/$$e; done
+	-rmdir $(DESTDIR)$(DATADIR)/examples/monitoring $(DESTDIR)$(DATADIR)/examples/systemd \
+		$(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(DATADIR)/schema $(DESTDIR)$(DATADIR) 2>/dev/null
+	-for d in $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR); do rmdir $$d 2>/dev/null; done; true
 
 clean:
 	rm -rf build build-san
@@ -161,4 +194,4 @@ clean:
 console-shots: all
 	RECO_BIN=$(abspath $(BUILD)/bin) sh tests/tools/console-shots.sh
 
-.PHONY: all check deps demo fuzz bench install uninstall clean console-shots
+.PHONY: all check deps demo fuzz bench install uninstall clean console-shots FORCE

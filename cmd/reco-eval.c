@@ -169,10 +169,6 @@ on_opt(struct tool *t, int c, const char *arg)
 	if (r == 0)
 		return 0;
 	switch (c) {
-	case 'O':
-	case OPT_KEY:
-	case OPT_CODEC:
-		tool_usage_error(&T, "reco-eval writes a report, not events: -O, --key and --codec do not apply");
 	case OPT_MODELS:
 		O.models = arg;
 		return 0;
@@ -1257,6 +1253,7 @@ main(int argc, char **argv)
 	size_t k = 0;
 
 	tool_init(&T, "reco-eval", usage_head);
+	T.writes = "a report";
 	snprintf(usage, sizeof usage, "%s%s", usage_head, model_usage);
 	T.usage = usage;
 	model_params_default(&O.p);

@@ -2143,6 +2143,8 @@ main(int argc, char **argv)
 
 	tool_init(&T, "reco-serve", usage);
 	T.no_events = 1; /* requests, not events: no --shard */
+	T.writes = "answers";
+	T.no_rejects = 1; /* a bad request gets an error answer */
 	T.schema_help = "      --schema[=request|response]  print the JSON Schema of requests or\n"
 			"                           of answers and exit\n";
 	serve_opts_default(&O.so);

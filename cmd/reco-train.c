@@ -135,10 +135,6 @@ on_opt(struct tool *t, int c, const char *arg)
 	case 'o':
 		O.output = arg;
 		return 0;
-	case 'O':
-	case OPT_KEY:
-	case OPT_CODEC:
-		tool_usage_error(&T, "reco-train writes model snapshots, not events: -O, --key and --codec do not apply");
 	case OPT_SNAPSHOT_EVERY: {
 		const char *s = arg;
 		while (*s >= '0' && *s <= '9')
@@ -659,6 +655,7 @@ main(int argc, char **argv)
 	size_t k = 0;
 
 	tool_init(&T, "reco-train", usage_head);
+	T.writes = "model snapshots";
 	snprintf(usage, sizeof usage, "%s%s", usage_head, model_usage);
 	T.usage = usage;
 	model_params_default(&O.p);

@@ -8,7 +8,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define RECO_VERSION "0.1.0"
+/* The version comes from the file VERSION, through the Makefile
+ * (-DRECO_VERSION_NUMBER=x.y.z). */
+#define RECO_STR_(x) #x
+#define RECO_STR(x) RECO_STR_(x)
+#ifdef RECO_VERSION_NUMBER
+#define RECO_VERSION RECO_STR(RECO_VERSION_NUMBER)
+#else
+#define RECO_VERSION "unknown"
+#endif
 
 /* Exit statuses, the same for every tool and documented in every man page. */
 enum reco_exit {
@@ -455,6 +463,10 @@ struct tool {
 	const char *usage;     /* synopsis and the tool's own options; -h
 				* adds the common options */
 	int no_input;          /* a generator: no input options in -h */
+	const char *writes;    /* what a tool that writes no events writes
+				* ("model snapshots"): no -O, --codec, --key */
+	int no_rejects;        /* answers bad records itself: no -I,
+				* --rejects, --max-rejects, --max-initial-rejects */
 	/* common options */
 	const char *output;
 	int in_fmt, out_fmt;

@@ -256,14 +256,17 @@ tool_schema_print(struct tool *t, const char *which, const char *const names[],
 
 /* The common options' help, after each tool's own. */
 static const char help_input[] =
-"  -I, --input-format FMT   ndjson, avro or auto (default)\n"
+"  -I, --input-format FMT   ndjson, avro or auto (default)\n";
+static const char help_rejects[] =
 "      --rejects FILE       write rejected records to FILE\n"
 "      --max-rejects N      stop with status 1 after more than N rejects\n"
 "      --max-initial-rejects N  stop with status 1 if the first N records\n"
-"                           are all rejected (default 1000, 0: never)\n"
+"                           are all rejected (default 1000, 0: never)\n";
+static const char help_max_line[] =
 "      --max-line N         longest input line in bytes (default 1048576)\n";
 static const char help_output[] =
-"  -o, --output FILE        write to FILE instead of standard output\n"
+"  -o, --output FILE        write to FILE instead of standard output\n";
+static const char help_events_out[] =
 "  -O, --output-format FMT  ndjson (default) or avro\n"
 "      --codec C            Avro codec: null (default) or deflate\n"
 "      --key FIELD          write KEY<TAB>JSON lines (kcat -K '\\t')\n";
@@ -291,13 +294,37 @@ common_opt(struct tool *t, int c, const char *arg)
 {
 	long long v;
 
+	/* The options a tool has no use for are refused, not ignored. */
+	switch (c) {
+	case 'I':
+	case OPT_REJECTS:
+	case OPT_MAX_REJECTS:
+	case OPT_MAX_INITIAL_REJECTS:
+		if (t->no_rejects)
+			return -(tool_usage_msg(t, "%s answers bad input itself: -I, --rejects, --max-rejects "
+						"and --max-initial-rejects do not apply", t->name) != 0);
+		break;
+	case 'O':
+	case OPT_KEY:
+	case OPT_CODEC:
+		if (t->writes)
+			return -(tool_usage_msg(t, "%s writes %s, not events: -O, --key and --codec do not apply",
+						t->name, t->writes) != 0);
+		break;
+	}
 	switch (c) {
 	case 'h':
 		fputs(t->usage, stdout);
 		fputs("\nCommon:\n", stdout);
 		fputs(help_output, stdout);
-		if (!t->no_input)
+		if (!t->writes)
+			fputs(help_events_out, stdout);
+		if (!t->no_input && !t->no_rejects)
 			fputs(help_input, stdout);
+		if (!t->no_input && !t->no_rejects)
+			fputs(help_rejects, stdout);
+		if (!t->no_input)
+			fputs(help_max_line, stdout);
 		if (!t->no_input && !t->no_events)
 			fputs(help_shard, stdout);
 		fputs(t->schema_help ? t->schema_help : help_schema, stdout);
