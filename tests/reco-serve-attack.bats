@@ -391,7 +391,8 @@ store_swap() {
 @test "attack: the protocol edges in a loop" {
 	serve_start --model m.bin --timeout 2
 	during_attack edges attack edges "$(serve_port)" 7
-	# Every edge answered: no close without an answer.
-	jq -e '(.ends | keys) - ["200", "400", "414", "431", "505"] == []' edges.attack.json ||
+	# Every edge answered: no close without an answer (a 408 is one: on a
+	# loaded machine an edge may take longer than --timeout to send).
+	jq -e '(.ends | keys) - ["200", "400", "408", "414", "431", "505"] == []' edges.attack.json ||
 		fail "$(cat edges.attack.json)"
 }
