@@ -4,6 +4,7 @@ DESTDIR ?=
 BINDIR = $(PREFIX)/bin
 MANDIR = $(PREFIX)/share/man
 DATADIR = $(PREFIX)/share/reco
+COMPLETIONDIR = $(PREFIX)/share/bash-completion/completions
 
 CC ?= cc
 CFLAGS ?= -O2 -g
@@ -47,7 +48,11 @@ MAN7 = $(wildcard man/*.7)
 SCHEMAS = schema/event.avsc schema/event.schema.json schema/profile.avsc \
 	schema/profile.schema.json schema/request.schema.json schema/response.schema.json
 
-all: $(BINS)
+all: $(BINS) $(BUILD)/reco.bash-completion
+
+# Bash completion, from each built tool's --options.
+$(BUILD)/reco.bash-completion: $(BINS) tests/tools/completion.sh
+	sh tests/tools/completion.sh $(BUILD)/bin $(TOOLS) > $@.tmp && mv $@.tmp $@
 
 # The flags of the last build: a change (WERROR, CPPFLAGS, CFLAGS, the
 # version) rebuilds everything.
@@ -163,8 +168,12 @@ INSTALL_DEPS ?= all
 install: $(INSTALL_DEPS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(DATADIR)/schema \
-		$(DESTDIR)$(DATADIR)/examples/monitoring $(DESTDIR)$(DATADIR)/examples/systemd
+		$(DESTDIR)$(DATADIR)/examples/monitoring $(DESTDIR)$(DATADIR)/examples/systemd \
+		$(DESTDIR)$(COMPLETIONDIR)
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	for t in $(TOOLS); do \
+		install -m 644 $(BUILD)/reco.bash-completion $(DESTDIR)$(COMPLETIONDIR)/$$t || exit 1; \
+	done
 	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 $(MAN7) $(DESTDIR)$(MANDIR)/man7/
@@ -174,7 +183,7 @@ install: $(INSTALL_DEPS)
 	install -m 644 $(SYSTEMD) $(DESTDIR)$(DATADIR)/examples/systemd/
 
 uninstall:
-	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
+	for t in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$t $(DESTDIR)$(COMPLETIONDIR)/$$t; done
 	for m in $(notdir $(MAN1)); do rm -f $(DESTDIR)$(MANDIR)/man1/$$m; done
 	for m in $(notdir $(MAN5)); do rm -f $(DESTDIR)$(MANDIR)/man5/$$m; done
 	for m in $(notdir $(MAN7)); do rm -f $(DESTDIR)$(MANDIR)/man7/$$m; done
@@ -185,7 +194,8 @@ uninstall:
 	-rmdir $(DESTDIR)$(DATADIR)/examples/monitoring $(DESTDIR)$(DATADIR)/examples/systemd \
 		$(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(DATADIR)/schema $(DESTDIR)$(DATADIR) 2>/dev/null
 	-for d in $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR); do rmdir $$d 2>/dev/null; done; true
+		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR) $(DESTDIR)$(COMPLETIONDIR) \
+		$(DESTDIR)$(PREFIX)/share/bash-completion; do rmdir $$d 2>/dev/null; done; true
 
 clean:
 	rm -rf build build-san

@@ -34,6 +34,7 @@ static const struct option common_opts[] = {
 	{ "codec", required_argument, NULL, OPT_CODEC },
 	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ "shard-by", required_argument, NULL, OPT_SHARD_BY },
+	{ "options", no_argument, NULL, OPT_OPTIONS },
 	{ "max-initial-rejects", required_argument, NULL, OPT_MAX_INITIAL_REJECTS },
 };
 #define NCOMMON (sizeof common_opts / sizeof common_opts[0])
@@ -284,8 +285,46 @@ static const char help_rest[] =
 "      --progress, --no-progress  a live progress line on standard error\n"
 "  -q, --quiet              no messages but fatal errors\n"
 "  -v, --verbose            more messages\n"
+"      --options            print the long options, for shell completion\n"
 "  -h, --help               print this help and exit\n"
 "  -V, --version            print the version and exit\n";
+
+/* Every option of the tool being parsed: the common ones, then its own. */
+static struct option all_opts[128];
+
+/* Whether the tool has a use for the long option name (see common_opt). */
+static int
+applies(const struct tool *t, const char *name)
+{
+	static const char *const events_out[] = { "output-format", "codec", "key", NULL };
+	static const char *const rejects[] = { "input-format", "rejects", "max-rejects",
+					       "max-initial-rejects", NULL };
+	static const char *const input[] = { "input-format", "rejects", "max-rejects",
+					     "max-initial-rejects", "max-line", "shard",
+					     "shard-by", NULL };
+	static const char *const shard[] = { "shard", "shard-by", NULL };
+	const char *const *no[4] = { t->writes ? events_out : NULL,
+				     t->no_rejects ? rejects : NULL,
+				     t->no_input ? input : NULL,
+				     t->no_events ? shard : NULL };
+
+	for (int k = 0; k < 4; k++)
+		for (size_t i = 0; no[k] && no[k][i]; i++)
+			if (strcmp(name, no[k][i]) == 0)
+				return 0;
+	return 1;
+}
+
+/* --options: the long options, one a line, "=" after those that take a
+ * value (for shell completion). */
+static void
+print_options(const struct tool *t)
+{
+	for (size_t i = 0; all_opts[i].name; i++)
+		if (applies(t, all_opts[i].name))
+			printf("--%s%s\n", all_opts[i].name,
+			       all_opts[i].has_arg == required_argument ? "=" : "");
+}
 
 /* One common option. Return 0, or -1 when the tool is to exit with
  * t->status (after -h, -V, --schema or a usage error). */
@@ -333,6 +372,10 @@ common_opt(struct tool *t, int c, const char *arg)
 		return -1;
 	case 'V':
 		printf("%s (reco) %s\n", t->name, RECO_VERSION);
+		stdout_done(t);
+		return -1;
+	case OPT_OPTIONS:
+		print_options(t);
 		stdout_done(t);
 		return -1;
 	case 'o':
@@ -434,20 +477,19 @@ tool_parse_args(struct tool *t, int argc, char **argv,
 		const struct option *tool_opts, const char *tool_short,
 		opt_fn fn)
 {
-	/* Static, so that -h and friends can exit without a leak. */
-	static struct option all[128];
+	struct option *all = all_opts; /* static: -h and friends exit */
 	size_t ntool = 0;
 	char shortopts[128];
 	int c;
 
 	while (tool_opts && tool_opts[ntool].name)
 		ntool++;
-	if (NCOMMON + ntool + 1 > sizeof all / sizeof all[0]) {
+	if (NCOMMON + ntool + 1 > sizeof all_opts / sizeof all_opts[0]) {
 		warn("internal error: too many options");
 		t->status = EXIT_IO;
 		return -1;
 	}
-	memset(all, 0, sizeof all);
+	memset(all_opts, 0, sizeof all_opts);
 	memcpy(all, common_opts, sizeof common_opts);
 	if (ntool)
 		memcpy(all + NCOMMON, tool_opts, ntool * sizeof *all);

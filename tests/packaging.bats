@@ -51,6 +51,7 @@ TOOLS="reco-ingest reco-gen reco-enrich reco-clean reco-profile reco-train reco-
 	[ -f "$d/usr/local/share/man/man7/reco.7" ]
 	[ -f "$d/usr/local/share/reco/schema/event.avsc" ]
 	[ -f "$d/usr/local/share/reco/examples/systemd/reco-serve.service" ]
+	[ -f "$d/usr/local/share/bash-completion/completions/reco-serve" ]
 	[ -z "$(find "$d" -type f ! -path '*/bin/*' ! -perm 644)" ] ||
 		fail "not 644: $(find "$d" -type f ! -path '*/bin/*' ! -perm 644)"
 	# A generated file of the installed tools reads back.
@@ -105,4 +106,35 @@ TOOLS="reco-ingest reco-gen reco-enrich reco-clean reco-profile reco-train reco-
 	# The tools that write events still list and take them.
 	run reco-ingest --help
 	[[ "$output" == *"-O, --output-format"* && "$output" == *"--rejects FILE"* ]]
+}
+
+@test "bash completion: each tool's own options, the values of list options, files elsewhere" {
+	sh "$RECO_ROOT/tests/tools/completion.sh" "$RECO_BIN" $TOOLS >reco.bash
+	# complete WORDS...: what _reco offers for the last word.
+	complete_words() {
+		bash -c 'source ./reco.bash; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _reco; printf "%s\n" "${COMPREPLY[@]}"' _ "$@"
+	}
+	[ "$(complete_words reco-serve --con | sort | tr '\n' ' ')" = "--console --console-token --control " ]
+	[ "$(complete_words reco-ingest --sha | sort | tr '\n' ' ')" = "--shard --shard-by " ]
+	[ -z "$(complete_words reco-serve --cod)" ]
+	[ -z "$(complete_words reco-train --key)" ]
+	[ "$(complete_words reco-ingest --shard-by m)" = murmur2 ]
+	[ "$(complete_words reco-gen --regime h)" = history ]
+	[ "$(complete_words reco-ingest -O a)" = avro ]
+	touch events.ndjson
+	[ "$(complete_words reco-train ev)" = events.ndjson ]
+	# Every long option --help lists as an option is offered.
+	local t o n
+	for t in $TOOLS; do
+		n=0
+		for o in $("$t" --help | grep -oE -- '^ +(-[a-zA-Z], )?--[a-z][a-z-]*(, --[a-z][a-z-]*)?' |
+			grep -oE -- '--[a-z][a-z-]*' | sort -u); do
+			complete_words "$t" "$o" | grep -qx -- "$o" || fail "$t: $o is not completed"
+			n=$((n + 1))
+		done
+		[ "$n" -ge 12 ] || fail "$t: only $n options in --help"
+	done
+	# And the completion make install puts in place is the one make builds.
+	[ -f "$(dirname "$RECO_BIN")/reco.bash-completion" ]
+	cmp reco.bash "$(dirname "$RECO_BIN")/reco.bash-completion"
 }
