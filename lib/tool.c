@@ -35,6 +35,7 @@ static const struct option common_opts[] = {
 	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ "shard-by", required_argument, NULL, OPT_SHARD_BY },
 	{ "options", no_argument, NULL, OPT_OPTIONS },
+	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "max-initial-rejects", required_argument, NULL, OPT_MAX_INITIAL_REJECTS },
 };
 #define NCOMMON (sizeof common_opts / sizeof common_opts[0])
@@ -285,6 +286,8 @@ static const char help_rest[] =
 "      --progress, --no-progress  a live progress line on standard error\n"
 "  -q, --quiet              no messages but fatal errors\n"
 "  -v, --verbose            more messages\n"
+"      --config FILE        options from FILE before the command line's\n"
+"                           (default: $RECO_CONFIG, if set)\n"
 "      --options            print the long options, for shell completion\n"
 "  -h, --help               print this help and exit\n"
 "  -V, --version            print the version and exit\n";
@@ -472,6 +475,145 @@ common_opt(struct tool *t, int c, const char *arg)
  * to exit now with t->status: 0 after -h, -V or --schema, 2 after a usage
  * error, 3 if standard output failed.
  */
+/* The option called name among the tool's, or NULL. */
+static const struct option *
+find_option(const char *name, size_t n)
+{
+	for (size_t i = 0; all_opts[i].name; i++)
+		if (strlen(all_opts[i].name) == n && memcmp(all_opts[i].name, name, n) == 0)
+			return &all_opts[i];
+	return NULL;
+}
+
+/*
+ * The options of the configuration file path, as arguments appended to
+ * *args (*nargs of them). A line is an option and its value: "store
+ * redis://h/0", "store = redis://h/0" or "--store redis://h/0"; "#"
+ * begins a comment line. Lines before any section apply to every tool
+ * that has the option (one file serves a pipeline); lines after
+ * "[reco-profile]" (or "[profile]") only to that tool, where an option it
+ * does not have is an error. Return 0, or -1 after a usage message naming
+ * the file and the line.
+ */
+static int
+read_config(struct tool *t, const char *path, char ***args, int *nargs)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	int mine = -1; /* -1: no section yet; 0: another tool's; 1: ours */
+	int rc = 0;
+
+	if (!f) {
+		warn("--config %s: %s", path, strerror(errno));
+		t->status = EXIT_IO;
+		return -1;
+	}
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		char *p = line, *e = line + len;
+		lineno++;
+		while (e > p && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+			*--e = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p || *p == '#')
+			continue;
+		if (*p == '[') {
+			char *end = strchr(p, ']');
+			if (!end || end[1]) {
+				rc = tool_usage_msg(t, "%s:%zu: a section is [tool]", path, lineno);
+				break;
+			}
+			*end = '\0';
+			mine = strcmp(p + 1, t->name) == 0 || strcmp(p + 1, t->m.tool) == 0;
+			continue;
+		}
+		if (mine == 0)
+			continue;
+		if (p[0] == '-' && p[1] == '-')
+			p += 2;
+		size_t n = strcspn(p, " \t=");
+		char *v = p + n;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v == '=')
+			v++;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		const struct option *o = find_option(p, n);
+		if (!o || o->val == OPT_CONFIG || !applies(t, o->name)) {
+			if (mine < 0)
+				continue; /* another tool's option */
+			rc = tool_usage_msg(t, "%s:%zu: %s has no option --%.*s", path, lineno,
+					    t->name, (int)n, p);
+			break;
+		}
+		if (o->has_arg == required_argument && !*v) {
+			rc = tool_usage_msg(t, "%s:%zu: --%s needs a value", path, lineno, o->name);
+			break;
+		}
+		if (o->has_arg == no_argument && *v) {
+			rc = tool_usage_msg(t, "%s:%zu: --%s takes no value", path, lineno, o->name);
+			break;
+		}
+		size_t an = strlen(o->name) + strlen(v) + 4;
+		char *a = xmalloc(an);
+		snprintf(a, an, "--%s%s%s", o->name, *v ? "=" : "", v);
+		*args = xreallocarray(*args, (size_t)*nargs + 1, sizeof **args);
+		(*args)[(*nargs)++] = a;
+	}
+	free(line);
+	fclose(f);
+	return rc ? -1 : 0;
+}
+
+/* argv with the options of --config FILE (or of the file $RECO_CONFIG
+ * names) put before the command line's, and --config taken out; NULL
+ * after a usage message. The arrays live as long as the process. */
+static char **
+with_config(struct tool *t, int *argc, char **argv)
+{
+	const char *path = NULL;
+	char **args = NULL, **out;
+	int nargs = 0, n = 0, end = 0;
+
+	for (int i = 1; i < *argc && !end; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			end = 1;
+		else if (strcmp(argv[i], "--config") == 0 && i + 1 < *argc)
+			path = argv[++i];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			path = argv[i] + 9;
+	}
+	if (!path && getenv("RECO_CONFIG") && *getenv("RECO_CONFIG"))
+		path = getenv("RECO_CONFIG");
+	if (!path)
+		return argv;
+	if (read_config(t, path, &args, &nargs))
+		return NULL;
+	out = xreallocarray(NULL, (size_t)*argc + (size_t)nargs + 1, sizeof *out);
+	out[n++] = argv[0];
+	for (int i = 0; i < nargs; i++)
+		out[n++] = args[i];
+	free(args);
+	end = 0;
+	for (int i = 1; i < *argc; i++) {
+		if (!end && strcmp(argv[i], "--") == 0)
+			end = 1;
+		if (!end && strcmp(argv[i], "--config") == 0 && i + 1 < *argc) {
+			i++;
+			continue;
+		}
+		if (!end && strncmp(argv[i], "--config=", 9) == 0)
+			continue;
+		out[n++] = argv[i];
+	}
+	out[n] = NULL;
+	*argc = n;
+	return out;
+}
+
 int
 tool_parse_args(struct tool *t, int argc, char **argv,
 		const struct option *tool_opts, const char *tool_short,
@@ -495,6 +637,8 @@ tool_parse_args(struct tool *t, int argc, char **argv,
 		memcpy(all + NCOMMON, tool_opts, ntool * sizeof *all);
 	snprintf(shortopts, sizeof shortopts, ":hVo:I:O:qv%s",
 		 tool_short ? tool_short : "");
+	if (!(argv = with_config(t, &argc, argv)))
+		return -1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, shortopts, all, NULL)) != -1) {
 		if (c == '?') {

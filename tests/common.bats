@@ -369,3 +369,45 @@ wait_for_line() {
 	exec 8>&-
 	wait "$pid"
 }
+
+@test "--config FILE and \$RECO_CONFIG: options before the command line's, shared and per tool; errors name the file and line" {
+	reco-gen --events 300 >ev.ndjson
+	cat >reco.conf <<'CONF'
+# one file for the pipeline
+store = p.state
+max-line 65536
+[reco-profile]
+--emit none
+[serve]
+default-n 3
+CONF
+	reco-profile --config reco.conf ev.ndjson >out.ndjson
+	[ -s p.state ] && [ ! -s out.ndjson ]
+	# The command line comes after the file, so it wins.
+	reco-profile --config reco.conf --emit every --store q.state ev.ndjson >out.ndjson
+	[ -s q.state ] && [ "$(nlines out.ndjson)" -eq 300 ]
+	reco-train -o m.bin ev.ndjson
+	u=$(jq -r .user ev.ndjson | head -1)
+	echo "{\"user\":\"$u\"}" | RECO_CONFIG=reco.conf reco-serve --model m.bin >a.json
+	[ "$(jq '.items | length' a.json)" -eq 3 ]
+	# The request's n comes before the file's default.
+	echo "{\"user\":\"$u\",\"n\":5}" | RECO_CONFIG=reco.conf reco-serve --model m.bin | jq -e '.items | length == 5' >/dev/null
+	# A tool without the shared option skips it (reco-ingest has no --store).
+	RECO_CONFIG=reco.conf reco-ingest ev.ndjson | cmp - ev.ndjson
+	# Errors.
+	printf '[reco-profile]\nbogus 1\n' >bad.conf
+	run reco-profile --config bad.conf ev.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"bad.conf:2: reco-profile has no option --bogus"* ]]
+	printf '[reco-profile]\nstore\n' >bad.conf
+	run reco-profile --config bad.conf ev.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"bad.conf:2: --store needs a value"* ]]
+	printf '[reco-profile\n' >bad.conf
+	run reco-profile --config bad.conf ev.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"bad.conf:1: a section is [tool]"* ]]
+	run reco-profile --config missing.conf ev.ndjson
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"--config missing.conf: No such file or directory"* ]]
+}

@@ -114,7 +114,7 @@ TOOLS="reco-ingest reco-gen reco-enrich reco-clean reco-profile reco-train reco-
 	complete_words() {
 		bash -c 'source ./reco.bash; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _reco; printf "%s\n" "${COMPREPLY[@]}"' _ "$@"
 	}
-	[ "$(complete_words reco-serve --con | sort | tr '\n' ' ')" = "--console --console-token --control " ]
+	[ "$(complete_words reco-serve --con | sort | tr "\n" " ")" = "--config --console --console-token --control " ]
 	[ "$(complete_words reco-ingest --sha | sort | tr '\n' ' ')" = "--shard --shard-by " ]
 	[ -z "$(complete_words reco-serve --cod)" ]
 	[ -z "$(complete_words reco-train --key)" ]
