@@ -476,8 +476,9 @@ avro_file_block(struct avro_file *a, char *err, size_t errlen)
 
 /* ---- reading events ---- */
 
-struct avro_in {
-	struct avro_file f;       /* the container: header and blocks */
+/* How to read records of one writer schema as events: our own codec
+ * when the schema is ours, else Avro C's resolver. */
+struct avro_res {
 	int fast;                 /* the writer schema is ours */
 	avro_schema_t wschema, rschema;
 	int *typemap;             /* writer's enum index -> ET_*, or -1 */
@@ -485,6 +486,12 @@ struct avro_in {
 	avro_value_iface_t *resolver, *riface;
 	avro_value_t resolved, value;
 	int have_values;
+	avro_reader_t mem;        /* a message's bytes (avro_res_decode) */
+};
+
+struct avro_in {
+	struct avro_file f;       /* the container: header and blocks */
+	struct avro_res r;
 	avro_reader_t mem;
 	uint64_t nrec;
 };
@@ -496,7 +503,7 @@ struct avro_in {
  * reason in err if the writer's records cannot be read as events.
  */
 static int
-reader_schema(struct avro_in *a, char *err, size_t errlen)
+reader_schema(struct avro_res *a, char *err, size_t errlen)
 {
 	json_t *root = json_loads(event_avsc, 0, NULL), *fields, *keep, *f;
 	size_t i;
@@ -565,6 +572,121 @@ out:
  * reader, or NULL with the reason in err (not an Avro file, bad header,
  * an unknown codec, a schema that cannot be read as reco.Event).
  */
+/*
+ * Prepare r to read records of the writer schema (JSON text) as events.
+ * Return 0, or -1 with the reason in err (a bad schema, or one that
+ * cannot be read as reco.Event).
+ */
+static int
+res_init(struct avro_res *r, const char *schema, char *err, size_t errlen)
+{
+	memset(r, 0, sizeof *r);
+	if (strcmp(schema, event_avsc) == 0) {
+		r->fast = 1;
+		return 0;
+	}
+	if (avro_schema_from_json_length(schema, strlen(schema), &r->wschema)) {
+		snprintf(err, errlen, "bad Avro schema: %s", avro_strerror());
+		return -1;
+	}
+	if (avro_schema_equal(r->wschema, event_schema())) {
+		r->fast = 1;
+		return 0;
+	}
+	return reader_schema(r, err, errlen);
+}
+
+static void
+res_free(struct avro_res *r)
+{
+	if (r->have_values) {
+		avro_value_decref(&r->resolved);
+		avro_value_decref(&r->value);
+	}
+	if (r->resolver)
+		avro_value_iface_decref(r->resolver);
+	if (r->riface)
+		avro_value_iface_decref(r->riface);
+	if (r->wschema)
+		avro_schema_decref(r->wschema);
+	if (r->rschema)
+		avro_schema_decref(r->rschema);
+	if (r->mem)
+		avro_reader_free(r->mem);
+	free(r->typemap);
+	memset(r, 0, sizeof *r);
+}
+
+static int event_from_value(struct avro_res *a, avro_value_t *v,
+			    struct event *ev);
+
+/* Read one record of r's writer schema from rd as an event. */
+static int
+res_read(struct avro_res *r, avro_reader_t rd, struct event *ev)
+{
+	avro_value_reset(&r->value);
+	return avro_value_read(rd, &r->resolved) ||
+	       event_from_value(r, &r->value, ev) ? -1 : 0;
+}
+
+/* A reader of records of one writer schema, for messages (see
+ * avromsg.c); NULL with the reason in err. */
+struct avro_res *
+avro_res_new(const char *schema, char *err, size_t errlen)
+{
+	struct avro_res *r = xmalloc(sizeof *r);
+
+	if (res_init(r, schema, err, errlen)) {
+		res_free(r);
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void
+avro_res_free(struct avro_res *r)
+{
+	if (r) {
+		res_free(r);
+		free(r);
+	}
+}
+
+/* Decode the record that is all of p[0..n) as an event. Return 0, or -1
+ * with the reason in err. */
+int
+avro_res_decode(struct avro_res *r, const char *p, size_t n,
+		struct event *ev, char *err, size_t errlen)
+{
+	if (r->fast) {
+		size_t used;
+		if (avro_decode_event(p, n, &used, ev)) {
+			snprintf(err, errlen, "corrupt record");
+			return -1;
+		}
+		if (used != n) {
+			snprintf(err, errlen, "%zu bytes after the record", n - used);
+			return -1;
+		}
+		return 0;
+	}
+	if (!r->mem)
+		r->mem = avro_reader_memory(p, (int64_t)n);
+	else
+		avro_reader_memory_set_source(r->mem, p, (int64_t)n);
+	if (res_read(r, r->mem, ev)) {
+		snprintf(err, errlen, "corrupt record: %s", avro_strerror());
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Read the container header from s (positioned at the magic). Return a
+ * reader, or NULL with the reason in err (not an Avro file, bad header,
+ * an unknown codec, a schema that cannot be read as reco.Event).
+ */
 struct avro_in *
 avro_in_open(struct src *s, char *err, size_t errlen)
 {
@@ -572,24 +694,11 @@ avro_in_open(struct src *s, char *err, size_t errlen)
 
 	if (avro_file_open(&a->f, s, err, errlen))
 		goto fail;
-	if (strcmp(a->f.schema, event_avsc) == 0)
-		a->fast = 1;
-	else {
-		if (avro_schema_from_json_length(a->f.schema,
-						 strlen(a->f.schema),
-						 &a->wschema)) {
-			snprintf(err, errlen, "bad Avro schema in header: %s",
-				 avro_strerror());
-			goto fail;
-		}
-		if (avro_schema_equal(a->wschema, event_schema()))
-			a->fast = 1;
-		else if (reader_schema(a, err, errlen))
-			goto fail;
-	}
+	if (res_init(&a->r, a->f.schema, err, errlen))
+		goto fail;
 	/* Our own records can be read up to a cut in an uncompressed
 	 * block; resolved ones cannot. */
-	a->f.keep_cut = a->fast;
+	a->f.keep_cut = a->r.fast;
 	return a;
 fail:
 	avro_in_free(a);
@@ -601,19 +710,7 @@ avro_in_free(struct avro_in *a)
 {
 	if (!a)
 		return;
-	if (a->have_values) {
-		avro_value_decref(&a->resolved);
-		avro_value_decref(&a->value);
-	}
-	if (a->resolver)
-		avro_value_iface_decref(a->resolver);
-	if (a->riface)
-		avro_value_iface_decref(a->riface);
-	if (a->wschema)
-		avro_schema_decref(a->wschema);
-	if (a->rschema)
-		avro_schema_decref(a->rschema);
-	free(a->typemap);
+	res_free(&a->r);
 	if (a->mem)
 		avro_reader_free(a->mem);
 	avro_file_free(&a->f);
@@ -628,7 +725,7 @@ next_block(struct avro_in *a, char *err, size_t errlen)
 	int r = avro_file_block(&a->f, err, errlen);
 
 	a->nrec = 0;
-	if (r == 1 && !a->fast) {
+	if (r == 1 && !a->r.fast) {
 		if (a->mem)
 			avro_reader_free(a->mem);
 		a->mem = avro_reader_memory((const char *)a->f.p, a->f.e - a->f.p);
@@ -689,7 +786,7 @@ opt_str(avro_value_t *rec, const char *name, struct event *ev, unsigned bit,
 /* An event from the generic (resolved) value; absent fields get their
  * defaults. */
 static int
-event_from_value(struct avro_in *a, avro_value_t *v, struct event *ev)
+event_from_value(struct avro_res *a, avro_value_t *v, struct event *ev)
 {
 	avro_value_t f, br;
 	int sym, r;
@@ -759,7 +856,7 @@ avro_in_next(struct avro_in *a, struct event *ev, char *err, size_t errlen)
 	}
 	a->f.left--;
 	a->nrec++;
-	if (a->fast) {
+	if (a->r.fast) {
 		size_t used;
 		if (avro_decode_event((const char *)a->f.p, (size_t)(a->f.e - a->f.p),
 				      &used, ev)) {
@@ -773,9 +870,7 @@ avro_in_next(struct avro_in *a, struct event *ev, char *err, size_t errlen)
 		}
 		a->f.p += used;
 	} else {
-		avro_value_reset(&a->value);
-		if (avro_value_read(a->mem, &a->resolved) ||
-		    event_from_value(a, &a->value, ev)) {
+		if (res_read(&a->r, a->mem, ev)) {
 			/* The rest of the block cannot be trusted. */
 			snprintf(err, errlen, "corrupt record %llu in Avro block %llu: %s",
 				 (unsigned long long)a->nrec,

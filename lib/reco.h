@@ -410,6 +410,11 @@ int avro_decode_event(const char *p, size_t n, size_t *used,
 		      struct event *ev);
 
 enum { CODEC_NULL, CODEC_DEFLATE };
+struct avro_res;
+struct avro_res *avro_res_new(const char *schema, char *err, size_t errlen);
+int avro_res_decode(struct avro_res *r, const char *p, size_t n,
+		    struct event *ev, char *err, size_t errlen);
+void avro_res_free(struct avro_res *r);
 struct avro_out;
 struct avro_out *avro_out_new(struct wout *w, int codec);
 struct avro_out *avro_out_new_schema(struct wout *w, int codec,
