@@ -28,7 +28,7 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
-PKGS = jansson avro-c zlib hiredis libmicrohttpd
+PKGS = jansson avro-c zlib hiredis libmicrohttpd libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -DRECO_VERSION_NUMBER=$(VERSION) \
@@ -96,7 +96,7 @@ $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
 # Test helpers (not installed).
 TESTBINS = $(BUILD)/tests/evcheck $(BUILD)/tests/avro-old $(BUILD)/tests/accesslog-check \
 	$(BUILD)/tests/kafka-broker $(BUILD)/tests/failwrite.so $(BUILD)/tests/sknn-check \
-	$(BUILD)/tests/crc-check
+	$(BUILD)/tests/crc-check $(BUILD)/tests/avro-pcf
 $(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libreco.a | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
 

@@ -562,11 +562,11 @@ check_opts(struct tool *t)
 				 (unsigned long long)opt.clusters);
 	if (opt.dup + opt.late + opt.ooo > 1 + 1e-9)
 		tool_usage_error(t, "--dup-rate, --late-rate and --ooo-rate add up to more than 1");
-	if (opt.format != OUT_EVENT && t->out_fmt == FMT_AVRO)
-		tool_usage_error(t, "-O avro needs --format event");
+	if (opt.format != OUT_EVENT && fmt_avro(t->out_fmt))
+		tool_usage_error(t, "-O avro (and Avro messages) needs --format event");
 	if (opt.format != OUT_EVENT && t->key)
 		tool_usage_error(t, "--key needs --format event");
-	if (opt.malformed > 0 && t->out_fmt == FMT_AVRO)
+	if (opt.malformed > 0 && fmt_avro(t->out_fmt))
 		tool_usage_error(t, "--malformed-rate: Avro output has no malformed records");
 	if (opt.regime != R_SESSIONS &&
 	    (double)opt.users * (1 + opt.bots) + 1 > (double)MAX_COUNT)
@@ -1716,7 +1716,7 @@ write_truth(struct gen *g, int kind, const char *id, size_t idn,
 	*p++ = 'u';
 	p = put_u(p, (uint64_t)user + 1);
 	b->n = 0;
-	buf_puts(b, g->t->out_fmt == FMT_AVRO ? "{\"record\":" : "{\"line\":");
+	buf_puts(b, fmt_avro(g->t->out_fmt) ? "{\"record\":" : "{\"line\":");
 	buf_put_u64(b, g->line);
 	buf_puts(b, ",\"event_id\":");
 	buf_json_str(b, id, idn);

@@ -404,23 +404,33 @@ static void
 emit(struct profile *p)
 {
 	(*M.updates)++;
-	if (aout) {
-		profile_encode(avro_out_record(aout), p);
-		if (avro_out_next(aout))
-			out_failed();
-		return;
-	}
 	line.n = 0;
 	if (T.key) {
 		struct str u = profile_str(p, p->user);
-		size_t k = line.n;
 		buf_put(&line, u.p, u.n);
 		/* kcat -K '\t' splits at the first tab: keep keys clean. */
-		for (size_t i = k; i < line.n; i++)
+		for (size_t i = 0; i < line.n; i++)
 			if (line.p[i] == '\t' || line.p[i] == '\n')
 				line.p[i] = ' ';
-		buf_putc(&line, '\t');
 	}
+	if (aout) {
+		if (T.key)
+			avro_out_key(aout, line.p, line.n);
+		profile_encode(avro_out_record(aout), p);
+		int r = avro_out_next(aout);
+		if (r == -2) {
+			struct str u = profile_str(p, p->user);
+			warn("the profile of user %.*s holds the --message-delimiter bytes: it cannot be framed (choose a longer delimiter)",
+			     (int)u.n, u.p);
+			tool_fail(&T, EXIT_IO);
+			exit(tool_finish(&T));
+		}
+		if (r)
+			out_failed();
+		return;
+	}
+	if (T.key)
+		buf_putc(&line, '\t');
 	profile_write_json(&line, p);
 	buf_putc(&line, '\n');
 	if (wout_write(T.out, line.p, line.n))
@@ -910,6 +920,8 @@ main(int argc, char **argv)
 		tool_usage_error(&T, "--key: profile updates are keyed by user, not \"%s\"", T.key);
 	if (O.mode == MODE_RESTORE && !O.store)
 		tool_usage_error(&T, "--restore needs --store");
+	if (O.mode == MODE_RESTORE && (T.in_fmt == FMT_CONFLUENT || T.in_fmt == FMT_AVRO_SINGLE))
+		tool_usage_error(&T, "--restore reads profiles as NDJSON or Avro files, not as Avro messages");
 	if (T.shard_n && (O.mode == MODE_RESTORE || O.mode == MODE_GET))
 		tool_usage_error(&T, "--shard: not with --%s", O.mode == MODE_GET ? "get" : "restore");
 	/* The percentiles are of the whole population of users, which a shard
@@ -917,12 +929,12 @@ main(int argc, char **argv)
 	if (T.shard_n > 1 && O.po.count_norm == PNORM_PERCENTILE && O.mode == MODE_RUN)
 		tool_usage_error(&T, "--shard: not with --count-norm percentile (a shard sees only its users)");
 	/* Profiles are written here, not by the tool layer's event writer. */
-	O.avro = T.out_fmt == FMT_AVRO;
+	O.avro = T.out_fmt;
 	T.out_fmt = FMT_NDJSON;
 	tool_open(&T);
 	metrics_init();
-	if (O.avro)
-		aout = avro_out_new_schema(T.out, T.codec, profile_avsc);
+	if (fmt_avro(O.avro) && !(aout = tool_avro_out(&T, O.avro, profile_avsc)))
+		return tool_finish(&T);
 	event_init(&ev);
 	if (O.mode == MODE_GET || O.mode == MODE_DUMP)
 		read_mode();

@@ -208,7 +208,7 @@ avro_decode_event(const char *data, size_t n, size_t *used, struct event *ev)
 }
 
 /* Check the strings of a decoded event: Avro strings must be UTF-8. */
-static int
+int
 event_utf8_ok(const struct event *ev, char *err, size_t errlen)
 {
 	const struct str *f[] = { &ev->event_id, &ev->user, &ev->item,
@@ -906,6 +906,14 @@ struct avro_out {
 	char sync[16];
 	struct buf block, z, hdr;
 	size_t count;
+	/* One record per message (avro_out_new_msg): block holds the
+	 * message, its first prefix bytes the header. */
+	int msg;
+	size_t prefix;
+	const char *delim;        /* NULL: each message after its length */
+	size_t dn;
+	struct buf key;           /* the next message's key (avro_out_key) */
+	int has_key;
 };
 
 /*
@@ -926,6 +934,62 @@ avro_out_new_schema(struct wout *w, int codec, const char *schema)
 	memcpy(a->sync, &h1, 8);
 	memcpy(a->sync + 8, &h2, 8);
 	return a;
+}
+
+/*
+ * A writer of one record per message on w, each message the header head
+ * (hn bytes: Confluent's 0 and schema id, or single-object's C3 01 and
+ * fingerprint) and the record; framed by the delimiter delim (dn bytes,
+ * for kcat -P -D; it must outlive the writer) or, if delim is NULL, by a
+ * 4-byte big-endian length (as kcat -f '%R%s' reads them).
+ */
+struct avro_out *
+avro_out_new_msg(struct wout *w, const char *schema, const void *head,
+		 size_t hn, const char *delim, size_t dn)
+{
+	struct avro_out *a = xcalloc(1, sizeof *a);
+
+	a->w = w;
+	a->schema = schema;
+	a->msg = 1;
+	a->delim = delim;
+	a->dn = dn;
+	a->prefix = hn;
+	buf_put(&a->block, head, hn);
+	return a;
+}
+
+/* The key written before the next message and a tab (kcat -K '\t');
+ * only with a delimiter. */
+void
+avro_out_key(struct avro_out *a, const char *k, size_t n)
+{
+	a->key.n = 0;
+	buf_put(&a->key, k, n);
+	a->has_key = 1;
+}
+
+/* Write the message in block; 0, -1 if the output failed, -2 if the
+ * delimiter occurs in the message or its key (nothing written). */
+static int
+write_msg(struct avro_out *a)
+{
+	const char *p = a->block.p;
+	size_t n = a->block.n;
+
+	if (a->delim) {
+		if (mem_find(p, n, a->delim, a->dn) ||
+		    (a->has_key && mem_find(a->key.p, a->key.n, a->delim, a->dn)))
+			return -2;
+		if (a->has_key && (wout_write(a->w, a->key.p, a->key.n) ||
+				   wout_write(a->w, "\t", 1)))
+			return -1;
+		return wout_write(a->w, p, n) || wout_write(a->w, a->delim, a->dn)
+		       ? -1 : 0;
+	}
+	unsigned char len[4] = { (unsigned char)(n >> 24), (unsigned char)(n >> 16),
+				 (unsigned char)(n >> 8), (unsigned char)n };
+	return wout_write(a->w, len, 4) || wout_write(a->w, p, n) ? -1 : 0;
 }
 
 /* An Avro writer of events (reco.Event) on w. */
@@ -1018,6 +1082,12 @@ avro_out_record(struct avro_out *a)
 int
 avro_out_next(struct avro_out *a)
 {
+	if (a->msg) {
+		int rc = write_msg(a);
+		a->block.n = a->prefix;
+		a->has_key = 0;
+		return rc;
+	}
 	if (++a->count >= BLOCK_RECORDS || a->block.n >= BLOCK_BYTES)
 		return write_block(a);
 	return 0;
@@ -1027,7 +1097,7 @@ avro_out_next(struct avro_out *a)
 int
 avro_out_flush(struct avro_out *a)
 {
-	return a ? write_block(a) : 0;
+	return a && !a->msg ? write_block(a) : 0;
 }
 
 /* Write what is pending (a header at least) and free the writer; the
@@ -1039,7 +1109,8 @@ avro_out_close(struct avro_out *a)
 
 	if (!a)
 		return 0;
-	rc = write_block(a);
+	rc = a->msg ? 0 : write_block(a);
+	buf_free(&a->key);
 	buf_free(&a->block);
 	buf_free(&a->z);
 	buf_free(&a->hdr);

@@ -8,6 +8,7 @@ struct evin {
 	struct tool *t;
 	struct src *s;
 	struct avro_in *avro;
+	struct msg_in *msg;   /* -I confluent, avro-single */
 	int open;
 	char err[512];
 	struct buf raw;
@@ -35,6 +36,7 @@ evin_free(struct evin *in)
 	if (!in)
 		return;
 	avro_in_free(in->avro);
+	msg_in_free(in->msg);
 	buf_free(&in->raw);
 	free(in);
 }
@@ -45,7 +47,9 @@ evin_pos(const struct evin *in, struct pos *at)
 {
 	memset(at, 0, sizeof *at);
 	at->file = in->s->name ? in->s->name : "-";
-	if (in->avro) {
+	if (in->msg)
+		at->message = in->s->line;
+	else if (in->avro) {
 		at->block = avro_in_block(in->avro);
 		at->record = avro_in_record(in->avro);
 	} else
@@ -97,6 +101,27 @@ open_next(struct evin *in)
 			tool_fail(t, EXIT_IO);
 			return 0;
 		}
+		if (t->in_fmt == FMT_CONFLUENT || t->in_fmt == FMT_AVRO_SINGLE) {
+			/* Messages start with a length (00 ..) or, framed by
+			 * a delimiter, with 00 or c3: not with these. */
+			int n = src_peek(in->s, 4, &p);
+			if (n < 0) {
+				warn("%s", in->s->err);
+				tool_fail(t, EXIT_IO);
+				return 0;
+			}
+			if (n > 0 && (p[0] == '{' || (n == 4 && memcmp(p, "Obj\1", 4) == 0))) {
+				warn("%s: this looks like %s, not Avro messages: stopping (-I %s reads it)",
+				     in->s->name, p[0] == '{' ? "NDJSON" : "an Avro container file",
+				     p[0] == '{' ? "ndjson" : "avro");
+				tool_fail(t, EXIT_DATA);
+				return 0;
+			}
+			in->msg = msg_in_new(in->s, t->reg, t->dn ? t->delim : NULL, t->dn);
+			in->open = 1;
+			in->first = 1;
+			return 1;
+		}
 		int avro = t->in_fmt == FMT_AVRO;
 		if (t->in_fmt == FMT_AUTO) {
 			int n = src_peek(in->s, 4, &p);
@@ -126,6 +151,8 @@ close_file(struct evin *in)
 {
 	avro_in_free(in->avro);
 	in->avro = NULL;
+	msg_in_free(in->msg);
+	in->msg = NULL;
 	in->open = 0;
 }
 
@@ -167,6 +194,45 @@ evin_next(struct evin *in, struct event *ev)
 			return 0;
 		if (!in->open && !open_next(in))
 			return 0;
+		if (in->msg) {
+			int why = 0, r = msg_in_next(in->msg, ev, t->max_line, &why,
+						     in->err, sizeof in->err);
+			if (r == 0) {
+				close_file(in);
+				continue;
+			}
+			if (r == -3) {
+				warn("%s", in->s->err);
+				tool_fail(t, EXIT_IO);
+				return 0;
+			}
+			(*t->in)++;
+			tool_tick(t);
+			if (r == 1) {
+				in->first = 0;
+				if (t->shard_n > 1 && !tool_shard_keep(t, ev))
+					continue;
+				return 1;
+			}
+			if (r == -2) {
+				t->shard_unknown = 1;
+				tool_drop(t, "null_message");
+				t->shard_unknown = 0;
+				continue;
+			}
+			evin_pos(in, &at);
+			if (r == -5) {
+				warn("%s: %s", at.file, in->err);
+				tool_fail(t, EXIT_IO);
+				return 0;
+			}
+			const char *raw;
+			size_t rawn;
+			msg_in_raw(in->msg, &raw, &rawn);
+			reject_record(t, &at, why, in->err, raw, rawn > 1024 ? 1024 : rawn);
+			in->first = 0;
+			continue;
+		}
 		if (in->avro) {
 			int r = avro_in_next(in->avro, ev, in->err, sizeof in->err);
 			if (r == 1) {

@@ -167,6 +167,45 @@ fill(struct src *s)
 int
 src_getline(struct src *s, const char **line, size_t *n, int *toolong)
 {
+	return src_getrec(s, "\n", 1, line, n, toolong);
+}
+
+/* The first occurrence of d (dn bytes, at least 1) in p[0..n), or NULL. */
+const char *
+mem_find(const char *p, size_t n, const char *d, size_t dn)
+{
+	const char *e = p + n, *q;
+
+	while ((q = memchr(p, d[0], (size_t)(e - p))) != NULL) {
+		if ((size_t)(e - q) < dn)
+			return NULL;
+		if (memcmp(q, d, dn) == 0)
+			return q;
+		p = q + 1;
+	}
+	return NULL;
+}
+
+static char *
+find_delim(char *p, size_t n, const char *d, size_t dn)
+{
+	return (char *)mem_find(p, n, d, dn);
+}
+
+/* Where a search for the delimiter resumes after more bytes arrive: the
+ * last dn - 1 bytes seen may begin one. */
+static size_t
+rescan(size_t from, size_t to, size_t dn)
+{
+	return to - from >= dn - 1 ? to - (dn - 1) : from;
+}
+
+/* As src_getline, with records ended by the delimiter d of dn bytes (a
+ * message of kcat -D) rather than a newline. */
+int
+src_getrec(struct src *s, const char *d, size_t dn, const char **line,
+	   size_t *n, int *toolong)
+{
 	size_t scan = s->start;
 	char *nl;
 
@@ -176,16 +215,16 @@ src_getline(struct src *s, const char **line, size_t *n, int *toolong)
 		return 0;
 	}
 	for (;;) {
-		nl = memchr(s->buf + scan, '\n', s->end - scan);
+		nl = find_delim(s->buf + scan, s->end - scan, d, dn);
 		if (nl)
 			break;
 		if (s->end - s->start > s->max_line) {
 			/* Too long: keep the head for the rejects, skip the
-			 * rest up to the next newline. */
+			 * rest up to the next delimiter. */
 			if (!s->head)
 				s->head = xmalloc(s->max_line);
 			memcpy(s->head, s->buf + s->start, s->max_line);
-			s->start = s->end;
+			s->start = rescan(s->start, s->end, dn);
 			for (;;) {
 				ssize_t r = fill(s);
 				if (r < 0)
@@ -194,13 +233,13 @@ src_getline(struct src *s, const char **line, size_t *n, int *toolong)
 					return 0; /* stopped inside the line */
 				if (r == 0)
 					break;
-				nl = memchr(s->buf + s->start, '\n',
-					    s->end - s->start);
+				nl = find_delim(s->buf + s->start, s->end - s->start,
+						d, dn);
 				if (nl) {
-					s->start = (size_t)(nl - s->buf) + 1;
+					s->start = (size_t)(nl - s->buf) + dn;
 					break;
 				}
-				s->start = s->end;
+				s->start = rescan(s->start, s->end, dn);
 			}
 			*toolong = 1;
 			*line = s->head;
@@ -212,7 +251,7 @@ src_getline(struct src *s, const char **line, size_t *n, int *toolong)
 		ssize_t r = fill(s);
 		if (r < 0)
 			return -1;
-		scan = s->start + have;
+		scan = rescan(s->start, s->start + have, dn);
 		if (r == 0) {
 			if (s->end == s->start || s->cut)
 				return 0;
@@ -230,7 +269,7 @@ src_getline(struct src *s, const char **line, size_t *n, int *toolong)
 	}
 	*line = s->buf + s->start;
 	*n = (size_t)(nl - (s->buf + s->start));
-	s->start += *n + 1;
+	s->start += *n + dn;
 	s->line++;
 	if (*n > s->max_line) {
 		*n = s->max_line;

@@ -54,6 +54,10 @@ enum reject_reason {
 	RJ_BOT,
 	RJ_INVALID_PROFILE,
 	RJ_POSITION_JUMP,
+	RJ_BAD_AVRO,
+	RJ_UNKNOWN_SCHEMA,
+	RJ_INCOMPATIBLE_SCHEMA,
+	RJ_DELIMITER,
 	RJ_N
 };
 extern const char *const reject_reason_names[RJ_N];
@@ -352,6 +356,9 @@ int src_next_file(struct src *s);
 int src_peek(struct src *s, size_t n, const char **p);
 int src_getline(struct src *s, const char **line, size_t *n, int *toolong);
 int src_read(struct src *s, void *dst, size_t n);
+int src_getrec(struct src *s, const char *d, size_t dn, const char **line,
+	       size_t *n, int *toolong);
+const char *mem_find(const char *p, size_t n, const char *d, size_t dn);
 
 struct wout {
 	int fd;
@@ -376,8 +383,13 @@ static inline int wout_reserve_ok(struct wout *w, size_t n)
 }
 
 /* File formats. */
-enum { FMT_AUTO, FMT_NDJSON, FMT_AVRO };
+enum { FMT_AUTO, FMT_NDJSON, FMT_AVRO, FMT_CONFLUENT, FMT_AVRO_SINGLE };
 int fmt_parse(const char *s);
+/* Whether format f is one of Avro's (a container or messages). */
+static inline int fmt_avro(int f)
+{
+	return f == FMT_AVRO || f == FMT_CONFLUENT || f == FMT_AVRO_SINGLE;
+}
 
 /* avro.c: Avro object container files for events (own fast codec for the
  * reco.Event schema, Avro C for schema parsing and resolution). */
@@ -419,12 +431,41 @@ struct avro_out;
 struct avro_out *avro_out_new(struct wout *w, int codec);
 struct avro_out *avro_out_new_schema(struct wout *w, int codec,
 				     const char *schema);
+struct avro_out *avro_out_new_msg(struct wout *w, const char *schema,
+				  const void *head, size_t hn,
+				  const char *delim, size_t dn);
+void avro_out_key(struct avro_out *a, const char *k, size_t n);
 struct buf *avro_out_record(struct avro_out *a);
 int avro_out_next(struct avro_out *a);
 int avro_out_event(struct avro_out *a, const struct event *ev);
 int avro_out_flush(struct avro_out *a);
 int avro_out_close(struct avro_out *a);
 void avro_encode_event(struct buf *b, const struct event *ev);
+int event_utf8_ok(const struct event *ev, char *err, size_t errlen);
+
+/* avromsg.c: Avro records one per message (Kafka): the Confluent wire
+ * format and single-object encoding, framed by length or delimiter. */
+char *avro_canonical(const char *schema);
+uint64_t avro_crc64(const void *p, size_t n);
+int avro_fingerprint(const char *schema, uint64_t *fp);
+size_t delim_parse(const char *s, char *out);
+struct registry;
+struct msg_in;
+struct msg_in *msg_in_new(struct src *s, struct registry *reg,
+			  const char *delim, size_t dn);
+int msg_in_next(struct msg_in *m, struct event *ev, size_t max, int *why,
+		char *err, size_t errlen);
+void msg_in_raw(const struct msg_in *m, const char **p, size_t *n);
+void msg_in_free(struct msg_in *m);
+
+/* registry.c: a Confluent-compatible schema registry (libcurl). */
+struct registry *registry_new(const char *url, char *err, size_t errlen);
+int registry_get(struct registry *r, uint32_t id, char **schema, char *err,
+		 size_t errlen);
+int registry_register(struct registry *r, const char *subject,
+		      const char *schema, uint32_t *id, char *err,
+		      size_t errlen);
+void registry_free(struct registry *r);
 
 /* metrics.c: counters, --stats and Prometheus text metrics. */
 struct counter {
@@ -457,6 +498,7 @@ struct pos {
 	uint64_t line;   /* line, or 0 */
 	uint64_t block;  /* Avro block, or 0 */
 	uint64_t record; /* record within an Avro block */
+	uint64_t message; /* message of an Avro message stream, or 0 */
 };
 
 /* tool.c: what every tool shares: the common options, output, rejects,
@@ -490,6 +532,12 @@ struct tool {
 	 * with reason other_shard. shard_n 0: no sharding. */
 	uint32_t shard_i, shard_n;
 	int shard_by;          /* --shard-by: SHARD_BY_HASH, ... */
+	/* Avro messages (-I/-O confluent, avro-single) */
+	const char *registry_url; /* --registry */
+	struct registry *reg;
+	const char *subject;   /* --subject: where -O confluent registers */
+	char delim[64];        /* --message-delimiter, parsed; dn 0: lengths */
+	size_t dn;
 	char shard_tag[16];    /* "#I/N", the suffix of a shard's source
 				* streams ("" without --shard or for N 1) */
 	int no_events;         /* reads requests, not events: no --shard */
@@ -534,6 +582,9 @@ enum {
 	OPT_OPTIONS,
 	OPT_CONFIG,
 	OPT_MAX_INITIAL_REJECTS,
+	OPT_REGISTRY,
+	OPT_SUBJECT,
+	OPT_MSG_DELIM,
 	OPT_TOOL_FIRST = 2000
 };
 struct option;
@@ -541,6 +592,7 @@ void tool_init(struct tool *t, const char *name, const char *usage);
 int tool_parse_args(struct tool *t, int argc, char **argv,
 		    const struct option *tool_opts, const char *tool_short,
 		    opt_fn fn);
+struct avro_out *tool_avro_out(struct tool *t, int fmt, const char *schema);
 int tool_schema_print(struct tool *t, const char *which,
 		      const char *const names[], const char *const texts[],
 		      size_t n);

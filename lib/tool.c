@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "reco.h"
 
 #define REJECT_MSGS 10        /* messages shown on stderr without -v */
@@ -37,6 +39,9 @@ static const struct option common_opts[] = {
 	{ "options", no_argument, NULL, OPT_OPTIONS },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "max-initial-rejects", required_argument, NULL, OPT_MAX_INITIAL_REJECTS },
+	{ "registry", required_argument, NULL, OPT_REGISTRY },
+	{ "subject", required_argument, NULL, OPT_SUBJECT },
+	{ "message-delimiter", required_argument, NULL, OPT_MSG_DELIM },
 };
 #define NCOMMON (sizeof common_opts / sizeof common_opts[0])
 
@@ -71,6 +76,10 @@ const char *const reject_reason_names[RJ_N] = {
 	[RJ_BOT] = "bot",
 	[RJ_INVALID_PROFILE] = "invalid_profile",
 	[RJ_POSITION_JUMP] = "position_jump",
+	[RJ_BAD_AVRO] = "bad_avro",
+	[RJ_UNKNOWN_SCHEMA] = "unknown_schema",
+	[RJ_INCOMPATIBLE_SCHEMA] = "incompatible_schema",
+	[RJ_DELIMITER] = "delimiter_in_message",
 };
 
 /* Return FMT_NDJSON, FMT_AVRO, FMT_AUTO, or -1. */
@@ -83,6 +92,10 @@ fmt_parse(const char *s)
 		return FMT_AVRO;
 	if (strcmp(s, "auto") == 0)
 		return FMT_AUTO;
+	if (strcmp(s, "confluent") == 0)
+		return FMT_CONFLUENT;
+	if (strcmp(s, "avro-single") == 0)
+		return FMT_AVRO_SINGLE;
 	return -1;
 }
 
@@ -258,7 +271,13 @@ tool_schema_print(struct tool *t, const char *which, const char *const names[],
 
 /* The common options' help, after each tool's own. */
 static const char help_input[] =
-"  -I, --input-format FMT   ndjson, avro or auto (default)\n";
+"  -I, --input-format FMT   ndjson, avro or auto (default); confluent or\n"
+"                           avro-single: Avro messages, each after its\n"
+"                           4-byte length (kcat -C -f '%R%s')\n";
+static const char help_messages[] =
+"      --registry URL       the schema registry of confluent messages\n"
+"      --message-delimiter D  Avro messages end with D, in kcat's\n"
+"                           escapes (kcat -D D), not after their length\n";
 static const char help_rejects[] =
 "      --rejects FILE       write rejected records to FILE\n"
 "      --max-rejects N      stop with status 1 after more than N rejects\n"
@@ -269,9 +288,13 @@ static const char help_max_line[] =
 static const char help_output[] =
 "  -o, --output FILE        write to FILE instead of standard output\n";
 static const char help_events_out[] =
-"  -O, --output-format FMT  ndjson (default) or avro\n"
+"  -O, --output-format FMT  ndjson (default), avro, or one Avro record per\n"
+"                           message: confluent (registered with\n"
+"                           --registry) or avro-single\n"
 "      --codec C            Avro codec: null (default) or deflate\n"
-"      --key FIELD          write KEY<TAB>JSON lines (kcat -K '\\t')\n";
+"      --key FIELD          write KEY<TAB>JSON lines (kcat -K '\\t')\n"
+"      --subject NAME       where -O confluent registers its schema\n"
+"                           (default: the record's full name)\n";
 static const char help_shard[] =
 "      --shard I/N          only the events of shard I of N of the users\n"
 "      --shard-by P         the users' shards: hash (default), murmur2 (as\n"
@@ -299,19 +322,23 @@ static struct option all_opts[128];
 static int
 applies(const struct tool *t, const char *name)
 {
-	static const char *const events_out[] = { "output-format", "codec", "key", NULL };
+	static const char *const events_out[] = { "output-format", "codec", "key",
+						  "subject", NULL };
 	static const char *const rejects[] = { "input-format", "rejects", "max-rejects",
 					       "max-initial-rejects", NULL };
+	static const char *const messages[] = { "registry", "message-delimiter", NULL };
 	static const char *const input[] = { "input-format", "rejects", "max-rejects",
 					     "max-initial-rejects", "max-line", "shard",
 					     "shard-by", NULL };
 	static const char *const shard[] = { "shard", "shard-by", NULL };
-	const char *const *no[4] = { t->writes ? events_out : NULL,
+	const char *const *no[5] = { t->writes ? events_out : NULL,
 				     t->no_rejects ? rejects : NULL,
 				     t->no_input ? input : NULL,
-				     t->no_events ? shard : NULL };
+				     t->no_events ? shard : NULL,
+				     t->writes && (t->no_input || t->no_rejects)
+					     ? messages : NULL };
 
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < 5; k++)
 		for (size_t i = 0; no[k] && no[k][i]; i++)
 			if (strcmp(name, no[k][i]) == 0)
 				return 0;
@@ -349,9 +376,16 @@ common_opt(struct tool *t, int c, const char *arg)
 	case 'O':
 	case OPT_KEY:
 	case OPT_CODEC:
+	case OPT_SUBJECT:
 		if (t->writes)
-			return -(tool_usage_msg(t, "%s writes %s, not events: -O, --key and --codec do not apply",
+			return -(tool_usage_msg(t, "%s writes %s, not events: -O, --key, --codec and --subject do not apply",
 						t->name, t->writes) != 0);
+		break;
+	case OPT_REGISTRY:
+	case OPT_MSG_DELIM:
+		if (!applies(t, c == OPT_REGISTRY ? "registry" : "message-delimiter"))
+			return -(tool_usage_msg(t, "%s neither reads nor writes events: --registry and --message-delimiter do not apply",
+						t->name) != 0);
 		break;
 	}
 	switch (c) {
@@ -363,6 +397,8 @@ common_opt(struct tool *t, int c, const char *arg)
 			fputs(help_events_out, stdout);
 		if (!t->no_input && !t->no_rejects)
 			fputs(help_input, stdout);
+		if (!t->writes || (!t->no_input && !t->no_rejects))
+			fputs(help_messages, stdout);
 		if (!t->no_input && !t->no_rejects)
 			fputs(help_rejects, stdout);
 		if (!t->no_input)
@@ -386,11 +422,25 @@ common_opt(struct tool *t, int c, const char *arg)
 		break;
 	case 'I':
 		if ((t->in_fmt = fmt_parse(arg)) < 0)
-			return -(tool_usage_msg(t, "-I: unknown format \"%s\" (ndjson, avro, auto)", arg) != 0);
+			return -(tool_usage_msg(t, "-I: unknown format \"%s\" (ndjson, avro, auto, confluent, avro-single)", arg) != 0);
 		break;
 	case 'O':
 		if ((t->out_fmt = fmt_parse(arg)) < 0 || t->out_fmt == FMT_AUTO)
-			return -(tool_usage_msg(t, "-O: unknown format \"%s\" (ndjson, avro)", arg) != 0);
+			return -(tool_usage_msg(t, "-O: unknown format \"%s\" (ndjson, avro, confluent, avro-single)", arg) != 0);
+		break;
+	case OPT_REGISTRY:
+		t->registry_url = arg;
+		break;
+	case OPT_SUBJECT:
+		if (!*arg)
+			return -(tool_usage_msg(t, "--subject: an empty name") != 0);
+		t->subject = arg;
+		break;
+	case OPT_MSG_DELIM:
+		if (strlen(arg) >= sizeof t->delim ||
+		    (t->dn = delim_parse(arg, t->delim)) == 0)
+			return -(tool_usage_msg(t, "--message-delimiter: expected 1 to %zu bytes in kcat's escapes (\\n, \\t, \\xNN), not \"%s\"",
+						sizeof t->delim - 1, arg) != 0);
 		break;
 	case 'q':
 		verbosity = -1;
@@ -666,6 +716,26 @@ tool_parse_args(struct tool *t, int argc, char **argv,
 		tool_usage_msg(t, "--key writes keyed NDJSON; it cannot be used with -O avro");
 		return -1;
 	}
+	if (t->key && fmt_avro(t->out_fmt) && !t->dn) {
+		tool_usage_msg(t, "--key with -O %s needs --message-delimiter (kcat -P -K '\\t' -D ...)",
+			       t->out_fmt == FMT_CONFLUENT ? "confluent" : "avro-single");
+		return -1;
+	}
+	if (t->out_fmt == FMT_CONFLUENT && !t->registry_url) {
+		tool_usage_msg(t, "-O confluent needs --registry URL (where the schema is registered)");
+		return -1;
+	}
+	if (t->in_fmt == FMT_CONFLUENT && !t->registry_url) {
+		tool_usage_msg(t, "-I confluent needs --registry URL (where the schema ids are looked up)");
+		return -1;
+	}
+	if (t->registry_url) {
+		char err[256];
+		if (!(t->reg = registry_new(t->registry_url, err, sizeof err))) {
+			tool_usage_msg(t, "%s", err);
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -809,7 +879,7 @@ tool_start(struct tool *t)
 		tool_fail(t, EXIT_IO);
 		return -1;
 	}
-	t->out->lines = t->out_fmt != FMT_AVRO;
+	t->out->lines = !fmt_avro(t->out_fmt);
 	if (t->rejects_path && !(t->rej = wout_open(t->rejects_path))) {
 		warn("%s:", t->rejects_path);
 		tool_fail(t, EXIT_IO);
@@ -817,8 +887,9 @@ tool_start(struct tool *t)
 	}
 	if (t->rej)
 		t->rej->lines = 1;
-	if (t->out_fmt == FMT_AVRO)
-		t->avro = avro_out_new(t->out, t->codec);
+	if (fmt_avro(t->out_fmt) &&
+	    !(t->avro = tool_avro_out(t, t->out_fmt, event_avsc)))
+		return -1;
 	/* No SA_RESTART: a blocked read returns, and the input ends there. */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -831,6 +902,74 @@ tool_start(struct tool *t)
 	return 0;
 }
 
+/*
+ * The writer of records of schema (JSON text, outliving the writer) on
+ * t's output in Avro format fmt: a container file, or messages. For
+ * confluent the schema is registered first (under --subject, by default
+ * the record's full name, as the registry's RecordNameStrategy names it).
+ * NULL, with a message and t's status 3, if that fails.
+ */
+struct avro_out *
+tool_avro_out(struct tool *t, int fmt, const char *schema)
+{
+	unsigned char head[10];
+	size_t hn;
+	char err[512];
+
+	if (fmt == FMT_AVRO)
+		return avro_out_new_schema(t->out, t->codec, schema);
+	if (fmt == FMT_CONFLUENT) {
+		uint32_t id;
+		char subject[256];
+		json_t *j = json_loads(schema, 0, NULL);
+		const char *ns = json_string_value(json_object_get(j, "namespace"));
+		const char *name = json_string_value(json_object_get(j, "name"));
+		if (t->subject)
+			snprintf(subject, sizeof subject, "%s", t->subject);
+		else
+			snprintf(subject, sizeof subject, "%s%s%s", ns ? ns : "",
+				 ns ? "." : "", name ? name : "record");
+		json_decref(j);
+		if (registry_register(t->reg, subject, schema, &id, err, sizeof err)) {
+			warn("%s", err);
+			tool_fail(t, EXIT_IO);
+			return NULL;
+		}
+		head[0] = 0;
+		head[1] = (unsigned char)(id >> 24);
+		head[2] = (unsigned char)(id >> 16);
+		head[3] = (unsigned char)(id >> 8);
+		head[4] = (unsigned char)id;
+		hn = 5;
+	} else {
+		uint64_t fp;
+		if (avro_fingerprint(schema, &fp))
+			die(EXIT_IO, "internal error: a schema without a canonical form");
+		head[0] = 0xc3;
+		head[1] = 0x01;
+		for (int k = 0; k < 8; k++)
+			head[2 + k] = (unsigned char)(fp >> (8 * k));
+		hn = 10;
+	}
+	return avro_out_new_msg(t->out, schema, head, hn, t->dn ? t->delim : NULL,
+				t->dn);
+}
+
+/* An Avro message that the delimiter would cut: to the rejects, as JSON. */
+static void
+reject_unframable(struct tool *t, const struct event *ev)
+{
+	struct pos at;
+	struct buf b = { 0 };
+
+	tool_pos(t, &at);
+	event_write_json(&b, ev);
+	tool_reject(t, &at, RJ_DELIMITER,
+		    "the Avro message holds the --message-delimiter bytes: it cannot be framed (choose a longer delimiter)",
+		    b.p, b.n);
+	buf_free(&b);
+}
+
 /* Write one event in the output format (with its key for --key). After a
  * failed output nothing more is written (the tool is stopping). */
 void
@@ -840,22 +979,30 @@ tool_emit(struct tool *t, const struct event *ev)
 	 * shards them here; one that reads events did as it read them. */
 	if (t->shard_n > 1 && !t->shard_at_input && !tool_shard_keep(t, ev))
 		return;
-	(*t->out_n)++;
-	if (t->avro) {
-		if (avro_out_event(t->avro, ev))
-			tool_output_failed(t, t->out);
-		return;
-	}
 	t->line.n = 0;
 	if (t->key) {
-		size_t k = t->line.n;
 		event_field(ev, t->key, &t->line);
 		/* kcat -K '\t' splits at the first tab: keep keys clean. */
-		for (size_t i = k; i < t->line.n; i++)
+		for (size_t i = 0; i < t->line.n; i++)
 			if (t->line.p[i] == '\t' || t->line.p[i] == '\n')
 				t->line.p[i] = ' ';
-		buf_putc(&t->line, '\t');
 	}
+	if (t->avro) {
+		if (t->key)
+			avro_out_key(t->avro, t->line.p, t->line.n);
+		int r = avro_out_event(t->avro, ev);
+		if (r == -2)
+			reject_unframable(t, ev);
+		else {
+			(*t->out_n)++;
+			if (r)
+				tool_output_failed(t, t->out);
+		}
+		return;
+	}
+	(*t->out_n)++;
+	if (t->key)
+		buf_putc(&t->line, '\t');
 	event_write_json(&t->line, ev);
 	buf_putc(&t->line, '\n');
 	if (wout_write(t->out, t->line.p, t->line.n))
@@ -910,7 +1057,10 @@ tool_pos(struct tool *t, struct pos *at)
 static void
 format_pos(const struct pos *at, char *out, size_t n)
 {
-	if (at->block)
+	if (at->message)
+		snprintf(out, n, "%s: message %llu", at->file,
+			 (unsigned long long)at->message);
+	else if (at->block)
 		snprintf(out, n, "%s: block %llu record %llu", at->file,
 			 (unsigned long long)at->block,
 			 (unsigned long long)at->record);
@@ -962,6 +1112,10 @@ tool_reject(struct tool *t, const struct pos *at, int why,
 		if (at->line) {
 			buf_puts(b, ",\"line\":");
 			buf_put_u64(b, at->line);
+		}
+		if (at->message) {
+			buf_puts(b, ",\"record\":");
+			buf_put_u64(b, at->message);
 		}
 		if (at->block) {
 			buf_puts(b, ",\"block\":");
@@ -1144,6 +1298,8 @@ tool_finish(struct tool *t)
 	if (t->avro && avro_out_close(t->avro))
 		tool_output_failed(t, t->out);
 	t->avro = NULL;
+	registry_free(t->reg);
+	t->reg = NULL;
 	close_out(t, &t->out);
 	close_out(t, &t->rej);
 	if (t->metrics_path && t->in)
