@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""avro-msg.py: write JSON records as Avro messages of another writer schema.
+"""avro-msg.py: Avro messages written and read by Avro's Python library.
 
 usage: avro-msg.py --schema FILE (--registry URL --subject S | --single)
                    [--delimiter HEX] < records.ndjson > messages
+       avro-msg.py --decode [--registry URL] [--schema FILE] < messages
 
 Each input line is a JSON object, written with the writer schema in FILE
 (Apache Avro's Python library) as one message: Confluent's wire format
@@ -10,6 +11,11 @@ Each input line is a JSON object, written with the writer schema in FILE
 single-object encoding (C3 01, the schema's CRC-64-AVRO fingerprint of its
 canonical form as given in FILE.canonical). Messages follow their 4-byte
 big-endian length (kcat -f '%R%s'), or end with the bytes HEX.
+
+With --decode, read length-framed messages and print each record as a JSON
+line: Confluent messages with the writer schema of their id (from the
+registry), single-object ones with FILE's schema once their fingerprint is
+checked against FILE.canonical's.
 """
 import io
 import json
@@ -35,18 +41,46 @@ def crc64(data):
     return fp
 
 
+def decode(opt):
+    data = sys.stdin.buffer.read()
+    cache = {}
+    i = 0
+    while i < len(data):
+        (n,) = struct.unpack(">i", data[i:i + 4])
+        msg = data[i + 4:i + 4 + n]
+        i += 4 + n
+        if msg[:1] == b"\x00":
+            (sid,) = struct.unpack(">I", msg[1:5])
+            if sid not in cache:
+                url = "%s/schemas/ids/%d" % (opt["registry"], sid)
+                cache[sid] = avro.schema.parse(json.load(urllib.request.urlopen(url))["schema"])
+            schema, body = cache[sid], msg[5:]
+        elif msg[:2] == b"\xc3\x01":
+            canonical = open(opt["schema"] + ".canonical", "rb").read().strip()
+            if struct.unpack("<Q", msg[2:10])[0] != crc64(canonical):
+                sys.exit("avro-msg: a fingerprint that is not the schema's")
+            schema, body = avro.schema.parse(open(opt["schema"]).read()), msg[10:]
+        else:
+            sys.exit("avro-msg: not an Avro message")
+        rec = avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(body)))
+        # Logical timestamps come back as datetimes: milliseconds again.
+        print(json.dumps(rec, default=lambda d: round(d.timestamp() * 1000)))
+
+
 def main():
     args = sys.argv[1:]
     opt = {"registry": None, "subject": None, "schema": None, "single": False,
-           "delimiter": None}
+           "delimiter": None, "decode": False}
     while args:
         a = args.pop(0)
-        if a == "--single":
-            opt["single"] = True
+        if a in ("--single", "--decode"):
+            opt[a[2:]] = True
         elif a.startswith("--") and a[2:] in opt and args:
             opt[a[2:]] = args.pop(0)
         else:
             sys.exit(__doc__)
+    if opt["decode"]:
+        return decode(opt)
     text = open(opt["schema"]).read()
     schema = avro.schema.parse(text)
     if opt["single"]:
