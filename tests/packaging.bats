@@ -77,23 +77,26 @@ TOOLS="reco-ingest reco-gen reco-enrich reco-clean reco-profile reco-train reco-
 	grep -q -- '--writer member-%i' reco-pipeline@.service
 }
 
-@test "the tools that write no events neither list nor take -O, --codec and --key; reco-serve neither -I nor --rejects" {
+@test "the tools that write no events neither list nor take -O, --codec, --key and --subject; reco-serve neither -I, --rejects nor --registry" {
 	local t o
 	for t in reco-train reco-eval reco-serve; do
 		run "$t" --help
 		[ "$status" -eq 0 ]
-		for o in '-O, --output-format' '--codec' '--key FIELD'; do
+		for o in '-O, --output-format' '--codec' '--key FIELD' '--subject'; do
 			[[ "$output" != *"$o"* ]] || fail "$t --help lists $o"
 		done
-		for o in "-O avro" "--codec deflate" "--key user"; do
+		for o in "-O avro" "--codec deflate" "--key user" "--subject s"; do
 			# shellcheck disable=SC2086
 			run "$t" $o /dev/null
 			[ "$status" -eq 2 ] || fail "$t $o: status $status"
-			[[ "$output" == *"not events: -O, --key and --codec do not apply"* ]] || fail "$t $o: $output"
+			[[ "$output" == *"not events: -O, --key, --codec and --subject do not apply"* ]] || fail "$t $o: $output"
 		done
 	done
+	# reco-train and reco-eval read events, Avro messages too.
+	run reco-train --help
+	[[ "$output" == *"--registry URL"* ]]
 	run reco-serve --help
-	for o in '-I, --input-format' '--rejects FILE' '--max-rejects' '--max-initial-rejects'; do
+	for o in '-I, --input-format' '--rejects FILE' '--max-rejects' '--max-initial-rejects' '--registry' '--message-delimiter'; do
 		[[ "$output" != *"$o"* ]] || fail "reco-serve --help lists $o"
 	done
 	for o in "-I ndjson" "--rejects r.ndjson" "--max-rejects 3" "--max-initial-rejects 3"; do
