@@ -618,9 +618,37 @@ read_config(struct tool *t, const char *path, char ***args, int *nargs)
 	return rc ? -1 : 0;
 }
 
+/* The options whose defaults the environment may set, as RECO_ and the
+ * name in capitals with "_" for "-": where the data lives and goes. */
+static const char *const env_opts[] = { "store", "metrics", "registry", "subject",
+					"message-delimiter", "shard-by", NULL };
+
+/* Add --NAME=VALUE to *args for each env_opts variable that is set and
+ * names an option the tool has. */
+static void
+from_env(struct tool *t, char ***args, int *nargs)
+{
+	for (size_t i = 0; env_opts[i]; i++) {
+		char var[64] = "RECO_", *a;
+		const char *v;
+		size_t k = 5;
+		for (const char *p = env_opts[i]; *p && k < sizeof var - 1; p++)
+			var[k++] = *p == '-' ? '_' : (char)(*p - 'a' + 'A');
+		var[k] = '\0';
+		const struct option *o = find_option(env_opts[i], strlen(env_opts[i]));
+		if (!(v = getenv(var)) || !*v || !o || !applies(t, o->name))
+			continue;
+		a = xmalloc(strlen(o->name) + strlen(v) + 4);
+		sprintf(a, "--%s=%s", o->name, v);
+		*args = xreallocarray(*args, (size_t)*nargs + 1, sizeof **args);
+		(*args)[(*nargs)++] = a;
+	}
+}
+
 /* argv with the options of --config FILE (or of the file $RECO_CONFIG
- * names) put before the command line's, and --config taken out; NULL
- * after a usage message. The arrays live as long as the process. */
+ * names), then those of the RECO_* variables, put before the command
+ * line's, and --config taken out; NULL after a usage message. The arrays
+ * live as long as the process. */
 static char **
 with_config(struct tool *t, int *argc, char **argv)
 {
@@ -638,10 +666,11 @@ with_config(struct tool *t, int *argc, char **argv)
 	}
 	if (!path && getenv("RECO_CONFIG") && *getenv("RECO_CONFIG"))
 		path = getenv("RECO_CONFIG");
-	if (!path)
-		return argv;
-	if (read_config(t, path, &args, &nargs))
+	if (path && read_config(t, path, &args, &nargs))
 		return NULL;
+	from_env(t, &args, &nargs);
+	if (!nargs)
+		return argv;
 	out = xreallocarray(NULL, (size_t)*argc + (size_t)nargs + 1, sizeof *out);
 	out[n++] = argv[0];
 	for (int i = 0; i < nargs; i++)

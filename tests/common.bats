@@ -411,3 +411,31 @@ CONF
 	[ "$status" -eq 3 ]
 	[[ "$output" == *"--config missing.conf: No such file or directory"* ]]
 }
+
+@test "RECO_STORE, RECO_METRICS, RECO_SHARD_BY...: defaults for the tools that have the option; the command line wins, the file loses" {
+	reco-gen --events 300 --seed 5 >ev.ndjson
+	RECO_STORE=env.state RECO_METRICS=env.prom reco-profile ev.ndjson >/dev/null
+	[ -s env.state ]
+	grep -q '^reco_profile_records_in_total 300$' env.prom
+	# reco-clean has no --store: the variable is not its concern.
+	RECO_STORE=clean.state reco-clean ev.ndjson >/dev/null
+	[ ! -e clean.state ]
+	# The command line wins over the environment.
+	RECO_METRICS=env2.prom reco-clean --metrics cli.prom ev.ndjson >/dev/null
+	[ -s cli.prom ]
+	[ ! -e env2.prom ]
+	# The environment wins over the configuration file.
+	echo "metrics file.prom" >reco.conf
+	RECO_METRICS=env3.prom reco-clean --config reco.conf ev.ndjson >/dev/null
+	[ -s env3.prom ]
+	[ ! -e file.prom ]
+	# Kafka-aligned shards from the environment.
+	RECO_SHARD_BY=murmur2 reco-clean --shard 1/4 ev.ndjson >env.shard
+	reco-clean --shard 1/4 --shard-by murmur2 ev.ndjson | cmp - env.shard
+	reco-clean --shard 1/4 ev.ndjson | cmp -s - env.shard && false
+	run env RECO_SHARD_BY=bogus reco-clean ev.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$output" == *'--shard-by: "bogus" is none of'* ]]
+	# Empty means unset.
+	RECO_METRICS= reco-clean ev.ndjson >/dev/null
+}
