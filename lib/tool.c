@@ -972,8 +972,11 @@ tool_avro_out(struct tool *t, int fmt, const char *schema)
 		hn = 5;
 	} else {
 		uint64_t fp;
-		if (avro_fingerprint(schema, &fp))
-			die(EXIT_IO, "internal error: a schema without a canonical form");
+		if (avro_fingerprint(schema, &fp)) {
+			warn("internal error: a schema without a canonical form");
+			tool_fail(t, EXIT_IO);
+			return NULL;
+		}
 		head[0] = 0xc3;
 		head[1] = 0x01;
 		for (int k = 0; k < 8; k++)
