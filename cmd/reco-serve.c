@@ -346,8 +346,9 @@ on_opt(struct tool *t, int c, const char *arg)
 
 /* ---- snapshots and reloads ---- */
 
+/* The snapshot of sl, held until snap_put, and the time of its file. */
 static struct serve_snap *
-snap_get(struct slot *sl)
+snap_get_mtime(struct slot *sl, double *mtime)
 {
 	struct serve_snap *s;
 
@@ -355,8 +356,17 @@ snap_get(struct slot *sl)
 	s = sl->cur;
 	if (s)
 		__atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+	*mtime = sl->mtime;
 	pthread_mutex_unlock(&sl->mu);
 	return s;
+}
+
+static struct serve_snap *
+snap_get(struct slot *sl)
+{
+	double mtime;
+
+	return snap_get_mtime(sl, &mtime);
 }
 
 static void
@@ -527,109 +537,113 @@ quantile(double q)
 	return 0;
 }
 
-static void
-metrics_text(struct buf *b)
-{
-	uint64_t tot = 0;
+/* The counters that are a plain atomic of M, in the order written. */
+static const struct {
+	const char *name, *help;
+	atomic_ullong *v;
+} counters[] = {
+	{ "reco_serve_cold_starts_total", "Requests for users the model does not know.", &M.cold },
+	{ "reco_serve_unknown_context_items_total", "Context items the model does not know, ignored.", &M.unknown_ctx },
+	{ "reco_serve_results_total", "Items recommended.", &M.results },
+	{ "reco_serve_impressions_total", "Impression events written.", &M.impressions },
+	{ "reco_serve_store_errors_total", "Profile reads that failed (answered without the profile).", &M.store_errors },
+	{ "reco_serve_reloads_total", "Snapshots loaded after a change or SIGHUP.", &M.reloads },
+	{ "reco_serve_reload_failures_total", "New snapshots refused (the old one kept).", &M.reload_failures },
+	{ "reco_serve_overload_total", "Requests refused with 503 beyond --max-inflight.", &M.busy },
+	{ "reco_serve_deadline_expired_total", "Requests not received whole within --timeout (answered 408).", &M.deadlines },
+	{ "reco_serve_degraded_total", "Answers given without the profile: the store did not answer.", &M.degraded },
+	{ "reco_serve_store_reloads_total", "Profile store files loaded after a change.", &M.store_reloads },
+	{ "reco_serve_store_reload_failures_total", "Profile store files that did not load, or vanished (the last good copy kept).", &M.store_reload_failures },
+	{ "reco_serve_breaker_opens_total", "Times the circuit breaker in front of Redis opened.", &M.breaker_opens },
+};
 
-#define HELP(n, h, t) buf_puts(b, "# HELP " n " " h "\n# TYPE " n " " t "\n")
-	HELP("reco_serve_requests_total", "Requests answered, by HTTP status.", "counter");
-	for (size_t k = 0; k < NCODES; k++)
-		buf_printf(b, "reco_serve_requests_total{status=\"%d\"} %llu\n",
-			   codes[k], (unsigned long long)M.status[k]);
-	HELP("reco_serve_request_duration_seconds", "Time to answer a request.", "histogram");
-	for (size_t k = 0; k <= NHB; k++) {
-		tot += M.hist[k];
-		if (k < NHB)
-			buf_printf(b, "reco_serve_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-				   hbounds[k], (unsigned long long)tot);
-		else
-			buf_printf(b, "reco_serve_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-				   (unsigned long long)tot);
+/*
+ * The metrics now, into m (empty), for lib/metrics.c to write as it writes
+ * every tool's: the threads count in M (atomics), read here into a struct
+ * metrics of the caller's own, so that no lock is needed.
+ */
+static void
+metrics_read(struct metrics *m)
+{
+	struct buf l = { 0 };
+	char code[16];
+
+	for (size_t k = 0; k < NCODES; k++) {
+		l.n = 0;
+		snprintf(code, sizeof code, "%d", codes[k]);
+		metric_label(&l, "status", code);
+		*metric(m, "reco_serve_requests_total", l.p,
+			"Requests answered, by HTTP status.") = M.status[k];
 	}
-	buf_printf(b, "reco_serve_request_duration_seconds_sum %.9f\n",
-		   (double)M.lat_ns / 1e9);
-	buf_printf(b, "reco_serve_request_duration_seconds_count %llu\n",
-		   (unsigned long long)tot);
-#define CTR(n, h, v) do { HELP(n, h, "counter"); \
-	buf_printf(b, n " %llu\n", (unsigned long long)(v)); } while (0)
-	CTR("reco_serve_cold_starts_total", "Requests for users the model does not know.", M.cold);
-	CTR("reco_serve_unknown_context_items_total", "Context items the model does not know, ignored.", M.unknown_ctx);
-	CTR("reco_serve_results_total", "Items recommended.", M.results);
-	CTR("reco_serve_impressions_total", "Impression events written.", M.impressions);
-	CTR("reco_serve_store_errors_total", "Profile reads that failed (answered without the profile).", M.store_errors);
-	CTR("reco_serve_reloads_total", "Snapshots loaded after a change or SIGHUP.", M.reloads);
-	CTR("reco_serve_reload_failures_total", "New snapshots refused (the old one kept).", M.reload_failures);
-	CTR("reco_serve_overload_total", "Requests refused with 503 beyond --max-inflight.", M.busy);
-	CTR("reco_serve_deadline_expired_total", "Requests not received whole within --timeout (answered 408).", M.deadlines);
-	CTR("reco_serve_degraded_total", "Answers given without the profile: the store did not answer.", M.degraded);
-	CTR("reco_serve_store_reloads_total", "Profile store files loaded after a change.", M.store_reloads);
-	CTR("reco_serve_store_reload_failures_total", "Profile store files that did not load, or vanished (the last good copy kept).", M.store_reload_failures);
-	CTR("reco_serve_breaker_opens_total", "Times the circuit breaker in front of Redis opened.", M.breaker_opens);
-	HELP("reco_serve_breaker_open", "1 while the circuit breaker in front of Redis is open.", "gauge");
-	buf_printf(b, "reco_serve_breaker_open %d\n", atomic_load(&breaker_open));
-	CTR("reco_serve_log_suppressed_total", "Messages of the HTTP server not logged (at most 10 in 10 s).", M.log_suppressed);
-	HELP("reco_serve_inflight", "Requests being answered.", "gauge");
-	buf_printf(b, "reco_serve_inflight %lld\n", (long long)M.inflight);
-	HELP("reco_serve_variant_requests_total", "Requests answered by variant.", "counter");
-	for (int k = 0; k < nS; k++)
-		buf_printf(b, "reco_serve_variant_requests_total{variant=\"%s\"} %llu\n",
-			   S[k].name, (unsigned long long)M.variants[k]);
-	HELP("reco_serve_model_items", "Items of the snapshot served, by variant and version.", "gauge");
+	struct histogram *h = metric_histogram(m, "reco_serve_request_duration_seconds", NULL,
+					       "Time to answer a request.", hbounds, NHB);
+	for (size_t k = 0; k <= NHB; k++)
+		h->count[k] = M.hist[k];
+	h->sum = (double)M.lat_ns / 1e9;
+	for (size_t k = 0; k < sizeof counters / sizeof counters[0]; k++)
+		*metric(m, counters[k].name, NULL, counters[k].help) = *counters[k].v;
+	*metric_gauge(m, "reco_serve_breaker_open", NULL,
+		      "1 while the circuit breaker in front of Redis is open.") =
+		(uint64_t)atomic_load(&breaker_open);
+	*metric(m, "reco_serve_log_suppressed_total", NULL,
+		"Messages of the HTTP server not logged (at most 10 in 10 s).") = M.log_suppressed;
+	*metric_gauge_real(m, "reco_serve_inflight", NULL, "Requests being answered.") =
+		(double)M.inflight;
+	metric_family(m, "reco_serve_variant_requests_total",
+		      "Requests answered by variant.", METRIC_COUNTER);
+	metric_family(m, "reco_serve_model_items",
+		      "Items of the snapshot served, by variant and version.", METRIC_GAUGE);
+	metric_family(m, "reco_serve_model_events",
+		      "Events learned by the snapshot served.", METRIC_GAUGE);
+	metric_family(m, "reco_serve_model_event_time_seconds",
+		      "Event time of the newest event the snapshot served has learned.", METRIC_GAUGE);
+	metric_family(m, "reco_serve_model_file_time_seconds",
+		      "Modification time of the snapshot file served (when it was written).", METRIC_GAUGE);
 	for (int k = 0; k < nS; k++) {
-		struct serve_snap *s = snap_get(&S[k]);
-		if (s)
-			buf_printf(b, "reco_serve_model_items{variant=\"%s\",version=\"%s\"} %llu\n",
-				   S[k].name, s->version, (unsigned long long)s->m->nitems);
+		double mtime;
+		struct serve_snap *s = snap_get_mtime(&S[k], &mtime);
+
+		l.n = 0;
+		metric_label(&l, "variant", S[k].name);
+		*metric(m, "reco_serve_variant_requests_total", l.p, NULL) = M.variants[k];
+		if (s) {
+			*metric_gauge(m, "reco_serve_model_events", l.p, NULL) = s->events;
+			/* In seconds, to the millisecond. */
+			*metric_gauge_real(m, "reco_serve_model_event_time_seconds", l.p, NULL) =
+				(double)s->clock / 1000.0;
+			*metric_gauge_real(m, "reco_serve_model_file_time_seconds", l.p, NULL) =
+				(double)llround(mtime * 1000.0) / 1000.0;
+			metric_label(&l, "version", s->version);
+			*metric_gauge(m, "reco_serve_model_items", l.p, NULL) = s->m->nitems;
+		}
 		snap_put(s);
 	}
-	HELP("reco_serve_model_events", "Events learned by the snapshot served.", "gauge");
-	for (int k = 0; k < nS; k++) {
-		struct serve_snap *s = snap_get(&S[k]);
-		if (s)
-			buf_printf(b, "reco_serve_model_events{variant=\"%s\"} %llu\n",
-				   S[k].name, (unsigned long long)s->events);
-		snap_put(s);
-	}
-	HELP("reco_serve_model_event_time_seconds",
-	     "Event time of the newest event the snapshot served has learned.", "gauge");
-	for (int k = 0; k < nS; k++) {
-		struct serve_snap *s = snap_get(&S[k]);
-		if (s)
-			buf_printf(b, "reco_serve_model_event_time_seconds{variant=\"%s\"} %.3f\n",
-				   S[k].name, s->clock / 1000.0);
-		snap_put(s);
-	}
-	HELP("reco_serve_model_file_time_seconds",
-	     "Modification time of the snapshot file served (when it was written).", "gauge");
-	for (int k = 0; k < nS; k++) {
-		struct serve_snap *s = snap_get(&S[k]);
-		if (s)
-			buf_printf(b, "reco_serve_model_file_time_seconds{variant=\"%s\"} %.3f\n",
-				   S[k].name, S[k].mtime);
-		snap_put(s);
-	}
-	metrics_identity(b, &T.m);
-#undef CTR
-#undef HELP
+	buf_free(&l);
 }
 
-/* Write --metrics atomically (a temporary file renamed). */
+/* The metrics in the text format, into b (/metrics). */
+static void
+metrics_serve(struct buf *b)
+{
+	struct metrics m = { .tool = xstrdup(T.m.tool), .start_ms = T.m.start_ms };
+
+	metrics_read(&m);
+	metrics_text(b, &m);
+	metrics_free(&m);
+}
+
+/* Write --metrics atomically (lib/metrics.c: a temporary file renamed). */
 static void
 write_metrics_file(void)
 {
-	struct buf b = { 0 };
-	char tmp[4096];
-	FILE *f;
-
 	if (!O.metrics)
 		return;
-	metrics_text(&b);
-	snprintf(tmp, sizeof tmp, "%s.tmp", O.metrics);
-	if (!(f = fopen(tmp, "w")) || fwrite(b.p, 1, b.n, f) != b.n ||
-	    fclose(f) != 0 || rename(tmp, O.metrics) != 0)
+	struct metrics m = { .tool = xstrdup(T.m.tool), .start_ms = T.m.start_ms };
+
+	metrics_read(&m);
+	if (metrics_write(&m, O.metrics))
 		warn("%s:", O.metrics);
-	buf_free(&b);
+	metrics_free(&m);
 }
 
 /* ---- the profile store: reloads and the circuit breaker ---- */
@@ -1741,7 +1755,8 @@ console_live(struct MHD_Connection *c, struct conn *cn)
 		   (unsigned long long)M.reloads, (unsigned long long)M.reload_failures,
 		   atomic_load(&breaker_open), imp ? "true" : "false");
 	for (int k = 0; k < nS; k++) {
-		struct serve_snap *s = snap_get(&S[k]);
+		double mtime;
+		struct serve_snap *s = snap_get_mtime(&S[k], &mtime);
 		buf_printf(b, "%s{\"name\":\"%s\",\"share\":%d,\"requests\":%llu,\"impressions\":%llu",
 			   k ? "," : "", S[k].name, S[k].hi - S[k].lo,
 			   (unsigned long long)M.variants[k],
@@ -1750,7 +1765,7 @@ console_live(struct MHD_Connection *c, struct conn *cn)
 			buf_printf(b, ",\"version\":\"%s\",\"items\":%llu,\"events\":%llu,"
 				      "\"event_time\":%.3f,\"file_time\":%.3f",
 				   s->version, (unsigned long long)s->m->nitems,
-				   (unsigned long long)s->events, s->clock / 1000.0, S[k].mtime);
+				   (unsigned long long)s->events, s->clock / 1000.0, mtime);
 		buf_putc(b, '}');
 		snap_put(s);
 	}
@@ -1883,7 +1898,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		if (!get)
 			return reply_error(c, cn, 405, "method not allowed");
 		t->out.n = 0;
-		metrics_text(&t->out);
+		metrics_serve(&t->out);
 		return reply(c, cn, 200, "text/plain; version=0.0.4",
 			     t->out.p, t->out.n);
 	}

@@ -467,14 +467,26 @@ int registry_register(struct registry *r, const char *subject,
 		      size_t errlen);
 void registry_free(struct registry *r);
 
-/* metrics.c: counters, --stats and Prometheus text metrics. */
+/* metrics.c: counters, gauges and histograms, for --stats and the
+ * Prometheus text format (the --metrics files and reco-serve's /metrics). */
+enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
+struct histogram {
+	size_t n;        /* upper bounds, +Inf not counted */
+	double *le;      /* the n upper bounds, ascending */
+	uint64_t *count; /* n + 1: observations per bucket, not cumulative */
+	double sum;      /* of the observations */
+};
 struct counter {
 	char *name;   /* full metric name */
 	char *labels; /* e.g. reason="bot", or NULL */
 	char *help;
-	int gauge;
+	enum metric_type type;
 	int milli;    /* v is in thousandths: written as v / 1000 */
+	int real;     /* a gauge whose value is f */
+	int decl;     /* no series: the family declared (metric_family) */
 	uint64_t v;
+	double f;
+	struct histogram h; /* METRIC_HISTOGRAM */
 };
 struct metrics {
 	struct counter **c;
@@ -482,13 +494,22 @@ struct metrics {
 	char *tool; /* e.g. "ingest" */
 	int64_t start_ms; /* when the process started, ms since the epoch */
 };
+void metric_family(struct metrics *m, const char *name, const char *help,
+		   enum metric_type type);
 uint64_t *metric(struct metrics *m, const char *name, const char *labels,
 		 const char *help);
 uint64_t *metric_gauge(struct metrics *m, const char *name,
 		       const char *labels, const char *help);
 uint64_t *metric_gauge_ms(struct metrics *m, const char *name,
 			  const char *labels, const char *help);
-void metrics_identity(struct buf *b, const struct metrics *m);
+double *metric_gauge_real(struct metrics *m, const char *name,
+			  const char *labels, const char *help);
+struct histogram *metric_histogram(struct metrics *m, const char *name,
+				   const char *labels, const char *help,
+				   const double *le, size_t n);
+void metric_label(struct buf *b, const char *name, const char *value);
+void metric_value(struct buf *b, const struct counter *c);
+void metrics_text(struct buf *b, const struct metrics *m);
 int metrics_write(const struct metrics *m, const char *path);
 void metrics_free(struct metrics *m);
 

@@ -1271,24 +1271,24 @@ print_stats(struct tool *t)
 		(unsigned long long)dr, (unsigned long long)rj,
 		in == out + dr + rj ? "in = out + dropped + rejected"
 				    : "MISMATCH: in != out + dropped + rejected");
+	struct buf v = { 0 };
 	for (size_t i = 0; i < t->m.n; i++) {
 		const struct counter *c = t->m.c[i];
 		if (&c->v == t->in || &c->v == t->out_n ||
 		    &c->v == t->dropped_total || &c->v == t->rejected)
 			continue;
-		if (c->v == 0 && !c->gauge)
+		/* A histogram is no one number: a tool sums it up itself. */
+		if ((c->v == 0 && c->type == METRIC_COUNTER) ||
+		    c->type == METRIC_HISTOGRAM || c->decl)
 			continue;
 		const char *short_name = c->name + 6 + strlen(t->m.tool);
-		if (c->milli)
-			fprintf(stderr, "%s:   %s%s%s%s %llu.%03llu\n", t->name, short_name,
-				c->labels ? "{" : "", c->labels ? c->labels : "",
-				c->labels ? "}" : "", (unsigned long long)(c->v / 1000),
-				(unsigned long long)(c->v % 1000));
-		else
-			fprintf(stderr, "%s:   %s%s%s%s %llu\n", t->name, short_name,
-				c->labels ? "{" : "", c->labels ? c->labels : "",
-				c->labels ? "}" : "", (unsigned long long)c->v);
+		v.n = 0;
+		metric_value(&v, c);
+		fprintf(stderr, "%s:   %s%s%s%s %.*s\n", t->name, short_name,
+			c->labels ? "{" : "", c->labels ? c->labels : "",
+			c->labels ? "}" : "", (int)v.n, v.p);
 	}
+	buf_free(&v);
 	fprintf(stderr, "%s: %.3f s, %.0f records/s\n", t->name, el,
 		el > 0 ? (double)in / el : 0.0);
 }

@@ -156,6 +156,9 @@ names_used() {
 		grep -q "^reco_build_info{tool=\"[a-z_]*\",version=\"$(reco-serve --version | sed 's/.* //')\"} 1$" "$f" ||
 			fail "$f: no reco_build_info"
 		grep -Eq '^process_start_time_seconds [0-9]{10}\.[0-9]{3}$' "$f" || fail "$f: no process_start_time_seconds"
+		# The text format as Prometheus parses it, and its lint clean.
+		promtool check metrics <"$f" >lint.out 2>&1 || fail "$f: $(cat lint.out)"
+		[ ! -s lint.out ] || fail "$f: $(cat lint.out)"
 	done
 
 	# The names recorded by the rules.

@@ -223,6 +223,34 @@ teardown() {
 	! grep -qi '^< Connection: close' ka.err
 }
 
+@test "HTTP: /metrics and --metrics: one # TYPE a family, label values escaped, promtool's lint clean" {
+	command -v curl >/dev/null || skip "curl is not installed"
+	# A variant whose name needs escaping, and one without a snapshot yet.
+	serve_start --model m.bin --store p.state --metrics m.prom \
+		--variant 'q"\x=m.bin:30' --variant 'late=late.bin:20'
+	curl -s "$URL/metrics" >scrape.txt
+	serve_stop
+	local f
+	for f in scrape.txt m.prom; do
+		grep -qxF 'reco_serve_variant_requests_total{variant="q\"\\x"} 0' "$f" || fail "$f: label not escaped"
+		grep -qxF 'reco_serve_variant_requests_total{variant="late"} 0' "$f"
+		grep -q '^reco_serve_model_items{variant="A",version="[0-9a-f]\{8\}"} [1-9]' "$f"
+		! grep -q '^reco_serve_model_items{variant="late"' "$f"
+		# Every family once, under one # HELP and one # TYPE.
+		[ -z "$(sed -n 's/^# TYPE \([^ ]*\) .*/\1/p' "$f" | sort | uniq -d)" ]
+		[ -z "$(sed -n 's/^# HELP \([^ ]*\) .*/\1/p' "$f" | sort | uniq -d)" ]
+		grep -q '^reco_serve_request_duration_seconds_bucket{le="0.00025"} 0$' "$f"
+		grep -q '^reco_serve_request_duration_seconds_count 0$' "$f"
+		grep -q '^reco_serve_request_duration_seconds_sum 0$' "$f"
+		if command -v promtool >/dev/null; then
+			promtool check metrics <"$f" >lint.out 2>&1 || fail "$f: $(cat lint.out)"
+			[ ! -s lint.out ] || fail "$f: $(cat lint.out)"
+		fi
+	done
+	# The file is the scrape, but for the scrape in flight.
+	diff <(grep -v '^reco_serve_inflight ' scrape.txt) <(grep -v '^reco_serve_inflight ' m.prom)
+}
+
 @test "HTTP: a slow body gets 408, and beyond --max-inflight a fast 503" {
 	command -v curl >/dev/null || skip "curl is not installed"
 	serve_start --model m.bin --timeout 1 --max-inflight 1
