@@ -48,6 +48,9 @@ static const char usage[] =
 "      --max-users N        state file: most users (default 10000000); no\n"
 "                           --store: profiles kept in memory, the least\n"
 "                           recently used dropped past it (default 1000000)\n"
+"      --hot-users N        state file or memory: profiles kept decoded\n"
+"                           beyond the batch's (default 8192); the others\n"
+"                           are packed, as the state file has them\n"
 "      --cache-users N      Redis: profiles kept in memory (default 100000)\n"
 "      --redis-prefix P     Redis: key prefix (default reco:)\n"
 "      --redis-retries N    Redis: reconnections before failing (default 5)\n"
@@ -85,6 +88,7 @@ enum {
 	OPT_CHECKPOINT_EVERY,
 	OPT_MAX_USERS,
 	OPT_CACHE_USERS,
+	OPT_HOT_USERS,
 	OPT_REDIS_PREFIX,
 	OPT_REDIS_RETRIES,
 	OPT_REDIS_TIMEOUT,
@@ -119,6 +123,7 @@ static const struct option opts[] = {
 	{ "checkpoint-every", required_argument, NULL, OPT_CHECKPOINT_EVERY },
 	{ "max-users", required_argument, NULL, OPT_MAX_USERS },
 	{ "cache-users", required_argument, NULL, OPT_CACHE_USERS },
+	{ "hot-users", required_argument, NULL, OPT_HOT_USERS },
 	{ "redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX },
 	{ "redis-retries", required_argument, NULL, OPT_REDIS_RETRIES },
 	{ "redis-timeout", required_argument, NULL, OPT_REDIS_TIMEOUT },
@@ -317,6 +322,9 @@ on_opt(struct tool *t, int c, const char *arg)
 	case OPT_MAX_USERS:
 		O.so.max_users = num("--max-users", arg, 1, UINT32_MAX - 1);
 		O.max_users_given = 1;
+		return 0;
+	case OPT_HOT_USERS:
+		O.so.hot_users = num("--hot-users", arg, 0, UINT32_MAX - 1);
 		return 0;
 	case OPT_CACHE_USERS:
 		O.so.cache_users = num("--cache-users", arg, 0, UINT32_MAX - 1);

@@ -12,6 +12,7 @@ store_opts_default(struct store_opts *o)
 	memset(o, 0, sizeof *o);
 	o->max_users = 10000000;
 	o->cache_users = 100000;
+	o->hot_users = 8192;
 	o->checkpoint_every = 1000000;
 	o->prefix = "reco:";
 	o->retries = 5;
@@ -38,14 +39,152 @@ store_user_is(const struct profile *p, const char *u, size_t n)
 	return p->user.len == n && memcmp(p->strs + p->user.off, u, n) == 0;
 }
 
+/* ---- packed profiles ---- */
+
+static uint32_t
+pk_len(const unsigned char *pk)
+{
+	return (uint32_t)pk[0] | (uint32_t)pk[1] << 8 | (uint32_t)pk[2] << 16 |
+	       (uint32_t)pk[3] << 24;
+}
+
+/* The user of a profile's encoding: its first field, a string. */
+static struct str
+enc_user(const char *p, size_t n)
+{
+	struct str u = { "", 0 };
+	int64_t len;
+	const char *e = p + n;
+
+	if (get_varint(&p, e, &len) == 0 && len >= 0 && len <= e - p) {
+		u.p = p;
+		u.n = (size_t)len;
+	}
+	return u;
+}
+
+/* The user of slot i, packed or not. */
+struct str
+store_slot_user(const struct store *s, uint32_t i)
+{
+	const struct slot *e = &s->slots[i];
+
+	if (e->p)
+		return profile_str(e->p, e->p->user);
+	return enc_user((const char *)e->pk + 4, pk_len(e->pk));
+}
+
+static void
+hot_unlink(struct store *s, uint32_t i)
+{
+	struct slot *e = &s->slots[i];
+
+	if (e->hprev != NIL)
+		s->slots[e->hprev].hnext = e->hnext;
+	else
+		s->hot_head = e->hnext;
+	if (e->hnext != NIL)
+		s->slots[e->hnext].hprev = e->hprev;
+	else
+		s->hot_tail = e->hprev;
+	e->hprev = e->hnext = NIL;
+	s->nhot--;
+}
+
+static void
+hot_append(struct store *s, uint32_t i)
+{
+	struct slot *e = &s->slots[i];
+
+	e->hprev = s->hot_tail;
+	e->hnext = NIL;
+	if (s->hot_tail != NIL)
+		s->slots[s->hot_tail].hnext = i;
+	else
+		s->hot_head = i;
+	s->hot_tail = i;
+	s->nhot++;
+}
+
+/* The encoding of slot i's profile appended to b. */
+void
+store_slot_encode(struct store *s, uint32_t i, struct buf *b)
+{
+	const struct slot *e = &s->slots[i];
+
+	if (e->p)
+		profile_encode(b, e->p);
+	else
+		buf_put(b, e->pk + 4, pk_len(e->pk));
+}
+
+/* Pack slot i (unpacked, not changed in the current batch). */
+static void
+pack(struct store *s, uint32_t i)
+{
+	struct slot *e = &s->slots[i];
+
+	s->pkbuf.n = 0;
+	profile_encode(&s->pkbuf, e->p);
+	e->pk = xmalloc(4 + s->pkbuf.n);
+	for (int k = 0; k < 4; k++)
+		e->pk[k] = (unsigned char)(s->pkbuf.n >> (8 * k));
+	memcpy(e->pk + 4, s->pkbuf.p, s->pkbuf.n);
+	s->packed_bytes += 4 + s->pkbuf.n;
+	profile_free(e->p);
+	e->p = NULL;
+	hot_unlink(s, i);
+}
+
+/* The profile of slot i, unpacked if it was packed (it is then among the
+ * most recently used). NULL if its encoding does not decode, which the
+ * load made sure of. */
+struct profile *
+store_slot_profile(struct store *s, uint32_t i)
+{
+	struct slot *e = &s->slots[i];
+	char err[128];
+
+	if (e->p) {
+		if (s->pack && e->hnext != NIL) {
+			hot_unlink(s, i);
+			hot_append(s, i);
+		}
+		return e->p;
+	}
+	struct profile *p = profile_new("", 0);
+	if (profile_decode(p, (const char *)e->pk + 4, pk_len(e->pk), err, sizeof err)) {
+		profile_free(p);
+		return NULL;
+	}
+	s->packed_bytes -= 4 + pk_len(e->pk);
+	free(e->pk);
+	e->pk = NULL;
+	e->p = p;
+	hot_append(s, i);
+	return p;
+}
+
+/* Pack the least recently used unpacked profiles beyond --hot-users
+ * (none of them changed: the batch is committed). */
+static void
+pack_cold(struct store *s)
+{
+	while (s->nhot > s->o.hot_users && s->hot_head != NIL &&
+	       !s->slots[s->hot_head].changed)
+		pack(s, s->hot_head);
+}
+
 uint32_t
 store_table_find(const struct store *s, const char *u, size_t n, uint64_t h)
 {
 	uint32_t *v = htab_get(&s->idx, h);
 
-	for (uint32_t i = v ? *v : NIL; i != NIL; i = s->slots[i].same)
-		if (store_user_is(s->slots[i].p, u, n))
+	for (uint32_t i = v ? *v : NIL; i != NIL; i = s->slots[i].same) {
+		struct str x = store_slot_user(s, i);
+		if (x.n == n && memcmp(x.p, u, n) == 0)
 			return i;
+	}
 	return NIL;
 }
 
@@ -79,12 +218,43 @@ store_lru_append(struct store *s, uint32_t i)
 	s->lru_tail = i;
 }
 
+static uint32_t table_slot(struct store *s, uint64_t h);
+
 /* Take p (its user not yet in the table) in; return its slot. */
 uint32_t
 store_table_insert(struct store *s, struct profile *p)
 {
 	struct str u = profile_str(p, p->user);
-	uint64_t h = store_user_hash(u.p, u.n);
+	uint32_t i = table_slot(s, store_user_hash(u.p, u.n));
+
+	s->slots[i].p = p;
+	if (s->pack)
+		hot_append(s, i);
+	return i;
+}
+
+/* Take the profile encoded in enc (n bytes; its user, of hash h, not yet
+ * in the table) in, packed; return its slot. */
+uint32_t
+store_table_insert_packed(struct store *s, const char *enc, size_t n,
+			  uint64_t h)
+{
+	uint32_t i = table_slot(s, h);
+	unsigned char *pk = xmalloc(4 + n);
+
+	for (int k = 0; k < 4; k++)
+		pk[k] = (unsigned char)(n >> (8 * k));
+	memcpy(pk + 4, enc, n);
+	s->slots[i].pk = pk;
+	s->packed_bytes += 4 + n;
+	return i;
+}
+
+/* A new slot for a user of hash h, in the index and the LRU list, its
+ * profile still to set. */
+static uint32_t
+table_slot(struct store *s, uint64_t h)
+{
 	uint32_t i, *v;
 	int isnew;
 
@@ -100,9 +270,9 @@ store_table_insert(struct store *s, struct profile *p)
 		i = s->nslots++;
 	}
 	memset(&s->slots[i], 0, sizeof s->slots[i]);
-	s->slots[i].p = p;
 	s->slots[i].h = h;
 	s->slots[i].prev = s->slots[i].next = NIL;
+	s->slots[i].hprev = s->slots[i].hnext = NIL;
 	v = htab_put(&s->idx, h, &isnew);
 	s->slots[i].same = isnew ? NIL : *v;
 	*v = i;
@@ -132,8 +302,14 @@ store_table_remove(struct store *s, uint32_t i)
 	}
 	if (s->be->lru)
 		store_lru_unlink(s, i);
+	if (e->p && s->pack)
+		hot_unlink(s, i);
+	if (e->pk)
+		s->packed_bytes -= 4 + pk_len(e->pk);
 	profile_free(e->p);
+	free(e->pk);
 	e->p = NULL;
+	e->pk = NULL;
 	e->same = s->free_slot;
 	s->free_slot = i;
 	s->nusers--;
@@ -162,21 +338,33 @@ store_profile_cmp(const void *a, const void *b)
 				*(struct profile *const *)b);
 }
 
-/* Every profile in memory, sorted by user, in s->list. */
+static const struct store *sort_store; /* qsort has no context */
+
+static int
+slot_cmp(const void *a, const void *b)
+{
+	struct str x = store_slot_user(sort_store, *(const uint32_t *)a);
+	struct str y = store_slot_user(sort_store, *(const uint32_t *)b);
+	size_t n = x.n < y.n ? x.n : y.n;
+	int c = n ? memcmp(x.p, y.p, n) : 0;
+
+	return c ? c : x.n < y.n ? -1 : x.n > y.n;
+}
+
+/* The slots of every profile in memory with events (a packed one has
+ * some), sorted by user, in s->order. */
 size_t
 store_sorted(struct store *s)
 {
 	size_t n = 0;
 
-	if (s->caplist < s->nusers) {
-		s->caplist = s->nusers;
-		s->list = xreallocarray(s->list, s->caplist, sizeof *s->list);
-	}
+	s->order = xreallocarray(s->order, s->nusers ? s->nusers : 1, sizeof *s->order);
 	for (uint32_t i = 0; i < s->nslots; i++)
-		if (s->slots[i].p && s->slots[i].p->events)
-			s->list[n++] = s->slots[i].p;
+		if ((s->slots[i].p && s->slots[i].p->events) || s->slots[i].pk)
+			s->order[n++] = i;
+	sort_store = s;
 	if (n > 1)
-		qsort(s->list, n, sizeof *s->list, store_profile_cmp);
+		qsort(s->order, n, sizeof *s->order, slot_cmp);
 	return n;
 }
 
@@ -301,6 +489,7 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 	s->mode = mode;
 	s->spec = xstrdup(spec ? spec : "");
 	s->free_slot = s->lru_head = s->lru_tail = NIL;
+	s->hot_head = s->hot_tail = NIL;
 	htab_init(&s->idx, 1024);
 	ledger_init(&s->L, s->o.window, s->o.max_streams, s->o.max_jump,
 		    mode == STORE_WRITE);
@@ -316,6 +505,8 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 		s->be = kind == STORE_REDIS ? &store_redis_backend : &store_file_backend;
 	}
 	s->kind = s->be->kind;
+	/* A writer packs its cold profiles, except in Redis's cache. */
+	s->pack = mode == STORE_WRITE && s->kind != STORE_REDIS;
 	if (s->be->open && s->be->open(s, err, errlen))
 		goto fail;
 	return s;
@@ -332,9 +523,14 @@ store_close(struct store *s)
 		return;
 	if (s->be->close)
 		s->be->close(s);
-	for (uint32_t i = 0; i < s->nslots; i++)
+	for (uint32_t i = 0; i < s->nslots; i++) {
 		profile_free(s->slots[i].p);
+		free(s->slots[i].pk);
+	}
 	free(s->slots);
+	free(s->order);
+	profile_free(s->each);
+	buf_free(&s->pkbuf);
 	htab_free(&s->idx);
 	ledger_free(&s->L);
 	free(s->changed);
@@ -362,7 +558,10 @@ store_get(struct store *s, const char *user, size_t n, struct profile **p,
 	uint32_t i = store_table_find(s, user, n, store_user_hash(user, n));
 
 	if (i != NIL) {
-		*p = s->slots[i].p;
+		if (!(*p = store_slot_profile(s, i))) {
+			snprintf(err, errlen, "corrupt profile in memory");
+			return -1;
+		}
 		return (*p)->events > 0;
 	}
 	return s->be->get ? s->be->get(s, user, n, p, err, errlen) : 0;
@@ -391,11 +590,23 @@ store_each(struct store *s, int (*fn)(struct profile *, void *), void *ctx,
 	if (s->be->each)
 		return s->be->each(s, fn, ctx, err, errlen);
 	n = store_sorted(s);
-	for (size_t i = 0; i < n; i++)
-		if (fn(s->list[i], ctx)) {
+	for (size_t i = 0; i < n; i++) {
+		const struct slot *e = &s->slots[s->order[i]];
+		struct profile *p = e->p;
+		if (!p) {
+			/* Read a packed one without unpacking it for good. */
+			if (!s->each)
+				s->each = profile_new("", 0);
+			if (profile_decode(s->each, (const char *)e->pk + 4, pk_len(e->pk),
+					   err, errlen))
+				return -1;
+			p = s->each;
+		}
+		if (fn(p, ctx)) {
 			snprintf(err, errlen, "stopped");
 			return -1;
 		}
+	}
 	return 0;
 }
 
@@ -456,9 +667,15 @@ store_touch(struct store *s, const char *user, size_t n, char *err,
 			return NULL;
 		}
 		i = store_table_insert(s, profile_new(user, n));
-	} else if (s->be->lru) {
-		store_lru_unlink(s, i);
-		store_lru_append(s, i);
+	} else {
+		if (s->be->lru) {
+			store_lru_unlink(s, i);
+			store_lru_append(s, i);
+		}
+		if (!store_slot_profile(s, i)) {
+			snprintf(err, errlen, "corrupt profile in memory");
+			return NULL;
+		}
 	}
 	mark_changed(s, i);
 	s->since_checkpoint++;
@@ -500,7 +717,12 @@ store_put(struct store *s, struct profile *p, char *err, size_t errlen)
 	if (i == NIL)
 		i = store_table_insert(s, p);
 	else {
-		struct profile *old = s->slots[i].p;
+		struct profile *old = store_slot_profile(s, i);
+		if (!old) {
+			snprintf(err, errlen, "corrupt profile in memory");
+			profile_free(p);
+			return -1;
+		}
 		profile_stats_add(&s->stats, old->events, -1);
 		profile_free(old);
 		s->slots[i].p = p;
@@ -562,6 +784,8 @@ store_commit(struct store *s, int checkpoint_now, char *err, size_t errlen)
 	s->nchanged = 0;
 	s->meta_dirty = 0;
 	s->be->settle(s, commits);
+	if (s->pack)
+		pack_cold(s);
 	return 0;
 }
 
@@ -576,7 +800,8 @@ store_users(const struct store *s)
 size_t
 store_bytes(const struct store *s)
 {
-	size_t b = htab_bytes(&s->idx) + s->capslots * sizeof *s->slots;
+	size_t b = htab_bytes(&s->idx) + s->capslots * sizeof *s->slots +
+		   s->packed_bytes;
 
 	for (uint32_t i = 0; i < s->nslots; i++)
 		if (s->slots[i].p)

@@ -48,6 +48,8 @@ int store_spec_kind(const char *spec);
 struct store_opts {
 	uint64_t max_users;        /* embedded: refuse more users; 0: no limit */
 	uint64_t cache_users;      /* Redis: profiles kept in memory */
+	uint64_t hot_users;        /* a writer's profiles kept decoded beyond
+				    * the batch's; the others packed */
 	uint64_t checkpoint_every; /* embedded: events between state files */
 	const char *prefix;        /* Redis: key prefix */
 	int retries;               /* Redis: reconnections before failing */

@@ -50,7 +50,7 @@ checkpoint(struct store *s, char *err, size_t errlen)
 	buf_put_varint(&b, (int64_t)n);
 	for (size_t i = 0; i < n; i++) {
 		one.n = 0;
-		profile_encode(&one, s->list[i]);
+		store_slot_encode(s, s->order[i], &one);
 		buf_put_bytes(&b, one.p, one.n);
 		if (b.n >= (1u << 20)) {
 			crc = crc32_any(crc, b.p, b.n);
@@ -124,19 +124,26 @@ load_file(struct store *s, char *err, size_t errlen)
 	}
 	htab_free(&s->idx);
 	htab_init(&s->idx, (size_t)n);
+	/* A writer keeps the profiles packed as the file has them (each
+	 * checked by decoding it once); a reader, decoded. */
+	struct profile *pr = profile_new("", 0);
 	while (n-- > 0) {
-		struct profile *pr = profile_new("", 0);
-		if (get_bytes(&p, e, &x) || profile_decode(pr, x.p, x.n, err, errlen)) {
-			profile_free(pr);
-			goto corrupt;
-		}
+		if (get_bytes(&p, e, &x) || profile_decode(pr, x.p, x.n, err, errlen))
+			break;
 		struct str u = profile_str(pr, pr->user);
-		if (store_table_find(s, u.p, u.n, store_user_hash(u.p, u.n)) != NIL) {
-			profile_free(pr);
-			goto corrupt;
+		uint64_t h = store_user_hash(u.p, u.n);
+		if (store_table_find(s, u.p, u.n, h) != NIL)
+			break;
+		if (s->pack)
+			store_table_insert_packed(s, x.p, x.n, h);
+		else {
+			store_table_insert(s, pr);
+			pr = profile_new("", 0);
 		}
-		store_table_insert(s, pr);
 	}
+	profile_free(pr);
+	if (n >= 0)
+		goto corrupt;
 	if (p != e)
 		goto corrupt;
 	buf_free(&b);

@@ -16,13 +16,23 @@
 #define NIL UINT32_MAX
 #define REDIS_CHUNK 1000 /* keys per MGET */
 
+/*
+ * A user's place in the table. A writer's profile that was not touched
+ * for a while (beyond the --hot-users most recent) is packed (p NULL, pk its encoding after a 4-byte length,
+ * one allocation) and unpacked when touched again: a long tail of users
+ * costs their encoding, not their decoded form.
+ */
 struct slot {
-	struct profile *p;  /* NULL: a free slot (next free in same) */
+	struct profile *p;  /* NULL and pk NULL: a free slot (next free in same) */
+	unsigned char *pk;  /* the packed profile, when p is NULL */
 	uint64_t h;
 	uint32_t same;      /* the next slot with the same hash */
-	uint32_t prev, next; /* least recently used first (Redis) */
+	uint32_t prev, next; /* least recently used first (Redis, memory) */
+	uint32_t hprev, hnext; /* the unpacked ones, least recently used first */
 	int changed;
 };
+#define STORE_HOT_USERS 16384 /* a writer's unpacked profiles, at most
+			       * (beyond those of the current batch) */
 
 struct store_backend;
 
@@ -36,10 +46,16 @@ struct store {
 	struct htab idx;     /* hash of the user -> first slot */
 	struct slot *slots;
 	uint32_t nslots, capslots, free_slot, lru_head, lru_tail;
+	uint32_t hot_head, hot_tail, nhot; /* unpacked profiles (packing) */
+	uint64_t packed_bytes;
+	int pack;            /* pack cold profiles (a writer, not Redis) */
+	struct profile *each; /* a packed profile unpacked for store_each */
+	struct buf pkbuf;
 	uint64_t nusers;
 	uint32_t *changed;
 	size_t nchanged, capchanged;
 	struct profile **list;
+	uint32_t *order;     /* slots sorted by user (store_sorted) */
 	size_t caplist;
 	/* source positions and the population, saved with the profiles */
 	struct ledger L;
@@ -111,6 +127,11 @@ void store_table_remove(struct store *s, uint32_t i);
 void store_lru_unlink(struct store *s, uint32_t i);
 void store_lru_append(struct store *s, uint32_t i);
 size_t store_sorted(struct store *s);
+struct str store_slot_user(const struct store *s, uint32_t i);
+uint32_t store_table_insert_packed(struct store *s, const char *enc, size_t n,
+				   uint64_t h);
+struct profile *store_slot_profile(struct store *s, uint32_t i);
+void store_slot_encode(struct store *s, uint32_t i, struct buf *b);
 int store_profile_cmp(const void *a, const void *b);
 
 #endif

@@ -207,12 +207,40 @@ kill_until_done() {
 	same_bytes whole.state split.state
 }
 
+@test "--hot-users: packed profiles change nothing: the same updates, state files and dumps, packing everything or nothing" {
+	positioned_events 6000 800
+	reco-profile --hot-users 100000000 --batch 100 --store all.state ev.ndjson >all.out
+	reco-profile --hot-users 0 --batch 100 --store none.state ev.ndjson >none.out
+	reco-profile --hot-users 7 --batch 100 --emit every ev.ndjson >seven.every
+	reco-profile --hot-users 100000000 --batch 100 --emit every ev.ndjson >all.every
+	same_bytes all.out none.out
+	same_bytes all.state none.state
+	same_bytes all.every seven.every
+	reco-profile --dump --store none.state >none.dump
+	reco-profile --dump --store all.state >all.dump
+	same_bytes all.dump none.dump
+	# A writer keeps a loaded store packed; what it adds and dumps is the same.
+	head -3000 ev.ndjson >part1
+	reco-profile --hot-users 0 --emit none --store split.state part1
+	reco-profile --hot-users 0 --emit none --store split.state ev.ndjson
+	same_bytes all.state split.state
+	# Packing is what makes a long tail of users small.
+	reco-gen --regime sessions --events 20000 --seed 4 >tail.ndjson
+	reco-profile --hot-users 0 --emit none --stats tail.ndjson 2>packed.err
+	reco-profile --hot-users 100000000 --emit none --stats tail.ndjson 2>unpacked.err
+	packed=$(sed -n 's/.*store_bytes //p' packed.err)
+	unpacked=$(sed -n 's/.*store_bytes //p' unpacked.err)
+	echo "# store bytes: packed $packed, unpacked $unpacked" >&3
+	[ "$((packed * 2))" -lt "$unpacked" ]
+}
+
 @test "kill -9 at random points, restart on the same input: the embedded store equals one uninterrupted run" {
 	positioned_events 50000 2000
 	reco-profile --emit none --store ref.state ev.ndjson
 	reco-profile --dump --store ref.state >ref.dump
+	# The killed runs pack all but 100 profiles: that changes nothing.
 	kills=$(kill_until_done reco-profile --emit none --batch 500 --checkpoint-every 5000 \
-	    --store k.state ev.ndjson)
+	    --hot-users 100 --store k.state ev.ndjson)
 	echo "# killed $kills times" >&3
 	[ "$kills" -ge 1 ]
 	reco-profile --dump --store k.state >k.dump
