@@ -653,7 +653,10 @@ static char **
 with_config(struct tool *t, int *argc, char **argv)
 {
 	const char *path = NULL;
-	char **args = NULL, **out;
+	char **args = NULL;
+	/* Static, so that it stays reachable: the options point into it
+	 * until exit. */
+	static char **out;
 	int nargs = 0, n = 0, end = 0;
 
 	for (int i = 1; i < *argc && !end; i++) {
