@@ -2241,6 +2241,8 @@ main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
+	/* Set before the watcher starts, which reads it. */
+	http_mode = O.listen != NULL;
 	/* The watcher takes no signals: they reach the reading thread. */
 	sigset_t all, old;
 	sigfillset(&all);
@@ -2250,7 +2252,6 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	if (O.listen) {
-		http_mode = 1;
 		sa.sa_handler = on_stop;
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGTERM, &sa, NULL);
