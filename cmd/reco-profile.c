@@ -44,7 +44,8 @@ static const char usage[] =
 "      --store SPEC         a state file, or a Redis URL: redis://HOST:PORT/DB,\n"
 "                           unix:///PATH?db=DB (default: memory only)\n"
 "      --checkpoint-every N state file: write it every N events (default\n"
-"                           1000000; 0: only at exit)\n"
+"                           1000000, or the users held if more; 0: only\n"
+"                           at exit)\n"
 "      --max-users N        state file: most users (default 10000000); no\n"
 "                           --store: profiles kept in memory, the least\n"
 "                           recently used dropped past it (default 1000000)\n"
@@ -318,6 +319,7 @@ on_opt(struct tool *t, int c, const char *arg)
 		return 0;
 	case OPT_CHECKPOINT_EVERY:
 		O.so.checkpoint_every = num("--checkpoint-every", arg, 0, UINT64_MAX / 2);
+		O.so.checkpoint_auto = 0;
 		return 0;
 	case OPT_MAX_USERS:
 		O.so.max_users = num("--max-users", arg, 1, UINT32_MAX - 1);

@@ -14,6 +14,7 @@ store_opts_default(struct store_opts *o)
 	o->cache_users = 100000;
 	o->hot_users = 8192;
 	o->checkpoint_every = 1000000;
+	o->checkpoint_auto = 1;
 	o->prefix = "reco:";
 	o->retries = 5;
 	o->timeout = 10000;

@@ -51,6 +51,8 @@ struct store_opts {
 	uint64_t hot_users;        /* a writer's profiles kept decoded beyond
 				    * the batch's; the others packed */
 	uint64_t checkpoint_every; /* embedded: events between state files */
+	int checkpoint_auto;       /* ... or the users held, if more (the
+				    * default, not --checkpoint-every) */
 	const char *prefix;        /* Redis: key prefix */
 	int retries;               /* Redis: reconnections before failing */
 	int64_t timeout;           /* Redis: ms to wait for a reply */

@@ -261,8 +261,13 @@ file_refresh(struct store *s, char *err, size_t errlen)
 static int
 file_commit_due(const struct store *s, int checkpoint_now)
 {
-	return !s->clean && (checkpoint_now || (s->o.checkpoint_every &&
-						s->since_checkpoint >= s->o.checkpoint_every));
+	/* A checkpoint writes every profile: by default, not more often
+	 * than one event per profile held, so that its cost per event stays
+	 * bounded however many users there are. */
+	uint64_t every = s->o.checkpoint_every;
+	if (s->o.checkpoint_auto && every && s->nusers > every)
+		every = s->nusers;
+	return !s->clean && (checkpoint_now || (every && s->since_checkpoint >= every));
 }
 
 static int
