@@ -238,7 +238,6 @@ int
 state_load(const char *path, struct buf *out, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	char tmp[65536];
 	ssize_t r;
 
 	out->n = 0;
@@ -248,7 +247,20 @@ state_load(const char *path, struct buf *out, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	while ((r = read(fd, tmp, sizeof tmp)) != 0) {
+	/* Room for the whole file at once, and one byte to see its end: no
+	 * copy as it grows, no room to spare. */
+	struct stat st;
+	if (out->cap == 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size > 0) {
+		out->cap = (size_t)st.st_size + 2;
+		out->p = xmalloc(out->cap);
+	}
+	for (;;) {
+		if (out->cap - out->n < 2)
+			buf_reserve(out, 65536);
+		r = read(fd, out->p + out->n, out->cap - out->n);
+		if (r == 0)
+			break;
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -256,7 +268,7 @@ state_load(const char *path, struct buf *out, char *err, size_t errlen)
 			close(fd);
 			return -1;
 		}
-		buf_put(out, tmp, (size_t)r);
+		out->n += (size_t)r;
 	}
 	close(fd);
 	return 1;

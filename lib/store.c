@@ -42,11 +42,32 @@ store_user_is(const struct profile *p, const char *u, size_t n)
 
 /* ---- packed profiles ---- */
 
-static uint32_t
-pk_len(const unsigned char *pk)
+/*
+ * A packed profile is its encoding after its length (a zigzag varint), as
+ * the state file has it: in the loaded state file itself (the arena) or,
+ * once packed here, in an allocation of its own (pk_owned).
+ */
+static struct str
+pk_enc(const unsigned char *pk)
 {
-	return (uint32_t)pk[0] | (uint32_t)pk[1] << 8 | (uint32_t)pk[2] << 16 |
-	       (uint32_t)pk[3] << 24;
+	const char *p = (const char *)pk;
+	struct str x = { "", 0 };
+	int64_t n;
+
+	if (get_varint(&p, p + 10, &n) == 0 && n >= 0) {
+		x.p = p;
+		x.n = (size_t)n;
+	}
+	return x;
+}
+
+/* The bytes an owned packed profile holds. */
+static size_t
+pk_size(const unsigned char *pk)
+{
+	struct str x = pk_enc(pk);
+
+	return (size_t)(x.p - (const char *)pk) + x.n;
 }
 
 /* The user of a profile's encoding: its first field, a string. */
@@ -72,7 +93,9 @@ store_slot_user(const struct store *s, uint32_t i)
 
 	if (e->p)
 		return profile_str(e->p, e->p->user);
-	return enc_user((const char *)e->pk + 4, pk_len(e->pk));
+	struct str x = pk_enc(e->pk);
+
+	return enc_user(x.p, x.n);
 }
 
 static void
@@ -115,8 +138,10 @@ store_slot_encode(struct store *s, uint32_t i, struct buf *b)
 
 	if (e->p)
 		profile_encode(b, e->p);
-	else
-		buf_put(b, e->pk + 4, pk_len(e->pk));
+	else {
+		struct str x = pk_enc(e->pk);
+		buf_put(b, x.p, x.n);
+	}
 }
 
 /* Pack slot i (unpacked, not changed in the current batch). */
@@ -127,11 +152,12 @@ pack(struct store *s, uint32_t i)
 
 	s->pkbuf.n = 0;
 	profile_encode(&s->pkbuf, e->p);
-	e->pk = xmalloc(4 + s->pkbuf.n);
-	for (int k = 0; k < 4; k++)
-		e->pk[k] = (unsigned char)(s->pkbuf.n >> (8 * k));
-	memcpy(e->pk + 4, s->pkbuf.p, s->pkbuf.n);
-	s->packed_bytes += 4 + s->pkbuf.n;
+	s->pkout.n = 0;
+	buf_put_bytes(&s->pkout, s->pkbuf.p, s->pkbuf.n);
+	e->pk = xmalloc(s->pkout.n);
+	memcpy(e->pk, s->pkout.p, s->pkout.n);
+	e->pk_owned = 1;
+	s->packed_bytes += s->pkout.n;
 	profile_free(e->p);
 	e->p = NULL;
 	hot_unlink(s, i);
@@ -154,13 +180,17 @@ store_slot_profile(struct store *s, uint32_t i)
 		return e->p;
 	}
 	struct profile *p = profile_new("", 0);
-	if (profile_decode(p, (const char *)e->pk + 4, pk_len(e->pk), err, sizeof err)) {
+	struct str x = pk_enc(e->pk);
+	if (profile_decode(p, x.p, x.n, err, sizeof err)) {
 		profile_free(p);
 		return NULL;
 	}
-	s->packed_bytes -= 4 + pk_len(e->pk);
-	free(e->pk);
+	if (e->pk_owned) {
+		s->packed_bytes -= pk_size(e->pk);
+		free(e->pk);
+	}
 	e->pk = NULL;
+	e->pk_owned = 0;
 	e->p = p;
 	hot_append(s, i);
 	return p;
@@ -234,20 +264,15 @@ store_table_insert(struct store *s, struct profile *p)
 	return i;
 }
 
-/* Take the profile encoded in enc (n bytes; its user, of hash h, not yet
- * in the table) in, packed; return its slot. */
+/* Take the profile packed at pk (its length, then its encoding, in the
+ * loaded state file, which outlives the slot; its user, of hash h, not
+ * yet in the table) in; return its slot. */
 uint32_t
-store_table_insert_packed(struct store *s, const char *enc, size_t n,
-			  uint64_t h)
+store_table_insert_packed(struct store *s, const char *pk, uint64_t h)
 {
 	uint32_t i = table_slot(s, h);
-	unsigned char *pk = xmalloc(4 + n);
 
-	for (int k = 0; k < 4; k++)
-		pk[k] = (unsigned char)(n >> (8 * k));
-	memcpy(pk + 4, enc, n);
-	s->slots[i].pk = pk;
-	s->packed_bytes += 4 + n;
+	s->slots[i].pk = (unsigned char *)(uintptr_t)pk;
 	return i;
 }
 
@@ -305,12 +330,14 @@ store_table_remove(struct store *s, uint32_t i)
 		store_lru_unlink(s, i);
 	if (e->p && s->pack)
 		hot_unlink(s, i);
-	if (e->pk)
-		s->packed_bytes -= 4 + pk_len(e->pk);
+	if (e->pk_owned) {
+		s->packed_bytes -= pk_size(e->pk);
+		free(e->pk);
+	}
 	profile_free(e->p);
-	free(e->pk);
 	e->p = NULL;
 	e->pk = NULL;
+	e->pk_owned = 0;
 	e->same = s->free_slot;
 	s->free_slot = i;
 	s->nusers--;
@@ -526,12 +553,15 @@ store_close(struct store *s)
 		s->be->close(s);
 	for (uint32_t i = 0; i < s->nslots; i++) {
 		profile_free(s->slots[i].p);
-		free(s->slots[i].pk);
+		if (s->slots[i].pk_owned)
+			free(s->slots[i].pk);
 	}
 	free(s->slots);
 	free(s->order);
 	profile_free(s->each);
 	buf_free(&s->pkbuf);
+	buf_free(&s->pkout);
+	buf_free(&s->arena);
 	htab_free(&s->idx);
 	ledger_free(&s->L);
 	free(s->changed);
@@ -598,8 +628,8 @@ store_each(struct store *s, int (*fn)(struct profile *, void *), void *ctx,
 			/* Read a packed one without unpacking it for good. */
 			if (!s->each)
 				s->each = profile_new("", 0);
-			if (profile_decode(s->each, (const char *)e->pk + 4, pk_len(e->pk),
-					   err, errlen))
+			struct str x = pk_enc(e->pk);
+			if (profile_decode(s->each, x.p, x.n, err, errlen))
 				return -1;
 			p = s->each;
 		}
@@ -802,7 +832,7 @@ size_t
 store_bytes(const struct store *s)
 {
 	size_t b = htab_bytes(&s->idx) + s->capslots * sizeof *s->slots +
-		   s->packed_bytes;
+		   s->packed_bytes + s->arena.n;
 
 	for (uint32_t i = 0; i < s->nslots; i++)
 		if (s->slots[i].p)

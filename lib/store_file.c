@@ -128,6 +128,7 @@ load_file(struct store *s, char *err, size_t errlen)
 	 * checked by decoding it once); a reader, decoded. */
 	struct profile *pr = profile_new("", 0);
 	while (n-- > 0) {
+		const char *at = p;
 		if (get_bytes(&p, e, &x) || profile_decode(pr, x.p, x.n, err, errlen))
 			break;
 		struct str u = profile_str(pr, pr->user);
@@ -135,7 +136,7 @@ load_file(struct store *s, char *err, size_t errlen)
 		if (store_table_find(s, u.p, u.n, h) != NIL)
 			break;
 		if (s->pack)
-			store_table_insert_packed(s, x.p, x.n, h);
+			store_table_insert_packed(s, at, h);
 		else {
 			store_table_insert(s, pr);
 			pr = profile_new("", 0);
@@ -146,7 +147,12 @@ load_file(struct store *s, char *err, size_t errlen)
 		goto corrupt;
 	if (p != e)
 		goto corrupt;
-	buf_free(&b);
+	/* A writer's packed profiles are in the file's bytes: they stay. */
+	if (s->pack) {
+		buf_free(&s->arena);
+		s->arena = b;
+	} else
+		buf_free(&b);
 	s->clean = 1;
 	s->c.load_s = store_now() - t0;
 	return 0;

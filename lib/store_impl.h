@@ -24,12 +24,14 @@
  */
 struct slot {
 	struct profile *p;  /* NULL and pk NULL: a free slot (next free in same) */
-	unsigned char *pk;  /* the packed profile, when p is NULL */
+	unsigned char *pk;  /* the packed profile, when p is NULL: its
+			     * length and encoding, in the arena or owned */
 	uint64_t h;
 	uint32_t same;      /* the next slot with the same hash */
 	uint32_t prev, next; /* least recently used first (Redis, memory) */
 	uint32_t hprev, hnext; /* the unpacked ones, least recently used first */
-	int changed;
+	uint8_t changed;
+	uint8_t pk_owned;   /* pk is an allocation of its own */
 };
 #define STORE_HOT_USERS 16384 /* a writer's unpacked profiles, at most
 			       * (beyond those of the current batch) */
@@ -50,7 +52,9 @@ struct store {
 	uint64_t packed_bytes;
 	int pack;            /* pack cold profiles (a writer, not Redis) */
 	struct profile *each; /* a packed profile unpacked for store_each */
-	struct buf pkbuf;
+	struct buf pkbuf, pkout;
+	struct buf arena;    /* a writer's loaded state file: its profiles
+			      * stay there, packed, until touched */
 	uint64_t nusers;
 	uint32_t *changed;
 	size_t nchanged, capchanged;
@@ -128,8 +132,7 @@ void store_lru_unlink(struct store *s, uint32_t i);
 void store_lru_append(struct store *s, uint32_t i);
 size_t store_sorted(struct store *s);
 struct str store_slot_user(const struct store *s, uint32_t i);
-uint32_t store_table_insert_packed(struct store *s, const char *enc, size_t n,
-				   uint64_t h);
+uint32_t store_table_insert_packed(struct store *s, const char *pk, uint64_t h);
 struct profile *store_slot_profile(struct store *s, uint32_t i);
 void store_slot_encode(struct store *s, uint32_t i, struct buf *b);
 int store_profile_cmp(const void *a, const void *b);
