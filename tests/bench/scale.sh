@@ -75,8 +75,9 @@ fi
 RSS0=$(tail -1 "$tmp/rss0")
 
 run mem "reco-profile --emit none --stats --max-users 100000000 $tmp/ev.avro"
-# A checkpoint writes every profile: every 10 million events here.
-run file "reco-profile --emit none --stats --max-users 100000000 --checkpoint-every 10000000 --store $tmp/p.state $tmp/ev.avro"
+# A checkpoint writes every profile: by default, every 1M events or as
+# many events as there are users, whichever is more.
+run file "reco-profile --emit none --stats --max-users 100000000 --store $tmp/p.state $tmp/ev.avro"
 run load "reco-profile --emit none --stats --max-users 100000000 --store $tmp/p.state /dev/null"
 run train "reco-train --stats --max-users 100000000 --max-items 10000000 -o $tmp/m.bin $tmp/ev.avro"
 if [ -s "$tmp/ev.ndjson" ]; then
