@@ -555,6 +555,26 @@ xalign(size_t n)
 	return p;
 }
 
+/* Zero n bytes at p. Whole pages of a large span are handed back to the
+ * kernel instead (MADV_DONTNEED: private anonymous memory reads as zeros
+ * again), so that room grown for later is not resident until used. */
+static void
+zero(char *p, size_t n)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	if (pg > 0 && n >= 64 * pg) {
+		uintptr_t a = ((uintptr_t)p + pg - 1) & ~(uintptr_t)(pg - 1);
+		uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(pg - 1);
+		if (b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0) {
+			memset(p, 0, a - (uintptr_t)p);
+			memset((void *)b, 0, (uintptr_t)p + n - b);
+			return;
+		}
+	}
+	memset(p, 0, n);
+}
+
 /* Grow an aligned array of old elements of size sz to cap elements,
  * keeping the old ones and zeroing the rest. */
 static void *
@@ -567,7 +587,7 @@ xalign_grow(void *old, size_t nold, size_t cap, size_t sz)
 		nold = 0;
 	if (nold)
 		memcpy(p, old, nold * sz);
-	memset(p + nold * sz, 0, (cap - nold) * sz);
+	zero(p + nold * sz, (cap - nold) * sz);
 	free(old);
 	return p;
 }
