@@ -63,6 +63,26 @@ EOF
 # Start redis-server without persistence on a free port of 127.0.0.1;
 # set REDIS_PID and REDIS_PORT, or return 1 (REDIS_PID empty) if it
 # would not start. The caller stops it by REDIS_PID.
+# The end of a benchmark that may start redis-server: stop it (by
+# REDIS_PID), remove $tmp; and /usr/bin/time, which every row needs.
+bench_redis_cleanup() {
+	if [ -n "${REDIS_PID:-}" ]; then
+		kill "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+bench_redis_traps() {
+	REDIS_PID=
+	trap bench_redis_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	if [ ! -x /usr/bin/time ]; then
+		echo "bench: /usr/bin/time is missing (Debian package time): cannot measure" >&2
+		exit 1
+	fi
+}
+
 bench_redis_start() {
 	REDIS_PORT=
 	for _ in 1 2 3 4 5 6 7 8 9 10; do

@@ -15,22 +15,7 @@ export PATH LC_ALL=C
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/reco-bench-profile.XXXXXX")
 . "$(dirname "$0")/common.sh"
-REDIS_PID=
-cleanup() {
-	if [ -n "$REDIS_PID" ]; then
-		kill "$REDIS_PID" 2>/dev/null || true
-		wait "$REDIS_PID" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [ ! -x /usr/bin/time ]; then
-	echo "bench: /usr/bin/time is missing (Debian package time): cannot measure" >&2
-	exit 1
-fi
+bench_redis_traps
 
 human_kb() {
 	awk -v k="$1" 'BEGIN { printf "%.1f MB\n", k / 1024 }'
