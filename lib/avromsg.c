@@ -255,7 +255,8 @@ struct msg_in {
 	const char *delim;   /* NULL: 4-byte big-endian lengths (kcat -f '%R%s') */
 	size_t dn;
 	struct wschema *w;
-	size_t nw, cw;
+	size_t nw, cw, nbad;
+	struct wschema spare; /* an unreadable one past MAX_UNREADABLE */
 	const char *msg;     /* the last message */
 	size_t msgn;
 	struct buf head;     /* the kept head of an over-long message */
@@ -270,10 +271,21 @@ known(struct msg_in *m, int single, uint64_t key)
 	return NULL;
 }
 
+/* Writer schemas that cannot be read are remembered up to this many: a
+ * stream of made-up ids or fingerprints costs no more memory. */
+#define MAX_UNREADABLE 1024
+
 static struct wschema *
 learn(struct msg_in *m, int single, uint64_t key, struct avro_res *r,
       int owner, const char *why, int reason)
 {
+	if (!r && m->nbad >= MAX_UNREADABLE) {
+		/* Not kept: the caller uses it at once. */
+		free(m->spare.why);
+		m->spare = (struct wschema){ single, key, NULL, 0, xstrdup(why), reason };
+		return &m->spare;
+	}
+	m->nbad += !r;
 	if (m->nw == m->cw) {
 		m->cw = m->cw ? 2 * m->cw : 8;
 		m->w = xreallocarray(m->w, m->cw, sizeof *m->w);
@@ -319,6 +331,7 @@ msg_in_free(struct msg_in *m)
 		free(m->w[i].why);
 	}
 	free(m->w);
+	free(m->spare.why);
 	buf_free(&m->head);
 	free(m);
 }
