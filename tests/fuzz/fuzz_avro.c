@@ -1,4 +1,4 @@
-/* fuzz_avro.c: fuzzing of the Avro event codec and of the container file reader. */
+/* fuzz_avro.c: fuzzing of the Avro event codec, of the container file reader and of the message reader (Confluent and single-object messages, framed by length or delimiter). */
 #define _GNU_SOURCE /* memfd_create */
 #include <stdint.h>
 #include <stdio.h>
@@ -266,10 +266,101 @@ check_container(const uint8_t *data, size_t size)
 	buf_free(&j2);
 }
 
+/*
+ * Read path as evin.c reads Avro messages (no registry; framed by their
+ * length, or by delim if not NULL): append the JSON of every accepted
+ * event to jsons and write it to out if not NULL. Return the number of
+ * messages rejected.
+ */
+static int
+read_messages(char *path, const char *delim, struct buf *jsons,
+	      struct avro_out *out)
+{
+	char *files[1] = { path };
+	char err[512];
+	struct src *s = src_new(files, 1, 1 << 12);
+	struct msg_in *m;
+	struct event ev;
+	int rejected = 0, why, r;
+
+	if (src_next_file(s) != 1)
+		abort();
+	m = msg_in_new(s, NULL, delim, delim ? strlen(delim) : 0);
+	event_init(&ev);
+	for (int calls = 0;; calls++) {
+		if (calls == MAX_CALLS)
+			fail("msg_in_next does not reach an end", NULL, NULL);
+		r = msg_in_next(m, &ev, 1 << 12, &why, err, sizeof err);
+		if (r == 0)
+			break;
+		if (r == 1) {
+			if (event_validate(&ev, err, sizeof err) != 0)
+				fail("msg_in_next returned an invalid event", NULL, NULL);
+			check_as_json(&ev);
+			event_write_json(jsons, &ev);
+			buf_putc(jsons, '\n');
+			if (out && avro_out_event(out, &ev) == -1)
+				fail("writing a message failed", NULL, NULL);
+		} else if (r == -1) {
+			const char *raw;
+			size_t n;
+			msg_in_raw(m, &raw, &n);
+			if (why <= RJ_NONE || why >= RJ_N)
+				fail("a rejected message without a reason", NULL, NULL);
+			rejected++;
+		} else if (r != -2)
+			fail("msg_in_next returned an unexpected value", NULL, NULL);
+	}
+	event_free(&ev);
+	msg_in_free(m);
+	src_free(s);
+	return rejected;
+}
+
+/*
+ * The message reader on the bytes, framed by length and by a newline; the
+ * events it accepted, written again as single-object messages, must read
+ * back the same with no reject.
+ */
+static void
+check_messages(const uint8_t *data, size_t size)
+{
+	static struct memfile in, again;
+	static const unsigned char head[10] = { 0xc3, 0x01 };
+	const char *delim = size % 2 ? "\n" : NULL;
+	struct buf j1 = { 0 }, j2 = { 0 };
+	struct wout *w;
+	struct avro_out *out;
+	unsigned char h[10];
+	uint64_t fp;
+
+	memfile_init(&in, "fuzz_msg_in");
+	memfile_init(&again, "fuzz_msg_again");
+	memfile_set(&in, data, size);
+	memfile_set(&again, NULL, 0);
+	if (avro_fingerprint(event_avsc, &fp))
+		fail("the event schema has no fingerprint", NULL, NULL);
+	memcpy(h, head, 2);
+	for (int k = 0; k < 8; k++)
+		h[2 + k] = (unsigned char)(fp >> (8 * k));
+	w = wout_fd(dup(again.fd), "again");
+	out = avro_out_new_msg(w, event_avsc, h, sizeof h, NULL, 0);
+	read_messages(in.path, delim, &j1, out);
+	if (avro_out_close(out) || wout_close(w))
+		fail("writing the messages again failed", NULL, NULL);
+	if (read_messages(again.path, NULL, &j2, NULL) != 0)
+		fail("the messages written again are rejected", &j1, &j2);
+	if (!same(&j1, &j2))
+		fail("the messages written again read back different", &j1, &j2);
+	buf_free(&j1);
+	buf_free(&j2);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	check_record(data, size);
 	check_container(data, size);
+	check_messages(data, size);
 	return 0;
 }
