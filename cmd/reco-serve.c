@@ -242,7 +242,7 @@ static struct {
 	atomic_ullong reloads, reload_failures, busy, variants[MAX_VARIANTS + 1];
 	atomic_ullong imp_variants[MAX_VARIANTS + 1];
 	atomic_ullong store_reloads, store_reload_failures, degraded;
-	atomic_ullong breaker_opens, deadlines, log_suppressed;
+	atomic_ullong breaker_opens, deadlines, log_suppressed, metrics_errors;
 	atomic_llong inflight;
 	atomic_ullong seq;
 } M;
@@ -555,6 +555,7 @@ static const struct {
 	{ "reco_serve_store_reloads_total", "Profile store files loaded after a change.", &M.store_reloads },
 	{ "reco_serve_store_reload_failures_total", "Profile store files that did not load, or vanished (the last good copy kept).", &M.store_reload_failures },
 	{ "reco_serve_breaker_opens_total", "Times the circuit breaker in front of Redis opened.", &M.breaker_opens },
+	{ "reco_serve_metrics_write_errors_total", "--metrics files that could not be written.", &M.metrics_errors },
 };
 
 /*
@@ -641,8 +642,9 @@ write_metrics_file(void)
 	struct metrics m = { .tool = xstrdup(T.m.tool), .start_ms = T.m.start_ms };
 
 	metrics_read(&m);
-	if (metrics_write(&m, O.metrics))
-		warn("%s:", O.metrics);
+	/* As every tool: warned about once, counted, never in the way. */
+	if (metrics_write(&m, O.metrics) && atomic_fetch_add(&M.metrics_errors, 1) == 0)
+		warn("%s: cannot write the metrics (going on without them):", O.metrics);
 	metrics_free(&m);
 }
 

@@ -63,6 +63,14 @@ teardown() {
 	jq -e -s '[.[] | select(.items)] | all(.variant == "A" and (.model | test("^[0-9a-f]{8}$")))' out.ndjson
 }
 
+@test "a --metrics file that cannot be written: warned about once and counted, answers go on" {
+	run --separate-stderr reco-serve --model m.bin --store p.state --metrics nodir/m.prom \
+		"$F/requests.ndjson"
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq "$(grep -c . "$F/requests.ndjson")" ]
+	[ "$(grep -c 'cannot write the metrics' <<<"$stderr")" -eq 1 ]
+}
+
 @test "purchases, cart and the exclude list are excluded before the cut to n" {
 	printf '%s\n' '{"user":"u1","n":7}' '{"user":"u2","n":7}' \
 		'{"user":"u3","n":7,"exclude":["i6","i3"]}' >q.ndjson
