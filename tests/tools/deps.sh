@@ -5,7 +5,7 @@ set -e
 pkgs="build-essential pkg-config clang libclang-rt-14-dev libjansson-dev
 libjsmn-dev libcsv-dev libavro-dev avro-bin zlib1g-dev libhiredis-dev libcurl4-openssl-dev
 libmicrohttpd-dev librdkafka-dev bats jq mandoc time kcat redis-server
-wrk curl prometheus python3 chromium chromium-driver python3-selenium
+wrk curl prometheus python3 python3-avro chromium chromium-driver python3-selenium
 fonts-dejavu-core systemd man-db"
 
 missing=
