@@ -45,12 +45,12 @@ state_begin(const char *path, char *err, size_t errlen)
 }
 
 static int
-flush(struct statew *w)
+write_out(struct statew *w, const char *p, size_t n)
 {
 	size_t off = 0;
 
-	while (off < w->b.n) {
-		ssize_t r = write(w->fd, w->b.p + off, w->b.n - off);
+	while (off < n) {
+		ssize_t r = write(w->fd, p + off, n - off);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -60,17 +60,29 @@ flush(struct statew *w)
 		}
 		off += (size_t)r;
 	}
-	w->b.n = 0;
 	return 0;
 }
 
-/* Append bytes. Return 0, or -1 once writing has failed. */
+static int
+flush(struct statew *w)
+{
+	int rc = write_out(w, w->b.p, w->b.n);
+
+	w->b.n = 0;
+	return rc;
+}
+
+/* Append bytes. Return 0, or -1 once writing has failed. A large piece
+ * (a snapshot's section) goes straight to the file, not through the
+ * buffer: no copy of it in memory. */
 int
 state_write(struct statew *w, const void *p, size_t n)
 {
 	if (w->failed)
 		return -1;
 	w->crc = crc32_any((uint32_t)w->crc, p, n);
+	if (n >= (1u << 20))
+		return flush(w) || write_out(w, p, n) ? -1 : 0;
 	buf_put(&w->b, p, n);
 	return w->b.n >= (1u << 20) ? flush(w) : 0;
 }
