@@ -405,7 +405,7 @@ release() {
 	# It stops at its first commit: the rest of the input finds no reader.
 	cat ev.ndjson >&5 || true
 	run release
-	[ "$status" -eq 3 ]
+	[ "$status" -eq 3 ] || fail "status $status: $(cat holder.err)"
 	grep -q 'lease lost' holder.err
 	rcli hget reco:meta pos:file:gen.csv | same_bytes pos.before /dev/stdin
 }
