@@ -418,10 +418,7 @@ emit(struct profile *p)
 	if (T.key) {
 		struct str u = profile_str(p, p->user);
 		buf_put(&line, u.p, u.n);
-		/* kcat -K '\t' splits at the first tab: keep keys clean. */
-		for (size_t i = 0; i < line.n; i++)
-			if (line.p[i] == '\t' || line.p[i] == '\n')
-				line.p[i] = ' ';
+		tool_key_clean(line.p, line.n);
 	}
 	if (aout) {
 		if (T.key)

@@ -186,12 +186,6 @@ mem_find(const char *p, size_t n, const char *d, size_t dn)
 	return NULL;
 }
 
-static char *
-find_delim(char *p, size_t n, const char *d, size_t dn)
-{
-	return (char *)mem_find(p, n, d, dn);
-}
-
 /* Where a search for the delimiter resumes after more bytes arrive: the
  * last dn - 1 bytes seen may begin one. */
 static size_t
@@ -215,7 +209,7 @@ src_getrec(struct src *s, const char *d, size_t dn, const char **line,
 		return 0;
 	}
 	for (;;) {
-		nl = find_delim(s->buf + scan, s->end - scan, d, dn);
+		nl = (char *)mem_find(s->buf + scan, s->end - scan, d, dn);
 		if (nl)
 			break;
 		if (s->end - s->start > s->max_line) {
@@ -233,8 +227,8 @@ src_getrec(struct src *s, const char *d, size_t dn, const char **line,
 					return 0; /* stopped inside the line */
 				if (r == 0)
 					break;
-				nl = find_delim(s->buf + s->start, s->end - s->start,
-						d, dn);
+				nl = (char *)mem_find(s->buf + s->start,
+						      s->end - s->start, d, dn);
 				if (nl) {
 					s->start = (size_t)(nl - s->buf) + dn;
 					break;

@@ -614,6 +614,7 @@ int tool_parse_args(struct tool *t, int argc, char **argv,
 		    const struct option *tool_opts, const char *tool_short,
 		    opt_fn fn);
 struct avro_out *tool_avro_out(struct tool *t, int fmt, const char *schema);
+void tool_key_clean(char *p, size_t n);
 int tool_schema_print(struct tool *t, const char *which,
 		      const char *const names[], const char *const texts[],
 		      size_t n);

@@ -98,36 +98,40 @@ store_slot_user(const struct store *s, uint32_t i)
 	return enc_user(x.p, x.n);
 }
 
+/* Take slot i out of list k (LIST_LRU or LIST_HOT). */
 static void
-hot_unlink(struct store *s, uint32_t i)
+list_unlink(struct store *s, int k, uint32_t i)
 {
-	struct slot *e = &s->slots[i];
+	struct slot_link *e = &s->slots[i].link[k];
+	struct slot_list *l = &s->lists[k];
 
-	if (e->hprev != NIL)
-		s->slots[e->hprev].hnext = e->hnext;
+	if (e->prev != NIL)
+		s->slots[e->prev].link[k].next = e->next;
 	else
-		s->hot_head = e->hnext;
-	if (e->hnext != NIL)
-		s->slots[e->hnext].hprev = e->hprev;
+		l->head = e->next;
+	if (e->next != NIL)
+		s->slots[e->next].link[k].prev = e->prev;
 	else
-		s->hot_tail = e->hprev;
-	e->hprev = e->hnext = NIL;
-	s->nhot--;
+		l->tail = e->prev;
+	e->prev = e->next = NIL;
+	l->n--;
 }
 
+/* Put slot i at the end of list k, the most recently used. */
 static void
-hot_append(struct store *s, uint32_t i)
+list_append(struct store *s, int k, uint32_t i)
 {
-	struct slot *e = &s->slots[i];
+	struct slot_link *e = &s->slots[i].link[k];
+	struct slot_list *l = &s->lists[k];
 
-	e->hprev = s->hot_tail;
-	e->hnext = NIL;
-	if (s->hot_tail != NIL)
-		s->slots[s->hot_tail].hnext = i;
+	e->prev = l->tail;
+	e->next = NIL;
+	if (l->tail != NIL)
+		s->slots[l->tail].link[k].next = i;
 	else
-		s->hot_head = i;
-	s->hot_tail = i;
-	s->nhot++;
+		l->head = i;
+	l->tail = i;
+	l->n++;
 }
 
 /* The encoding of slot i's profile appended to b. */
@@ -150,17 +154,20 @@ pack(struct store *s, uint32_t i)
 {
 	struct slot *e = &s->slots[i];
 
+	char len[10];
+	size_t ln;
+
 	s->pkbuf.n = 0;
 	profile_encode(&s->pkbuf, e->p);
-	s->pkout.n = 0;
-	buf_put_bytes(&s->pkout, s->pkbuf.p, s->pkbuf.n);
-	e->pk = xmalloc(s->pkout.n);
-	memcpy(e->pk, s->pkout.p, s->pkout.n);
+	ln = (size_t)(varint_put(len, (int64_t)s->pkbuf.n) - len);
+	e->pk = xmalloc(ln + s->pkbuf.n);
+	memcpy(e->pk, len, ln);
+	memcpy(e->pk + ln, s->pkbuf.p, s->pkbuf.n);
 	e->pk_owned = 1;
-	s->packed_bytes += s->pkout.n;
+	s->packed_bytes += ln + s->pkbuf.n;
 	profile_free(e->p);
 	e->p = NULL;
-	hot_unlink(s, i);
+	list_unlink(s, LIST_HOT, i);
 }
 
 /* The profile of slot i, unpacked if it was packed (it is then among the
@@ -173,9 +180,9 @@ store_slot_profile(struct store *s, uint32_t i)
 	char err[128];
 
 	if (e->p) {
-		if (s->pack && e->hnext != NIL) {
-			hot_unlink(s, i);
-			hot_append(s, i);
+		if (s->pack && e->link[LIST_HOT].next != NIL) {
+			list_unlink(s, LIST_HOT, i);
+			list_append(s, LIST_HOT, i);
 		}
 		return e->p;
 	}
@@ -192,7 +199,7 @@ store_slot_profile(struct store *s, uint32_t i)
 	e->pk = NULL;
 	e->pk_owned = 0;
 	e->p = p;
-	hot_append(s, i);
+	list_append(s, LIST_HOT, i);
 	return p;
 }
 
@@ -201,9 +208,10 @@ store_slot_profile(struct store *s, uint32_t i)
 static void
 pack_cold(struct store *s)
 {
-	while (s->nhot > s->o.hot_users && s->hot_head != NIL &&
-	       !s->slots[s->hot_head].changed)
-		pack(s, s->hot_head);
+	struct slot_list *l = &s->lists[LIST_HOT];
+
+	while (l->n > s->o.hot_users && l->head != NIL && !s->slots[l->head].changed)
+		pack(s, l->head);
 }
 
 uint32_t
@@ -222,31 +230,13 @@ store_table_find(const struct store *s, const char *u, size_t n, uint64_t h)
 void
 store_lru_unlink(struct store *s, uint32_t i)
 {
-	struct slot *e = &s->slots[i];
-
-	if (e->prev != NIL)
-		s->slots[e->prev].next = e->next;
-	else
-		s->lru_head = e->next;
-	if (e->next != NIL)
-		s->slots[e->next].prev = e->prev;
-	else
-		s->lru_tail = e->prev;
-	e->prev = e->next = NIL;
+	list_unlink(s, LIST_LRU, i);
 }
 
 void
 store_lru_append(struct store *s, uint32_t i)
 {
-	struct slot *e = &s->slots[i];
-
-	e->prev = s->lru_tail;
-	e->next = NIL;
-	if (s->lru_tail != NIL)
-		s->slots[s->lru_tail].next = i;
-	else
-		s->lru_head = i;
-	s->lru_tail = i;
+	list_append(s, LIST_LRU, i);
 }
 
 static uint32_t table_slot(struct store *s, uint64_t h);
@@ -260,7 +250,7 @@ store_table_insert(struct store *s, struct profile *p)
 
 	s->slots[i].p = p;
 	if (s->pack)
-		hot_append(s, i);
+		list_append(s, LIST_HOT, i);
 	return i;
 }
 
@@ -297,8 +287,8 @@ table_slot(struct store *s, uint64_t h)
 	}
 	memset(&s->slots[i], 0, sizeof s->slots[i]);
 	s->slots[i].h = h;
-	s->slots[i].prev = s->slots[i].next = NIL;
-	s->slots[i].hprev = s->slots[i].hnext = NIL;
+	for (int k = 0; k < 2; k++)
+		s->slots[i].link[k].prev = s->slots[i].link[k].next = NIL;
 	v = htab_put(&s->idx, h, &isnew);
 	s->slots[i].same = isnew ? NIL : *v;
 	*v = i;
@@ -329,7 +319,7 @@ store_table_remove(struct store *s, uint32_t i)
 	if (s->be->lru)
 		store_lru_unlink(s, i);
 	if (e->p && s->pack)
-		hot_unlink(s, i);
+		list_unlink(s, LIST_HOT, i);
 	if (e->pk_owned) {
 		s->packed_bytes -= pk_size(e->pk);
 		free(e->pk);
@@ -480,8 +470,8 @@ memory_settle(struct store *s, uint64_t commits)
 	(void)commits;
 	ledger_clean(&s->L);
 	if (s->o.max_users)
-		while (s->nusers > s->o.max_users && s->lru_head != NIL) {
-			store_table_remove(s, s->lru_head);
+		while (s->nusers > s->o.max_users && s->lists[LIST_LRU].head != NIL) {
+			store_table_remove(s, s->lists[LIST_LRU].head);
 			s->c.users_evicted++;
 		}
 }
@@ -516,8 +506,9 @@ store_open(const char *spec, int mode, const struct store_opts *o,
 		s->o.prefix = "reco:";
 	s->mode = mode;
 	s->spec = xstrdup(spec ? spec : "");
-	s->free_slot = s->lru_head = s->lru_tail = NIL;
-	s->hot_head = s->hot_tail = NIL;
+	s->free_slot = NIL;
+	for (int k = 0; k < 2; k++)
+		s->lists[k].head = s->lists[k].tail = NIL;
 	htab_init(&s->idx, 1024);
 	ledger_init(&s->L, s->o.window, s->o.max_streams, s->o.max_jump,
 		    mode == STORE_WRITE);
@@ -560,7 +551,6 @@ store_close(struct store *s)
 	free(s->order);
 	profile_free(s->each);
 	buf_free(&s->pkbuf);
-	buf_free(&s->pkout);
 	buf_free(&s->arena);
 	htab_free(&s->idx);
 	ledger_free(&s->L);

@@ -22,14 +22,17 @@
  * one allocation) and unpacked when touched again: a long tail of users
  * costs their encoding, not their decoded form.
  */
+enum { LIST_LRU, LIST_HOT };
+
 struct slot {
 	struct profile *p;  /* NULL and pk NULL: a free slot (next free in same) */
 	unsigned char *pk;  /* the packed profile, when p is NULL: its
 			     * length and encoding, in the arena or owned */
 	uint64_t h;
 	uint32_t same;      /* the next slot with the same hash */
-	uint32_t prev, next; /* least recently used first (Redis, memory) */
-	uint32_t hprev, hnext; /* the unpacked ones, least recently used first */
+	/* Two lists of slots, least recently used first: all of them
+	 * (Redis's cache, memory only), and the unpacked ones (packing). */
+	struct slot_link { uint32_t prev, next; } link[2];
 	uint8_t changed;
 	uint8_t pk_owned;   /* pk is an allocation of its own */
 };
@@ -47,12 +50,12 @@ struct store {
 	/* the profiles in memory: all of them (embedded) or a cache (Redis) */
 	struct htab idx;     /* hash of the user -> first slot */
 	struct slot *slots;
-	uint32_t nslots, capslots, free_slot, lru_head, lru_tail;
-	uint32_t hot_head, hot_tail, nhot; /* unpacked profiles (packing) */
+	uint32_t nslots, capslots, free_slot;
+	struct slot_list { uint32_t head, tail, n; } lists[2]; /* LIST_* */
 	uint64_t packed_bytes;
 	int pack;            /* pack cold profiles (a writer, not Redis) */
 	struct profile *each; /* a packed profile unpacked for store_each */
-	struct buf pkbuf, pkout;
+	struct buf pkbuf;
 	struct buf arena;    /* a writer's loaded state file: its profiles
 			      * stay there, packed, until touched */
 	uint64_t nusers;

@@ -1270,8 +1270,8 @@ redis_settle(struct store *s, uint64_t commits)
 			if (s->L.streams[i].moved)
 				s->L.streams[i].dirty = s->L.streams[i].full =
 					s->L.streams[i].moved = 0;
-	while (s->nusers > s->o.cache_users && s->lru_head != NIL) {
-		store_table_remove(s, s->lru_head);
+	while (s->nusers > s->o.cache_users && s->lists[LIST_LRU].head != NIL) {
+		store_table_remove(s, s->lists[LIST_LRU].head);
 		s->c.evictions++;
 	}
 }

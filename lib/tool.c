@@ -990,6 +990,16 @@ tool_avro_out(struct tool *t, int fmt, const char *schema)
 				t->dn);
 }
 
+/* kcat -K '\t' splits at the first tab, and lines end at a newline: a key
+ * has neither (spaces instead). */
+void
+tool_key_clean(char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '\t' || p[i] == '\n')
+			p[i] = ' ';
+}
+
 /* An Avro message that the delimiter would cut: to the rejects, as JSON. */
 static void
 reject_unframable(struct tool *t, const struct event *ev)
@@ -1017,10 +1027,7 @@ tool_emit(struct tool *t, const struct event *ev)
 	t->line.n = 0;
 	if (t->key) {
 		event_field(ev, t->key, &t->line);
-		/* kcat -K '\t' splits at the first tab: keep keys clean. */
-		for (size_t i = 0; i < t->line.n; i++)
-			if (t->line.p[i] == '\t' || t->line.p[i] == '\n')
-				t->line.p[i] = ' ';
+		tool_key_clean(t->line.p, t->line.n);
 	}
 	if (t->avro) {
 		if (t->key)
