@@ -492,7 +492,6 @@ struct avro_res {
 struct avro_in {
 	struct avro_file f;       /* the container: header and blocks */
 	struct avro_res r;
-	avro_reader_t mem;
 	uint64_t nrec;
 };
 
@@ -568,11 +567,6 @@ out:
 }
 
 /*
- * Read the container header from s (positioned at the magic). Return a
- * reader, or NULL with the reason in err (not an Avro file, bad header,
- * an unknown codec, a schema that cannot be read as reco.Event).
- */
-/*
  * Prepare r to read records of the writer schema (JSON text) as events.
  * Return 0, or -1 with the reason in err (a bad schema, or one that
  * cannot be read as reco.Event).
@@ -619,6 +613,16 @@ res_free(struct avro_res *r)
 
 static int event_from_value(struct avro_res *a, avro_value_t *v,
 			    struct event *ev);
+
+/* Records of r's writer schema are to be read from p[0..n). */
+static void
+res_source(struct avro_res *r, const char *p, size_t n)
+{
+	if (!r->mem)
+		r->mem = avro_reader_memory(p, (int64_t)n);
+	else
+		avro_reader_memory_set_source(r->mem, p, (int64_t)n);
+}
 
 /* Read one record of r's writer schema from rd as an event. */
 static int
@@ -671,10 +675,7 @@ avro_res_decode(struct avro_res *r, const char *p, size_t n,
 		}
 		return 0;
 	}
-	if (!r->mem)
-		r->mem = avro_reader_memory(p, (int64_t)n);
-	else
-		avro_reader_memory_set_source(r->mem, p, (int64_t)n);
+	res_source(r, p, n);
 	if (res_read(r, r->mem, ev)) {
 		snprintf(err, errlen, "corrupt record: %s", avro_strerror());
 		return -1;
@@ -711,8 +712,6 @@ avro_in_free(struct avro_in *a)
 	if (!a)
 		return;
 	res_free(&a->r);
-	if (a->mem)
-		avro_reader_free(a->mem);
 	avro_file_free(&a->f);
 	free(a);
 }
@@ -726,9 +725,7 @@ next_block(struct avro_in *a, char *err, size_t errlen)
 
 	a->nrec = 0;
 	if (r == 1 && !a->r.fast) {
-		if (a->mem)
-			avro_reader_free(a->mem);
-		a->mem = avro_reader_memory((const char *)a->f.p, a->f.e - a->f.p);
+		res_source(&a->r, (const char *)a->f.p, (size_t)(a->f.e - a->f.p));
 	}
 	return r;
 }
@@ -870,7 +867,7 @@ avro_in_next(struct avro_in *a, struct event *ev, char *err, size_t errlen)
 		}
 		a->f.p += used;
 	} else {
-		if (res_read(&a->r, a->mem, ev)) {
+		if (res_read(&a->r, a->r.mem, ev)) {
 			/* The rest of the block cannot be trusted. */
 			snprintf(err, errlen, "corrupt record %llu in Avro block %llu: %s",
 				 (unsigned long long)a->nrec,
