@@ -548,11 +548,13 @@ msg_in_next(struct msg_in *m, struct event *ev, size_t max, int *why,
 	}
 	event_reset(ev);
 	r = decode(m, ev, why, err, errlen);
-	if (r == 1 && (event_utf8_ok(ev, err, errlen) ||
-		       (*why = -event_validate(ev, err, errlen)) != 0)) {
-		if (*why <= 0)
-			*why = RJ_INVALID_UTF8;
+	if (r != 1)
+		return r;
+	if (event_utf8_ok(ev, err, errlen)) {
+		*why = RJ_INVALID_UTF8;
 		return -1;
 	}
-	return r;
+	if ((*why = -event_validate(ev, err, errlen)) != 0)
+		return -1;
+	return 1;
 }
