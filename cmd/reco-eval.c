@@ -22,12 +22,12 @@ static const char usage_head[] =
 "\n"
 "Evaluation:\n"
 "      --models LIST        models side by side (default\n"
-"                           pop,dpop,cooc,seq,sknn,mf,hybrid; also trend,\n"
-"                           seen, cat)\n"
+"                           pop,dpop,cooc,seq,sknn,walk,mf,hybrid; also\n"
+"                           trend, next, seen, cat)\n"
 "      --weights SPEC       a fixed blend for the hybrid, SOURCE=WEIGHT,...\n"
 "                           with sources mf, cooc, trend, dpop, pop, seen,\n"
-"                           cat, sknn, seq (default: the blend the model\n"
-"                           learns as it goes)\n"
+"                           cat, sknn, seq, next, walk (default: the blend\n"
+"                           the model learns as it goes)\n"
 "      --eval-types T,...   event types evaluated (default\n"
 "                           view,click,add_to_cart,purchase)\n"
 "      --model FILE         start from the snapshot FILE (reco-train -o)\n"
@@ -116,7 +116,7 @@ static struct {
 	.tune_configs = 16,
 	.tune_max = 2000000,
 	.tune_split = 0.7,
-	.models = "pop,dpop,cooc,seq,sknn,mf,hybrid",
+	.models = "pop,dpop,cooc,seq,sknn,walk,mf,hybrid",
 	.eval_types = 1u << ET_VIEW | 1u << ET_CLICK | 1u << ET_ADD_TO_CART |
 		      1u << ET_PURCHASE,
 	.click_types = 1u << ET_CLICK | 1u << ET_ADD_TO_CART | 1u << ET_PURCHASE,
@@ -585,6 +585,7 @@ static const struct tdim {
 	{ "--cooc-half-life", MOPT_COOC_HL, { "1d", "7d", "60d", NULL } },
 	{ "--sknn-k", MOPT_SKNN_K, { "50", "100", "200", NULL } },
 	{ "--sknn-sample", MOPT_SKNN_SAMPLE, { "50", "100", "400", NULL } },
+	{ "--walk-steps", MOPT_WALK_STEPS, { "2", "3", "4", NULL } },
 	{ "--forget", MOPT_FORGET, { "0", "7d", NULL, NULL } },
 	{ "--lr", MOPT_LR, { "0.05", "0.2", NULL, NULL } },
 };
@@ -620,6 +621,7 @@ tune_flags(const struct tcfg *c, struct buf *b)
 		case MOPT_COOC_HL: buf_printf(b, "%lldms", (long long)p->cooc_half_life); break;
 		case MOPT_SKNN_K: buf_printf(b, "%u", p->sk.k); break;
 		case MOPT_SKNN_SAMPLE: buf_printf(b, "%u", p->sk.per_item); break;
+		case MOPT_WALK_STEPS: buf_printf(b, "%u", p->walk_steps); break;
 		case MOPT_FORGET: buf_printf(b, "%lldms", (long long)p->forget); break;
 		case MOPT_LR: buf_printf(b, "%g", (double)p->lr); break;
 		}

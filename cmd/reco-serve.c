@@ -55,7 +55,7 @@ static const char usage[] =
 "Ranking:\n"
 "      --weights SPEC       a fixed blend, SOURCE=WEIGHT,... with sources mf,\n"
 "                           cooc, trend, dpop, pop, seen, cat, sknn, seq,\n"
-"                           next\n"
+"                           next, walk\n"
 "                           (default: the blend the snapshot learned)\n"
 "      --default-n N        results when a request does not say (default 10)\n"
 "      --keep-purchased     do not exclude the user's purchases\n"

@@ -351,6 +351,7 @@ inspect_user(FILE *f, const struct model *m, const char *id)
 		{ "by sequence (seq)", RANK_SEQ },
 		{ "by the newest item's sequence (next)", RANK_NEXT },
 		{ "by session neighbours (sknn)", RANK_SKNN },
+		{ "by a walk on the neighbour lists (walk)", RANK_WALK },
 		{ "by category (cat)", RANK_CAT },
 	};
 	for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
@@ -454,6 +455,11 @@ inspect(void)
 			sp->k, (unsigned long long)ss.sessions);
 	} else
 		fprintf(f, "sessions     none (--sknn-sessions 0)\n");
+	if (p->walk_steps)
+		fprintf(f, "walk         %u steps, %u items carried per step\n",
+			p->walk_steps, p->walk_width);
+	else
+		fprintf(f, "walk         none (--walk-steps 0)\n");
 	fprintf(f, "categories   %llu, %u items listed each (attribute %s)\n",
 		(unsigned long long)m->ncats, p->cat_items,
 		p->cat_attr[0] ? p->cat_attr : "category, category_code or category_id");

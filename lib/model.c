@@ -48,6 +48,8 @@ const struct option model_options[] = {
 	{ "sknn-sample", required_argument, NULL, MOPT_SKNN_SAMPLE },
 	{ "sknn-k", required_argument, NULL, MOPT_SKNN_K },
 	{ "sknn-items", required_argument, NULL, MOPT_SKNN_ITEMS },
+	{ "walk-steps", required_argument, NULL, MOPT_WALK_STEPS },
+	{ "walk-width", required_argument, NULL, MOPT_WALK_WIDTH },
 	{ "params", required_argument, NULL, MOPT_PARAMS },
 	{ NULL, 0, NULL, 0 }
 };
@@ -88,6 +90,10 @@ const char model_usage[] =
 "      --sknn-sample N      most recent sessions indexed per item (default 100)\n"
 "      --sknn-k N           neighbour sessions per request (default 100)\n"
 "      --sknn-items N       items kept per session (default 16)\n"
+"      --walk-steps N       steps of the random walk on the neighbour lists\n"
+"                           (default 3; 0: none)\n"
+"      --walk-width N       items the walk carries from step to step, at\n"
+"                           most (default 256)\n"
 "      --params FILE        the model options in FILE (as reco-eval --tune\n"
 "                           writes them), in place on the command line\n";
 
@@ -120,6 +126,8 @@ model_params_default(struct model_params *p)
 	p->cat_items = 50;
 	p->blend_budget = 32;
 	p->blend_lr = 0.05f;
+	p->walk_steps = 3;
+	p->walk_width = 256;
 	p->exclude_seen = MODEL_SEEN_AUTO;
 	sknn_params_default(&p->sk);
 }
@@ -414,6 +422,20 @@ model_option(struct model_params *p, int c, const char *arg, char *err,
 			BAD("--blend-lr: expected a number from 0 to 10, not \"%s\"", arg);
 		p->given |= MP_BLEND_LR;
 		return 0;
+	case MOPT_WALK_STEPS:
+		if (num_u64(arg, 0, MODEL_MAX_WALK_STEPS, &u))
+			BAD("--walk-steps: expected a number from 0 to %d, not \"%s\"",
+			    MODEL_MAX_WALK_STEPS, arg);
+		p->walk_steps = (uint32_t)u;
+		p->given |= MP_WALK_STEPS;
+		return 0;
+	case MOPT_WALK_WIDTH:
+		if (num_u64(arg, 1, MODEL_MAX_WALK_WIDTH, &u))
+			BAD("--walk-width: expected a number from 1 to %d, not \"%s\"",
+			    MODEL_MAX_WALK_WIDTH, arg);
+		p->walk_width = (uint32_t)u;
+		p->given |= MP_WALK_WIDTH;
+		return 0;
 	case MOPT_EXCLUDE_SEEN:
 		for (int k = 0; k < 4; k++)
 			if (strcmp(arg, model_seen_names[k]) == 0) {
@@ -524,6 +546,10 @@ model_params_merge(struct model_params *snap, const struct model_params *cmd,
 		snap->blend_lr = cmd->blend_lr;
 	if (cmd->given & MP_EXCLUDE_SEEN)
 		snap->exclude_seen = cmd->exclude_seen;
+	if (cmd->given & MP_WALK_STEPS)
+		snap->walk_steps = cmd->walk_steps;
+	if (cmd->given & MP_WALK_WIDTH)
+		snap->walk_width = cmd->walk_width;
 	if (cmd->given & MP_SKNN) {
 		/* The bounds are the index's shape; k may change. */
 		if (cmd->sk.sessions != snap->sk.sessions ||
@@ -1681,8 +1707,11 @@ model_learn(struct model *m, const struct event *ev)
 		float inc = (float)(cw / (k + 1));
 		nb_add(m, &m->nb, i, j, inc);
 		nb_add(m, &m->nb, j, (uint32_t)i, inc);
-		/* j came before i: i is a successor of j. */
-		nb_add(m, &m->sq, j, (uint32_t)i, inc);
+		/* j came before i: i is a successor of j, the nearer the
+		 * more (1/d^2: the item right after counts four times the
+		 * one after it, where co-occurrence counts it twice). */
+		nb_add(m, &m->sq, j, (uint32_t)i,
+		       (float)(cw / ((k + 1) * (k + 1))));
 		m->st.cooc_pairs++;
 	}
 	/* i moves to the front of the recent items. */
@@ -2197,6 +2226,8 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 		put64(b + 96, m->ncats);
 		put64(b + 104, m->seen_cap);
 		put64(b + 112, m->seen_n);
+		put32(b + 120, p->walk_steps);
+		put32(b + 124, p->walk_width);
 		for (int k = 0; k < 3 * MODEL_NSRC; k++)
 			putf(b + 128 + 4 * k, m->blend.w[k]);
 		for (int k = 0; k < MODEL_NSRC + 1; k++)
@@ -2723,9 +2754,12 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	p->blend_lr = getf(bl + 24);
 	p->exclude_seen = (int)get32(bl + 28);
 	memcpy(p->cat_attr, bl + 32, sizeof p->cat_attr);
-	/* Version 2 had no next source: its weights and hit mean start
-	 * from 0, the others move to their places. */
-	int ns = ver == 2 ? MODEL_NSRC - 1 : MODEL_NSRC;
+	/* Version 2 had no next source and version 3 no walk: their
+	 * weights and hit means start from 0, the others move to their
+	 * places; the walk takes its default bounds. */
+	int ns = ver == 2 ? MODEL_NSRC - 2 : ver == 3 ? MODEL_NSRC - 1 : MODEL_NSRC;
+	p->walk_steps = ver >= 4 ? get32(bl + 120) : 3;
+	p->walk_width = ver >= 4 ? get32(bl + 124) : 256;
 	memset(&v->blend, 0, sizeof v->blend);
 	for (int k = 0; k < 3 * ns; k++)
 		v->blend.w[k / ns * MODEL_NSRC + k % ns] = getf(bl + 128 + 4 * k);
@@ -2735,6 +2769,8 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	v->seen_n = get64(bl + 112);
 	if (p->cat_items > MODEL_MAX_CAT_ITEMS || p->exclude_seen < 0 ||
 	    p->exclude_seen > MODEL_SEEN_ALL || !isfinite(p->blend_lr) ||
+	    p->walk_steps > MODEL_MAX_WALK_STEPS || p->walk_width < 1 ||
+	    p->walk_width > MODEL_MAX_WALK_WIDTH ||
 	    p->cat_attr[sizeof p->cat_attr - 1] || v->seen_n > v->seen_cap ||
 	    !all_finite(v->blend.w, 3 * MODEL_NSRC) ||
 	    !all_finite(v->blend.hit, MODEL_NSRC + 1))

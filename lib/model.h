@@ -10,7 +10,7 @@
 #include "reco.h"
 #include "sknn.h"
 
-#define MODEL_VERSION 3
+#define MODEL_VERSION 4
 #define MODEL_VERSION_READ 2 /* the oldest version read */
 #define MODEL_MAGIC "RECOMDL1"
 #define MODEL_ALIGN 64     /* bytes: factor rows and file sections */
@@ -19,8 +19,10 @@
 #define MODEL_MAX_DIM 1024
 #define MODEL_MAX_NEIGHBOURS 1024
 #define MODEL_MAX_RECENT 64
+#define MODEL_MAX_WALK_STEPS 8
+#define MODEL_MAX_WALK_WIDTH 65536
 #define MODEL_TOP 255     /* the pop and dpop lists kept as counts grow */
-#define MODEL_NSRC 10       /* the sources of rank.h's blend */
+#define MODEL_NSRC 11       /* the sources of rank.h's blend */
 #define MODEL_MAX_CAT_ITEMS 1024
 #define MODEL_BLEND_WARM (1ULL << 24) /* the blend's work before the budget holds */
 #define MODEL_ID_SEED 0x7265636f2d6d646cULL /* seed of hash64 for ids */
@@ -48,6 +50,8 @@ struct model_params {
 				 * scores per event learned (after the first
 				 * MODEL_BLEND_WARM); 0: never learn it */
 	float blend_lr;         /* step of the blend's pairwise updates */
+	uint32_t walk_steps;    /* steps of the walk source; 0: none */
+	uint32_t walk_width;    /* items its frontier keeps per step */
 	int exclude_seen;       /* MODEL_SEEN_* */
 	char cat_attr[64];      /* attribute naming an item's category;
 				 * empty: category, category_code, category_id */
@@ -72,7 +76,7 @@ enum {
 	MP_MAX_ITEMS = 1 << 14, MP_SEED = 1 << 15, MP_COOC_MEMORY = 1 << 16,
 	MP_SEEN_MAX = 1 << 17, MP_CAT_ITEMS = 1 << 18, MP_BLEND_BUDGET = 1 << 19,
 	MP_BLEND_LR = 1 << 20, MP_EXCLUDE_SEEN = 1 << 21, MP_CAT_ATTR = 1 << 22,
-	MP_SKNN = 1 << 23
+	MP_SKNN = 1 << 23, MP_WALK_STEPS = 1 << 24, MP_WALK_WIDTH = 1 << 25
 };
 
 /* Counters, kept in the snapshot so that they add up over --resume. */
@@ -229,7 +233,7 @@ enum {
 	MOPT_MAX_ITEMS, MOPT_SEED, MOPT_COOC_MEMORY, MOPT_SEEN_MAX,
 	MOPT_CAT_ITEMS, MOPT_BLEND_BUDGET, MOPT_BLEND_LR, MOPT_EXCLUDE_SEEN,
 	MOPT_CAT_ATTR, MOPT_SKNN_SESSIONS, MOPT_SKNN_SAMPLE, MOPT_SKNN_K,
-	MOPT_SKNN_ITEMS, MOPT_PARAMS,
+	MOPT_SKNN_ITEMS, MOPT_WALK_STEPS, MOPT_WALK_WIDTH, MOPT_PARAMS,
 	MOPT_LAST = MOPT_PARAMS
 };
 extern const struct option model_options[]; /* ended by a zero entry */

@@ -9,7 +9,8 @@
 #include "rank.h"
 
 const char *const rank_src_names[RANK_NSRC] = {
-	"mf", "cooc", "trend", "dpop", "pop", "seen", "cat", "sknn", "seq", "next"
+	"mf", "cooc", "trend", "dpop", "pop", "seen", "cat", "sknn", "seq", "next",
+	"walk"
 };
 
 _Static_assert(RANK_NSRC == MODEL_NSRC, "rank.h's sources and model.h's blend");
@@ -35,6 +36,8 @@ struct ranker {
 	size_t heap_cap;
 	struct cand *lob, *mfc;   /* src_mf_q8's lower bounds and candidates */
 	size_t lob_cap, mfc_cap;
+	struct cand *wf;          /* the walk's frontier */
+	size_t wf_cap;
 	struct cand *src[RANK_NSRC]; /* each source's list, best first */
 	size_t nsrc[RANK_NSRC], src_cap[RANK_NSRC];
 	uint32_t *ci;             /* candidates: item */
@@ -73,6 +76,7 @@ rank_weights_hybrid(struct rank_weights *w)
 	w->w[RANK_SKNN] = 1.0f;
 	w->w[RANK_SEQ] = 0.5f;
 	w->w[RANK_NEXT] = 0.5f;
+	w->w[RANK_WALK] = 0.5f;
 }
 
 /* Only one source. */
@@ -101,7 +105,7 @@ rank_weights_parse(struct rank_weights *w, const char *spec, char *err,
 
 		if (!eq || (comma && comma < eq) ||
 		    (src = rank_src_parse(s, (size_t)(eq - s))) < 0) {
-			snprintf(err, errlen, "expected SOURCE=WEIGHT,... with sources mf, cooc, trend, dpop, pop, seen, cat, sknn and seq, not \"%s\"",
+			snprintf(err, errlen, "expected SOURCE=WEIGHT,... with sources mf, cooc, trend, dpop, pop, seen, cat, sknn, seq, next and walk, not \"%s\"",
 				 spec);
 			return -1;
 		}
@@ -141,6 +145,7 @@ ranker_free(struct ranker *r)
 	free(r->heap);
 	free(r->lob);
 	free(r->mfc);
+	free(r->wf);
 	for (int s = 0; s < RANK_NSRC; s++)
 		free(r->src[s]);
 	free(r->ci);
@@ -619,12 +624,27 @@ acc_done(struct ranker *r, size_t depth, int src)
 	top_done(r, &t, src);
 }
 
+/* The sum of list l's scores (n entries), the items the model has. */
+static float
+list_sum(const struct model *m, const struct model_nb *l, size_t n)
+{
+	float sum = 0;
+
+	for (size_t j = 0; j < n; j++)
+		if (l[j].item < m->nitems && l[j].score > 0)
+			sum += l[j].score;
+	return sum;
+}
+
 /* Neighbours of the recent items (nearer ones count more) and of the
  * context items: the sums of their co-occurrence counts, so that an item
  * seen with many others weighs as much as the evidence it has. Sequence
- * (seq) asks the lists of what came after each item, and next the same
- * list of the newest item alone (a first-order chain: its own features
- * let the blend weigh the newest item apart from the others). */
+ * (seq) asks the lists of what came after each item, each list as the
+ * probabilities of what comes next (a mixture of the recent items'
+ * chains, so that a much-seen item does not drown the others); next asks
+ * the same list of the newest item alone, as counts (a first-order chain:
+ * its own features let the blend weigh the newest item apart from the
+ * others, and by its evidence). */
 static void
 src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 	 size_t depth, int src)
@@ -642,9 +662,86 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 		if (a >= m->nitems || (n = model_list(L, a, &l)) == 0 ||
 		    !(l[0].score > 0))
 			continue;
+		if (src == RANK_SEQ)
+			wk /= list_sum(m, l, n);
 		acc_list(r, m, q, l, n, wk);
 	}
 	acc_done(r, depth, src);
+}
+
+/*
+ * A random walk on the co-occurrence graph (P^3, Cooper et al. 2014):
+ * from the recent items (nearer ones more) and the context items,
+ * --walk-steps steps, each to a neighbour in proportion to its count; the
+ * items where the walk ends, by their probability. Items that never met
+ * the user's items but share their neighbours come in: the taste that a
+ * few counts cannot show yet, smoothed over the graph. Each step carries
+ * the --walk-width likeliest items on, so that a request reads
+ * steps * width lists at most, whatever the catalogue.
+ */
+static void
+walk_fit(struct ranker *r, size_t n)
+{
+	if (n > r->wf_cap) {
+		r->wf_cap = n;
+		r->wf = xreallocarray(r->wf, n, sizeof *r->wf);
+	}
+}
+
+static void
+src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 size_t depth)
+{
+	size_t nf = 0, nk = q->nrecent + q->ncontext, width = m->p.walk_width;
+	uint32_t steps = m->p.walk_steps;
+
+	walk_fit(r, nk);
+	for (size_t k = 0; k < nk; k++) {
+		uint32_t a = k < q->nrecent ? q->recent[k] : q->context[k - q->nrecent];
+		if (a >= m->nitems)
+			continue;
+		r->wf[nf].i = a;
+		r->wf[nf++].s = k < q->nrecent ? 1.0f / (float)(k + 1) : 1.0f;
+	}
+	for (uint32_t step = 1; step <= steps; step++) {
+		int last = step == steps;
+		r->naccl = 0;
+		for (size_t f = 0; f < nf; f++) {
+			const struct model_nb *l;
+			size_t n = model_list(&m->nb, r->wf[f].i, &l);
+			float sum = list_sum(m, l, n);
+			if (!(sum > 0))
+				continue;
+			float x = r->wf[f].s / sum;
+			for (size_t j = 0; j < n; j++) {
+				uint32_t b = l[j].item;
+				if (b >= m->nitems || !(l[j].score > 0))
+					continue;
+				if (last) {
+					acc_one(r, m, q, b, x * l[j].score);
+					continue;
+				}
+				if (r->acc[b] == 0)
+					r->accl[r->naccl++] = b;
+				r->acc[b] += x * l[j].score;
+			}
+		}
+		if (last)
+			break;
+		walk_fit(r, r->naccl);
+		for (size_t k = 0; k < r->naccl; k++) {
+			uint32_t b = r->accl[k];
+			r->wf[k].i = b;
+			r->wf[k].s = r->acc[b];
+			r->acc[b] = 0;
+		}
+		nf = r->naccl;
+		if (nf > width) {
+			select_best(r->wf, nf, width);
+			nf = width;
+		}
+	}
+	acc_done(r, depth, RANK_WALK);
 }
 
 /* Trending: how far the recent count is above what the long-run rate
@@ -858,6 +955,8 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 		src_cooc(r, m, q, depth, RANK_SEQ);
 	if (ask & 1u << RANK_NEXT)
 		src_cooc(r, m, q, depth, RANK_NEXT);
+	if ((ask & 1u << RANK_WALK) && m->p.walk_steps)
+		src_walk(r, m, q, depth);
 	if ((ask & 1u << RANK_TREND) && !from_index(r, m, q, RANK_TREND, depth))
 		src_trend(r, m, q, depth);
 	if ((ask & 1u << RANK_DPOP) && !from_index(r, m, q, RANK_DPOP, depth) &&
@@ -880,7 +979,7 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
  * help, and go where it says they do not). */
 #define LEARNED (1u << RANK_MF | 1u << RANK_COOC | 1u << RANK_SEEN | \
 		 1u << RANK_CAT | 1u << RANK_SKNN | 1u << RANK_SEQ | \
-		 1u << RANK_NEXT | \
+		 1u << RANK_NEXT | 1u << RANK_WALK | \
 		 1u << RANK_TREND | 1u << RANK_DPOP)
 
 /*

@@ -19,6 +19,7 @@ enum rank_src {
 	RANK_SKNN,  /* items of past sessions like the current one */
 	RANK_SEQ,   /* items that came right after the recent items */
 	RANK_NEXT,  /* items that came right after the newest one alone */
+	RANK_WALK,  /* where a few steps along the neighbour lists lead */
 	RANK_NSRC
 };
 extern const char *const rank_src_names[RANK_NSRC];

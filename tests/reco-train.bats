@@ -62,7 +62,7 @@ u64_at() {
 	reco-train ev.ndjson >b.bin
 	same_bytes a.bin b.bin
 	[ "$(head -c 8 a.bin)" = RECOMDL1 ]
-	[ "$(u32_at a.bin 8)" -eq 3 ]
+	[ "$(u32_at a.bin 8)" -eq 4 ]
 	[ "$(u64_at a.bin 16)" -eq "$(wc -c <a.bin)" ]
 	[ "$(u32_at a.bin 28)" -eq 32 ]
 	# No temporary file is left behind.
@@ -148,7 +148,7 @@ u64_at() {
 	cp good.bin hdr.bin
 	printf '\7' | dd of=hdr.bin bs=1 seek=30 conv=notrunc 2>/dev/null
 	cp good.bin ver.bin
-	printf '\4' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
+	printf '\5' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	cp good.bin old.bin
 	printf '\1' | dd of=old.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	echo '{"not":"a model"}' >json.bin
@@ -156,7 +156,7 @@ u64_at() {
 	local f
 	run --separate-stderr reco-train --inspect old.bin
 	[ "$status" -eq 1 ]
-	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads versions 2 to 3: train the model again"* ]] || fail "old: $stderr"
+	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads versions 2 to 4: train the model again"* ]] || fail "old: $stderr"
 	for f in short stub flip hdr ver old json empty; do
 		run --separate-stderr reco-train --inspect "$f.bin"
 		[ "$status" -eq 1 ] || fail "--inspect $f.bin: status $status"
@@ -173,7 +173,7 @@ u64_at() {
 	run --separate-stderr reco-train --inspect hdr.bin
 	[[ "$stderr" == *"header checksum mismatch"* ]]
 	run --separate-stderr reco-train --inspect ver.bin
-	[[ "$stderr" == *"snapshot format version 4; this program reads versions 2 to 3"* ]]
+	[[ "$stderr" == *"snapshot format version 5; this program reads versions 2 to 4"* ]]
 	run --separate-stderr reco-train --inspect json.bin
 	[[ "$stderr" == *"not a reco model snapshot"* ]]
 	run --separate-stderr reco-train --inspect no-such.bin
@@ -196,19 +196,36 @@ u64_at() {
 	same_bytes keep.bin m.bin
 }
 
-@test "a snapshot of format version 2 (no next source) is read: its blend kept, next from 0, and saved again as version 3" {
+@test "a snapshot of format version 2 (no next source) is read: its blend kept, next and walk from 0, and saved again as version 4" {
 	cp "$(fixture model/v2.bin)" v2.bin
 	run --separate-stderr reco-train --inspect v2.bin
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"format       RECOMDL1 version 2, "* ]]
-	[[ "$output" == *"blend        mf=0.171/0/0 cooc=1/0/0 trend=0.049/0.0328/0.0149 dpop=0.0996/0.0331/0.0154 pop=0/0/0 seen=0.3/0/0 cat=0.1/0/0 sknn=1/0/0 seq=0.5/0/0 next=0/0/0 "* ]] || fail "$output"
+	[[ "$output" == *"blend        mf=0.171/0/0 cooc=1/0/0 trend=0.049/0.0328/0.0149 dpop=0.0996/0.0331/0.0154 pop=0/0/0 seen=0.3/0/0 cat=0.1/0/0 sknn=1/0/0 seq=0.5/0/0 next=0/0/0 walk=0/0/0 "* ]] || fail "$output"
 	[[ "$output" == *"lately: mf 0.004 trend 0.012 dpop 0.012, the blend 0.004"* ]] || fail "$output"
 	reco-gen --seed 9 --events 300 --start 2019-10-02T00:00:00Z >more.ndjson
-	reco-train --resume v2.bin -o v3.bin more.ndjson
+	reco-train --resume v2.bin -o v4.bin more.ndjson
+	run --separate-stderr reco-train --inspect v4.bin
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"format       RECOMDL1 version 4, $(wc -c <v4.bin) bytes"* ]]
+	[[ "$output" == *"events       500 offered"* ]] || fail "$output"
+}
+
+@test "a snapshot of format version 3 (no walk source) is read: its blend kept, walk from 0 with its default bounds, and saved again as version 4" {
+	cp "$(fixture model/v3.bin)" v3.bin
 	run --separate-stderr reco-train --inspect v3.bin
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 3, $(wc -c <v3.bin) bytes"* ]]
-	[[ "$output" == *"events       500 offered"* ]] || fail "$output"
+	[[ "$output" == *"format       RECOMDL1 version 3, "* ]]
+	[[ "$output" == *"blend        mf=0.211/0/3.11e-05 cooc=1/0/0 trend=0.0778/0.011/0.0107 dpop=0.127/0.0109/0.00949 pop=0/0/0 seen=0.3/0/0 cat=0.1/0/0 sknn=1/0/0 seq=0.5/0/0 next=0.5/0/0 walk=0/0/0 "* ]] || fail "$output"
+	[[ "$output" == *"walk         3 steps, 256 items carried per step"* ]] || fail "$output"
+	# It serves, and the walk takes part once the blend has learned it.
+	reco-gen --seed 9 --events 3000 --start 2019-10-02T00:00:00Z >more.ndjson
+	reco-train --resume v3.bin -o v4.bin more.ndjson
+	run --separate-stderr reco-train --inspect v4.bin
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"format       RECOMDL1 version 4, $(wc -c <v4.bin) bytes"* ]]
+	[[ "$output" == *"events       3200 offered"* ]] || fail "$output"
+	[[ "$output" != *" walk=0/0/0 "* ]] || fail "the walk learned nothing: $output"
 }
 
 @test "a snapshot that cannot be written is an I/O error, found before the input" {
@@ -225,7 +242,7 @@ u64_at() {
 	reco-train -o m.bin small.ndjson
 	run --separate-stderr reco-train --inspect m.bin --item i1 --user u2
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 3, $(wc -c <m.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 4, $(wc -c <m.bin) bytes"* ]]
 	[[ "$output" == *"clock        2023-11-14T22:13:27.000Z (1700000007000)"* ]]
 	[[ "$output" == *"events       8 offered, 8 learned"* ]]
 	[[ "$output" == *"users        3 (max 1000000; 3 added, 0 evicted)"* ]]
@@ -245,11 +262,44 @@ u64_at() {
 	[[ "$output" == *"user u2: index 1,"*"2 recent items"* ]]
 	[[ "$output" == *"recommendations (hybrid, the learned blend)"* ]]
 	[[ "$output" == *"by session neighbours (sknn)"* ]]
+	[[ "$output" == *"by a walk on the neighbour lists (walk)"* ]]
+	[[ "$output" == *"walk         3 steps, 256 items carried per step"* ]]
 	[[ "$output" == *"blend        mf="* ]]
 	[ -z "$stderr" ]
 	# An unknown id is said so.
 	run reco-train --inspect m.bin --item nope
 	[[ "$output" == *"item nope: not in the model"* ]]
+}
+
+@test "the walk reaches an item two steps away on the neighbour lists, which co-occurrence cannot" {
+	# A was seen with B, B with C; u3 has seen A only.
+	local n=0 u s i
+	for e in u1:s1:A u1:s1:B u2:s2:B u2:s2:C u3:s3:A; do
+		IFS=: read -r u s i <<<"$e"
+		n=$((n + 1))
+		printf '{"event_id":"e%d","ts":%d,"user":"%s","type":"view","item":"%s","session":"%s","v":1}\n' \
+			"$n" $((1700000000000 + n * 1000)) "$u" "$i" "$s"
+	done >ev.ndjson
+	reco-train --walk-steps 2 -o m.bin ev.ndjson
+	run --separate-stderr reco-train --inspect m.bin --user u3
+	[ "$status" -eq 0 ]
+	cooc=$(printf '%s\n' "$output" | sed -n '/^by co-occurrence (cooc)/,/^by sequence/p')
+	walk=$(printf '%s\n' "$output" | sed -n '/^by a walk on the neighbour lists (walk)/,/^by category/p')
+	[[ "$cooc" == *"1  B  1  cooc"* && "$cooc" != *"  C  "* ]] || fail "$cooc"
+	[[ "$walk" == *"1  C  1  walk"* && "$walk" != *"  B  "* ]] || fail "$walk"
+	[[ "$output" == *"walk         2 steps, 256 items carried per step"* ]] || fail "$output"
+	# No walk at all with --walk-steps 0; the bounds are checked.
+	reco-train --walk-steps 0 -o m0.bin ev.ndjson
+	run --separate-stderr reco-train --inspect m0.bin --user u3
+	[[ "$output" == *"walk         none (--walk-steps 0)"* ]] || fail "$output"
+	walk=$(printf '%s\n' "$output" | sed -n '/^by a walk on the neighbour lists (walk)/,/^by category/p')
+	[[ "$walk" != *"  C  "* ]] || fail "$walk"
+	run --separate-stderr reco-train --walk-steps 9 -o m9.bin ev.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"--walk-steps: expected a number from 0 to 8, not \"9\""* ]] || fail "$stderr"
+	run --separate-stderr reco-train --walk-width 0 -o m9.bin ev.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"--walk-width: expected a number from 1 to 65536"* ]] || fail "$stderr"
 }
 
 @test "--inspect takes no input files" {
