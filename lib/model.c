@@ -1,4 +1,5 @@
 /* model.c: the recommendation model: per-event learning, bounded tables with eviction, and snapshot files (reco-model(5)). */
+#define _GNU_SOURCE /* mremap */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -575,21 +576,76 @@ zero(char *p, size_t n)
 	memset(p, 0, n);
 }
 
-/* Grow an aligned array of old elements of size sz to cap elements,
- * keeping the old ones and zeroing the rest. */
+/*
+ * The arrays that grow with the users and the items each live in a mapping
+ * of their own, after a page that holds the mapping's size: growing one
+ * remaps it (mremap) instead of copying it, so that the old array and the
+ * new one are never resident together (at 8 million users the factors
+ * alone are 1 GB), and the room grown for later is not resident until it
+ * is used. Where there is no mremap, the array is copied.
+ */
+static size_t
+page_size(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+
+	return pg >= MODEL_ALIGN ? (size_t)pg : 4096;
+}
+
+static void *
+arr_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		die(EXIT_IO, "out of memory (%zu bytes)", len);
+	return p;
+}
+
+/* Free an array of xalign_grow; NULL is allowed. */
+static void
+arr_free(void *p)
+{
+	if (!p)
+		return;
+	char *base = (char *)p - page_size();
+	munmap(base, *(size_t *)(void *)base);
+}
+
+/* Grow an array of old elements of size sz (NULL: none) to cap elements,
+ * keeping the first nold and zeroing the rest. Page-aligned. */
 static void *
 xalign_grow(void *old, size_t nold, size_t cap, size_t sz)
 {
-	if (cap && sz > SIZE_MAX / cap)
+	size_t pg = page_size();
+
+	if (cap && sz > (SIZE_MAX - 2 * pg) / cap)
 		die(EXIT_IO, "out of memory (array of %zu)", cap);
-	char *p = xalign(cap * sz);
-	if (!old)
-		nold = 0;
-	if (nold)
-		memcpy(p, old, nold * sz);
-	zero(p + nold * sz, (cap - nold) * sz);
-	free(old);
-	return p;
+	size_t len = pg + (cap * sz + pg - 1) / pg * pg;
+	char *base;
+
+	if (!old) {
+		base = arr_map(len);
+	} else {
+		char *ob = (char *)old - pg;
+		size_t olen = *(size_t *)(void *)ob;
+		/* What the old mapping held past the kept elements reads as
+		 * zeros; the kernel zeroes what is added. */
+		if (olen - pg > nold * sz)
+			zero((char *)old + nold * sz, olen - pg - nold * sz);
+#ifdef MREMAP_MAYMOVE
+		base = mremap(ob, olen, len, MREMAP_MAYMOVE);
+		if (base == MAP_FAILED)
+			die(EXIT_IO, "out of memory (%zu bytes)", len);
+#else
+		base = arr_map(len);
+		memcpy(base + pg, old, nold * sz);
+		munmap(ob, olen);
+#endif
+	}
+	*(size_t *)(void *)base = len;
+	return base + pg;
 }
 
 /* ---- ids ---- */
@@ -629,7 +685,7 @@ lists_free(struct model_lists *L, uint64_t n)
 {
 	for (uint64_t i = 0; L->v && i < n; i++)
 		free(L->v[i].l);
-	free(L->v);
+	arr_free(L->v);
 }
 
 static void
@@ -726,29 +782,29 @@ model_free(struct model *m)
 	free(m->cln);
 	free(m->chash);
 	htab_free(&m->cidx);
-	free(m->icat);
+	arr_free(m->icat);
 	free(m->seen);
 	sknn_free(m->sknn);
 	rank_learn_free(m);
-	free(m->ifac);
-	free(m->icount);
-	free(m->ipop);
-	free(m->ishort);
-	free(m->top[0].pos);
-	free(m->top[1].pos);
-	free(m->its);
-	free(m->iseq);
-	free(m->ioff);
+	arr_free(m->ifac);
+	arr_free(m->icount);
+	arr_free(m->ipop);
+	arr_free(m->ishort);
+	arr_free(m->top[0].pos);
+	arr_free(m->top[1].pos);
+	arr_free(m->its);
+	arr_free(m->iseq);
+	arr_free(m->ioff);
 	free(m->ibytes);
-	free(m->ufac);
-	free(m->uts);
-	free(m->useq);
-	free(m->usess);
-	free(m->uskey);
-	free(m->unrec);
-	free(m->unsess);
-	free(m->urec);
-	free(m->uoff);
+	arr_free(m->ufac);
+	arr_free(m->uts);
+	arr_free(m->useq);
+	arr_free(m->usess);
+	arr_free(m->uskey);
+	arr_free(m->unrec);
+	arr_free(m->unsess);
+	arr_free(m->urec);
+	arr_free(m->uoff);
 	free(m->ubytes);
 	free(m->log);
 	htab_free(&m->iidx);
