@@ -650,6 +650,79 @@ xalign_grow(void *old, size_t nold, size_t cap, size_t sz)
 
 /* ---- ids ---- */
 
+/* The key of entry e of an id table in a struct model_index (htab's
+ * form of a hash: 0 becomes 1). */
+static uint64_t
+index_key(const uint64_t *off, const char *bytes, uint32_t e)
+{
+	uint64_t k = hash64(bytes + off[e], (size_t)(off[e + 1] - off[e]), MODEL_ID_SEED);
+
+	return k ? k : 1;
+}
+
+/* The slots of an index of n entries: as htab_init(n). */
+static uint64_t
+index_cap(uint64_t n)
+{
+	uint64_t cap = 16;
+
+	while (cap < n * 2)
+		cap *= 2;
+	return cap;
+}
+
+/* The slot of key in x: the one of its entry, or the empty one where it
+ * would go. */
+static uint32_t *
+index_slot(const struct model_index *x, const uint64_t *off, const char *bytes,
+	   uint64_t key)
+{
+	uint64_t mask = x->cap - 1, j;
+
+	key = key ? key : 1;
+	for (j = key & mask; x->slot[j] && index_key(off, bytes, x->slot[j] - 1) != key;
+	     j = (j + 1) & mask)
+		;
+	return &x->slot[j];
+}
+
+/* Index the n entries of an id table afresh, in the order of their
+ * numbers, in cap slots; a later id of the same hash takes the slot of
+ * the earlier one, as with htab_put. */
+static void
+index_build(struct model_index *x, const uint64_t *off, const char *bytes,
+	    uint64_t n, uint64_t cap)
+{
+	free(x->slot);
+	x->cap = cap;
+	x->slot = xcalloc(cap, sizeof *x->slot);
+	for (uint64_t i = 0; i < n; i++)
+		*index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i)) =
+			(uint32_t)(i + 1);
+}
+
+/* The entry of key, or -1. */
+static int64_t
+index_get(const struct model_index *x, const uint64_t *off, const char *bytes,
+	  uint64_t key)
+{
+	uint32_t v = *index_slot(x, off, bytes, key);
+
+	return v ? (int64_t)v - 1 : -1;
+}
+
+/* Room for entry n (the entries before it indexed), then its slot: the
+ * caller stores n + 1 there once its id is in the table. */
+static uint32_t *
+index_add(struct model_index *x, const uint64_t *off, const char *bytes,
+	  uint64_t n, uint64_t key)
+{
+	if (index_cap(n + 1) > x->cap)
+		index_build(x, off, bytes, n, index_cap(n + 1));
+	return index_slot(x, off, bytes, key);
+}
+
+
 static void
 ids_add(uint64_t **off, char **bytes, size_t *n, size_t *cap, uint64_t idx,
 	const char *p, size_t len)
@@ -747,14 +820,14 @@ model_new(const struct model_params *p)
 	m->p = *p;
 	m->stride = stride_of(p->dim);
 	rng_seed(&m->rng, p->seed);
-	htab_init(&m->iidx, 64);
-	htab_init(&m->uidx, 64);
 	htab_init(&m->cidx, 64);
 	model_blend_default(&m->blend);
 	if (p->sk.sessions)
 		m->sknn = sknn_new(&p->sk);
 	grow_items(m, 1);
 	grow_users(m, 1);
+	index_build(&m->ii, m->ioff, m->ibytes, 0, index_cap(0));
+	index_build(&m->ui, m->uoff, m->ubytes, 0, index_cap(0));
 	return m;
 }
 
@@ -807,8 +880,8 @@ model_free(struct model *m)
 	arr_free(m->uoff);
 	free(m->ubytes);
 	free(m->log);
-	htab_free(&m->iidx);
-	htab_free(&m->uidx);
+	free(m->ii.slot);
+	free(m->ui.slot);
 	free(m);
 }
 
@@ -825,7 +898,7 @@ model_bytes(const struct model *m)
 	b += m->users_cap * (m->stride * sizeof(float) + 3 * 8 + 2 + 8 +
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
-	b += htab_bytes(&m->iidx) + htab_bytes(&m->uidx);
+	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
 	b += m->nbtotal * NB_BYTES;
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
@@ -887,13 +960,11 @@ evict_batch(uint64_t n, uint64_t max)
  * new place of entry i, or UINT32_MAX if it left. */
 static void
 ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
-	    const uint32_t *newidx, struct htab *h)
+	    const uint32_t *newidx, struct model_index *x)
 {
 	size_t w = 0;
 	uint64_t j = 0;
 
-	htab_free(h);
-	htab_init(h, n);
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t a = off[i], b = off[i + 1];
 		if (newidx[i] == UINT32_MAX)
@@ -902,14 +973,12 @@ ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
 		off[j] = w;
 		w += (size_t)(b - a);
 		off[j + 1] = w;
-		int isnew;
-		*htab_put(h, hash64(bytes + off[j], (size_t)(b - a), MODEL_ID_SEED),
-			  &isnew) = (uint32_t)j;
 		j++;
 	}
 	if (j == 0)
 		off[0] = 0;
 	*nbytes = w;
+	index_build(x, off, bytes, j, index_cap(j));
 }
 
 /*
@@ -992,7 +1061,7 @@ evict_items(struct model *m)
 	pick_oldest(m->iseq, n, e, gone);
 	for (uint64_t i = 0; i < n; i++)
 		newidx[i] = gone[i] ? UINT32_MAX : (uint32_t)j++;
-	ids_compact(m->ioff, m->ibytes, &m->ibytes_n, n, newidx, &m->iidx);
+	ids_compact(m->ioff, m->ibytes, &m->ibytes_n, n, newidx, &m->ii);
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t k = newidx[i];
 		if (k == UINT32_MAX) {
@@ -1076,7 +1145,7 @@ evict_users(struct model *m)
 	pick_oldest(m->useq, n, e, gone);
 	for (uint64_t i = 0; i < n; i++)
 		newidx[i] = gone[i] ? UINT32_MAX : (uint32_t)j++;
-	ids_compact(m->uoff, m->ubytes, &m->ubytes_n, n, newidx, &m->uidx);
+	ids_compact(m->uoff, m->ubytes, &m->ubytes_n, n, newidx, &m->ui);
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t k = newidx[i];
 		if (k == UINT32_MAX || k == i)
@@ -1594,18 +1663,19 @@ static uint64_t
 find_or_add_user(struct model *m, const struct str *id, int *isnew)
 {
 	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
-	uint32_t *v = htab_get(&m->uidx, h);
+	int64_t e = index_get(&m->ui, m->uoff, m->ubytes, h);
 
 	*isnew = 0;
-	if (v)
-		return *v;
+	if (e >= 0)
+		return (uint64_t)e;
 	if (m->nusers >= m->p.max_users)
 		evict_users(m);
 	grow_users(m, m->nusers + 1);
+	uint32_t *slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h);
 	uint64_t u = m->nusers++;
-	*htab_put(&m->uidx, h, isnew) = (uint32_t)u;
 	ids_add(&m->uoff, &m->ubytes, &m->ubytes_n, &m->ubytes_cap, u, id->p,
 		id->n);
+	*slot = (uint32_t)(u + 1);
 	init_row(m, m->ufac + u * m->stride);
 	m->uts[u] = 0;
 	m->usess[u] = 0;
@@ -1620,18 +1690,19 @@ static uint64_t
 find_or_add_item(struct model *m, const struct str *id, int *isnew)
 {
 	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
-	uint32_t *v = htab_get(&m->iidx, h);
+	int64_t e = index_get(&m->ii, m->ioff, m->ibytes, h);
 
 	*isnew = 0;
-	if (v)
-		return *v;
+	if (e >= 0)
+		return (uint64_t)e;
 	if (m->nitems >= m->p.max_items)
 		evict_items(m);
 	grow_items(m, m->nitems + 1);
+	uint32_t *slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h);
 	uint64_t i = m->nitems++;
-	*htab_put(&m->iidx, h, isnew) = (uint32_t)i;
 	ids_add(&m->ioff, &m->ibytes, &m->ibytes_n, &m->ibytes_cap, i, id->p,
 		id->n);
+	*slot = (uint32_t)(i + 1);
 	init_row(m, m->ifac + i * m->stride);
 	m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
 	m->nb.v[i].l = m->sq.v[i].l = NULL;
@@ -1841,30 +1912,39 @@ model_retune(struct model *m, const struct model_params *cmd, char *err,
 
 /* ---- lookups ---- */
 
+/* The entry of id in a table of n ids, by the snapshot's index h of a
+ * mapped model, else by the index x of a trainable one; -1 if none. */
 static int64_t
-find(const struct htab *h, const uint64_t *off, const char *bytes,
-     uint64_t n, const char *id, size_t len)
+find(const struct model *m, const struct htab *h, const struct model_index *x,
+     const uint64_t *off, const char *bytes, uint64_t n, const char *id,
+     size_t len)
 {
-	const uint32_t *v = htab_get(h, hash64(id, len, MODEL_ID_SEED));
+	uint64_t key = hash64(id, len, MODEL_ID_SEED);
+	int64_t e;
 
-	if (!v || *v >= n || off[*v + 1] - off[*v] != len ||
-	    memcmp(bytes + off[*v], id, len) != 0)
+	if (m->mapped) {
+		const uint32_t *v = htab_get(h, key);
+		e = v ? (int64_t)*v : -1;
+	} else
+		e = index_get(x, off, bytes, key);
+	if (e < 0 || (uint64_t)e >= n || off[e + 1] - off[e] != len ||
+	    memcmp(bytes + off[e], id, len) != 0)
 		return -1;
-	return *v;
+	return e;
 }
 
 /* The index of item id (len bytes), or -1 if the model does not know it. */
 int64_t
 model_item_find(const struct model *m, const char *id, size_t len)
 {
-	return find(&m->iidx, m->ioff, m->ibytes, m->nitems, id, len);
+	return find(m, &m->iidx, &m->ii, m->ioff, m->ibytes, m->nitems, id, len);
 }
 
 /* The index of user id (len bytes), or -1. */
 int64_t
 model_user_find(const struct model *m, const char *id, size_t len)
 {
-	return find(&m->uidx, m->uoff, m->ubytes, m->nusers, id, len);
+	return find(m, &m->uidx, &m->ui, m->uoff, m->ubytes, m->nusers, id, len);
 }
 
 /* The id of item i; it points into the model. */
@@ -2029,83 +2109,23 @@ obuf_flush(struct obuf *o)
 	o->n = 0;
 }
 
-/* The index of an id table as the file has it: built afresh in index
- * order, so that it is a function of the ids alone. */
+/* x as a snapshot's index section: the capacity, the keys, the entries
+ * (0 in an empty slot). A trainable model's index is laid out as the
+ * section wants it (struct model_index), so it is written as it is. */
 static void
-canon_index(struct htab *h, const uint64_t *off, const char *bytes,
-	    uint64_t n)
+index_emit(const struct model_index *x, const uint64_t *off, const char *bytes,
+	   struct sink *s, struct obuf *o)
 {
-	htab_init(h, n);
-	for (uint64_t i = 0; i < n; i++) {
-		int isnew;
-		*htab_put(h, hash64(bytes + off[i], (size_t)(off[i + 1] - off[i]),
-				    MODEL_ID_SEED), &isnew) = (uint32_t)i;
-	}
-}
-
-/*
- * The same index as canon_index builds, for writing it: only the entry
- * of each slot (its number + 1, 0 for an empty slot) is held, 4 bytes a
- * slot instead of 12, and a slot's key is the hash of its entry's id,
- * computed again where it is needed (at 10 million users the index of a
- * snapshot would otherwise take 400 MB more while it is written).
- */
-struct canon {
-	uint32_t *slot;
-	uint64_t cap;
-	const uint64_t *off;
-	const char *bytes;
-};
-
-static uint64_t
-canon_key(const struct canon *c, uint32_t e)
-{
-	uint64_t k = hash64(c->bytes + c->off[e], (size_t)(c->off[e + 1] - c->off[e]),
-			    MODEL_ID_SEED);
-
-	return k ? k : 1; /* as htab keeps it */
-}
-
-/* The index of n ids as canon_index (htab_init and htab_put) lays it out:
- * entries put in index order, a later id of the same hash taking the
- * slot of the earlier one. */
-static void
-canon_build(struct canon *c, const uint64_t *off, const char *bytes, uint64_t n)
-{
-	c->cap = 16;
-	while (c->cap < n * 2)
-		c->cap *= 2;
-	c->off = off;
-	c->bytes = bytes;
-	c->slot = xcalloc(c->cap, sizeof *c->slot);
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t key = canon_key(c, (uint32_t)i), j = key & (c->cap - 1);
-		while (c->slot[j] && canon_key(c, c->slot[j] - 1) != key)
-			j = (j + 1) & (c->cap - 1);
-		c->slot[j] = (uint32_t)(i + 1);
-	}
-}
-
-static void
-canon_free(struct canon *ci, struct canon *cu)
-{
-	free(ci->slot);
-	free(cu->slot);
-}
-
-/* The index section: the capacity, the keys, the entries. */
-static void
-canon_emit(const struct canon *c, struct sink *s, struct obuf *o)
-{
-	obuf_put(o, c->cap);
-	for (uint64_t j = 0; j < c->cap; j++)
-		obuf_put(o, c->slot[j] ? canon_key(c, c->slot[j] - 1) : 0);
-	obuf_flush(o);
 	uint32_t v[1024];
 	size_t nv = 0;
-	for (uint64_t j = 0; j < c->cap; j++) {
-		v[nv++] = c->slot[j] ? c->slot[j] - 1 : 0;
-		if (nv == sizeof v / sizeof v[0] || j + 1 == c->cap) {
+
+	obuf_put(o, x->cap);
+	for (uint64_t j = 0; j < x->cap; j++)
+		obuf_put(o, x->slot[j] ? index_key(off, bytes, x->slot[j] - 1) : 0);
+	obuf_flush(o);
+	for (uint64_t j = 0; j < x->cap; j++) {
+		v[nv++] = x->slot[j] ? x->slot[j] - 1 : 0;
+		if (nv == sizeof v / sizeof v[0] || j + 1 == x->cap) {
 			sink_put(s, v, nv * sizeof v[0]);
 			nv = 0;
 		}
@@ -2191,8 +2211,7 @@ total_cl(const struct model *m)
 }
 
 static uint64_t
-sec_size(const struct model *m, int id, const struct canon *ci,
-	 const struct canon *cu, uint64_t nnb)
+sec_size(const struct model *m, int id, uint64_t nnb)
 {
 	uint64_t ni = m->nitems, nu = m->nusers;
 
@@ -2202,9 +2221,9 @@ sec_size(const struct model *m, int id, const struct canon *ci,
 	case SEC_USER_IDS:
 		return 8 * (nu + 1) + m->uoff[nu];
 	case SEC_ITEM_INDEX:
-		return 8 + 12 * ci->cap;
+		return 8 + 12 * m->ii.cap;
 	case SEC_USER_INDEX:
-		return 8 + 12 * cu->cap;
+		return 8 + 12 * m->ui.cap;
 	case SEC_ITEM_FACTORS:
 		return 4 * ni * m->stride;
 	case SEC_USER_FACTORS:
@@ -2236,8 +2255,7 @@ sec_size(const struct model *m, int id, const struct canon *ci,
 }
 
 static void
-emit(const struct model *m, int id, struct sink *s, const struct canon *ci,
-     const struct canon *cu)
+emit(const struct model *m, int id, struct sink *s)
 {
 	uint64_t ni = m->nitems, nu = m->nusers;
 	struct obuf o;
@@ -2255,7 +2273,10 @@ emit(const struct model *m, int id, struct sink *s, const struct canon *ci,
 		break;
 	case SEC_ITEM_INDEX:
 	case SEC_USER_INDEX:
-		canon_emit(id == SEC_ITEM_INDEX ? ci : cu, s, &o);
+		if (id == SEC_ITEM_INDEX)
+			index_emit(&m->ii, m->ioff, m->ibytes, s, &o);
+		else
+			index_emit(&m->ui, m->uoff, m->ubytes, s, &o);
 		break;
 	case SEC_ITEM_FACTORS:
 		sink_put(s, m->ifac, 4 * ni * m->stride);
@@ -2411,7 +2432,7 @@ align_up(uint64_t v)
  * Return 0, or -1 with the reason in err. */
 static int
 prepare(const struct model *m, const char *name, unsigned char *h,
-	uint64_t *off, uint64_t *size, struct canon *ci, struct canon *cu,
+	uint64_t *off, uint64_t *size,
 	char *err, size_t errlen)
 {
 	uint64_t pos = HDR_SIZE, nnb;
@@ -2425,19 +2446,16 @@ prepare(const struct model *m, const char *name, unsigned char *h,
 		snprintf(err, errlen, "%s: a mapped model cannot be saved", name);
 		return -1;
 	}
-	canon_build(ci, m->ioff, m->ibytes, m->nitems);
-	canon_build(cu, m->uoff, m->ubytes, m->nusers);
 	nnb = total_nb(m, &m->nb);
 	for (int k = 0; k < NSEC; k++) {
 		struct sink s = { NULL, NULL, 0, 0 };
 		off[k] = pos;
-		size[k] = sec_size(m, k + 1, ci, cu, nnb);
-		emit(m, k + 1, &s, ci, cu);
+		size[k] = sec_size(m, k + 1, nnb);
+		emit(m, k + 1, &s);
 		if (s.n != size[k]) {
 			snprintf(err, errlen, "%s: internal error: section %s has %llu bytes, not %llu",
 				 name, sec_names[k + 1], (unsigned long long)s.n,
 				 (unsigned long long)size[k]);
-			canon_free(ci, cu);
 			return -1;
 		}
 		crc[k] = s.crc;
@@ -2450,15 +2468,14 @@ prepare(const struct model *m, const char *name, unsigned char *h,
 /* The second pass: the header and the sections, padded, to w or o. */
 static void
 write_all(const struct model *m, struct statew *w, struct wout *o,
-	  const unsigned char *h, const uint64_t *off, const uint64_t *size,
-	  const struct canon *ci, const struct canon *cu)
+	  const unsigned char *h, const uint64_t *off, const uint64_t *size)
 {
 	static const unsigned char zero[MODEL_ALIGN];
 	struct sink s = { w, o, 0, 0 };
 
 	sink_put(&s, h, HDR_SIZE);
 	for (int k = 0; k < NSEC; k++) {
-		emit(m, k + 1, &s, ci, cu);
+		emit(m, k + 1, &s);
 		uint64_t end = off[k] + size[k];
 		sink_put(&s, zero, (size_t)(align_up(end) - end));
 	}
@@ -2475,17 +2492,13 @@ model_save(const struct model *m, const char *path, char *err, size_t errlen)
 {
 	unsigned char h[HDR_SIZE];
 	uint64_t off[NSEC], size[NSEC];
-	struct canon ci, cu;
 	struct statew *w;
 
-	if (prepare(m, path, h, off, size, &ci, &cu, err, errlen))
+	if (prepare(m, path, h, off, size, err, errlen))
 		return -1;
-	if (!(w = state_begin(path, err, errlen))) {
-		canon_free(&ci, &cu);
+	if (!(w = state_begin(path, err, errlen)))
 		return -1;
-	}
-	write_all(m, w, NULL, h, off, size, &ci, &cu);
-	canon_free(&ci, &cu);
+	write_all(m, w, NULL, h, off, size);
 	return state_commit(w, err, errlen);
 }
 
@@ -2499,12 +2512,10 @@ model_write(const struct model *m, struct wout *o, char *err, size_t errlen)
 {
 	unsigned char h[HDR_SIZE];
 	uint64_t off[NSEC], size[NSEC];
-	struct canon ci, cu;
 
-	if (prepare(m, o->name, h, off, size, &ci, &cu, err, errlen))
+	if (prepare(m, o->name, h, off, size, err, errlen))
 		return -1;
-	write_all(m, NULL, o, h, off, size, &ci, &cu);
-	canon_free(&ci, &cu);
+	write_all(m, NULL, o, h, off, size);
 	if (o->failed) {
 		snprintf(err, errlen, "%s: write error: %s", o->name,
 			 strerror(o->err_no));
@@ -2979,10 +2990,8 @@ unmap_copy(struct model *v)
 	m->ubytes = xmalloc(m->ubytes_cap);
 	memcpy(m->ubytes, v->ubytes, v->ubytes_n);
 	m->ubytes_n = v->ubytes_n;
-	htab_free(&m->uidx);
-	canon_index(&m->uidx, m->uoff, m->ubytes, nu);
-	htab_free(&m->iidx);
-	canon_index(&m->iidx, m->ioff, m->ibytes, ni);
+	index_build(&m->ui, m->uoff, m->ubytes, nu, index_cap(nu));
+	index_build(&m->ii, m->ioff, m->ibytes, ni, index_cap(ni));
 	m->have_clock = v->have_clock;
 	m->clock = v->clock;
 	m->tref = v->tref;

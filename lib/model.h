@@ -133,6 +133,18 @@ struct model_blend {
 };
 
 /*
+ * A trainable model's index of ids: slot k holds an entry's number + 1, or
+ * 0; a slot's key is the hash64 of its entry's id, computed again where a
+ * probe reaches it (4 bytes a slot, not the 12 of a struct htab). Entries
+ * are put in the order of their numbers into a power of two of slots, at
+ * least twice their count: the layout of a snapshot's index section.
+ */
+struct model_index {
+	uint32_t *slot;
+	uint64_t cap;
+};
+
+/*
  * The model. A trainable model owns its arrays and grows them; a model
  * loaded with MODEL_MAP points into a read-only mapping of its snapshot
  * (and nbl is NULL: neighbours are in nboff/nbent). Use the accessors
@@ -163,7 +175,8 @@ struct model {
 	uint64_t *ioff;           /* nitems + 1 offsets into ibytes */
 	char *ibytes;
 	size_t ibytes_n, ibytes_cap;
-	struct htab iidx;         /* hash64 of the id -> index */
+	struct htab iidx;         /* mapped: hash64 of the id -> index */
+	struct model_index ii;    /* trainable: the same */
 	struct model_lists nb;    /* co-occurrence: items seen together */
 	struct model_lists sq;    /* sequence: items that came next */
 	uint64_t nbtotal;         /* entries allocated in both */
@@ -196,6 +209,7 @@ struct model {
 	char *ubytes;
 	size_t ubytes_n, ubytes_cap;
 	struct htab uidx;
+	struct model_index ui;
 	/* clocks and the rest of the training state */
 	int have_clock;
 	int64_t clock;            /* the newest event time learned */
