@@ -798,7 +798,6 @@ grow_users(struct model *m, uint64_t need)
 	m->ufac = xalign_grow(m->ufac, n * m->stride, cap * m->stride, sizeof(float));
 	m->uts = xalign_grow(m->uts, n, cap, sizeof(int64_t));
 	m->useq = xalign_grow(m->useq, n, cap, sizeof(uint64_t));
-	m->usess = xalign_grow(m->usess, n, cap, sizeof(uint64_t));
 	m->uskey = xalign_grow(m->uskey, n, cap, sizeof(uint64_t));
 	m->unrec = xalign_grow(m->unrec, n, cap, 1);
 	m->unsess = xalign_grow(m->unsess, n, cap, 1);
@@ -872,7 +871,6 @@ model_free(struct model *m)
 	arr_free(m->ufac);
 	arr_free(m->uts);
 	arr_free(m->useq);
-	arr_free(m->usess);
 	arr_free(m->uskey);
 	arr_free(m->unrec);
 	arr_free(m->unsess);
@@ -894,8 +892,8 @@ model_bytes(const struct model *m)
 	if (m->mapped)
 		return m->maplen;
 	b += m->items_cap * (m->stride * sizeof(float) + 3 * sizeof(float) +
-			     2 * 8 + 8 + sizeof(void *) + 2);
-	b += m->users_cap * (m->stride * sizeof(float) + 3 * 8 + 2 + 8 +
+			     2 * 8 + 8 + 2 * sizeof(struct model_list));
+	b += m->users_cap * (m->stride * sizeof(float) + 2 * 8 + 2 + 8 +
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
 	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
@@ -1153,7 +1151,6 @@ evict_users(struct model *m)
 		memcpy(m->ufac + k * s, m->ufac + i * s, s * sizeof(float));
 		m->uts[k] = m->uts[i];
 		m->useq[k] = m->useq[i];
-		m->usess[k] = m->usess[i];
 		m->uskey[k] = m->uskey[i];
 		m->unrec[k] = m->unrec[i];
 		m->unsess[k] = m->unsess[i];
@@ -1163,7 +1160,7 @@ evict_users(struct model *m)
 	memset(m->urec + j * r, 0, (n - j) * r * sizeof(uint32_t));
 	for (uint64_t i = j; i < n; i++) {
 		m->uts[i] = 0;
-		m->useq[i] = m->usess[i] = m->uskey[i] = 0;
+		m->useq[i] = m->uskey[i] = 0;
 		m->unrec[i] = m->unsess[i] = 0;
 	}
 	m->nusers = j;
@@ -1678,7 +1675,6 @@ find_or_add_user(struct model *m, const struct str *id, int *isnew)
 	*slot = (uint32_t)(u + 1);
 	init_row(m, m->ufac + u * m->stride);
 	m->uts[u] = 0;
-	m->usess[u] = 0;
 	m->uskey[u] = 0;
 	m->unrec[u] = m->unsess[u] = 0;
 	m->st.users_added++;
@@ -1783,20 +1779,22 @@ model_learn(struct model *m, const struct event *ev)
 	int same;
 	if ((ev->has & EV_SESSION) && ev->session.n) {
 		sess = hash64(ev->session.p, ev->session.n, MODEL_ID_SEED) | 1;
-		same = !unew && m->usess[u] == sess;
+		/* The same session id: the key made of it, with bit 0 set. */
+		same = !unew && (m->uskey[u] & 1) &&
+		       m->uskey[u] == model_pair_key(uh, sess);
 	} else
-		same = !unew && m->usess[u] == 0 &&
+		same = !unew && !(m->uskey[u] & 1) &&
 		       (ts >= m->uts[u] ? ts - m->uts[u] : m->uts[u] - ts) <=
 			       m->p.session_gap;
 	if (!same) {
 		m->unsess[u] = 0;
 		/* A session's key in the session index: the user's and the
 		 * session's id, or the number of its first event. */
-		m->uskey[u] = model_pair_key(uh, sess ? sess : seq);
+		uint64_t key = model_pair_key(uh, sess ? sess : seq);
+		m->uskey[u] = sess ? key : key & ~(uint64_t)1;
 	}
-	m->usess[u] = sess;
 	if (m->sknn)
-		sknn_add(m->sknn, m->uskey[u], (uint32_t)i, ts);
+		sknn_add(m->sknn, model_user_skey(m, u), (uint32_t)i, ts);
 
 	/* Co-occurrence with the current session's recent items, nearer ones more. */
 	uint32_t *rec = m->urec + u * m->p.recent;
@@ -2210,6 +2208,14 @@ total_cl(const struct model *m)
 	return t;
 }
 
+/* The bytes of the user_state section of nu users in format version
+ * ver: version 3 also had the hash of each user's session id. */
+static uint64_t
+user_state_size(unsigned ver, uint64_t nu, uint32_t recent)
+{
+	return (ver < 4 ? 32 : 24) * nu + 4 * nu * recent + 2 * nu;
+}
+
 static uint64_t
 sec_size(const struct model *m, int id, uint64_t nnb)
 {
@@ -2239,7 +2245,7 @@ sec_size(const struct model *m, int id, uint64_t nnb)
 	case SEC_ITEM_STATE:
 		return 16 * ni;
 	case SEC_USER_STATE:
-		return 32 * nu + 4 * nu * m->p.recent + 2 * nu;
+		return user_state_size(MODEL_VERSION, nu, m->p.recent);
 	case SEC_TRAIN_STATE:
 		return TRAIN_STATE_SIZE;
 	case SEC_BLEND:
@@ -2306,7 +2312,6 @@ emit(const struct model *m, int id, struct sink *s)
 	case SEC_USER_STATE:
 		sink_put(s, m->uts, 8 * nu);
 		sink_put(s, m->useq, 8 * nu);
-		sink_put(s, m->usess, 8 * nu);
 		sink_put(s, m->uskey, 8 * nu);
 		sink_put(s, m->urec, 4 * nu * m->p.recent);
 		sink_put(s, m->unrec, nu);
@@ -2768,7 +2773,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 			want = 16 * ni;
 			break;
 		case SEC_USER_STATE:
-			want = 32 * nu + 4 * nu * p->recent + 2 * nu;
+			want = user_state_size(ver, nu, p->recent);
 			break;
 		case SEC_TRAIN_STATE:
 			want = TRAIN_STATE_SIZE;
@@ -2824,12 +2829,14 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	v->its = (int64_t *)(uintptr_t)sec[SEC_ITEM_STATE];
 	v->iseq = (uint64_t *)(uintptr_t)(sec[SEC_ITEM_STATE] + 8 * ni);
 	const unsigned char *us = sec[SEC_USER_STATE];
+	uint64_t u8 = ver < 4 ? 4 : 3; /* 8-byte values per user */
 	v->uts = (int64_t *)(uintptr_t)us;
 	v->useq = (uint64_t *)(uintptr_t)(us + 8 * nu);
-	v->usess = (uint64_t *)(uintptr_t)(us + 16 * nu);
-	v->uskey = (uint64_t *)(uintptr_t)(us + 24 * nu);
-	v->urec = (uint32_t *)(uintptr_t)(us + 32 * nu);
-	v->unrec = (uint8_t *)(uintptr_t)(us + 32 * nu + 4 * nu * p->recent);
+	if (ver < 4)
+		v->usess3 = (const uint64_t *)(us + 16 * nu);
+	v->uskey = (uint64_t *)(uintptr_t)(us + 8 * (u8 - 1) * nu);
+	v->urec = (uint32_t *)(uintptr_t)(us + 8 * u8 * nu);
+	v->unrec = (uint8_t *)(uintptr_t)(us + 8 * u8 * nu + 4 * nu * p->recent);
 	v->unsess = v->unrec + nu;
 	const unsigned char *ts = sec[SEC_TRAIN_STATE];
 	for (int k = 0; k < 4; k++)
@@ -2980,8 +2987,10 @@ unmap_copy(struct model *v)
 	memcpy(m->ufac, v->ufac, 4 * nu * v->stride);
 	memcpy(m->uts, v->uts, 8 * nu);
 	memcpy(m->useq, v->useq, 8 * nu);
-	memcpy(m->usess, v->usess, 8 * nu);
 	memcpy(m->uskey, v->uskey, 8 * nu);
+	for (uint64_t u = 0; v->usess3 && u < nu; u++)
+		if (!v->usess3[u])
+			m->uskey[u] &= ~(uint64_t)1;
 	memcpy(m->unrec, v->unrec, nu);
 	memcpy(m->unsess, v->unsess, nu);
 	memcpy(m->urec, v->urec, 4 * nu * r);

@@ -10,7 +10,7 @@
 #include "reco.h"
 #include "sknn.h"
 
-#define MODEL_VERSION 3
+#define MODEL_VERSION 4
 #define MODEL_VERSION_READ 2 /* the oldest version read */
 #define MODEL_MAGIC "RECOMDL1"
 #define MODEL_ALIGN 64     /* bytes: factor rows and file sections */
@@ -201,8 +201,12 @@ struct model {
 	float *ufac;
 	int64_t *uts;
 	uint64_t *useq;
-	uint64_t *usess;          /* hash of the current session's id */
-	uint64_t *uskey;          /* the current session's key in sknn */
+	/* The current session's key in sknn, whose bit 0 (always 1 in a
+	 * key: model_user_skey) is 1 when the session has an id and 0 when
+	 * inactivity cuts it. */
+	uint64_t *uskey;
+	const uint64_t *usess3;   /* mapped, version 3: the hash of each
+				   * user's session id, 0 for none */
 	uint8_t *unrec, *unsess;  /* recent items held; of them, the current session's */
 	uint32_t *urec;           /* users_cap * recent: newest first */
 	uint64_t *uoff;
@@ -414,6 +418,13 @@ static inline const float *
 model_item_vec(const struct model *m, uint64_t i)
 {
 	return m->ifac + i * m->stride;
+}
+
+/* The key of user u's current session in the session index. */
+static inline uint64_t
+model_user_skey(const struct model *m, uint64_t u)
+{
+	return m->uskey[u] | 1;
 }
 
 static inline const float *

@@ -62,7 +62,7 @@ u64_at() {
 	reco-train ev.ndjson >b.bin
 	same_bytes a.bin b.bin
 	[ "$(head -c 8 a.bin)" = RECOMDL1 ]
-	[ "$(u32_at a.bin 8)" -eq 3 ]
+	[ "$(u32_at a.bin 8)" -eq 4 ]
 	[ "$(u64_at a.bin 16)" -eq "$(wc -c <a.bin)" ]
 	[ "$(u32_at a.bin 28)" -eq 32 ]
 	# No temporary file is left behind.
@@ -148,7 +148,7 @@ u64_at() {
 	cp good.bin hdr.bin
 	printf '\7' | dd of=hdr.bin bs=1 seek=30 conv=notrunc 2>/dev/null
 	cp good.bin ver.bin
-	printf '\4' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
+	printf '\5' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	cp good.bin old.bin
 	printf '\1' | dd of=old.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	echo '{"not":"a model"}' >json.bin
@@ -156,7 +156,7 @@ u64_at() {
 	local f
 	run --separate-stderr reco-train --inspect old.bin
 	[ "$status" -eq 1 ]
-	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads versions 2 to 3: train the model again"* ]] || fail "old: $stderr"
+	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads versions 2 to 4: train the model again"* ]] || fail "old: $stderr"
 	for f in short stub flip hdr ver old json empty; do
 		run --separate-stderr reco-train --inspect "$f.bin"
 		[ "$status" -eq 1 ] || fail "--inspect $f.bin: status $status"
@@ -173,7 +173,7 @@ u64_at() {
 	run --separate-stderr reco-train --inspect hdr.bin
 	[[ "$stderr" == *"header checksum mismatch"* ]]
 	run --separate-stderr reco-train --inspect ver.bin
-	[[ "$stderr" == *"snapshot format version 4; this program reads versions 2 to 3"* ]]
+	[[ "$stderr" == *"snapshot format version 5; this program reads versions 2 to 4"* ]]
 	run --separate-stderr reco-train --inspect json.bin
 	[[ "$stderr" == *"not a reco model snapshot"* ]]
 	run --separate-stderr reco-train --inspect no-such.bin
@@ -196,7 +196,7 @@ u64_at() {
 	same_bytes keep.bin m.bin
 }
 
-@test "a snapshot of format version 2 (no next source) is read: its blend kept, next from 0, and saved again as version 3" {
+@test "a snapshot of format version 2 (no next source) is read: its blend kept, next from 0, and saved again as version 4" {
 	cp "$(fixture model/v2.bin)" v2.bin
 	run --separate-stderr reco-train --inspect v2.bin
 	[ "$status" -eq 0 ]
@@ -207,8 +207,27 @@ u64_at() {
 	reco-train --resume v2.bin -o v3.bin more.ndjson
 	run --separate-stderr reco-train --inspect v3.bin
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 3, $(wc -c <v3.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 4, $(wc -c <v3.bin) bytes"* ]]
 	[[ "$output" == *"events       500 offered"* ]] || fail "$output"
+}
+
+@test "a snapshot of format version 3 (session id hashes) resumes as the same model of version 4: sessions with ids and sessions cut by time go on" {
+	# v3.bin: one.ndjson learned by a reco of format version 3.
+	cp "$(fixture model/v3.bin)" v3.bin
+	reco-gen --regime history --seed 9 --events 300 --users 5 >h.ndjson
+	{ reco-gen --regime shop --seed 9 --events 300 --users 40; head -150 h.ndjson; } >one.ndjson
+	{ tail -n +151 h.ndjson
+	  reco-gen --regime shop --seed 10 --events 300 --users 40 --start 2019-10-03T06:00:00Z; } >two.ndjson
+	run --separate-stderr reco-train --inspect v3.bin
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"format       RECOMDL1 version 3, "* ]]
+	reco-train -o v4.bin one.ndjson
+	reco-train --resume v3.bin -o from3.bin two.ndjson
+	reco-train --resume v4.bin -o from4.bin two.ndjson
+	same_bytes from3.bin from4.bin
+	cat one.ndjson two.ndjson >all.ndjson
+	reco-train -o all.bin all.ndjson
+	same_bytes all.bin from4.bin
 }
 
 @test "a snapshot that cannot be written is an I/O error, found before the input" {
@@ -225,7 +244,7 @@ u64_at() {
 	reco-train -o m.bin small.ndjson
 	run --separate-stderr reco-train --inspect m.bin --item i1 --user u2
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 3, $(wc -c <m.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 4, $(wc -c <m.bin) bytes"* ]]
 	[[ "$output" == *"clock        2023-11-14T22:13:27.000Z (1700000007000)"* ]]
 	[[ "$output" == *"events       8 offered, 8 learned"* ]]
 	[[ "$output" == *"users        3 (max 1000000; 3 added, 0 evicted)"* ]]
