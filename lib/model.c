@@ -1,4 +1,5 @@
 /* model.c: the recommendation model: per-event learning, bounded tables with eviction, and snapshot files (reco-model(5)). */
+#define _GNU_SOURCE /* mremap */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -601,24 +602,152 @@ zero(char *p, size_t n)
 	memset(p, 0, n);
 }
 
-/* Grow an aligned array of old elements of size sz to cap elements,
- * keeping the old ones and zeroing the rest. */
-static void *
-xalign_grow(void *old, size_t nold, size_t cap, size_t sz)
+/*
+ * The arrays that grow with the users and the items each live in a mapping
+ * of their own, after a page that holds the mapping's size: growing one
+ * remaps it (mremap) instead of copying it, so that the old array and the
+ * new one are never resident together (at 8 million users the factors
+ * alone are 1 GB), and the room grown for later is not resident until it
+ * is used. Where there is no mremap, the array is copied.
+ */
+static size_t
+page_size(void)
 {
-	if (cap && sz > SIZE_MAX / cap)
-		die(EXIT_IO, "out of memory (array of %zu)", cap);
-	char *p = xalign(cap * sz);
-	if (!old)
-		nold = 0;
-	if (nold)
-		memcpy(p, old, nold * sz);
-	zero(p + nold * sz, (cap - nold) * sz);
-	free(old);
+	long pg = sysconf(_SC_PAGESIZE);
+
+	return pg >= MODEL_ALIGN ? (size_t)pg : 4096;
+}
+
+static void *
+arr_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		die(EXIT_IO, "out of memory (%zu bytes)", len);
 	return p;
 }
 
+/* Free an array of xalign_grow; NULL is allowed. */
+static void
+arr_free(void *p)
+{
+	if (!p)
+		return;
+	char *base = (char *)p - page_size();
+	munmap(base, *(size_t *)(void *)base);
+}
+
+/* Grow an array of old elements of size sz (NULL: none) to cap elements,
+ * keeping the first nold and zeroing the rest. Page-aligned. */
+static void *
+xalign_grow(void *old, size_t nold, size_t cap, size_t sz)
+{
+	size_t pg = page_size();
+
+	if (cap && sz > (SIZE_MAX - 2 * pg) / cap)
+		die(EXIT_IO, "out of memory (array of %zu)", cap);
+	size_t len = pg + (cap * sz + pg - 1) / pg * pg;
+	char *base;
+
+	if (!old) {
+		base = arr_map(len);
+	} else {
+		char *ob = (char *)old - pg;
+		size_t olen = *(size_t *)(void *)ob;
+		/* What the old mapping held past the kept elements reads as
+		 * zeros; the kernel zeroes what is added. */
+		if (olen - pg > nold * sz)
+			zero((char *)old + nold * sz, olen - pg - nold * sz);
+#ifdef MREMAP_MAYMOVE
+		base = mremap(ob, olen, len, MREMAP_MAYMOVE);
+		if (base == MAP_FAILED)
+			die(EXIT_IO, "out of memory (%zu bytes)", len);
+#else
+		base = arr_map(len);
+		memcpy(base + pg, old, nold * sz);
+		munmap(ob, olen);
+#endif
+	}
+	*(size_t *)(void *)base = len;
+	return base + pg;
+}
+
 /* ---- ids ---- */
+
+/* The key of entry e of an id table in a struct model_index (htab's
+ * form of a hash: 0 becomes 1). */
+static uint64_t
+index_key(const uint64_t *off, const char *bytes, uint32_t e)
+{
+	uint64_t k = hash64(bytes + off[e], (size_t)(off[e + 1] - off[e]), MODEL_ID_SEED);
+
+	return k ? k : 1;
+}
+
+/* The slots of an index of n entries: as htab_init(n). */
+static uint64_t
+index_cap(uint64_t n)
+{
+	uint64_t cap = 16;
+
+	while (cap < n * 2)
+		cap *= 2;
+	return cap;
+}
+
+/* The slot of key in x: the one of its entry, or the empty one where it
+ * would go. */
+static uint32_t *
+index_slot(const struct model_index *x, const uint64_t *off, const char *bytes,
+	   uint64_t key)
+{
+	uint64_t mask = x->cap - 1, j;
+
+	key = key ? key : 1;
+	for (j = key & mask; x->slot[j] && index_key(off, bytes, x->slot[j] - 1) != key;
+	     j = (j + 1) & mask)
+		;
+	return &x->slot[j];
+}
+
+/* Index the n entries of an id table afresh, in the order of their
+ * numbers, in cap slots; a later id of the same hash takes the slot of
+ * the earlier one, as with htab_put. */
+static void
+index_build(struct model_index *x, const uint64_t *off, const char *bytes,
+	    uint64_t n, uint64_t cap)
+{
+	free(x->slot);
+	x->cap = cap;
+	x->slot = xcalloc(cap, sizeof *x->slot);
+	for (uint64_t i = 0; i < n; i++)
+		*index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i)) =
+			(uint32_t)(i + 1);
+}
+
+/* The entry of key, or -1. */
+static int64_t
+index_get(const struct model_index *x, const uint64_t *off, const char *bytes,
+	  uint64_t key)
+{
+	uint32_t v = *index_slot(x, off, bytes, key);
+
+	return v ? (int64_t)v - 1 : -1;
+}
+
+/* Room for entry n (the entries before it indexed), then its slot: the
+ * caller stores n + 1 there once its id is in the table. */
+static uint32_t *
+index_add(struct model_index *x, const uint64_t *off, const char *bytes,
+	  uint64_t n, uint64_t key)
+{
+	if (index_cap(n + 1) > x->cap)
+		index_build(x, off, bytes, n, index_cap(n + 1));
+	return index_slot(x, off, bytes, key);
+}
+
 
 static void
 ids_add(uint64_t **off, char **bytes, size_t *n, size_t *cap, uint64_t idx,
@@ -655,7 +784,7 @@ lists_free(struct model_lists *L, uint64_t n)
 {
 	for (uint64_t i = 0; L->v && i < n; i++)
 		free(L->v[i].l);
-	free(L->v);
+	arr_free(L->v);
 }
 
 static void
@@ -695,7 +824,6 @@ grow_users(struct model *m, uint64_t need)
 	m->ufac = xalign_grow(m->ufac, n * m->stride, cap * m->stride, sizeof(float));
 	m->uts = xalign_grow(m->uts, n, cap, sizeof(int64_t));
 	m->useq = xalign_grow(m->useq, n, cap, sizeof(uint64_t));
-	m->usess = xalign_grow(m->usess, n, cap, sizeof(uint64_t));
 	m->uskey = xalign_grow(m->uskey, n, cap, sizeof(uint64_t));
 	m->unrec = xalign_grow(m->unrec, n, cap, 1);
 	m->unsess = xalign_grow(m->unsess, n, cap, 1);
@@ -717,14 +845,14 @@ model_new(const struct model_params *p)
 	m->p = *p;
 	m->stride = stride_of(p->dim);
 	rng_seed(&m->rng, p->seed);
-	htab_init(&m->iidx, 64);
-	htab_init(&m->uidx, 64);
 	htab_init(&m->cidx, 64);
 	model_blend_default(&m->blend);
 	if (p->sk.sessions)
 		m->sknn = sknn_new(&p->sk);
 	grow_items(m, 1);
 	grow_users(m, 1);
+	index_build(&m->ii, m->ioff, m->ibytes, 0, index_cap(0));
+	index_build(&m->ui, m->uoff, m->ubytes, 0, index_cap(0));
 	return m;
 }
 
@@ -752,33 +880,32 @@ model_free(struct model *m)
 	free(m->cln);
 	free(m->chash);
 	htab_free(&m->cidx);
-	free(m->icat);
+	arr_free(m->icat);
 	free(m->seen);
 	sknn_free(m->sknn);
 	rank_learn_free(m);
-	free(m->ifac);
-	free(m->icount);
-	free(m->ipop);
-	free(m->ishort);
-	free(m->top[0].pos);
-	free(m->top[1].pos);
-	free(m->its);
-	free(m->iseq);
-	free(m->ioff);
+	arr_free(m->ifac);
+	arr_free(m->icount);
+	arr_free(m->ipop);
+	arr_free(m->ishort);
+	arr_free(m->top[0].pos);
+	arr_free(m->top[1].pos);
+	arr_free(m->its);
+	arr_free(m->iseq);
+	arr_free(m->ioff);
 	free(m->ibytes);
-	free(m->ufac);
-	free(m->uts);
-	free(m->useq);
-	free(m->usess);
-	free(m->uskey);
-	free(m->unrec);
-	free(m->unsess);
-	free(m->urec);
-	free(m->uoff);
+	arr_free(m->ufac);
+	arr_free(m->uts);
+	arr_free(m->useq);
+	arr_free(m->uskey);
+	arr_free(m->unrec);
+	arr_free(m->unsess);
+	arr_free(m->urec);
+	arr_free(m->uoff);
 	free(m->ubytes);
 	free(m->log);
-	htab_free(&m->iidx);
-	htab_free(&m->uidx);
+	free(m->ii.slot);
+	free(m->ui.slot);
 	free(m);
 }
 
@@ -791,11 +918,11 @@ model_bytes(const struct model *m)
 	if (m->mapped)
 		return m->maplen;
 	b += m->items_cap * (m->stride * sizeof(float) + 3 * sizeof(float) +
-			     2 * 8 + 8 + sizeof(void *) + 2);
-	b += m->users_cap * (m->stride * sizeof(float) + 3 * 8 + 2 + 8 +
+			     2 * 8 + 8 + 2 * sizeof(struct model_list));
+	b += m->users_cap * (m->stride * sizeof(float) + 2 * 8 + 2 + 8 +
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
-	b += htab_bytes(&m->iidx) + htab_bytes(&m->uidx);
+	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
 	b += m->nbtotal * NB_BYTES;
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
@@ -857,13 +984,11 @@ evict_batch(uint64_t n, uint64_t max)
  * new place of entry i, or UINT32_MAX if it left. */
 static void
 ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
-	    const uint32_t *newidx, struct htab *h)
+	    const uint32_t *newidx, struct model_index *x)
 {
 	size_t w = 0;
 	uint64_t j = 0;
 
-	htab_free(h);
-	htab_init(h, n);
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t a = off[i], b = off[i + 1];
 		if (newidx[i] == UINT32_MAX)
@@ -872,14 +997,12 @@ ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
 		off[j] = w;
 		w += (size_t)(b - a);
 		off[j + 1] = w;
-		int isnew;
-		*htab_put(h, hash64(bytes + off[j], (size_t)(b - a), MODEL_ID_SEED),
-			  &isnew) = (uint32_t)j;
 		j++;
 	}
 	if (j == 0)
 		off[0] = 0;
 	*nbytes = w;
+	index_build(x, off, bytes, j, index_cap(j));
 }
 
 /*
@@ -962,7 +1085,7 @@ evict_items(struct model *m)
 	pick_oldest(m->iseq, n, e, gone);
 	for (uint64_t i = 0; i < n; i++)
 		newidx[i] = gone[i] ? UINT32_MAX : (uint32_t)j++;
-	ids_compact(m->ioff, m->ibytes, &m->ibytes_n, n, newidx, &m->iidx);
+	ids_compact(m->ioff, m->ibytes, &m->ibytes_n, n, newidx, &m->ii);
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t k = newidx[i];
 		if (k == UINT32_MAX) {
@@ -1046,7 +1169,7 @@ evict_users(struct model *m)
 	pick_oldest(m->useq, n, e, gone);
 	for (uint64_t i = 0; i < n; i++)
 		newidx[i] = gone[i] ? UINT32_MAX : (uint32_t)j++;
-	ids_compact(m->uoff, m->ubytes, &m->ubytes_n, n, newidx, &m->uidx);
+	ids_compact(m->uoff, m->ubytes, &m->ubytes_n, n, newidx, &m->ui);
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t k = newidx[i];
 		if (k == UINT32_MAX || k == i)
@@ -1054,7 +1177,6 @@ evict_users(struct model *m)
 		memcpy(m->ufac + k * s, m->ufac + i * s, s * sizeof(float));
 		m->uts[k] = m->uts[i];
 		m->useq[k] = m->useq[i];
-		m->usess[k] = m->usess[i];
 		m->uskey[k] = m->uskey[i];
 		m->unrec[k] = m->unrec[i];
 		m->unsess[k] = m->unsess[i];
@@ -1064,7 +1186,7 @@ evict_users(struct model *m)
 	memset(m->urec + j * r, 0, (n - j) * r * sizeof(uint32_t));
 	for (uint64_t i = j; i < n; i++) {
 		m->uts[i] = 0;
-		m->useq[i] = m->usess[i] = m->uskey[i] = 0;
+		m->useq[i] = m->uskey[i] = 0;
 		m->unrec[i] = m->unsess[i] = 0;
 	}
 	m->nusers = j;
@@ -1564,21 +1686,21 @@ static uint64_t
 find_or_add_user(struct model *m, const struct str *id, int *isnew)
 {
 	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
-	uint32_t *v = htab_get(&m->uidx, h);
+	int64_t e = index_get(&m->ui, m->uoff, m->ubytes, h);
 
 	*isnew = 0;
-	if (v)
-		return *v;
+	if (e >= 0)
+		return (uint64_t)e;
 	if (m->nusers >= m->p.max_users)
 		evict_users(m);
 	grow_users(m, m->nusers + 1);
+	uint32_t *slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h);
 	uint64_t u = m->nusers++;
-	*htab_put(&m->uidx, h, isnew) = (uint32_t)u;
 	ids_add(&m->uoff, &m->ubytes, &m->ubytes_n, &m->ubytes_cap, u, id->p,
 		id->n);
+	*slot = (uint32_t)(u + 1);
 	init_row(m, m->ufac + u * m->stride);
 	m->uts[u] = 0;
-	m->usess[u] = 0;
 	m->uskey[u] = 0;
 	m->unrec[u] = m->unsess[u] = 0;
 	m->st.users_added++;
@@ -1590,18 +1712,19 @@ static uint64_t
 find_or_add_item(struct model *m, const struct str *id, int *isnew)
 {
 	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
-	uint32_t *v = htab_get(&m->iidx, h);
+	int64_t e = index_get(&m->ii, m->ioff, m->ibytes, h);
 
 	*isnew = 0;
-	if (v)
-		return *v;
+	if (e >= 0)
+		return (uint64_t)e;
 	if (m->nitems >= m->p.max_items)
 		evict_items(m);
 	grow_items(m, m->nitems + 1);
+	uint32_t *slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h);
 	uint64_t i = m->nitems++;
-	*htab_put(&m->iidx, h, isnew) = (uint32_t)i;
 	ids_add(&m->ioff, &m->ibytes, &m->ibytes_n, &m->ibytes_cap, i, id->p,
 		id->n);
+	*slot = (uint32_t)(i + 1);
 	init_row(m, m->ifac + i * m->stride);
 	m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
 	m->nb.v[i].l = m->sq.v[i].l = NULL;
@@ -1682,20 +1805,22 @@ model_learn(struct model *m, const struct event *ev)
 	int same;
 	if ((ev->has & EV_SESSION) && ev->session.n) {
 		sess = hash64(ev->session.p, ev->session.n, MODEL_ID_SEED) | 1;
-		same = !unew && m->usess[u] == sess;
+		/* The same session id: the key made of it, with bit 0 set. */
+		same = !unew && (m->uskey[u] & 1) &&
+		       m->uskey[u] == model_pair_key(uh, sess);
 	} else
-		same = !unew && m->usess[u] == 0 &&
+		same = !unew && !(m->uskey[u] & 1) &&
 		       (ts >= m->uts[u] ? ts - m->uts[u] : m->uts[u] - ts) <=
 			       m->p.session_gap;
 	if (!same) {
 		m->unsess[u] = 0;
 		/* A session's key in the session index: the user's and the
 		 * session's id, or the number of its first event. */
-		m->uskey[u] = model_pair_key(uh, sess ? sess : seq);
+		uint64_t key = model_pair_key(uh, sess ? sess : seq);
+		m->uskey[u] = sess ? key : key & ~(uint64_t)1;
 	}
-	m->usess[u] = sess;
 	if (m->sknn)
-		sknn_add(m->sknn, m->uskey[u], (uint32_t)i, ts);
+		sknn_add(m->sknn, model_user_skey(m, u), (uint32_t)i, ts);
 
 	/* Co-occurrence with the current session's recent items, nearer ones more. */
 	uint32_t *rec = m->urec + u * m->p.recent;
@@ -1814,30 +1939,39 @@ model_retune(struct model *m, const struct model_params *cmd, char *err,
 
 /* ---- lookups ---- */
 
+/* The entry of id in a table of n ids, by the snapshot's index h of a
+ * mapped model, else by the index x of a trainable one; -1 if none. */
 static int64_t
-find(const struct htab *h, const uint64_t *off, const char *bytes,
-     uint64_t n, const char *id, size_t len)
+find(const struct model *m, const struct htab *h, const struct model_index *x,
+     const uint64_t *off, const char *bytes, uint64_t n, const char *id,
+     size_t len)
 {
-	const uint32_t *v = htab_get(h, hash64(id, len, MODEL_ID_SEED));
+	uint64_t key = hash64(id, len, MODEL_ID_SEED);
+	int64_t e;
 
-	if (!v || *v >= n || off[*v + 1] - off[*v] != len ||
-	    memcmp(bytes + off[*v], id, len) != 0)
+	if (m->mapped) {
+		const uint32_t *v = htab_get(h, key);
+		e = v ? (int64_t)*v : -1;
+	} else
+		e = index_get(x, off, bytes, key);
+	if (e < 0 || (uint64_t)e >= n || off[e + 1] - off[e] != len ||
+	    memcmp(bytes + off[e], id, len) != 0)
 		return -1;
-	return *v;
+	return e;
 }
 
 /* The index of item id (len bytes), or -1 if the model does not know it. */
 int64_t
 model_item_find(const struct model *m, const char *id, size_t len)
 {
-	return find(&m->iidx, m->ioff, m->ibytes, m->nitems, id, len);
+	return find(m, &m->iidx, &m->ii, m->ioff, m->ibytes, m->nitems, id, len);
 }
 
 /* The index of user id (len bytes), or -1. */
 int64_t
 model_user_find(const struct model *m, const char *id, size_t len)
 {
-	return find(&m->uidx, m->uoff, m->ubytes, m->nusers, id, len);
+	return find(m, &m->uidx, &m->ui, m->uoff, m->ubytes, m->nusers, id, len);
 }
 
 /* The id of item i; it points into the model. */
@@ -2002,17 +2136,26 @@ obuf_flush(struct obuf *o)
 	o->n = 0;
 }
 
-/* The index of an id table as the file has it: built afresh in index
- * order, so that it is a function of the ids alone. */
+/* x as a snapshot's index section: the capacity, the keys, the entries
+ * (0 in an empty slot). A trainable model's index is laid out as the
+ * section wants it (struct model_index), so it is written as it is. */
 static void
-canon_index(struct htab *h, const uint64_t *off, const char *bytes,
-	    uint64_t n)
+index_emit(const struct model_index *x, const uint64_t *off, const char *bytes,
+	   struct sink *s, struct obuf *o)
 {
-	htab_init(h, n);
-	for (uint64_t i = 0; i < n; i++) {
-		int isnew;
-		*htab_put(h, hash64(bytes + off[i], (size_t)(off[i + 1] - off[i]),
-				    MODEL_ID_SEED), &isnew) = (uint32_t)i;
+	uint32_t v[1024];
+	size_t nv = 0;
+
+	obuf_put(o, x->cap);
+	for (uint64_t j = 0; j < x->cap; j++)
+		obuf_put(o, x->slot[j] ? index_key(off, bytes, x->slot[j] - 1) : 0);
+	obuf_flush(o);
+	for (uint64_t j = 0; j < x->cap; j++) {
+		v[nv++] = x->slot[j] ? x->slot[j] - 1 : 0;
+		if (nv == sizeof v / sizeof v[0] || j + 1 == x->cap) {
+			sink_put(s, v, nv * sizeof v[0]);
+			nv = 0;
+		}
 	}
 }
 
@@ -2094,9 +2237,16 @@ total_cl(const struct model *m)
 	return t;
 }
 
+/* The bytes of the user_state section of nu users in format version
+ * ver: version 3 also had the hash of each user's session id. */
 static uint64_t
-sec_size(const struct model *m, int id, const struct htab *ci,
-	 const struct htab *cu, uint64_t nnb)
+user_state_size(unsigned ver, uint64_t nu, uint32_t recent)
+{
+	return (ver < 4 ? 32 : 24) * nu + 4 * nu * recent + 2 * nu;
+}
+
+static uint64_t
+sec_size(const struct model *m, int id, uint64_t nnb)
 {
 	uint64_t ni = m->nitems, nu = m->nusers;
 
@@ -2106,9 +2256,9 @@ sec_size(const struct model *m, int id, const struct htab *ci,
 	case SEC_USER_IDS:
 		return 8 * (nu + 1) + m->uoff[nu];
 	case SEC_ITEM_INDEX:
-		return 8 + 12 * ci->cap;
+		return 8 + 12 * m->ii.cap;
 	case SEC_USER_INDEX:
-		return 8 + 12 * cu->cap;
+		return 8 + 12 * m->ui.cap;
 	case SEC_ITEM_FACTORS:
 		return 4 * ni * m->stride;
 	case SEC_USER_FACTORS:
@@ -2124,7 +2274,7 @@ sec_size(const struct model *m, int id, const struct htab *ci,
 	case SEC_ITEM_STATE:
 		return 16 * ni;
 	case SEC_USER_STATE:
-		return 32 * nu + 4 * nu * m->p.recent + 2 * nu;
+		return user_state_size(MODEL_VERSION, nu, m->p.recent);
 	case SEC_TRAIN_STATE:
 		return TRAIN_STATE_SIZE;
 	case SEC_BLEND:
@@ -2140,12 +2290,10 @@ sec_size(const struct model *m, int id, const struct htab *ci,
 }
 
 static void
-emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
-     const struct htab *cu)
+emit(const struct model *m, int id, struct sink *s)
 {
 	uint64_t ni = m->nitems, nu = m->nusers;
 	struct obuf o;
-	const struct htab *h;
 
 	o.s = s;
 	o.n = 0;
@@ -2160,11 +2308,10 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 		break;
 	case SEC_ITEM_INDEX:
 	case SEC_USER_INDEX:
-		h = id == SEC_ITEM_INDEX ? ci : cu;
-		obuf_put(&o, h->cap);
-		obuf_flush(&o);
-		sink_put(s, h->keys, 8 * h->cap);
-		sink_put(s, h->vals, 4 * h->cap);
+		if (id == SEC_ITEM_INDEX)
+			index_emit(&m->ii, m->ioff, m->ibytes, s, &o);
+		else
+			index_emit(&m->ui, m->uoff, m->ubytes, s, &o);
 		break;
 	case SEC_ITEM_FACTORS:
 		sink_put(s, m->ifac, 4 * ni * m->stride);
@@ -2194,7 +2341,6 @@ emit(const struct model *m, int id, struct sink *s, const struct htab *ci,
 	case SEC_USER_STATE:
 		sink_put(s, m->uts, 8 * nu);
 		sink_put(s, m->useq, 8 * nu);
-		sink_put(s, m->usess, 8 * nu);
 		sink_put(s, m->uskey, 8 * nu);
 		sink_put(s, m->urec, 4 * nu * m->p.recent);
 		sink_put(s, m->unrec, nu);
@@ -2322,7 +2468,7 @@ align_up(uint64_t v)
  * Return 0, or -1 with the reason in err. */
 static int
 prepare(const struct model *m, const char *name, unsigned char *h,
-	uint64_t *off, uint64_t *size, struct htab *ci, struct htab *cu,
+	uint64_t *off, uint64_t *size,
 	char *err, size_t errlen)
 {
 	uint64_t pos = HDR_SIZE, nnb;
@@ -2336,20 +2482,16 @@ prepare(const struct model *m, const char *name, unsigned char *h,
 		snprintf(err, errlen, "%s: a mapped model cannot be saved", name);
 		return -1;
 	}
-	canon_index(ci, m->ioff, m->ibytes, m->nitems);
-	canon_index(cu, m->uoff, m->ubytes, m->nusers);
 	nnb = total_nb(m, &m->nb);
 	for (int k = 0; k < NSEC; k++) {
 		struct sink s = { NULL, NULL, 0, 0 };
 		off[k] = pos;
-		size[k] = sec_size(m, k + 1, ci, cu, nnb);
-		emit(m, k + 1, &s, ci, cu);
+		size[k] = sec_size(m, k + 1, nnb);
+		emit(m, k + 1, &s);
 		if (s.n != size[k]) {
 			snprintf(err, errlen, "%s: internal error: section %s has %llu bytes, not %llu",
 				 name, sec_names[k + 1], (unsigned long long)s.n,
 				 (unsigned long long)size[k]);
-			htab_free(ci);
-			htab_free(cu);
 			return -1;
 		}
 		crc[k] = s.crc;
@@ -2362,15 +2504,14 @@ prepare(const struct model *m, const char *name, unsigned char *h,
 /* The second pass: the header and the sections, padded, to w or o. */
 static void
 write_all(const struct model *m, struct statew *w, struct wout *o,
-	  const unsigned char *h, const uint64_t *off, const uint64_t *size,
-	  const struct htab *ci, const struct htab *cu)
+	  const unsigned char *h, const uint64_t *off, const uint64_t *size)
 {
 	static const unsigned char zero[MODEL_ALIGN];
 	struct sink s = { w, o, 0, 0 };
 
 	sink_put(&s, h, HDR_SIZE);
 	for (int k = 0; k < NSEC; k++) {
-		emit(m, k + 1, &s, ci, cu);
+		emit(m, k + 1, &s);
 		uint64_t end = off[k] + size[k];
 		sink_put(&s, zero, (size_t)(align_up(end) - end));
 	}
@@ -2387,19 +2528,13 @@ model_save(const struct model *m, const char *path, char *err, size_t errlen)
 {
 	unsigned char h[HDR_SIZE];
 	uint64_t off[NSEC], size[NSEC];
-	struct htab ci, cu;
 	struct statew *w;
 
-	if (prepare(m, path, h, off, size, &ci, &cu, err, errlen))
+	if (prepare(m, path, h, off, size, err, errlen))
 		return -1;
-	if (!(w = state_begin(path, err, errlen))) {
-		htab_free(&ci);
-		htab_free(&cu);
+	if (!(w = state_begin(path, err, errlen)))
 		return -1;
-	}
-	write_all(m, w, NULL, h, off, size, &ci, &cu);
-	htab_free(&ci);
-	htab_free(&cu);
+	write_all(m, w, NULL, h, off, size);
 	return state_commit(w, err, errlen);
 }
 
@@ -2413,13 +2548,10 @@ model_write(const struct model *m, struct wout *o, char *err, size_t errlen)
 {
 	unsigned char h[HDR_SIZE];
 	uint64_t off[NSEC], size[NSEC];
-	struct htab ci, cu;
 
-	if (prepare(m, o->name, h, off, size, &ci, &cu, err, errlen))
+	if (prepare(m, o->name, h, off, size, err, errlen))
 		return -1;
-	write_all(m, NULL, o, h, off, size, &ci, &cu);
-	htab_free(&ci);
-	htab_free(&cu);
+	write_all(m, NULL, o, h, off, size);
 	if (o->failed) {
 		snprintf(err, errlen, "%s: write error: %s", o->name,
 			 strerror(o->err_no));
@@ -2672,7 +2804,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 			want = 16 * ni;
 			break;
 		case SEC_USER_STATE:
-			want = 32 * nu + 4 * nu * p->recent + 2 * nu;
+			want = user_state_size(ver, nu, p->recent);
 			break;
 		case SEC_TRAIN_STATE:
 			want = TRAIN_STATE_SIZE;
@@ -2728,12 +2860,14 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	v->its = (int64_t *)(uintptr_t)sec[SEC_ITEM_STATE];
 	v->iseq = (uint64_t *)(uintptr_t)(sec[SEC_ITEM_STATE] + 8 * ni);
 	const unsigned char *us = sec[SEC_USER_STATE];
+	uint64_t u8 = ver < 4 ? 4 : 3; /* 8-byte values per user */
 	v->uts = (int64_t *)(uintptr_t)us;
 	v->useq = (uint64_t *)(uintptr_t)(us + 8 * nu);
-	v->usess = (uint64_t *)(uintptr_t)(us + 16 * nu);
-	v->uskey = (uint64_t *)(uintptr_t)(us + 24 * nu);
-	v->urec = (uint32_t *)(uintptr_t)(us + 32 * nu);
-	v->unrec = (uint8_t *)(uintptr_t)(us + 32 * nu + 4 * nu * p->recent);
+	if (ver < 4)
+		v->usess3 = (const uint64_t *)(us + 16 * nu);
+	v->uskey = (uint64_t *)(uintptr_t)(us + 8 * (u8 - 1) * nu);
+	v->urec = (uint32_t *)(uintptr_t)(us + 8 * u8 * nu);
+	v->unrec = (uint8_t *)(uintptr_t)(us + 8 * u8 * nu + 4 * nu * p->recent);
 	v->unsess = v->unrec + nu;
 	const unsigned char *ts = sec[SEC_TRAIN_STATE];
 	for (int k = 0; k < 4; k++)
@@ -2889,8 +3023,10 @@ unmap_copy(struct model *v)
 	memcpy(m->ufac, v->ufac, 4 * nu * v->stride);
 	memcpy(m->uts, v->uts, 8 * nu);
 	memcpy(m->useq, v->useq, 8 * nu);
-	memcpy(m->usess, v->usess, 8 * nu);
 	memcpy(m->uskey, v->uskey, 8 * nu);
+	for (uint64_t u = 0; v->usess3 && u < nu; u++)
+		if (!v->usess3[u])
+			m->uskey[u] &= ~(uint64_t)1;
 	memcpy(m->unrec, v->unrec, nu);
 	memcpy(m->unsess, v->unsess, nu);
 	memcpy(m->urec, v->urec, 4 * nu * r);
@@ -2899,10 +3035,8 @@ unmap_copy(struct model *v)
 	m->ubytes = xmalloc(m->ubytes_cap);
 	memcpy(m->ubytes, v->ubytes, v->ubytes_n);
 	m->ubytes_n = v->ubytes_n;
-	htab_free(&m->uidx);
-	canon_index(&m->uidx, m->uoff, m->ubytes, nu);
-	htab_free(&m->iidx);
-	canon_index(&m->iidx, m->ioff, m->ibytes, ni);
+	index_build(&m->ui, m->uoff, m->ubytes, nu, index_cap(nu));
+	index_build(&m->ii, m->ioff, m->ibytes, ni, index_cap(ni));
 	m->have_clock = v->have_clock;
 	m->clock = v->clock;
 	m->tref = v->tref;

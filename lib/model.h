@@ -137,6 +137,18 @@ struct model_blend {
 };
 
 /*
+ * A trainable model's index of ids: slot k holds an entry's number + 1, or
+ * 0; a slot's key is the hash64 of its entry's id, computed again where a
+ * probe reaches it (4 bytes a slot, not the 12 of a struct htab). Entries
+ * are put in the order of their numbers into a power of two of slots, at
+ * least twice their count: the layout of a snapshot's index section.
+ */
+struct model_index {
+	uint32_t *slot;
+	uint64_t cap;
+};
+
+/*
  * The model. A trainable model owns its arrays and grows them; a model
  * loaded with MODEL_MAP points into a read-only mapping of its snapshot
  * (and nbl is NULL: neighbours are in nboff/nbent). Use the accessors
@@ -167,7 +179,8 @@ struct model {
 	uint64_t *ioff;           /* nitems + 1 offsets into ibytes */
 	char *ibytes;
 	size_t ibytes_n, ibytes_cap;
-	struct htab iidx;         /* hash64 of the id -> index */
+	struct htab iidx;         /* mapped: hash64 of the id -> index */
+	struct model_index ii;    /* trainable: the same */
 	struct model_lists nb;    /* co-occurrence: items seen together */
 	struct model_lists sq;    /* sequence: items that came next */
 	uint64_t nbtotal;         /* entries allocated in both */
@@ -192,14 +205,19 @@ struct model {
 	float *ufac;
 	int64_t *uts;
 	uint64_t *useq;
-	uint64_t *usess;          /* hash of the current session's id */
-	uint64_t *uskey;          /* the current session's key in sknn */
+	/* The current session's key in sknn, whose bit 0 (always 1 in a
+	 * key: model_user_skey) is 1 when the session has an id and 0 when
+	 * inactivity cuts it. */
+	uint64_t *uskey;
+	const uint64_t *usess3;   /* mapped, version 3: the hash of each
+				   * user's session id, 0 for none */
 	uint8_t *unrec, *unsess;  /* recent items held; of them, the current session's */
 	uint32_t *urec;           /* users_cap * recent: newest first */
 	uint64_t *uoff;
 	char *ubytes;
 	size_t ubytes_n, ubytes_cap;
 	struct htab uidx;
+	struct model_index ui;
 	/* clocks and the rest of the training state */
 	int have_clock;
 	int64_t clock;            /* the newest event time learned */
@@ -404,6 +422,13 @@ static inline const float *
 model_item_vec(const struct model *m, uint64_t i)
 {
 	return m->ifac + i * m->stride;
+}
+
+/* The key of user u's current session in the session index. */
+static inline uint64_t
+model_user_skey(const struct model *m, uint64_t u)
+{
+	return m->uskey[u] | 1;
 }
 
 static inline const float *

@@ -884,7 +884,7 @@ src_sknn(struct ranker *r, const struct model *m, const struct rank_req *q,
 	if (!r->sk)
 		r->sk = sknn_scratch_new();
 	if (q->user >= 0 && (uint64_t)q->user < m->nusers && m->uskey)
-		self = m->uskey[q->user];
+		self = model_user_skey(m, (uint64_t)q->user);
 	sknn_score(m->sknn, r->sk, q->recent, q->nrecent, m->clock, self,
 		   (uint32_t)m->nitems, sknn_take, &c);
 	acc_done(r, depth, RANK_SKNN);
