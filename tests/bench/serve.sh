@@ -98,7 +98,7 @@ EOF
 # shellcheck disable=SC2046
 $CC -std=c11 -D_DEFAULT_SOURCE -O2 -I"$ROOT/lib" $(pkg-config --cflags jansson) \
 	-o "$tmp/mk" "$tmp/mk.c" "$LIBRECO" \
-	$(pkg-config --libs jansson avro-c zlib hiredis libmicrohttpd) -lcsv -lm
+	$(pkg-config --libs jansson avro-c zlib hiredis libmicrohttpd libcurl) -lcsv -lm
 
 # NQ requests of known users, with a context item for one in four and
 # an unknown user for one in ten.

@@ -193,8 +193,8 @@ main(int argc, char **argv)
 EOF
 # shellcheck disable=SC2046 # pkg-config's words, split on purpose
 $CC -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -O2 -I"$ROOT/lib" \
-    $(pkg-config --cflags jansson avro-c zlib hiredis) -o "$tmp/mb" "$tmp/mb.c" \
-    "$LIBRECO" $(pkg-config --libs jansson avro-c zlib hiredis) -lcsv -lm
+    $(pkg-config --cflags jansson avro-c zlib hiredis libcurl) -o "$tmp/mb" "$tmp/mb.c" \
+    "$LIBRECO" $(pkg-config --libs jansson avro-c zlib hiredis libcurl) -lcsv -lm
 
 human_kb() {
 	awk -v k="$1" 'BEGIN { printf "%.1f MB\n", k / 1024 }'
