@@ -59,7 +59,7 @@ teardown() {
 	jq -e -s 'length == 17' out.ndjson
 	[ "$(nlines out.ndjson)" -eq "$(grep -c . "$F/requests.ndjson")" ]
 	jq -e -s '[.[] | select(.items)] | length == 6' out.ndjson
-	jq -e -s '[.[] | select(.items) | .items[] | .reason] - ["mf","cooc","trend","dpop","pop","seen","cat","sknn","seq","next"] == []' out.ndjson
+	jq -e -s '[.[] | select(.items) | .items[] | .reason] - ["mf","cooc","trend","dpop","pop","seen","cat","sknn","seq","next","walk"] == []' out.ndjson
 	jq -e -s '[.[] | select(.items)] | all(.variant == "A" and (.model | test("^[0-9a-f]{8}$")))' out.ndjson
 }
 
