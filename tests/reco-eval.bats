@@ -121,7 +121,7 @@ near() {
 	reco-gen --events 20000 --seed 2 -o ev.ndjson
 	reco-eval --json ev.ndjson >r.json
 	h=$(metric_of r.json hybrid hr@20)
-	for m in pop dpop cooc seq sknn mf; do
+	for m in pop dpop cooc seq sknn walk mf; do
 		at_least "$h" "$(metric_of r.json "$m" hr@20)" 0
 	done
 }
@@ -130,11 +130,11 @@ near() {
 	local r m best h v
 	for r in shop sessions history; do
 		reco-gen --regime "$r" --events 10000 --seed 4 -o "$r.ndjson"
-		reco-eval --json --models pop,dpop,trend,cooc,seq,sknn,mf,seen,cat,hybrid \
+		reco-eval --json --models pop,dpop,trend,cooc,seq,next,sknn,walk,mf,seen,cat,hybrid \
 			"$r.ndjson" >"$r.json"
 		h=$(metric_of "$r.json" hybrid hr@20)
 		best=0
-		for m in pop dpop trend cooc seq sknn mf seen cat; do
+		for m in pop dpop trend cooc seq next sknn walk mf seen cat; do
 			v=$(metric_of "$r.json" "$m" hr@20)
 			best=$(awk -v a="$v" -v b="$best" 'BEGIN { print (a > b ? a : b) }')
 		done
