@@ -99,7 +99,7 @@ full_disk() {
 @test "reco-profile: kill -9 at random points with updates on stdout: the changelog covers the store" {
 	positioned_events "$EVENTS" "$EVENTS"
 	reco-profile --checkpoint-every 1000 --store ref.state ev.ndjson >ref.upd
-	kills=$(kill_runs "$KILLS" reco-profile --checkpoint-every 1000 --batch 100 --store k.state)
+	kills=$(KILL_MS=120 kill_runs "$KILLS" reco-profile --checkpoint-every 1000 --batch 100 --store k.state)
 	echo "# reco-profile, state file: killed $kills times (of at most $KILLS)" >&3
 	[ "$kills" -ge 3 ]
 	changelog_is_store k.state
