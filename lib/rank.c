@@ -624,6 +624,19 @@ acc_done(struct ranker *r, size_t depth, int src)
 	top_done(r, &t, src);
 }
 
+/* Item k of those a request starts from: its recent items, newest first,
+ * item k weighing 1 / (k + 1) in *w, then its context items, 1 each. */
+static inline uint32_t
+start_item(const struct rank_req *q, size_t k, float *w)
+{
+	if (k < q->nrecent) {
+		*w = 1.0f / (float)(k + 1);
+		return q->recent[k];
+	}
+	*w = 1.0f;
+	return q->context[k - q->nrecent];
+}
+
 /* The sum of list l's scores (n entries), the items the model has. */
 static float
 list_sum(const struct model *m, const struct model_nb *l, size_t n)
@@ -654,8 +667,8 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 
 	r->naccl = 0;
 	for (size_t k = 0; k < nk; k++) {
-		uint32_t a = k < q->nrecent ? q->recent[k] : q->context[k - q->nrecent];
-		float wk = k < q->nrecent ? 1.0f / (float)(k + 1) : 1.0f;
+		float wk;
+		uint32_t a = start_item(q, k, &wk);
 		const struct model_nb *l;
 		size_t n;
 
@@ -697,11 +710,12 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 
 	walk_fit(r, nk);
 	for (size_t k = 0; k < nk; k++) {
-		uint32_t a = k < q->nrecent ? q->recent[k] : q->context[k - q->nrecent];
+		float wk;
+		uint32_t a = start_item(q, k, &wk);
 		if (a >= m->nitems)
 			continue;
 		r->wf[nf].i = a;
-		r->wf[nf++].s = k < q->nrecent ? 1.0f / (float)(k + 1) : 1.0f;
+		r->wf[nf++].s = wk;
 	}
 	for (uint32_t step = 1; step <= steps; step++) {
 		int last = step == steps;
@@ -713,14 +727,16 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 			if (!(sum > 0))
 				continue;
 			float x = r->wf[f].s / sum;
+			/* The last step ends on candidates, which the request
+			 * may leave out; the steps before pass through any item. */
+			if (last) {
+				acc_list(r, m, q, l, n, x);
+				continue;
+			}
 			for (size_t j = 0; j < n; j++) {
 				uint32_t b = l[j].item;
 				if (b >= m->nitems || !(l[j].score > 0))
 					continue;
-				if (last) {
-					acc_one(r, m, q, b, x * l[j].score);
-					continue;
-				}
 				if (r->acc[b] == 0)
 					r->accl[r->naccl++] = b;
 				r->acc[b] += x * l[j].score;
@@ -898,8 +914,8 @@ src_cat(struct ranker *r, const struct model *m, const struct rank_req *q,
 {
 	r->naccl = 0;
 	for (size_t k = 0; k < q->nrecent + q->ncontext; k++) {
-		uint32_t a = k < q->nrecent ? q->recent[k] : q->context[k - q->nrecent];
-		float wk = k < q->nrecent ? 1.0f / (float)(k + 1) : 1.0f;
+		float wk;
+		uint32_t a = start_item(q, k, &wk);
 		const struct model_nb *l;
 		size_t n;
 		uint32_t c;
