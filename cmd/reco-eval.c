@@ -268,6 +268,8 @@ struct emodel {
 	uint64_t n, hit10, hit20, cold, empty;
 	double mrr20, ndcg10;
 	struct htab covered;      /* hashes of the items recommended */
+	uint8_t *known;           /* by item number: already in covered */
+	size_t known_n;
 	double secs;
 };
 
@@ -298,9 +300,15 @@ models_arg(void)
 		}
 		else if ((src = rank_src_parse(p, n)) >= 0)
 			rank_weights_only(&m->w, src);
-		else
-			tool_usage_error(&T, "--models: unknown model \"%s\" (pop, dpop, trend, cooc, seq, mf, seen, cat, sknn, hybrid)",
-					 m->name);
+		else {
+			char names[256] = "";
+			for (int k = 0; k < RANK_NSRC; k++) {
+				strcat(names, rank_src_names[k]);
+				strcat(names, ", ");
+			}
+			tool_usage_error(&T, "--models: unknown model \"%s\" (%shybrid)",
+					 m->name, names);
+		}
 		for (size_t k = 0; k < nE; k++)
 			if (strcmp(E[k].name, m->name) == 0)
 				tool_usage_error(&T, "--models: \"%s\" twice", m->name);
@@ -457,6 +465,28 @@ eval_request(const struct model *m, const struct event *ev, uint32_t *rec,
 	return 1;
 }
 
+/* Count item i of model m as recommended by e: its id's hash goes into
+ * e's set the first time the item's number is seen (until evictions
+ * renumber the items). */
+static void
+cover(struct emodel *e, const struct model *m, uint32_t i)
+{
+	if (i >= e->known_n) {
+		size_t n = e->known_n ? e->known_n : 1024;
+		while (n <= i)
+			n *= 2;
+		e->known = xrealloc(e->known, n);
+		memset(e->known + e->known_n, 0, n - e->known_n);
+		e->known_n = n;
+	}
+	if (e->known[i])
+		return;
+	struct str id = model_item_id(m, i);
+	int isnew;
+	htab_put(&e->covered, hash64(id.p, id.n, MODEL_ID_SEED), &isnew);
+	e->known[i] = 1;
+}
+
 static void
 run_eval(void)
 {
@@ -524,9 +554,7 @@ run_eval(void)
 				if (n == 0)
 					e->empty++;
 				for (size_t j = 0; j < n; j++) {
-					struct str id = model_item_id(m, res[j].item);
-					int isnew;
-					htab_put(&e->covered, hash64(id.p, id.n, MODEL_ID_SEED), &isnew);
+					cover(e, m, res[j].item);
 					if ((int64_t)res[j].item != target)
 						continue;
 					e->hit20++;
@@ -538,6 +566,7 @@ run_eval(void)
 				}
 			}
 		}
+		uint64_t evicted = m->st.items_evicted;
 		if (model_learn(m, &ev)) {
 			int isnew;
 			learned++;
@@ -546,6 +575,10 @@ run_eval(void)
 			htab_put(&catalogue, hash64(ev.item.p, ev.item.n, MODEL_ID_SEED), &isnew);
 		} else
 			tool_drop(&T, (ev.has & EV_ITEM) && ev.item.n ? "type" : "no_item");
+		/* Evictions renumber the items: what the numbers knew goes. */
+		if (m->st.items_evicted != evicted)
+			for (size_t k = 0; k < nE; k++)
+				memset(E[k].known, 0, E[k].known_n);
 	}
 	/* The report is not records: the accounting counts events learned. */
 	uint64_t out_n = *T.out_n;
@@ -566,8 +599,10 @@ run_eval(void)
 	ranker_free(r);
 	model_free(m);
 	htab_free(&catalogue);
-	for (size_t k = 0; k < nE; k++)
+	for (size_t k = 0; k < nE; k++) {
 		htab_free(&E[k].covered);
+		free(E[k].known);
+	}
 }
 
 /* ---- tuning ---- */

@@ -456,8 +456,8 @@ inspect(void)
 	} else
 		fprintf(f, "sessions     none (--sknn-sessions 0)\n");
 	if (p->walk_steps)
-		fprintf(f, "walk         %u steps, %u items carried per step\n",
-			p->walk_steps, p->walk_width);
+		fprintf(f, "walk         %u steps, %u items carried per step, %d links followed from each\n",
+			p->walk_steps, p->walk_width, RANK_WALK_LINKS);
 	else
 		fprintf(f, "walk         none (--walk-steps 0)\n");
 	fprintf(f, "categories   %llu, %u items listed each (attribute %s)\n",

@@ -689,9 +689,12 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
  * items where the walk ends, by their probability. Items that never met
  * the user's items but share their neighbours come in: the taste that a
  * few counts cannot show yet, smoothed over the graph. Each step carries
- * the --walk-width likeliest items on, so that a request reads
- * steps * width lists at most, whatever the catalogue.
+ * the --walk-width likeliest items on, and follows each item's
+ * RANK_WALK_LINKS strongest links (its list is best first), so that a request
+ * reads steps * width lists of RANK_WALK_LINKS entries at most, whatever
+ * the catalogue and --neighbours.
  */
+#define WALK_AHEAD 8 /* lists fetched ahead of the one being read */
 static void
 walk_fit(struct ranker *r, size_t n)
 {
@@ -722,7 +725,16 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 		r->naccl = 0;
 		for (size_t f = 0; f < nf; f++) {
 			const struct model_nb *l;
-			size_t n = model_list(&m->nb, r->wf[f].i, &l);
+			size_t n;
+			/* The lists are scattered in memory: ask for one a
+			 * few items ahead while this one is read. */
+			if (f + WALK_AHEAD < nf &&
+			    (n = model_list(&m->nb, r->wf[f + WALK_AHEAD].i, &l)) > 0)
+				for (size_t b = 0; b < n && b < RANK_WALK_LINKS; b += 64 / sizeof *l)
+					__builtin_prefetch(l + b);
+			n = model_list(&m->nb, r->wf[f].i, &l);
+			if (n > RANK_WALK_LINKS)
+				n = RANK_WALK_LINKS;
 			float sum = list_sum(m, l, n);
 			if (!(sum > 0))
 				continue;

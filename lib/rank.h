@@ -27,6 +27,7 @@ extern const char *const rank_src_names[RANK_NSRC];
 /* How many candidates each source gives a blend, per result wanted: a
  * blend can lift an item that two sources rank fairly high. */
 #define RANK_BLEND_DEPTH 3
+#define RANK_WALK_LINKS 32 /* the walk follows an item's strongest links */
 
 /* Blend weights, three per source: w[s] of its score scaled to [0, 1]
  * by its best, w[RANK_NSRC + s] of 1 / its rank (1 for its first), and

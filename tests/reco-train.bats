@@ -217,7 +217,7 @@ u64_at() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"format       RECOMDL1 version 3, "* ]]
 	[[ "$output" == *"blend        mf=0.0104/0.00314/3.5e-06 cooc=1.06/0/0.174 trend=0/0/0.0365 dpop=0.00319/0/0.00798 pop=0/0/0 seen=0.0528/0/0 cat=0.1/0/0 sknn=1.08/0/0.269 seq=0.542/0.0576/0.0465 next=0.588/0.0679/0.0562 walk=0/0/0 "* ]] || fail "$output"
-	[[ "$output" == *"walk         3 steps, 256 items carried per step"* ]] || fail "$output"
+	[[ "$output" == *"walk         3 steps, 256 items carried per step, 32 links followed from each"* ]] || fail "$output"
 	# It serves, and the walk takes part once the blend has learned it.
 	reco-gen --seed 9 --events 3000 --start 2019-10-02T00:00:00Z >more.ndjson
 	reco-train --resume v3.bin -o v4.bin more.ndjson
@@ -290,7 +290,7 @@ u64_at() {
 	[[ "$output" == *"recommendations (hybrid, the learned blend)"* ]]
 	[[ "$output" == *"by session neighbours (sknn)"* ]]
 	[[ "$output" == *"by a walk on the neighbour lists (walk)"* ]]
-	[[ "$output" == *"walk         3 steps, 256 items carried per step"* ]]
+	[[ "$output" == *"walk         3 steps, 256 items carried per step, 32 links followed from each"* ]]
 	[[ "$output" == *"blend        mf="* ]]
 	[ -z "$stderr" ]
 	# An unknown id is said so.
@@ -314,7 +314,7 @@ u64_at() {
 	walk=$(printf '%s\n' "$output" | sed -n '/^by a walk on the neighbour lists (walk)/,/^by category/p')
 	[[ "$cooc" == *"1  B  1  cooc"* && "$cooc" != *"  C  "* ]] || fail "$cooc"
 	[[ "$walk" == *"1  C  1  walk"* && "$walk" != *"  B  "* ]] || fail "$walk"
-	[[ "$output" == *"walk         2 steps, 256 items carried per step"* ]] || fail "$output"
+	[[ "$output" == *"walk         2 steps, 256 items carried per step, 32 links followed from each"* ]] || fail "$output"
 	# No walk at all with --walk-steps 0; the bounds are checked.
 	reco-train --walk-steps 0 -o m0.bin ev.ndjson
 	run --separate-stderr reco-train --inspect m0.bin --user u3
