@@ -365,9 +365,12 @@ eval_report(struct model *m, uint64_t learned, uint64_t evaluated,
 				if (!first)
 					buf_putc(&ob, ',');
 				first = 0;
-				buf_printf(&ob, "\"%s%s\":%.6g", rank_src_names[s % RANK_NSRC],
-					   s < RANK_NSRC ? "" : s < 2 * RANK_NSRC ? "@rank" : "@raw",
-					   (double)e->w.w[s]);
+				if (s == RANK_SAMECAT)
+					buf_printf(&ob, "\"category_match\":%.6g", (double)e->w.w[s]);
+				else
+					buf_printf(&ob, "\"%s%s\":%.6g", rank_src_names[s % RANK_NSRC],
+						   s < RANK_NSRC ? "" : s < 2 * RANK_NSRC ? "@rank" : "@raw",
+						   (double)e->w.w[s]);
 			}
 			buf_puts(&ob, "},\"evaluated\":");
 			buf_put_u64(&ob, e->n);

@@ -425,7 +425,8 @@ inspect(void)
 	for (int k = 0; k < RANK_NSRC; k++)
 		fprintf(f, " %s=%.3g/%.3g/%.3g", rank_src_names[k], (double)m->blend.w[k],
 			(double)m->blend.w[RANK_NSRC + k], (double)m->blend.w[2 * RANK_NSRC + k]);
-	fprintf(f, " (scaled score/rank/score)");
+	fprintf(f, " (scaled score/rank/score); category match %.3g",
+		(double)m->blend.w[RANK_SAMECAT]);
 	{
 		struct rank_weights rw;
 		int pick = rank_weights_model(&rw, m);

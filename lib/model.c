@@ -2033,6 +2033,7 @@ static const char *const sec_names[NSEC + 1] = {
 	"blend", "categories", "seen", "sessions", "sequence"
 };
 #define BLEND_SIZE 320
+#define BLEND_SAMECAT 308 /* the category match's weight */
 #define HDR_FIXED 256
 #define SEC_ENTRY 32
 #define HDR_SIZE ((HDR_FIXED + NSEC * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
@@ -2382,6 +2383,7 @@ emit(const struct model *m, int id, struct sink *s)
 			putf(b + 128 + 4 * k, m->blend.w[k]);
 		for (int k = 0; k < MODEL_NSRC + 1; k++)
 			putf(b + 128 + 12 * MODEL_NSRC + 4 * k, m->blend.hit[k]);
+		putf(b + BLEND_SAMECAT, m->blend.w[3 * MODEL_NSRC]);
 		sink_put(s, b, sizeof b);
 		break;
 	}
@@ -2904,13 +2906,17 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	for (int k = 0; k < ns + 1; k++)
 		v->blend.hit[k == ns ? MODEL_NSRC : k] =
 			getf(bl + (ver == 2 ? 240 : 128 + 12 * ns) + 4 * k);
+	/* Version 4 snapshots written before the category match have 0
+	 * there: its weight starts from 0. */
+	if (ver >= 4)
+		v->blend.w[3 * MODEL_NSRC] = getf(bl + BLEND_SAMECAT);
 	v->seen_n = get64(bl + 112);
 	if (p->cat_items > MODEL_MAX_CAT_ITEMS || p->exclude_seen < 0 ||
 	    p->exclude_seen > MODEL_SEEN_ALL || !isfinite(p->blend_lr) ||
 	    p->walk_steps > MODEL_MAX_WALK_STEPS || p->walk_width < 1 ||
 	    p->walk_width > MODEL_MAX_WALK_WIDTH ||
 	    p->cat_attr[sizeof p->cat_attr - 1] || v->seen_n > v->seen_cap ||
-	    !all_finite(v->blend.w, 3 * MODEL_NSRC) ||
+	    !all_finite(v->blend.w, 3 * MODEL_NSRC + 1) ||
 	    !all_finite(v->blend.hit, MODEL_NSRC + 1))
 		FAIL("%s: corrupt snapshot: bad blend", path);
 	const unsigned char *cs = sec[SEC_CATEGORIES];

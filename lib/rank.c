@@ -47,6 +47,15 @@ struct ranker {
 	struct sknn_scratch *sk;  /* scratch of the session neighbours */
 	uint8_t *cr;              /* its source */
 	size_t nc, c_cap;
+	/* The categories of the items the request starts from, each with
+	 * the weight of its nearest item (start_item), for RANK_SAMECAT. */
+	struct qcat {
+		uint32_t cat;
+		float w;
+	} *qcat;
+	size_t nqcat, qcat_cap;
+	const uint32_t *icat;     /* the model's item categories, or NULL */
+	uint64_t nitems;
 	struct cand *order;
 	struct rank_info info;
 };
@@ -152,6 +161,7 @@ ranker_free(struct ranker *r)
 	free(r->cs);
 	free(r->cbest);
 	free(r->cr);
+	free(r->qcat);
 	free(r->order);
 	free(r->cf);
 	sknn_scratch_free(r->sk);
@@ -962,6 +972,53 @@ cands_fit(struct ranker *r, size_t n)
 	r->cf = xreallocarray(r->cf, n, RANK_NFEAT * sizeof *r->cf);
 }
 
+/* The categories of the items q starts from, for samecat: each once,
+ * with the weight of its nearest item. */
+static void
+start_cats(struct ranker *r, const struct model *m, const struct rank_req *q)
+{
+	r->nqcat = 0;
+	r->icat = m->icat;
+	r->nitems = m->nitems;
+	if (!m->icat)
+		return;
+	for (size_t k = 0; k < q->nrecent + q->ncontext; k++) {
+		float wk;
+		uint32_t a = start_item(q, k, &wk), c;
+		size_t j;
+		if (a >= m->nitems || (c = m->icat[a]) == 0)
+			continue;
+		for (j = 0; j < r->nqcat && r->qcat[j].cat != c; j++)
+			;
+		if (j < r->nqcat) {
+			if (wk > r->qcat[j].w)
+				r->qcat[j].w = wk;
+			continue;
+		}
+		if (r->nqcat == r->qcat_cap) {
+			r->qcat_cap = r->qcat_cap ? 2 * r->qcat_cap : 16;
+			r->qcat = xreallocarray(r->qcat, r->qcat_cap, sizeof *r->qcat);
+		}
+		r->qcat[r->nqcat].cat = c;
+		r->qcat[r->nqcat++].w = wk;
+	}
+}
+
+/* The category match of candidate i: the weight of the nearest item the
+ * request starts from in i's category, 0 if none is. */
+static float
+samecat(const struct ranker *r, uint32_t i)
+{
+	uint32_t c;
+
+	if (!r->icat || i >= r->nitems || (c = r->icat[i]) == 0)
+		return 0;
+	for (size_t j = 0; j < r->nqcat; j++)
+		if (r->qcat[j].cat == c)
+			return r->qcat[j].w;
+	return 0;
+}
+
 /* The lists of the sources whose bit is set in ask, each of its best
  * depth candidates, excluded items left out before the cut. */
 static void
@@ -972,6 +1029,7 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 		r->nsrc[s] = 0;
 	fit(r, m->nitems);
 	next_gen(r);
+	start_cats(r, m, q);
 	for (size_t k = 0; k < q->nexclude; k++)
 		if (q->exclude[k] < m->nitems)
 			r->excl[q->exclude[k]] = r->gen;
@@ -1067,6 +1125,14 @@ blend(struct ranker *r, const float *w, int all)
 			}
 		}
 	}
+	/* The category match, whatever source listed the candidate: in a
+	 * shop, the next item is often of a category the user is in. */
+	if (r->nqcat && (all || w[RANK_SAMECAT] != 0))
+		for (size_t k = 0; k < r->nc; k++) {
+			float f = samecat(r, r->ci[k]);
+			r->cf[k * RANK_NFEAT + RANK_SAMECAT] = f;
+			r->cs[k] += w[RANK_SAMECAT] * f;
+		}
 	r->info.candidates = r->nc;
 }
 
@@ -1096,6 +1162,7 @@ rank_gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 	memset(&r->info, 0, sizeof r->info);
 	for (int s = 0; s < RANK_NSRC; s++)
 		r->nsrc[s] = 0;
+	r->nqcat = 0;
 	if (ask && depth)
 		gather(r, m, q, ask, depth);
 }
@@ -1296,7 +1363,7 @@ rank_learn(struct model *m, uint64_t u, uint32_t target, uint64_t uh)
 	const float *ft = r->cf + t * RANK_NFEAT;
 	float lr = m->p.blend_lr;
 	for (int s = 0; s < RANK_NFEAT; s++) {
-		if (!(LEARNED >> (s % RANK_NSRC) & 1))
+		if (s < RANK_SAMECAT && !(LEARNED >> (s % RANK_NSRC) & 1))
 			continue;
 		float v = w[s] + lr * (ft[s] - (float)(e[s] / z) - LEARN_REG * w[s]);
 		/* Weights stay positive: a source either helps or is left out

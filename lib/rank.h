@@ -32,8 +32,12 @@ extern const char *const rank_src_names[RANK_NSRC];
 /* Blend weights, three per source: w[s] of its score scaled to [0, 1]
  * by its best, w[RANK_NSRC + s] of 1 / its rank (1 for its first), and
  * w[2 * RANK_NSRC + s] of its score as it is, s / (1 + s) (the strength
- * of its evidence); a source whose weights are all 0 is not asked. */
-#define RANK_NFEAT (3 * RANK_NSRC)
+ * of its evidence); a source whose weights are all 0 is not asked. Then
+ * one weight of the candidate's category matching one of the items the
+ * request starts from (RANK_SAMECAT, of whatever source the candidate
+ * came). */
+#define RANK_SAMECAT (3 * RANK_NSRC)
+#define RANK_NFEAT (3 * RANK_NSRC + 1)
 /* The order of every list: higher score first; among equals, the lower
  * item index. */
 static inline int

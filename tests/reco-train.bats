@@ -329,6 +329,28 @@ u64_at() {
 	[[ "$stderr" == *"--walk-width: expected a number from 1 to 65536"* ]] || fail "$stderr"
 }
 
+@test "the blend learns the category match where shoppers stay in a category; without categories it stays 0" {
+	reco-gen --seed 3 --events 8000 --users 400 --items 1000 --items-out items.csv -o plain.ndjson
+	reco-enrich --items items.csv plain.ndjson >cat.ndjson
+	reco-train -o cat.bin cat.ndjson
+	reco-train -o plain.bin plain.ndjson
+	run --separate-stderr reco-train --inspect cat.bin
+	[ "$status" -eq 0 ]
+	w=$(printf '%s\n' "$output" | sed -n 's/.*; category match \([0-9.e-]*\)$/\1/p')
+	[ -n "$w" ] || fail "$output"
+	awk -v w="$w" 'BEGIN { exit !(w > 0.01) }' || fail "category match $w"
+	# The weight is the float at byte 308 of the blend section.
+	off=$(printf '%s\n' "$output" | sed -n 's/^  blend  *offset  *\([0-9]*\) .*/\1/p')
+	f=$(od -A n -t f4 -j $((off + 308)) -N 4 cat.bin | tr -d ' ')
+	awk -v a="$f" -v b="$w" 'BEGIN { d = a - b; exit !(d < 0.005 * b && d > -0.005 * b) }' || fail "$f against $w"
+	run --separate-stderr reco-train --inspect plain.bin
+	[[ "$output" == *"; category match 0"$'\n'* ]] || fail "$output"
+	# reco-eval names it in the hybrid's learned weights.
+	run --separate-stderr reco-eval --json --models hybrid cat.ndjson
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"category_match":'* ]] || fail "$output"
+}
+
 @test "--inspect takes no input files" {
 	reco-train -o m.bin "$(fixture train/eval-small.ndjson)"
 	run reco-train --inspect m.bin events.ndjson
