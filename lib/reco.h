@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,7 +76,7 @@ extern int verbosity; /* -1 with -q, 0 by default, 1 or more with -v */
 /* Set to the signal's number by SIGINT and SIGTERM (tool_open installs the
  * handler): input ends at the next record boundary, so the tool finishes
  * cleanly, saves its state and exits 128 + the signal's number. */
-extern volatile sig_atomic_t reco_stop;
+extern atomic_int reco_stop;
 void err_init(const char *argv0);
 void die(int status, const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 2, 3)));

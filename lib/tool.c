@@ -856,7 +856,10 @@ tool_idle(void *ctx)
 }
 
 static struct tool *open_tool;
-volatile sig_atomic_t reco_stop;
+/* Set by the signal handlers, read by every thread: an atomic that needs
+ * no lock is both async-signal-safe and free of data races. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "reco_stop needs a lock-free atomic_int");
+atomic_int reco_stop;
 
 static void
 on_stop(int sig)
