@@ -15,11 +15,20 @@ const char *const event_type_names[ET_NTYPES] = {
 int
 event_type_parse(const char *p, size_t n)
 {
-	for (int i = 0; i < ET_NTYPES; i++)
-		if (strlen(event_type_names[i]) == n &&
-		    memcmp(event_type_names[i], p, n) == 0)
-			return i;
-	return -1;
+	int i;
+
+	/* The length and a byte tell the names apart; one compare checks. */
+	switch (n) {
+	case 4: i = ET_VIEW; break;
+	case 5: i = ET_CLICK; break;
+	case 6: i = ET_SEARCH; break;
+	case 8: i = ET_PURCHASE; break;
+	case 10: i = ET_IMPRESSION; break;
+	case 11: i = ET_ADD_TO_CART; break;
+	case 16: i = ET_REMOVE_FROM_CART; break;
+	default: return -1;
+	}
+	return memcmp(event_type_names[i], p, n) == 0 ? i : -1;
 }
 
 /* Every type but search is about an item. */
@@ -108,6 +117,7 @@ event_add_attr(struct event *ev, const char *k, size_t kn, const char *v,
 	for (size_t i = 0; i < ev->nattrs; i++)
 		if (ev->attrs[i].key.n == kn &&
 		    memcmp(ev->attrs[i].key.p, k, kn) == 0) {
+			event_changed(ev);
 			ev->attrs[i].val.p = v;
 			ev->attrs[i].val.n = vn;
 			return;
@@ -126,6 +136,7 @@ event_append_attr(struct event *ev, const char *k, size_t kn, const char *v,
 		ev->attrs = xreallocarray(ev->attrs, ev->attrs_cap,
 					  sizeof *ev->attrs);
 	}
+	event_changed(ev);
 	ev->attrs[ev->nattrs].key.p = k;
 	ev->attrs[ev->nattrs].key.n = kn;
 	ev->attrs[ev->nattrs].val.p = v;
@@ -232,6 +243,10 @@ put_str(struct buf *b, const struct event *ev, const struct str *s)
 void
 event_write_json(struct buf *b, const struct event *ev)
 {
+	if (ev->canon.p) {
+		buf_put(b, ev->canon.p, ev->canon.n);
+		return;
+	}
 #define K(s) put_key(b, s, sizeof(s) - 1)
 	K("{\"event_id\":");
 	put_str(b, ev, &ev->event_id);
