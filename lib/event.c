@@ -49,15 +49,19 @@ event_init(struct event *ev)
 void
 event_reset(struct event *ev)
 {
-	struct attr *a = ev->attrs;
-	size_t cap = ev->attrs_cap;
-	struct buf arena = ev->arena;
-
-	memset(ev, 0, sizeof *ev);
-	ev->attrs = a;
-	ev->attrs_cap = cap;
-	ev->arena = arena;
+	/* Field by field: the names of unknown fields are not cleared, only
+	 * their count (once per record, this shows in a profile). */
+	ev->event_id = ev->user = ev->item = ev->session = ev->query =
+		ev->source = (struct str){ NULL, 0 };
+	ev->ts = ev->qty = 0;
+	ev->price = 0;
+	ev->type = 0;
+	ev->has = 0;
+	ev->nattrs = 0;
 	ev->arena.n = 0;
+	ev->clean_lo = ev->clean_hi = NULL;
+	ev->canon = (struct str){ NULL, 0 };
+	ev->nunknown = 0;
 	ev->v = EVENT_VERSION;
 }
 
