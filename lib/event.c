@@ -220,25 +220,30 @@ event_validate(const struct event *ev, char *err, size_t errlen)
 	return 0;
 }
 
-static void
-put_key(struct buf *b, const char *k, size_t kn)
-{
-	buf_put(b, k, kn);
-}
-
-/* A string field: copied as it is when the lean parser saw it unescaped
- * in the line (no quote, backslash or control byte), else escaped. */
-static inline void
-put_str(struct buf *b, const struct event *ev, const struct str *s)
+/* A string field at o: copied as it is when the lean parser saw it
+ * unescaped in the line (no quote, backslash or control byte), else
+ * escaped. */
+static inline char *
+put_str(char *o, const struct event *ev, const struct str *s)
 {
 	if (s->p >= ev->clean_lo && s->p + s->n <= ev->clean_hi && ev->clean_lo) {
-		buf_reserve(b, s->n + 2);
-		b->p[b->n++] = '"';
-		memcpy(b->p + b->n, s->p, s->n);
-		b->n += s->n;
-		b->p[b->n++] = '"';
-	} else
-		buf_json_str(b, s->p, s->n);
+		*o++ = '"';
+		memcpy(o, s->p, s->n);
+		o += s->n;
+		*o++ = '"';
+		return o;
+	}
+	return json_str_put(o, s->p, s->n);
+}
+
+static inline char *
+put_i64(char *o, int64_t v)
+{
+	if (v < 0) {
+		*o++ = '-';
+		return u64_put(o, (uint64_t)0 - (uint64_t)v);
+	}
+	return u64_put(o, (uint64_t)v);
 }
 
 /* Append the event as one compact JSON object (no newline). Fields come in
@@ -247,60 +252,82 @@ put_str(struct buf *b, const struct event *ev, const struct str *s)
 void
 event_write_json(struct buf *b, const struct event *ev)
 {
+	const struct str *f[] = { &ev->event_id, &ev->user, &ev->item,
+				  &ev->session, &ev->query, &ev->source };
+	size_t room = 256; /* the keys, punctuation and numbers */
+	char *o;
+
 	if (ev->canon.p) {
 		buf_put(b, ev->canon.p, ev->canon.n);
 		return;
 	}
-#define K(s) put_key(b, s, sizeof(s) - 1)
+	/* Room for the worst case, reserved once: every string byte
+	 * escaped as \u00XX. */
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+		room += 6 * f[i]->n + 2;
+	for (size_t i = 0; i < ev->nattrs; i++)
+		room += 6 * (ev->attrs[i].key.n + ev->attrs[i].val.n) + 6;
+	buf_reserve(b, room);
+	o = b->p + b->n;
+#define K(s) (memcpy(o, s, sizeof(s) - 1), o += sizeof(s) - 1)
 	K("{\"event_id\":");
-	put_str(b, ev, &ev->event_id);
+	o = put_str(o, ev, &ev->event_id);
 	K(",\"ts\":");
-	buf_put_i64(b, ev->ts);
+	o = put_i64(o, ev->ts);
 	K(",\"user\":");
-	put_str(b, ev, &ev->user);
+	o = put_str(o, ev, &ev->user);
 	K(",\"type\":\"");
 	/* Only a rejected record can have no known type. */
-	buf_puts(b, ev->type >= 0 && ev->type < ET_NTYPES ? event_type_names[ev->type] : "?");
-	buf_putc(b, '"');
+	{
+		const char *t = ev->type >= 0 && ev->type < ET_NTYPES
+					? event_type_names[ev->type] : "?";
+		size_t tn = strlen(t);
+		memcpy(o, t, tn);
+		o += tn;
+	}
+	*o++ = '"';
 	if (ev->has & EV_ITEM) {
 		K(",\"item\":");
-		put_str(b, ev, &ev->item);
+		o = put_str(o, ev, &ev->item);
 	}
 	if (ev->has & EV_SESSION) {
 		K(",\"session\":");
-		put_str(b, ev, &ev->session);
+		o = put_str(o, ev, &ev->session);
 	}
 	if (ev->has & EV_QTY) {
 		K(",\"qty\":");
-		buf_put_i64(b, ev->qty);
+		o = put_i64(o, ev->qty);
 	}
 	if (ev->has & EV_PRICE) {
 		K(",\"price\":");
+		b->n = (size_t)(o - b->p);
 		buf_put_double(b, ev->price);
+		o = b->p + b->n;
 	}
 	if (ev->has & EV_QUERY) {
 		K(",\"query\":");
-		put_str(b, ev, &ev->query);
+		o = put_str(o, ev, &ev->query);
 	}
 	if (ev->has & EV_SOURCE) {
 		K(",\"source\":");
-		put_str(b, ev, &ev->source);
+		o = put_str(o, ev, &ev->source);
 	}
 	if (ev->has & EV_ATTRS) {
 		K(",\"attrs\":{");
 		for (size_t i = 0; i < ev->nattrs; i++) {
 			if (i)
-				buf_putc(b, ',');
-			put_str(b, ev, &ev->attrs[i].key);
-			buf_putc(b, ':');
-			put_str(b, ev, &ev->attrs[i].val);
+				*o++ = ',';
+			o = put_str(o, ev, &ev->attrs[i].key);
+			*o++ = ':';
+			o = put_str(o, ev, &ev->attrs[i].val);
 		}
-		buf_putc(b, '}');
+		*o++ = '}';
 	}
 	K(",\"v\":");
-	buf_put_i64(b, ev->v);
-	buf_putc(b, '}');
+	o = put_i64(o, ev->v);
+	*o++ = '}';
 #undef K
+	b->n = (size_t)(o - b->p);
 }
 
 /*

@@ -7,10 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
-
 #include <jansson.h>
 #define JSMN_STATIC
 #define JSMN_STRICT
@@ -743,53 +739,12 @@ too_deep(const char *p, size_t n)
 static const char *
 canon_str(const char *p, const char *e)
 {
-	const char *s = p;
-	uint64_t hi = 0;
+	int high;
+	size_t run = json_plain_run(p, (size_t)(e - p), &high);
 
-#ifdef __SSE2__
-	/* Sixteen bytes a step (SSE2 is in every x86-64). */
-	const __m128i quote = _mm_set1_epi8('"'), bsl = _mm_set1_epi8('\\'),
-		      c1f = _mm_set1_epi8(0x1f);
-	while (e - p >= 16) {
-		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-		__m128i sp = _mm_or_si128(
-			_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bsl)),
-			_mm_cmpeq_epi8(_mm_max_epu8(x, c1f), c1f));
-		unsigned m = (unsigned)_mm_movemask_epi8(sp),
-			 h = (unsigned)_mm_movemask_epi8(x);
-		if (m) {
-			unsigned i = (unsigned)__builtin_ctz(m);
-			hi |= h & ((1u << i) - 1);
-			p += i;
-			if (*p != '"')
-				return NULL;
-			return hi && !utf8_valid(s, (size_t)(p - s)) ? NULL : p;
-		}
-		hi |= h;
-		p += 16;
-	}
-#endif
-	while (e - p >= 8) {
-		uint64_t x, q, bs;
-		memcpy(&x, p, 8);
-		q = x ^ (ONES * '"');
-		bs = x ^ (ONES * '\\');
-		hi |= x & HIGHS;
-		/* A control byte, a quote or a backslash: bytewise. */
-		if (((x - ONES * 0x20) & ~x & HIGHS) | ((q - ONES) & ~q & HIGHS) |
-		    ((bs - ONES) & ~bs & HIGHS))
-			break;
-		p += 8;
-	}
-	for (; p < e; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (c == '"')
-			return hi && !utf8_valid(s, (size_t)(p - s)) ? NULL : p;
-		if (c < 0x20 || c == '\\')
-			return NULL;
-		hi |= c & 0x80;
-	}
-	return NULL;
+	if (p + run == e || p[run] != '"' || (high && !utf8_valid(p, run)))
+		return NULL;
+	return p + run;
 }
 
 /* A whole number as buf_put_i64 writes a non-negative one (no sign, no

@@ -106,6 +106,9 @@ void buf_put_u64(struct buf *b, uint64_t v);
 void buf_put_i64(struct buf *b, int64_t v);
 void buf_put_double(struct buf *b, double d);
 void buf_json_str(struct buf *b, const char *p, size_t n);
+char *u64_put(char *o, uint64_t v);
+char *json_str_put(char *o, const char *p, size_t n);
+size_t json_plain_run(const char *p, size_t n, int *high);
 void buf_free(struct buf *b);
 int utf8_valid(const char *p, size_t n);
 
