@@ -17,7 +17,7 @@ event_type_parse(const char *p, size_t n)
 {
 	int i;
 
-	/* The length and a byte tell the names apart; one compare checks. */
+	/* The names differ in length: one compare checks. */
 	switch (n) {
 	case 4: i = ET_VIEW; break;
 	case 5: i = ET_CLICK; break;
