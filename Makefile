@@ -151,7 +151,7 @@ fuzz:
 		done; \
 	else echo "fuzz: clang not found, fuzz targets not run"; exit 1; fi
 
-BENCHES = run clean enrich train profile serve freshness
+BENCHES = run chain clean enrich train profile serve freshness
 bench: all $(BUILD)/tests/kafka-broker $(BUILD)/tests/freshness
 	@for b in $(BENCHES); do \
 		[ -f tests/bench/$$b.sh ] || continue; \

@@ -553,6 +553,7 @@ out:
 		buf_put(&sid, ev->user.p, ev->user.n);
 		buf_putc(&sid, ':');
 		buf_put_i64(&sid, first);
+		event_changed(ev);
 		ev->session.p = sid.p;
 		ev->session.n = sid.n;
 		ev->has |= EV_SESSION;

@@ -1125,6 +1125,7 @@ event_record(const char *line, size_t n, const char *kafka, size_t kn,
 		return;
 	}
 	if (kafka && !O.no_source) {
+		event_changed(&ev);
 		ev.source.p = event_arena_copy(&ev, kafka, kn);
 		ev.source.n = kn;
 		ev.has |= EV_SOURCE;

@@ -16,6 +16,8 @@ struct reorder_ent {
 	int64_t ts;
 	uint64_t seq;
 	uint32_t slot;
+	uint32_t plain;           /* the event was read in the canonical form:
+				   * no string of it needs escaping in JSON */
 };
 struct reorder {
 	size_t n;                 /* events held */

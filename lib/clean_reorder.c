@@ -104,9 +104,9 @@ fifo_at(const struct reorder *r, size_t i)
  * others go to the heap. Both are sorted by (ts, seq), so the earliest
  * event is the earlier of the two heads. */
 static void
-add(struct reorder *r, int64_t ts, uint64_t seq, uint32_t slot)
+add(struct reorder *r, int64_t ts, uint64_t seq, uint32_t slot, int plain)
 {
-	struct reorder_ent e = { ts, seq, slot };
+	struct reorder_ent e = { ts, seq, slot, (uint32_t)plain };
 
 	r->n++;
 	if (r->nfifo && before(&e, fifo_at(r, r->nfifo - 1))) {
@@ -150,7 +150,7 @@ reorder_push(struct reorder *r, const struct event *ev, uint64_t seq)
 	r->slots[s].n = 0;
 	avro_encode_event(&r->slots[s], ev);
 	r->bytes += r->slots[s].n;
-	add(r, ev->ts, seq, s);
+	add(r, ev->ts, seq, s, ev->canon.p != NULL);
 }
 
 /* Hold the encoded event p[0..n) (as reorder_bytes gave it) with time ts.
@@ -175,7 +175,7 @@ reorder_push_raw(struct reorder *r, int64_t ts, uint64_t seq, const char *p,
 	r->slots[s].n = 0;
 	buf_put(&r->slots[s], p, n);
 	r->bytes += n;
-	add(r, ts, seq, s);
+	add(r, ts, seq, s, 0);
 	return 0;
 }
 
@@ -227,6 +227,11 @@ reorder_pop(struct reorder *r, struct event *ev, uint64_t *seq)
 	if (avro_decode_event(r->slots[top.slot].p, r->slots[top.slot].n, &used,
 			      ev))
 		return -1;
+	if (top.plain) {
+		/* Its strings, in the slot, are written as they are. */
+		ev->clean_lo = r->slots[top.slot].p;
+		ev->clean_hi = r->slots[top.slot].p + r->slots[top.slot].n;
+	}
 	return 1;
 }
 

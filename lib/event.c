@@ -15,11 +15,20 @@ const char *const event_type_names[ET_NTYPES] = {
 int
 event_type_parse(const char *p, size_t n)
 {
-	for (int i = 0; i < ET_NTYPES; i++)
-		if (strlen(event_type_names[i]) == n &&
-		    memcmp(event_type_names[i], p, n) == 0)
-			return i;
-	return -1;
+	int i;
+
+	/* The names differ in length: one compare checks. */
+	switch (n) {
+	case 4: i = ET_VIEW; break;
+	case 5: i = ET_CLICK; break;
+	case 6: i = ET_SEARCH; break;
+	case 8: i = ET_PURCHASE; break;
+	case 10: i = ET_IMPRESSION; break;
+	case 11: i = ET_ADD_TO_CART; break;
+	case 16: i = ET_REMOVE_FROM_CART; break;
+	default: return -1;
+	}
+	return memcmp(event_type_names[i], p, n) == 0 ? i : -1;
 }
 
 /* Every type but search is about an item. */
@@ -40,15 +49,19 @@ event_init(struct event *ev)
 void
 event_reset(struct event *ev)
 {
-	struct attr *a = ev->attrs;
-	size_t cap = ev->attrs_cap;
-	struct buf arena = ev->arena;
-
-	memset(ev, 0, sizeof *ev);
-	ev->attrs = a;
-	ev->attrs_cap = cap;
-	ev->arena = arena;
+	/* Field by field: the names of unknown fields are not cleared, only
+	 * their count (once per record, this shows in a profile). */
+	ev->event_id = ev->user = ev->item = ev->session = ev->query =
+		ev->source = (struct str){ NULL, 0 };
+	ev->ts = ev->qty = 0;
+	ev->price = 0;
+	ev->type = 0;
+	ev->has = 0;
+	ev->nattrs = 0;
 	ev->arena.n = 0;
+	ev->clean_lo = ev->clean_hi = NULL;
+	ev->canon = (struct str){ NULL, 0 };
+	ev->nunknown = 0;
 	ev->v = EVENT_VERSION;
 }
 
@@ -108,6 +121,7 @@ event_add_attr(struct event *ev, const char *k, size_t kn, const char *v,
 	for (size_t i = 0; i < ev->nattrs; i++)
 		if (ev->attrs[i].key.n == kn &&
 		    memcmp(ev->attrs[i].key.p, k, kn) == 0) {
+			event_changed(ev);
 			ev->attrs[i].val.p = v;
 			ev->attrs[i].val.n = vn;
 			return;
@@ -126,6 +140,7 @@ event_append_attr(struct event *ev, const char *k, size_t kn, const char *v,
 		ev->attrs = xreallocarray(ev->attrs, ev->attrs_cap,
 					  sizeof *ev->attrs);
 	}
+	event_changed(ev);
 	ev->attrs[ev->nattrs].key.p = k;
 	ev->attrs[ev->nattrs].key.n = kn;
 	ev->attrs[ev->nattrs].val.p = v;
@@ -205,25 +220,30 @@ event_validate(const struct event *ev, char *err, size_t errlen)
 	return 0;
 }
 
-static void
-put_key(struct buf *b, const char *k, size_t kn)
-{
-	buf_put(b, k, kn);
-}
-
-/* A string field: copied as it is when the lean parser saw it unescaped
- * in the line (no quote, backslash or control byte), else escaped. */
-static inline void
-put_str(struct buf *b, const struct event *ev, const struct str *s)
+/* A string field at o: copied as it is when the lean parser saw it
+ * unescaped in the line (no quote, backslash or control byte), else
+ * escaped. */
+static inline char *
+put_str(char *o, const struct event *ev, const struct str *s)
 {
 	if (s->p >= ev->clean_lo && s->p + s->n <= ev->clean_hi && ev->clean_lo) {
-		buf_reserve(b, s->n + 2);
-		b->p[b->n++] = '"';
-		memcpy(b->p + b->n, s->p, s->n);
-		b->n += s->n;
-		b->p[b->n++] = '"';
-	} else
-		buf_json_str(b, s->p, s->n);
+		*o++ = '"';
+		memcpy(o, s->p, s->n);
+		o += s->n;
+		*o++ = '"';
+		return o;
+	}
+	return json_str_put(o, s->p, s->n);
+}
+
+static inline char *
+put_i64(char *o, int64_t v)
+{
+	if (v < 0) {
+		*o++ = '-';
+		return u64_put(o, (uint64_t)0 - (uint64_t)v);
+	}
+	return u64_put(o, (uint64_t)v);
 }
 
 /* Append the event as one compact JSON object (no newline). Fields come in
@@ -232,56 +252,82 @@ put_str(struct buf *b, const struct event *ev, const struct str *s)
 void
 event_write_json(struct buf *b, const struct event *ev)
 {
-#define K(s) put_key(b, s, sizeof(s) - 1)
+	const struct str *f[] = { &ev->event_id, &ev->user, &ev->item,
+				  &ev->session, &ev->query, &ev->source };
+	size_t room = 256; /* the keys, punctuation and numbers */
+	char *o;
+
+	if (ev->canon.p) {
+		buf_put(b, ev->canon.p, ev->canon.n);
+		return;
+	}
+	/* Room for the worst case, reserved once: every string byte
+	 * escaped as \u00XX. */
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+		room += 6 * f[i]->n + 2;
+	for (size_t i = 0; i < ev->nattrs; i++)
+		room += 6 * (ev->attrs[i].key.n + ev->attrs[i].val.n) + 6;
+	buf_reserve(b, room);
+	o = b->p + b->n;
+#define K(s) (memcpy(o, s, sizeof(s) - 1), o += sizeof(s) - 1)
 	K("{\"event_id\":");
-	put_str(b, ev, &ev->event_id);
+	o = put_str(o, ev, &ev->event_id);
 	K(",\"ts\":");
-	buf_put_i64(b, ev->ts);
+	o = put_i64(o, ev->ts);
 	K(",\"user\":");
-	put_str(b, ev, &ev->user);
+	o = put_str(o, ev, &ev->user);
 	K(",\"type\":\"");
 	/* Only a rejected record can have no known type. */
-	buf_puts(b, ev->type >= 0 && ev->type < ET_NTYPES ? event_type_names[ev->type] : "?");
-	buf_putc(b, '"');
+	{
+		const char *t = ev->type >= 0 && ev->type < ET_NTYPES
+					? event_type_names[ev->type] : "?";
+		size_t tn = strlen(t);
+		memcpy(o, t, tn);
+		o += tn;
+	}
+	*o++ = '"';
 	if (ev->has & EV_ITEM) {
 		K(",\"item\":");
-		put_str(b, ev, &ev->item);
+		o = put_str(o, ev, &ev->item);
 	}
 	if (ev->has & EV_SESSION) {
 		K(",\"session\":");
-		put_str(b, ev, &ev->session);
+		o = put_str(o, ev, &ev->session);
 	}
 	if (ev->has & EV_QTY) {
 		K(",\"qty\":");
-		buf_put_i64(b, ev->qty);
+		o = put_i64(o, ev->qty);
 	}
 	if (ev->has & EV_PRICE) {
 		K(",\"price\":");
+		b->n = (size_t)(o - b->p);
 		buf_put_double(b, ev->price);
+		o = b->p + b->n;
 	}
 	if (ev->has & EV_QUERY) {
 		K(",\"query\":");
-		put_str(b, ev, &ev->query);
+		o = put_str(o, ev, &ev->query);
 	}
 	if (ev->has & EV_SOURCE) {
 		K(",\"source\":");
-		put_str(b, ev, &ev->source);
+		o = put_str(o, ev, &ev->source);
 	}
 	if (ev->has & EV_ATTRS) {
 		K(",\"attrs\":{");
 		for (size_t i = 0; i < ev->nattrs; i++) {
 			if (i)
-				buf_putc(b, ',');
-			put_str(b, ev, &ev->attrs[i].key);
-			buf_putc(b, ':');
-			put_str(b, ev, &ev->attrs[i].val);
+				*o++ = ',';
+			o = put_str(o, ev, &ev->attrs[i].key);
+			*o++ = ':';
+			o = put_str(o, ev, &ev->attrs[i].val);
 		}
-		buf_putc(b, '}');
+		*o++ = '}';
 	}
 	K(",\"v\":");
-	buf_put_i64(b, ev->v);
-	buf_putc(b, '}');
+	o = put_i64(o, ev->v);
+	*o++ = '}';
 #undef K
+	b->n = (size_t)(o - b->p);
 }
 
 /*

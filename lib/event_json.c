@@ -729,10 +729,184 @@ too_deep(const char *p, size_t n)
 	return 0;
 }
 
+/* ---- the canonical form ---- */
+
+/*
+ * The body of a string that starts at p, up to the quote that ends it:
+ * that quote, or NULL if the body would not be written back as it is (a
+ * backslash, a control byte, invalid UTF-8) or no quote comes before e.
+ */
+static const char *
+canon_str(const char *p, const char *e)
+{
+	int high;
+	size_t run = json_plain_run(p, (size_t)(e - p), &high);
+
+	if (p + run == e || p[run] != '"' || (high && !utf8_valid(p, run)))
+		return NULL;
+	return p + run;
+}
+
+/* A whole number as buf_put_i64 writes a non-negative one (no sign, no
+ * leading zero, at most 18 digits, so exact); the end, or NULL. */
+static const char *
+canon_uint(const char *p, const char *e, int64_t *v)
+{
+	const char *s = p;
+	uint64_t x = 0;
+
+	while (p < e && *p >= '0' && *p <= '9' && p - s < 19)
+		x = x * 10 + (uint64_t)(*p++ - '0');
+	if (p == s || p - s > 18 || (*s == '0' && p - s > 1))
+		return NULL;
+	*v = (int64_t)x;
+	return p;
+}
+
+/* The price at p, read as the full parse reads it, if buf_put_double
+ * writes it back as the same bytes; the end, or NULL. */
+static const char *
+canon_price(const char *p, const char *e, double *d)
+{
+	const char *s = p;
+	struct jval v;
+
+	while (p < e && ((*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
+			 *p == '+' || *p == 'e' || *p == 'E'))
+		p++;
+	if (p == s || prim_check(s, (size_t)(p - s), &v))
+		return NULL;
+	*d = v.kind == J_INT ? (double)v.i : v.d;
+	scratch.n = 0;
+	buf_put_double(&scratch, *d);
+	if (scratch.n != (size_t)(p - s) || memcmp(scratch.p, s, scratch.n))
+		return NULL;
+	return p;
+}
+
+/* Attributes an object may have on the canonical path (their keys are
+ * compared pairwise for repeats); more go the full way. */
+#define CANON_ATTRS 16
+
+/*
+ * If line[0..n) is a valid event written exactly as event_write_json
+ * writes it (the schema's order, no space, no escape, numbers in their
+ * shortest form), fill ev from it and return 1: the full parse would
+ * accept it and fill the same event, and writing the event gives the line
+ * back, so ev->canon holds it. Return 0 for anything else, with ev in no
+ * particular state: the full parse decides then, and words any reject.
+ * Reads nothing outside line[0..n).
+ */
+int
+event_scan_canonical(struct event *ev, const char *line, size_t n)
+{
+	const char *p = line, *e = line + n, *q;
+	char err[8];
+
+	event_reset(ev);
+#define LIT(s) ((size_t)(e - p) >= sizeof(s) - 1 &&                     \
+		memcmp(p, s, sizeof(s) - 1) == 0 && (p += sizeof(s) - 1, 1))
+#define STR(f)                                                          \
+	do {                                                            \
+		if (!(q = canon_str(p, e)))                             \
+			return 0;                                       \
+		ev->f.p = p;                                            \
+		ev->f.n = (size_t)(q - p);                              \
+		p = q + 1;                                              \
+	} while (0)
+	if (!LIT("{\"event_id\":\""))
+		return 0;
+	STR(event_id);
+	if (!LIT(",\"ts\":") || !(p = canon_uint(p, e, &ev->ts)) ||
+	    !LIT(",\"user\":\""))
+		return 0;
+	STR(user);
+	if (!LIT(",\"type\":\"") || !(q = memchr(p, '"', (size_t)(e - p))) ||
+	    (ev->type = event_type_parse(p, (size_t)(q - p))) < 0)
+		return 0;
+	p = q + 1;
+#define OPT_STR(f, bit)                                                 \
+	do {                                                            \
+		if (LIT(",\"" #f "\":\"")) {                               \
+			STR(f);                                         \
+			ev->has |= bit;                                 \
+		}                                                       \
+	} while (0)
+	OPT_STR(item, EV_ITEM);
+	OPT_STR(session, EV_SESSION);
+	if (LIT(",\"qty\":")) {
+		if (!(p = canon_uint(p, e, &ev->qty)))
+			return 0;
+		ev->has |= EV_QTY;
+	}
+	if (LIT(",\"price\":")) {
+		if (!(p = canon_price(p, e, &ev->price)))
+			return 0;
+		ev->has |= EV_PRICE;
+	}
+	OPT_STR(query, EV_QUERY);
+	OPT_STR(source, EV_SOURCE);
+	if (LIT(",\"attrs\":{")) {
+		ev->has |= EV_ATTRS;
+		if (!LIT("}"))
+			for (;;) {
+				struct str k, v;
+				if (!LIT("\"") || !(q = canon_str(p, e)))
+					return 0;
+				k = (struct str){ p, (size_t)(q - p) };
+				p = q + 1;
+				if (!LIT(":\"") || !(q = canon_str(p, e)))
+					return 0;
+				v = (struct str){ p, (size_t)(q - p) };
+				p = q + 1;
+				if (ev->nattrs == CANON_ATTRS)
+					return 0;
+				for (size_t i = 0; i < ev->nattrs; i++)
+					if (ev->attrs[i].key.n == k.n &&
+					    memcmp(ev->attrs[i].key.p, k.p, k.n) == 0)
+						return 0; /* a repeated key */
+				event_append_attr(ev, k.p, k.n, v.p, v.n);
+				if (LIT("}"))
+					break;
+				if (!LIT(","))
+					return 0;
+			}
+	}
+	int64_t v;
+	if (!LIT(",\"v\":") || !(p = canon_uint(p, e, &v)) || !LIT("}") ||
+	    p != e)
+		return 0;
+#undef OPT_STR
+#undef STR
+#undef LIT
+	ev->v = v <= INT_MAX ? (int)v : -1;
+	if (event_validate(ev, err, sizeof err))
+		return 0;
+	ev->clean_lo = line;
+	ev->clean_hi = e;
+	ev->canon = (struct str){ line, n };
+	return 1;
+}
+
 /*
  * Parse one NDJSON line (without its newline) into ev. Return 0 if it is a
  * valid event, -1 with the reason in err otherwise. Strings point into line
  * or into ev's arena.
+ *
+ * A line in the canonical form takes the short way (event_scan_canonical);
+ * any other goes through event_parse_json_full.
+ */
+int
+event_parse_json(struct event *ev, const char *line, size_t n, char *err,
+		 size_t errlen)
+{
+	if (event_scan_canonical(ev, line, n))
+		return 0;
+	return event_parse_json_full(ev, line, n, err, errlen);
+}
+
+/*
+ * The full parse of event_parse_json, for any line.
  *
  * One walk over jsmn's tokens checks the text between them (so the grammar
  * is enforced exactly), validates every string and number once, and fills
@@ -740,8 +914,8 @@ too_deep(const char *p, size_t n)
  * the whole line is valid JSON, as jansson would.
  */
 int
-event_parse_json(struct event *ev, const char *line, size_t n, char *err,
-		 size_t errlen)
+event_parse_json_full(struct event *ev, const char *line, size_t n, char *err,
+		      size_t errlen)
 {
 	jsmn_parser jp;
 	int r;

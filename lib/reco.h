@@ -107,6 +107,9 @@ void buf_put_u64(struct buf *b, uint64_t v);
 void buf_put_i64(struct buf *b, int64_t v);
 void buf_put_double(struct buf *b, double d);
 void buf_json_str(struct buf *b, const char *p, size_t n);
+char *u64_put(char *o, uint64_t v);
+char *json_str_put(char *o, const char *p, size_t n);
+size_t json_plain_run(const char *p, size_t n, int *high);
 void buf_free(struct buf *b);
 int utf8_valid(const char *p, size_t n);
 
@@ -292,12 +295,23 @@ struct event {
 	/* The line the lean parser read this event from: strings that lie in
 	 * it had no escapes there, so they are written back as they are. */
 	const char *clean_lo, *clean_hi;
+	/* The line itself, while it is exactly what event_write_json would
+	 * write for the event (event_scan_canonical found it so): written as
+	 * it is. Whoever changes a field after the parse clears it
+	 * (event_changed); event_reset and the attribute setters do. */
+	struct str canon;
 	/* Names of unknown top-level fields of the last parse (schema drift). */
 	struct str unknown[8];
 	size_t nunknown;
 };
 void event_init(struct event *ev);
 void event_reset(struct event *ev);
+/* The event no longer says what the line it was read from says. */
+static inline void event_changed(struct event *ev)
+{
+	ev->canon.p = NULL;
+	ev->canon.n = 0;
+}
 void event_free(struct event *ev);
 const char *event_arena_copy(struct event *ev, const char *p, size_t n);
 void event_add_attr(struct event *ev, const char *k, size_t kn, const char *v,
@@ -315,9 +329,16 @@ void event_copy(struct event *dst, const struct event *src);
 /* event_json.c: the lean NDJSON path (jsmn + strict validation) and the
  * reference path (jansson). Both return 0 and fill ev, or -RJ_* (the reject
  * reason, negated) and write a message to err; both accept and reject
- * exactly the same lines. event_validate returns the same way. */
+ * exactly the same lines. event_validate returns the same way. The lean
+ * path first tries event_scan_canonical (1: a valid event in the form
+ * event_write_json writes, ev filled and ev->canon set; 0: anything else,
+ * ev undefined), then the full parse (event_parse_json_full, which the
+ * checks call to compare the two). */
 int event_parse_json(struct event *ev, const char *line, size_t n, char *err,
 		     size_t errlen);
+int event_parse_json_full(struct event *ev, const char *line, size_t n,
+			  char *err, size_t errlen);
+int event_scan_canonical(struct event *ev, const char *line, size_t n);
 int event_parse_jansson(struct event *ev, const char *line, size_t n,
 			char *err, size_t errlen);
 

@@ -519,6 +519,39 @@ $((size - 1)):5000"
 	[[ "$stderr" != *" 0 accepted by both"* ]]
 }
 
+@test "golden: lines at the edge of the canonical form (escapes, UTF-8, number forms, key order, extra fields)" {
+	use_fixture canonical-edge.ndjson
+	run --separate-stderr reco-ingest --rejects rej.ndjson -o out.ndjson canonical-edge.ndjson
+	[ "$status" -eq 0 ]
+	same_bytes out.ndjson "$(fixture canonical-edge.out.ndjson)"
+	same_bytes rej.ndjson "$(fixture canonical-edge.rejects.ndjson)"
+	[[ "$stderr" == *"reco-ingest: canonical-edge.ndjson:11: invalid JSON"* ]]
+	[[ "$stderr" == *"reco-ingest: canonical-edge.ndjson:26: timestamp out of range -1"* ]]
+	[ "$(jq -r 'select(.line == 75 or .line == 76 or .line == 81) | .message' rej.ndjson | sort -u)" = \
+		"invalid JSON: duplicate object key" ]
+	# Read back, the output comes out as it went in; all its lines but
+	# five take the short way (two with escapes, one with 20 attributes,
+	# one with a long escaped string, one with a 19-digit qty).
+	run --separate-stderr evcheck out.ndjson
+	[ "$status" -eq 0 ] || fail "$output"
+	[[ "$stderr" == *"46 accepted by both, 0 rejected by both (0 classed differently), 41 canonical, 0 disagreements"* ]]
+	reco-ingest out.ndjson | cmp - out.ndjson
+}
+
+@test "evcheck: the canonical short way takes only lines that the full parse writes back as they are" {
+	# evcheck fails on a line the scan takes if the full parse or jansson
+	# rejects it, or writes its event as other bytes.
+	run --separate-stderr evcheck "$(fixture canonical-edge.ndjson)"
+	[ "$status" -eq 0 ] || fail "$output"
+	[[ "$stderr" == *" 15 canonical, 0 disagreements"* ]]
+	reco-gen --seed 3 --events 2000 --dup-rate 0.05 --ooo-rate 0.05 --bot-users 0.1 \
+		--malformed-rate 0.05 >gen.ndjson
+	run --separate-stderr evcheck --mutate 5 --rounds 10 gen.ndjson
+	[ "$status" -eq 0 ] || fail "$(head -n 40 <<<"$output")"
+	[[ "$stderr" == *" 0 disagreements"* ]]
+	[[ "$stderr" != *" 0 canonical"* ]]
+}
+
 @test "evcheck: a NUL byte after a number is rejected by both parsers" {
 	run --separate-stderr evcheck "$(fixture evcheck-nul.ndjson)"
 	[ "$status" -eq 0 ] || fail "$output"
@@ -530,7 +563,8 @@ $((size - 1)):5000"
 	for seed in 1 2 3; do
 		run --separate-stderr evcheck --mutate "$seed" --rounds 40 \
 			"$(fixture ingest-mixed.ndjson)" "$(fixture contract-events.ndjson)" \
-			"$(fixture evcheck-edge.ndjson)" "$(fixture ingest-numbers.ndjson)"
+			"$(fixture evcheck-edge.ndjson)" "$(fixture ingest-numbers.ndjson)" \
+			"$(fixture canonical-edge.ndjson)"
 		[ "$status" -eq 0 ] || fail "$(head -n 40 <<<"$output")"
 		[[ "$stderr" == *" 0 disagreements"* ]]
 	done

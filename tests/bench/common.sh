@@ -60,6 +60,15 @@ if (@lat < $n) { print "-\n"; exit 0 }
 printf "%.0f/%.0f/%.0f\n", map { $lat[int($_ * (@lat - 1))] } (0.5, 0.9, 0.99);
 EOF
 
+# Milliseconds since the epoch (seconds where date has no %N).
+now_ms() {
+	t=$(date +%s%N)
+	case $t in
+	*N) echo $(($(date +%s) * 1000)) ;;
+	*) echo $((t / 1000000)) ;;
+	esac
+}
+
 # Start redis-server without persistence on a free port of 127.0.0.1;
 # set REDIS_PID and REDIS_PORT, or return 1 (REDIS_PID empty) if it
 # would not start. The caller stops it by REDIS_PID.

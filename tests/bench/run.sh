@@ -25,14 +25,6 @@ else
 fi
 . "$(dirname "$0")/common.sh"
 
-now_ms() {
-	t=$(date +%s%N)
-	case $t in
-	*N) echo $(($(date +%s) * 1000)) ;;
-	*) echo $((t / 1000000)) ;;
-	esac
-}
-
 # Print the rate of n records in ms milliseconds.
 rate() {
 	if [ "$2" -gt 0 ]; then

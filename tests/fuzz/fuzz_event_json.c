@@ -224,6 +224,22 @@ check_line(const uint8_t *data, size_t n)
 		fail("the parsers reject for different reasons", in, n, NULL,
 		     NULL);
 	}
+	/* A line the canonical scan takes is one jansson accepts and whose
+	 * event it writes back as the very bytes of the line. */
+	struct event scan;
+	event_init(&scan);
+	if (event_scan_canonical(&scan, in, n)) {
+		struct buf line = { (char *)in, n, n };
+		if (rr != 0)
+			fail("the canonical scan takes a line jansson rejects",
+			     in, n, NULL, NULL);
+		to_json(&jr, &ref);
+		if (!same(&jr, &line))
+			fail("the canonical scan takes a line that is not "
+			     "written back as it is (second: jansson)", in, n,
+			     &line, &jr);
+	}
+	event_free(&scan);
 	if (rl == 0) {
 		to_json(&jl, &lean);
 		to_json(&jr, &ref);

@@ -1,4 +1,4 @@
-/* evcheck: check that the lean and the reference NDJSON event parsers agree, line by line. */
+/* evcheck: check that the lean and the reference NDJSON event parsers agree, line by line, and that the canonical short way agrees with both. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +23,11 @@ static struct {
 
 static struct {
 	uint64_t lines, checked, both_ok, both_reject, disagree, class_diff;
-	uint64_t printed_ok;
+	uint64_t printed_ok, canonical;
 } count;
 
-static struct event ev_lean, ev_ref;
-static struct buf out_lean, out_ref, mut;
+static struct event ev_lean, ev_ref, ev_scan, ev_full;
+static struct buf out_lean, out_ref, out_full, mut;
 static struct rng rng;
 
 /* Show a line with every byte that is not printable ASCII as \xHH. */
@@ -51,6 +51,54 @@ is_json_class(int r)
 }
 
 /*
+ * A line that event_scan_canonical takes must be one that the full lean
+ * parse and jansson accept, and whose event both write back as the line's
+ * very bytes; and the event the scan made, written field by field, must
+ * be the line too. Return 0 if so (or if the scan does not take the line),
+ * 1 if not (after saying how on stdout).
+ */
+static int
+check_canonical(const char *what, const char *line, size_t n)
+{
+	char err_full[512], err_ref[512];
+	const char *why = NULL;
+
+	if (!event_scan_canonical(&ev_scan, line, n))
+		return 0;
+	count.canonical++;
+	if (!ev_scan.canon.p || ev_scan.canon.p != line || ev_scan.canon.n != n)
+		why = "the scan did not keep the line";
+	event_changed(&ev_scan);
+	out_lean.n = 0;
+	event_write_json(&out_lean, &ev_scan);
+	if (!why && (out_lean.n != n || memcmp(out_lean.p, line, n)))
+		why = "the scanned event, written, is not the line";
+	if (!why && event_parse_json_full(&ev_full, line, n, err_full,
+					  sizeof err_full))
+		why = "the full parse rejects the line";
+	out_full.n = 0;
+	if (!why)
+		event_write_json(&out_full, &ev_full);
+	if (!why && (out_full.n != n || memcmp(out_full.p, line, n)))
+		why = "the full parse's event, written, is not the line";
+	if (!why && event_parse_jansson(&ev_ref, line, n, err_ref,
+					sizeof err_ref))
+		why = "jansson rejects the line";
+	out_ref.n = 0;
+	if (!why)
+		event_write_json(&out_ref, &ev_ref);
+	if (!why && (out_ref.n != n || memcmp(out_ref.p, line, n)))
+		why = "jansson's event, written, is not the line";
+	if (!why)
+		return 0;
+	count.disagree++;
+	printf("%s: canonical scan: %s\n  input:   ", what, why);
+	show_bytes(stdout, line, n);
+	printf("\n");
+	return 1;
+}
+
+/*
  * Run both parsers on one line. Return 0 if they agree, 1 if not (after
  * saying how on stdout). what names the line in messages.
  */
@@ -61,6 +109,8 @@ check_line(const char *what, const char *line, size_t n)
 	int rl, rr;
 
 	count.checked++;
+	if (check_canonical(what, line, n))
+		return 1;
 	rl = event_parse_json(&ev_lean, line, n, err_lean, sizeof err_lean);
 	rr = event_parse_jansson(&ev_ref, line, n, err_ref, sizeof err_ref);
 	out_lean.n = out_ref.n = 0;
@@ -295,6 +345,8 @@ main(int argc, char **argv)
 	rng_seed(&rng, opt.seed);
 	event_init(&ev_lean);
 	event_init(&ev_ref);
+	event_init(&ev_scan);
+	event_init(&ev_full);
 	if (optind == argc)
 		check_file("-");
 	for (int i = optind; i < argc; i++)
@@ -308,17 +360,21 @@ main(int argc, char **argv)
 		fprintf(stderr,
 			"evcheck: %llu lines, %llu checked: %llu accepted by both, "
 			"%llu rejected by both (%llu classed differently), "
-			"%llu disagreements\n",
+			"%llu canonical, %llu disagreements\n",
 			(unsigned long long)count.lines,
 			(unsigned long long)count.checked,
 			(unsigned long long)count.both_ok,
 			(unsigned long long)count.both_reject,
 			(unsigned long long)count.class_diff,
+			(unsigned long long)count.canonical,
 			(unsigned long long)count.disagree);
 	event_free(&ev_lean);
 	event_free(&ev_ref);
+	event_free(&ev_scan);
+	event_free(&ev_full);
 	buf_free(&out_lean);
 	buf_free(&out_ref);
+	buf_free(&out_full);
 	buf_free(&mut);
 	if (fflush(stdout) || ferror(stdout))
 		die(EXIT_IO, "standard output: write error:");
