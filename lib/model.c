@@ -2116,6 +2116,13 @@ sink_put(struct sink *s, const void *p, size_t n)
 		wout_write(s->o, p, n);
 }
 
+/* sink_put for sknn_blob_emit, which streams the session index. */
+static void
+sink_emit(void *ctx, const void *p, size_t n)
+{
+	sink_put(ctx, p, n);
+}
+
 /* Little arrays built on the fly (offsets) go through this buffer. */
 struct obuf {
 	struct sink *s;
@@ -2404,13 +2411,8 @@ emit(const struct model *m, int id, struct sink *s)
 		sink_put(s, m->seen, 8 * m->seen_cap);
 		break;
 	case SEC_SESSIONS:
-		if (m->sknn) {
-			size_t n = sknn_blob_size(m->sknn);
-			unsigned char *b = xmalloc(n ? n : 1);
-			sknn_blob_write(m->sknn, b);
-			sink_put(s, b, n);
-			free(b);
-		}
+		if (m->sknn)
+			sknn_blob_emit(m->sknn, sink_emit, s);
 		break;
 	}
 }

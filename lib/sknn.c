@@ -827,12 +827,41 @@ wf(unsigned char *p, float f)
 	return w32(p, v);
 }
 
-/* Write s's blob, exactly sknn_blob_size(s) bytes, to out. */
-void
-sknn_blob_write(const struct sknn *s, unsigned char *out)
-{
-	unsigned char *p = out;
+/* The blob goes out through a buffer of this many bytes at a time,
+ * so that writing a snapshot costs no copy of the index in memory. */
+#define EMIT_BUF 8192
 
+struct emit {
+	sknn_put_fn put;
+	void *ctx;
+	unsigned char *p;
+	unsigned char b[EMIT_BUF];
+};
+
+/* Room for n bytes (at most 64) at e->p. */
+static unsigned char *
+room(struct emit *e, size_t n)
+{
+	if ((size_t)(e->b + sizeof e->b - e->p) < n) {
+		e->put(e->ctx, e->b, (size_t)(e->p - e->b));
+		e->p = e->b;
+	}
+	return e->p;
+}
+
+/*
+ * Give s's blob, exactly sknn_blob_size(s) bytes, to put in pieces of at
+ * most EMIT_BUF bytes, in order.
+ */
+void
+sknn_blob_emit(const struct sknn *s, sknn_put_fn put, void *ctx)
+{
+	struct emit *e = xmalloc(sizeof *e);
+	unsigned char *p;
+
+	e->put = put;
+	e->ctx = ctx;
+	e->p = p = e->b;
 	memcpy(p, BLOB_MAGIC, 4);
 	p = w32(p + 4, BLOB_VERSION);
 	p = w32(p, s->p.sessions);
@@ -854,10 +883,11 @@ sknn_blob_write(const struct sknn *s, unsigned char *out)
 	p = w64(p, s->st.adds);
 	p = w64(p, s->st.repeats);
 	p = w64(p, s->st.remapped_out);
-	p = w32(p, s->nidx);
+	e->p = w32(p, s->nidx);
 	for (uint32_t sl = 0; sl < s->nslot; sl++) {
 		const struct slot *x = &s->slot[sl];
 		const uint32_t *it = s->sitem + (uint64_t)sl * s->p.items;
+		p = room(e, SLOT_HEAD);
 		p = w64(p, x->key);
 		p = w64(p, (uint64_t)x->ts);
 		p = w32(p, x->serial);
@@ -865,17 +895,35 @@ sknn_blob_write(const struct sknn *s, unsigned char *out)
 		p[1] = (unsigned char)(x->n >> 8);
 		p[2] = (unsigned char)x->used;
 		p[3] = 0;
-		p += 4;
+		e->p = p + 4;
 		for (uint16_t r = 0; r < x->n; r++)
-			p = w32(p, it[r]);
+			e->p = w32(room(e, 4), it[r]);
 	}
 	for (uint32_t i = 0; i < s->nidx; i++) {
 		const struct iidx *x = &s->idx[i];
-		p = w32(p, x->df);
-		p = w32(p, (uint32_t)x->cap << 16 | x->n);
+		p = w32(room(e, 8), x->df);
+		e->p = w32(p, (uint32_t)x->cap << 16 | x->n);
 		for (uint16_t r = 0; r < x->n; r++)
-			p = w32(p, x->e[r]);
+			e->p = w32(room(e, 4), x->e[r]);
 	}
+	put(ctx, e->b, (size_t)(e->p - e->b));
+	free(e);
+}
+
+static void
+put_mem(void *ctx, const void *p, size_t n)
+{
+	unsigned char **out = ctx;
+
+	memcpy(*out, p, n);
+	*out += n;
+}
+
+/* Write s's blob, exactly sknn_blob_size(s) bytes, to out. */
+void
+sknn_blob_write(const struct sknn *s, unsigned char *out)
+{
+	sknn_blob_emit(s, put_mem, &out);
 }
 
 struct rd {

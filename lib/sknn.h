@@ -104,6 +104,8 @@ size_t sknn_score(const struct sknn *s, struct sknn_scratch *sc,
 		  uint32_t nitems, sknn_fn fn, void *ctx);
 
 size_t sknn_blob_size(const struct sknn *s);
+typedef void (*sknn_put_fn)(void *ctx, const void *p, size_t n);
+void sknn_blob_emit(const struct sknn *s, sknn_put_fn put, void *ctx);
 void sknn_blob_write(const struct sknn *s, unsigned char *out);
 struct sknn *sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems,
 			    char *err, size_t errlen);
