@@ -568,6 +568,17 @@ model_params_merge(struct model_params *snap, const struct model_params *cmd,
 
 /* ---- memory ---- */
 
+#define SEEN_BLK 64 /* slots of the seen set per block (see seen_store) */
+
+/* The blocks of cap slots of the seen set. */
+static inline uint64_t
+seen_nblk(uint64_t cap)
+{
+	return (cap + SEEN_BLK - 1) / SEEN_BLK;
+}
+
+static void seen_free(struct model *m);
+
 /* Aligned memory, dying like xmalloc when there is none. */
 static void *
 xalign(size_t n)
@@ -885,7 +896,7 @@ model_free(struct model *m)
 	free(m->chash);
 	htab_free(&m->cidx);
 	arr_free(m->icat);
-	free(m->seen);
+	seen_free(m);
 	sknn_free(m->sknn);
 	rank_learn_free(m);
 	arr_free(m->ifac);
@@ -931,7 +942,7 @@ model_bytes(const struct model *m)
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
 	b += m->ncats * m->p.cat_items * sizeof(struct model_nb);
-	b += m->seen_cap * 8;
+	b += seen_nblk(m->seen_cap) * sizeof *m->seenb + m->seen_room * 8;
 	b += m->users_cap * 8;
 	if (m->sknn)
 		b += sknn_bytes(m->sknn);
@@ -1587,6 +1598,73 @@ model_pair_key(uint64_t uh, uint64_t ih)
 	return k | 1;
 }
 
+/*
+ * A trainable model keeps the slots of the seen set in blocks of
+ * SEEN_BLK: a bit per slot in use, and the keys of those slots, in slot
+ * order, in an array of the block's own with room for a multiple of 4.
+ * The snapshot holds the slots as they are (reco-model(5)), at most half
+ * of them in use; in memory an empty slot costs a bit instead of 8
+ * bytes. A mapped model reads the snapshot's slots (m->seen).
+ */
+
+static inline unsigned
+popcount64(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* The room of a block's keys array for n keys. */
+static inline unsigned
+seen_room(unsigned n)
+{
+	return (n + 3) & ~3u;
+}
+
+/* The key in slot j, 0 if it is empty. */
+static inline uint64_t
+seen_at(const struct model *m, uint64_t j)
+{
+	if (!m->seenb)
+		return m->seen[j];
+	const struct model_seen_blk *b = &m->seenb[j / SEEN_BLK];
+	uint64_t bit = 1ULL << (j % SEEN_BLK);
+	return b->occ & bit ? b->k[popcount64(b->occ & (bit - 1))] : 0;
+}
+
+/* Slot j of the blocks bl holds key v (not 0) from now on. */
+static void
+seen_store(struct model_seen_blk *bl, uint64_t *room, uint64_t j, uint64_t v)
+{
+	struct model_seen_blk *b = &bl[j / SEEN_BLK];
+	uint64_t bit = 1ULL << (j % SEEN_BLK);
+	unsigned n = popcount64(b->occ), k = popcount64(b->occ & (bit - 1));
+
+	if (b->occ & bit) {
+		b->k[k] = v;
+		return;
+	}
+	if (seen_room(n + 1) != seen_room(n)) {
+		b->k = xreallocarray(b->k, seen_room(n + 1), sizeof *b->k);
+		*room += seen_room(n + 1) - seen_room(n);
+	}
+	memmove(b->k + k + 1, b->k + k, (n - k) * sizeof *b->k);
+	b->k[k] = v;
+	b->occ |= bit;
+}
+
+static void
+seen_free(struct model *m)
+{
+	for (uint64_t b = 0; m->seenb && b < seen_nblk(m->seen_cap); b++)
+		free(m->seenb[b].k);
+	free(m->seenb);
+	m->seenb = NULL;
+	m->seen_room = 0;
+}
+
 /* Whether the pair key is in the seen set. */
 int
 model_seen_has(const struct model *m, uint64_t key)
@@ -1595,7 +1673,7 @@ model_seen_has(const struct model *m, uint64_t key)
 		return 0;
 	uint64_t mask = m->seen_cap - 1;
 	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
-		uint64_t v = m->seen[(key + k) & mask];
+		uint64_t v = seen_at(m, (key + k) & mask);
 		if (v == key)
 			return 1;
 		if (v == 0)
@@ -1604,28 +1682,35 @@ model_seen_has(const struct model *m, uint64_t key)
 	return 0;
 }
 
+/* The seen set in cap slots (a power of two), its keys
+ * put in again in the order of their old slots. */
 static void
 seen_grow(struct model *m, uint64_t cap)
 {
-	uint64_t *old = m->seen, ocap = m->seen_cap;
+	struct model_seen_blk *old = m->seenb;
+	uint64_t ocap = m->seen_cap, room = 0;
 
-	m->seen = xcalloc(cap, sizeof *m->seen);
-	m->seen_cap = cap;
+	m->seenb = xcalloc(seen_nblk(cap), sizeof *m->seenb);
 	m->seen_n = 0;
-	for (uint64_t k = 0; k < ocap; k++) {
-		uint64_t v = old[k];
-		if (!v)
-			continue;
-		for (uint64_t j = 0; j < SEEN_PROBE; j++) {
-			uint64_t *at = &m->seen[(v + j) & (cap - 1)];
-			if (!*at) {
-				*at = v;
-				m->seen_n++;
-				break;
+	for (uint64_t ob = 0; ob < seen_nblk(ocap); ob++) {
+		for (unsigned r = 0; r < popcount64(old[ob].occ); r++) {
+			uint64_t v = old[ob].k[r];
+			for (uint64_t j = 0; j < SEEN_PROBE; j++) {
+				uint64_t at = (v + j) & (cap - 1);
+				if (!(m->seenb[at / SEEN_BLK].occ >> (at % SEEN_BLK) & 1)) {
+					seen_store(m->seenb, &room, at, v);
+					m->seen_n++;
+					break;
+				}
 			}
 		}
+		/* The old block goes as soon as it is read, so that the
+		 * two tables are never whole together. */
+		free(old[ob].k);
 	}
 	free(old);
+	m->seen_cap = cap;
+	m->seen_room = room;
 }
 
 /* Add the pair key; return 1 if it was there already. At --seen-max, a
@@ -1641,14 +1726,14 @@ seen_add(struct model *m, uint64_t key)
 		seen_grow(m, m->seen_cap ? m->seen_cap * 2 : 1024);
 	uint64_t mask = m->seen_cap - 1;
 	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
-		uint64_t *at = &m->seen[(key + k) & mask];
-		if (*at == 0 && m->seen_n < m->p.seen_max) {
-			*at = key;
+		uint64_t at = (key + k) & mask;
+		if (seen_at(m, at) == 0 && m->seen_n < m->p.seen_max) {
+			seen_store(m->seenb, &m->seen_room, at, key);
 			m->seen_n++;
 			return 0;
 		}
 	}
-	m->seen[(key + (key >> 59) % SEEN_PROBE) & mask] = key;
+	seen_store(m->seenb, &m->seen_room, (key + (key >> 59) % SEEN_PROBE) & mask, key);
 	m->st.seen_evicted++;
 	return 0;
 }
@@ -2408,7 +2493,9 @@ emit(const struct model *m, int id, struct sink *s)
 		break;
 	}
 	case SEC_SEEN:
-		sink_put(s, m->seen, 8 * m->seen_cap);
+		for (uint64_t j = 0; j < m->seen_cap; j++)
+			obuf_put(&o, seen_at(m, j));
+		obuf_flush(&o);
 		break;
 	case SEC_SESSIONS:
 		if (m->sknn)
@@ -3020,8 +3107,10 @@ unmap_copy(struct model *v)
 		m->ncats++;
 	}
 	if (v->seen_cap) {
-		m->seen = xreallocarray(NULL, v->seen_cap, sizeof *m->seen);
-		memcpy(m->seen, v->seen, 8 * v->seen_cap);
+		m->seenb = xcalloc(seen_nblk(v->seen_cap), sizeof *m->seenb);
+		for (uint64_t j = 0; j < v->seen_cap; j++)
+			if (v->seen[j])
+				seen_store(m->seenb, &m->seen_room, j, v->seen[j]);
 	}
 	m->seen_cap = v->seen_cap;
 	m->seen_n = v->seen_n;

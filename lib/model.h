@@ -193,9 +193,15 @@ struct model {
 	uint16_t *cln;
 	const uint64_t *cloff;    /* mapped: CSR of the category lists */
 	const struct model_nb *clent;
-	/* the (user, item) pairs seen: open addressing, 0 empty */
-	uint64_t *seen;
+	/* the (user, item) pairs seen: open addressing, 0 empty; mapped,
+	 * the slots (seen), trainable, blocks of them (model.c) */
+	const uint64_t *seen;
+	struct model_seen_blk {
+		uint64_t occ;     /* the slots in use */
+		uint64_t *k;      /* their keys, in slot order */
+	} *seenb;
 	uint64_t seen_cap, seen_n;
+	uint64_t seen_room;       /* keys the blocks have room for */
 	struct model_blend blend;
 	void *blend_ranker;       /* scratch of the blend's learning */
 	struct sknn *sknn;        /* past sessions, or NULL */
