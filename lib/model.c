@@ -938,7 +938,7 @@ model_bytes(const struct model *m)
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
 	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
-	b += m->nbtotal * NB_BYTES;
+	b += m->nbroom * NB_BYTES;
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
 	b += m->ncats * m->p.cat_items * sizeof(struct model_nb);
@@ -1021,9 +1021,10 @@ ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
 }
 
 /*
- * A trainable list of cap entries keeps, after them, a tag byte of each
- * entry's item (nb_tag), so that nb_add looks for an item in cap bytes
- * instead of 8 * cap (most lookups of long-tail pairs find nothing).
+ * A trainable list with room for `room` entries keeps, after them, a tag
+ * byte of each entry's item (nb_tag), so that nb_add looks for an item in
+ * room bytes instead of 8 * room (most lookups of long-tail pairs find
+ * nothing).
  */
 static inline uint8_t
 nb_tag(uint32_t j)
@@ -1032,16 +1033,16 @@ nb_tag(uint32_t j)
 }
 
 static inline uint8_t *
-nb_tags(struct model_nb *l, uint32_t cap)
+nb_tags(struct model_nb *l, uint32_t room)
 {
-	return (uint8_t *)(l + cap);
+	return (uint8_t *)(l + room);
 }
 
-/* The tags of the n entries of l, a list of cap. */
+/* The tags of the n entries of l, a list with room for `room`. */
 static void
-nb_retag(struct model_nb *l, uint32_t n, uint32_t cap)
+nb_retag(struct model_nb *l, uint32_t n, uint32_t room)
 {
-	uint8_t *t = nb_tags(l, cap);
+	uint8_t *t = nb_tags(l, room);
 
 	for (uint32_t k = 0; k < n; k++)
 		t[k] = nb_tag(l[k].item);
@@ -1055,6 +1056,7 @@ lists_drop(struct model *m, struct model_lists *L, uint64_t i)
 	if (L->v[i].l)
 		m->nlists--;
 	m->nbtotal -= L->v[i].cap;
+	m->nbroom -= L->v[i].room;
 	free(L->v[i].l);
 	L->v[i].l = NULL;
 }
@@ -1066,6 +1068,7 @@ lists_move(struct model_lists *L, uint64_t k, uint64_t i)
 	L->v[k].l = L->v[i].l;
 	L->v[k].n = L->v[i].n;
 	L->v[k].cap = L->v[i].cap;
+	L->v[k].room = L->v[i].room;
 	L->v[i].l = NULL;
 }
 
@@ -1085,7 +1088,7 @@ lists_remap(struct model_lists *L, uint64_t n, const uint32_t *newidx)
 				l[w++].score = l[k].score;
 			}
 		L->v[i].n = (uint16_t)w;
-		nb_retag(l, w, L->v[i].cap);
+		nb_retag(l, w, L->v[i].room);
 	}
 }
 
@@ -1125,8 +1128,8 @@ evict_items(struct model *m)
 		m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
 		m->its[i] = 0;
 		m->iseq[i] = 0;
-		m->nb.v[i].n = m->nb.v[i].cap = 0;
-		m->sq.v[i].n = m->sq.v[i].cap = 0;
+		m->nb.v[i].n = m->nb.v[i].cap = m->nb.v[i].room = 0;
+		m->sq.v[i].n = m->sq.v[i].cap = m->sq.v[i].room = 0;
 		m->icat[i] = 0;
 	}
 	m->nitems = j;
@@ -1438,13 +1441,13 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
        float inc)
 {
 	struct model_nb *l = L->v[i].l;
-	uint32_t n = L->v[i].n, k = n, cap = L->v[i].cap;
+	uint32_t n = L->v[i].n, k = n, cap = L->v[i].cap, room = L->v[i].room;
 	uint8_t tag = nb_tag(j), *tg;
 
 	if (m->p.neighbours == 0)
 		return;
 	if (l) {
-		const uint8_t *t0 = nb_tags(l, cap), *p = t0;
+		const uint8_t *t0 = nb_tags(l, room), *p = t0;
 		while ((p = memchr(p, tag, (size_t)(t0 + n - p))) != NULL) {
 			if (l[p - t0].item == j) {
 				k = (uint32_t)(p - t0);
@@ -1459,10 +1462,6 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 		if (nc > m->p.neighbours)
 			nc = m->p.neighbours;
 		if ((m->nbtotal + nc - cap) * NB_BYTES <= m->p.cooc_memory) {
-			if (!l)
-				m->nlists++;
-			l = L->v[i].l = xreallocarray(l, nc, NB_BYTES);
-			memmove(nb_tags(l, nc), nb_tags(l, cap), n);
 			m->nbtotal += nc - cap;
 			L->v[i].cap = (uint16_t)nc;
 			cap = nc;
@@ -1471,7 +1470,22 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 	}
 	if (cap == 0)
 		return;
-	tg = nb_tags(l, cap);
+	if (k == n && n < cap && n == room) {
+		/* The list takes its room as it fills, by an eighth and 4
+		 * entries at a time, up to the cap that --cooc-memory counts
+		 * (which doubles): a third less than the cap, in the mean. */
+		uint32_t nr = (room + room / 8 + 4) & ~3u;
+		if (nr > cap)
+			nr = cap;
+		if (!l)
+			m->nlists++;
+		l = L->v[i].l = xreallocarray(l, nr, NB_BYTES);
+		memmove(nb_tags(l, nr), nb_tags(l, room), n);
+		m->nbroom += nr - room;
+		L->v[i].room = (uint16_t)nr;
+		room = nr;
+	}
+	tg = nb_tags(l, room);
 	if (k < n)
 		l[k].score += inc;
 	else if (n < cap) {
@@ -2317,9 +2331,10 @@ lists_copy(struct model *m, struct model_lists *L, const struct model_lists *V,
 		L->v[i].l = xreallocarray(NULL, k, NB_BYTES);
 		m->nlists++;
 		memcpy(L->v[i].l, V->ent + V->off[i], k * sizeof(struct model_nb));
-		L->v[i].n = L->v[i].cap = (uint16_t)k;
+		L->v[i].n = L->v[i].cap = L->v[i].room = (uint16_t)k;
 		nb_retag(L->v[i].l, (uint32_t)k, (uint32_t)k);
 		m->nbtotal += k;
+		m->nbroom += k;
 	}
 }
 

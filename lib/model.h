@@ -115,13 +115,14 @@ struct model_nb {
 };
 
 /* A list of items per item, best first: trainable, an array each (l,
- * n held, cap allocated); mapped, in CSR form (off, ent). */
+ * n held, cap counted, room allocated); mapped, in CSR form (off, ent). */
 struct model_lists {
 	/* A trainable model's lists: item i's n entries, room for cap, in
 	 * one place so that a list costs one lookup. */
 	struct model_list {
 		struct model_nb *l;
-		uint16_t n, cap;
+		uint16_t n, cap;  /* held; the room --cooc-memory counts */
+		uint16_t room;    /* allocated: n to cap */
 	} *v;
 	const uint64_t *off;
 	const struct model_nb *ent;
@@ -183,7 +184,9 @@ struct model {
 	struct model_index ii;    /* trainable: the same */
 	struct model_lists nb;    /* co-occurrence: items seen together */
 	struct model_lists sq;    /* sequence: items that came next */
-	uint64_t nbtotal;         /* entries allocated in both */
+	uint64_t nbtotal;         /* entries of both, by their caps (what
+				   * --cooc-memory bounds) */
+	uint64_t nbroom;          /* entries allocated in both */
 	uint32_t *icat;           /* the item's category + 1, 0: none */
 	/* categories: the hash of the name, and the most popular items */
 	uint64_t ncats, cats_cap;
