@@ -1785,10 +1785,10 @@ model_blend_default(struct model_blend *b)
 
 #define TS_LIMIT (1LL << 52)
 
+/* The user of id (h its hash64), added if new (*isnew set). */
 static uint64_t
-find_or_add_user(struct model *m, const struct str *id, int *isnew)
+find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 {
-	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
 	int64_t e = index_get(&m->ui, m->uoff, m->ubytes, h);
 
 	*isnew = 0;
@@ -1812,9 +1812,8 @@ find_or_add_user(struct model *m, const struct str *id, int *isnew)
 }
 
 static uint64_t
-find_or_add_item(struct model *m, const struct str *id, int *isnew)
+find_or_add_item(struct model *m, const struct str *id, uint64_t h, int *isnew)
 {
-	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
 	int64_t e = index_get(&m->ii, m->ioff, m->ibytes, h);
 
 	*isnew = 0;
@@ -1865,16 +1864,17 @@ model_learn(struct model *m, const struct event *ev)
 	m->version++;
 	advance(m, ts);
 	uint64_t seq = m->st.learned;
-	uint64_t u = find_or_add_user(m, &ev->user, &unew);
-	uint64_t i = find_or_add_item(m, &ev->item, &inew);
+	uint64_t uh = hash64(ev->user.p, ev->user.n, MODEL_ID_SEED);
+	uint64_t ih = hash64(ev->item.p, ev->item.n, MODEL_ID_SEED);
+	uint64_t u = find_or_add_user(m, &ev->user, uh, &unew);
+	uint64_t i = find_or_add_item(m, &ev->item, ih, &inew);
 
 	/* Test, then train: before the model learns the event, the blend
 	 * learns from where its item stood among the candidates, and the
 	 * stream tells how often users come back to what they have seen (the
 	 * events reco-eval evaluates: a user with a history, an item other
 	 * than the last one). */
-	uint64_t uh = hash64(ev->user.p, ev->user.n, MODEL_ID_SEED);
-	uint64_t pk = model_pair_key(uh, hash64(ev->item.p, ev->item.n, MODEL_ID_SEED));
+	uint64_t pk = model_pair_key(uh, ih);
 	if (!unew && !inew && m->unrec[u] > 0 && m->urec[u * m->p.recent] != i) {
 		m->st.repeat_asked++;
 		m->st.repeat_events += (uint64_t)model_seen_has(m, pk);
