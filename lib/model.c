@@ -1252,12 +1252,24 @@ mf_update(struct model *m, uint64_t u, uint64_t i, float w)
 	m->st.mf_updates++;
 	if (m->nitems < 2)
 		return;
-	for (uint32_t k = 0; k < m->p.negatives; k++) {
-		uint64_t j = rng_below(&m->rng, m->nitems);
-		if (j == i)
-			continue;
-		sgd_step(p, m->ifac + j * n, 0, lr, keep, n);
-		m->st.mf_updates++;
+	/* The negatives are drawn a few at a time and their rows asked for
+	 * before the steps (rows of random items are cache misses): the
+	 * steps draw nothing, so the draws and the steps come in the same
+	 * order as one by one. */
+	for (uint32_t k = 0; k < m->p.negatives;) {
+		uint64_t j[8];
+		uint32_t nj = 0;
+		for (; nj < 8 && k < m->p.negatives; nj++, k++) {
+			j[nj] = rng_below(&m->rng, m->nitems);
+			for (uint32_t b = 0; b < n; b += MODEL_ROW)
+				__builtin_prefetch(m->ifac + j[nj] * n + b);
+		}
+		for (uint32_t r = 0; r < nj; r++) {
+			if (j[r] == i)
+				continue;
+			sgd_step(p, m->ifac + j[r] * n, 0, lr, keep, n);
+			m->st.mf_updates++;
+		}
 	}
 }
 
@@ -1928,6 +1940,19 @@ model_learn(struct model *m, const struct event *ev)
 	/* Co-occurrence with the current session's recent items, nearer ones more. */
 	uint32_t *rec = m->urec + u * m->p.recent;
 	double cw = w * fwd(m, ts, m->p.cooc_half_life);
+	/* Their lists are cache misses: the heads, then the tags, are
+	 * asked for before the first update. */
+	for (uint32_t k = 0; k < m->unsess[u]; k++) {
+		__builtin_prefetch(&m->nb.v[rec[k]]);
+		__builtin_prefetch(&m->sq.v[rec[k]]);
+	}
+	for (uint32_t k = 0; k < m->unsess[u]; k++) {
+		const struct model_list *a = &m->nb.v[rec[k]], *b = &m->sq.v[rec[k]];
+		if (a->l)
+			__builtin_prefetch(nb_tags(a->l, a->room));
+		if (b->l)
+			__builtin_prefetch(nb_tags(b->l, b->room));
+	}
 	for (uint32_t k = 0; k < m->unsess[u]; k++) {
 		uint32_t j = rec[k];
 		if (j == i)
