@@ -2533,8 +2533,12 @@ emit(const struct model *m, int id, struct sink *s)
 		break;
 	}
 	case SEC_SEEN:
-		for (uint64_t j = 0; j < m->seen_cap; j++)
-			obuf_put(&o, seen_at(m, j));
+		for (uint64_t b = 0; b < seen_nblk(m->seen_cap); b++) {
+			const struct model_seen_blk *x = &m->seenb[b];
+			unsigned r = 0;
+			for (uint64_t j = 0; j < SEEN_BLK && b * SEEN_BLK + j < m->seen_cap; j++)
+				obuf_put(&o, x->occ >> j & 1 ? x->k[r++] : 0);
+		}
 		obuf_flush(&o);
 		break;
 	case SEC_SESSIONS:
