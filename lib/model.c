@@ -568,6 +568,17 @@ model_params_merge(struct model_params *snap, const struct model_params *cmd,
 
 /* ---- memory ---- */
 
+#define SEEN_BLK 64 /* slots of the seen set per block (see seen_store) */
+
+/* The blocks of cap slots of the seen set. */
+static inline uint64_t
+seen_nblk(uint64_t cap)
+{
+	return (cap + SEEN_BLK - 1) / SEEN_BLK;
+}
+
+static void seen_free(struct model *m);
+
 /* Aligned memory, dying like xmalloc when there is none. */
 static void *
 xalign(size_t n)
@@ -885,7 +896,7 @@ model_free(struct model *m)
 	free(m->chash);
 	htab_free(&m->cidx);
 	arr_free(m->icat);
-	free(m->seen);
+	seen_free(m);
 	sknn_free(m->sknn);
 	rank_learn_free(m);
 	arr_free(m->ifac);
@@ -927,11 +938,11 @@ model_bytes(const struct model *m)
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
 	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
-	b += m->nbtotal * NB_BYTES;
+	b += m->nbroom * NB_BYTES;
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
 	b += m->ncats * m->p.cat_items * sizeof(struct model_nb);
-	b += m->seen_cap * 8;
+	b += seen_nblk(m->seen_cap) * sizeof *m->seenb + m->seen_room * 8;
 	b += m->users_cap * 8;
 	if (m->sknn)
 		b += sknn_bytes(m->sknn);
@@ -1010,9 +1021,10 @@ ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
 }
 
 /*
- * A trainable list of cap entries keeps, after them, a tag byte of each
- * entry's item (nb_tag), so that nb_add looks for an item in cap bytes
- * instead of 8 * cap (most lookups of long-tail pairs find nothing).
+ * A trainable list with room for `room` entries keeps, after them, a tag
+ * byte of each entry's item (nb_tag), so that nb_add looks for an item in
+ * room bytes instead of 8 * room (most lookups of long-tail pairs find
+ * nothing).
  */
 static inline uint8_t
 nb_tag(uint32_t j)
@@ -1021,16 +1033,16 @@ nb_tag(uint32_t j)
 }
 
 static inline uint8_t *
-nb_tags(struct model_nb *l, uint32_t cap)
+nb_tags(struct model_nb *l, uint32_t room)
 {
-	return (uint8_t *)(l + cap);
+	return (uint8_t *)(l + room);
 }
 
-/* The tags of the n entries of l, a list of cap. */
+/* The tags of the n entries of l, a list with room for `room`. */
 static void
-nb_retag(struct model_nb *l, uint32_t n, uint32_t cap)
+nb_retag(struct model_nb *l, uint32_t n, uint32_t room)
 {
-	uint8_t *t = nb_tags(l, cap);
+	uint8_t *t = nb_tags(l, room);
 
 	for (uint32_t k = 0; k < n; k++)
 		t[k] = nb_tag(l[k].item);
@@ -1044,6 +1056,7 @@ lists_drop(struct model *m, struct model_lists *L, uint64_t i)
 	if (L->v[i].l)
 		m->nlists--;
 	m->nbtotal -= L->v[i].cap;
+	m->nbroom -= L->v[i].room;
 	free(L->v[i].l);
 	L->v[i].l = NULL;
 }
@@ -1055,6 +1068,7 @@ lists_move(struct model_lists *L, uint64_t k, uint64_t i)
 	L->v[k].l = L->v[i].l;
 	L->v[k].n = L->v[i].n;
 	L->v[k].cap = L->v[i].cap;
+	L->v[k].room = L->v[i].room;
 	L->v[i].l = NULL;
 }
 
@@ -1074,7 +1088,7 @@ lists_remap(struct model_lists *L, uint64_t n, const uint32_t *newidx)
 				l[w++].score = l[k].score;
 			}
 		L->v[i].n = (uint16_t)w;
-		nb_retag(l, w, L->v[i].cap);
+		nb_retag(l, w, L->v[i].room);
 	}
 }
 
@@ -1114,8 +1128,8 @@ evict_items(struct model *m)
 		m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
 		m->its[i] = 0;
 		m->iseq[i] = 0;
-		m->nb.v[i].n = m->nb.v[i].cap = 0;
-		m->sq.v[i].n = m->sq.v[i].cap = 0;
+		m->nb.v[i].n = m->nb.v[i].cap = m->nb.v[i].room = 0;
+		m->sq.v[i].n = m->sq.v[i].cap = m->sq.v[i].room = 0;
 		m->icat[i] = 0;
 	}
 	m->nitems = j;
@@ -1238,12 +1252,24 @@ mf_update(struct model *m, uint64_t u, uint64_t i, float w)
 	m->st.mf_updates++;
 	if (m->nitems < 2)
 		return;
-	for (uint32_t k = 0; k < m->p.negatives; k++) {
-		uint64_t j = rng_below(&m->rng, m->nitems);
-		if (j == i)
-			continue;
-		sgd_step(p, m->ifac + j * n, 0, lr, keep, n);
-		m->st.mf_updates++;
+	/* The negatives are drawn a few at a time and their rows asked for
+	 * before the steps (rows of random items are cache misses): the
+	 * steps draw nothing, so the draws and the steps come in the same
+	 * order as one by one. */
+	for (uint32_t k = 0; k < m->p.negatives;) {
+		uint64_t j[8];
+		uint32_t nj = 0;
+		for (; nj < 8 && k < m->p.negatives; nj++, k++) {
+			j[nj] = rng_below(&m->rng, m->nitems);
+			for (uint32_t b = 0; b < n; b += MODEL_ROW)
+				__builtin_prefetch(m->ifac + j[nj] * n + b);
+		}
+		for (uint32_t r = 0; r < nj; r++) {
+			if (j[r] == i)
+				continue;
+			sgd_step(p, m->ifac + j[r] * n, 0, lr, keep, n);
+			m->st.mf_updates++;
+		}
 	}
 }
 
@@ -1427,13 +1453,13 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
        float inc)
 {
 	struct model_nb *l = L->v[i].l;
-	uint32_t n = L->v[i].n, k = n, cap = L->v[i].cap;
+	uint32_t n = L->v[i].n, k = n, cap = L->v[i].cap, room = L->v[i].room;
 	uint8_t tag = nb_tag(j), *tg;
 
 	if (m->p.neighbours == 0)
 		return;
 	if (l) {
-		const uint8_t *t0 = nb_tags(l, cap), *p = t0;
+		const uint8_t *t0 = nb_tags(l, room), *p = t0;
 		while ((p = memchr(p, tag, (size_t)(t0 + n - p))) != NULL) {
 			if (l[p - t0].item == j) {
 				k = (uint32_t)(p - t0);
@@ -1448,10 +1474,6 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 		if (nc > m->p.neighbours)
 			nc = m->p.neighbours;
 		if ((m->nbtotal + nc - cap) * NB_BYTES <= m->p.cooc_memory) {
-			if (!l)
-				m->nlists++;
-			l = L->v[i].l = xreallocarray(l, nc, NB_BYTES);
-			memmove(nb_tags(l, nc), nb_tags(l, cap), n);
 			m->nbtotal += nc - cap;
 			L->v[i].cap = (uint16_t)nc;
 			cap = nc;
@@ -1460,7 +1482,22 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 	}
 	if (cap == 0)
 		return;
-	tg = nb_tags(l, cap);
+	if (k == n && n < cap && n == room) {
+		/* The list takes its room as it fills, by an eighth and 4
+		 * entries at a time, up to the cap that --cooc-memory counts
+		 * (which doubles): a third less than the cap, in the mean. */
+		uint32_t nr = (room + room / 8 + 4) & ~3u;
+		if (nr > cap)
+			nr = cap;
+		if (!l)
+			m->nlists++;
+		l = L->v[i].l = xreallocarray(l, nr, NB_BYTES);
+		memmove(nb_tags(l, nr), nb_tags(l, room), n);
+		m->nbroom += nr - room;
+		L->v[i].room = (uint16_t)nr;
+		room = nr;
+	}
+	tg = nb_tags(l, room);
 	if (k < n)
 		l[k].score += inc;
 	else if (n < cap) {
@@ -1587,6 +1624,73 @@ model_pair_key(uint64_t uh, uint64_t ih)
 	return k | 1;
 }
 
+/*
+ * A trainable model keeps the slots of the seen set in blocks of
+ * SEEN_BLK: a bit per slot in use, and the keys of those slots, in slot
+ * order, in an array of the block's own with room for a multiple of 4.
+ * The snapshot holds the slots as they are (reco-model(5)), at most half
+ * of them in use; in memory an empty slot costs a bit instead of 8
+ * bytes. A mapped model reads the snapshot's slots (m->seen).
+ */
+
+static inline unsigned
+popcount64(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* The room of a block's keys array for n keys. */
+static inline unsigned
+seen_room(unsigned n)
+{
+	return (n + 3) & ~3u;
+}
+
+/* The key in slot j, 0 if it is empty. */
+static inline uint64_t
+seen_at(const struct model *m, uint64_t j)
+{
+	if (!m->seenb)
+		return m->seen[j];
+	const struct model_seen_blk *b = &m->seenb[j / SEEN_BLK];
+	uint64_t bit = 1ULL << (j % SEEN_BLK);
+	return b->occ & bit ? b->k[popcount64(b->occ & (bit - 1))] : 0;
+}
+
+/* Slot j of the blocks bl holds key v (not 0) from now on. */
+static void
+seen_store(struct model_seen_blk *bl, uint64_t *room, uint64_t j, uint64_t v)
+{
+	struct model_seen_blk *b = &bl[j / SEEN_BLK];
+	uint64_t bit = 1ULL << (j % SEEN_BLK);
+	unsigned n = popcount64(b->occ), k = popcount64(b->occ & (bit - 1));
+
+	if (b->occ & bit) {
+		b->k[k] = v;
+		return;
+	}
+	if (seen_room(n + 1) != seen_room(n)) {
+		b->k = xreallocarray(b->k, seen_room(n + 1), sizeof *b->k);
+		*room += seen_room(n + 1) - seen_room(n);
+	}
+	memmove(b->k + k + 1, b->k + k, (n - k) * sizeof *b->k);
+	b->k[k] = v;
+	b->occ |= bit;
+}
+
+static void
+seen_free(struct model *m)
+{
+	for (uint64_t b = 0; m->seenb && b < seen_nblk(m->seen_cap); b++)
+		free(m->seenb[b].k);
+	free(m->seenb);
+	m->seenb = NULL;
+	m->seen_room = 0;
+}
+
 /* Whether the pair key is in the seen set. */
 int
 model_seen_has(const struct model *m, uint64_t key)
@@ -1595,7 +1699,7 @@ model_seen_has(const struct model *m, uint64_t key)
 		return 0;
 	uint64_t mask = m->seen_cap - 1;
 	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
-		uint64_t v = m->seen[(key + k) & mask];
+		uint64_t v = seen_at(m, (key + k) & mask);
 		if (v == key)
 			return 1;
 		if (v == 0)
@@ -1604,28 +1708,35 @@ model_seen_has(const struct model *m, uint64_t key)
 	return 0;
 }
 
+/* The seen set in cap slots (a power of two), its keys
+ * put in again in the order of their old slots. */
 static void
 seen_grow(struct model *m, uint64_t cap)
 {
-	uint64_t *old = m->seen, ocap = m->seen_cap;
+	struct model_seen_blk *old = m->seenb;
+	uint64_t ocap = m->seen_cap, room = 0;
 
-	m->seen = xcalloc(cap, sizeof *m->seen);
-	m->seen_cap = cap;
+	m->seenb = xcalloc(seen_nblk(cap), sizeof *m->seenb);
 	m->seen_n = 0;
-	for (uint64_t k = 0; k < ocap; k++) {
-		uint64_t v = old[k];
-		if (!v)
-			continue;
-		for (uint64_t j = 0; j < SEEN_PROBE; j++) {
-			uint64_t *at = &m->seen[(v + j) & (cap - 1)];
-			if (!*at) {
-				*at = v;
-				m->seen_n++;
-				break;
+	for (uint64_t ob = 0; ob < seen_nblk(ocap); ob++) {
+		for (unsigned r = 0; r < popcount64(old[ob].occ); r++) {
+			uint64_t v = old[ob].k[r];
+			for (uint64_t j = 0; j < SEEN_PROBE; j++) {
+				uint64_t at = (v + j) & (cap - 1);
+				if (!(m->seenb[at / SEEN_BLK].occ >> (at % SEEN_BLK) & 1)) {
+					seen_store(m->seenb, &room, at, v);
+					m->seen_n++;
+					break;
+				}
 			}
 		}
+		/* The old block goes as soon as it is read, so that the
+		 * two tables are never whole together. */
+		free(old[ob].k);
 	}
 	free(old);
+	m->seen_cap = cap;
+	m->seen_room = room;
 }
 
 /* Add the pair key; return 1 if it was there already. At --seen-max, a
@@ -1641,14 +1752,14 @@ seen_add(struct model *m, uint64_t key)
 		seen_grow(m, m->seen_cap ? m->seen_cap * 2 : 1024);
 	uint64_t mask = m->seen_cap - 1;
 	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
-		uint64_t *at = &m->seen[(key + k) & mask];
-		if (*at == 0 && m->seen_n < m->p.seen_max) {
-			*at = key;
+		uint64_t at = (key + k) & mask;
+		if (seen_at(m, at) == 0 && m->seen_n < m->p.seen_max) {
+			seen_store(m->seenb, &m->seen_room, at, key);
 			m->seen_n++;
 			return 0;
 		}
 	}
-	m->seen[(key + (key >> 59) % SEEN_PROBE) & mask] = key;
+	seen_store(m->seenb, &m->seen_room, (key + (key >> 59) % SEEN_PROBE) & mask, key);
 	m->st.seen_evicted++;
 	return 0;
 }
@@ -1686,10 +1797,10 @@ model_blend_default(struct model_blend *b)
 
 #define TS_LIMIT (1LL << 52)
 
+/* The user of id (h its hash64), added if new (*isnew set). */
 static uint64_t
-find_or_add_user(struct model *m, const struct str *id, int *isnew)
+find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 {
-	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
 	int64_t e = index_get(&m->ui, m->uoff, m->ubytes, h);
 
 	*isnew = 0;
@@ -1713,9 +1824,8 @@ find_or_add_user(struct model *m, const struct str *id, int *isnew)
 }
 
 static uint64_t
-find_or_add_item(struct model *m, const struct str *id, int *isnew)
+find_or_add_item(struct model *m, const struct str *id, uint64_t h, int *isnew)
 {
-	uint64_t h = hash64(id->p, id->n, MODEL_ID_SEED);
 	int64_t e = index_get(&m->ii, m->ioff, m->ibytes, h);
 
 	*isnew = 0;
@@ -1766,16 +1876,17 @@ model_learn(struct model *m, const struct event *ev)
 	m->version++;
 	advance(m, ts);
 	uint64_t seq = m->st.learned;
-	uint64_t u = find_or_add_user(m, &ev->user, &unew);
-	uint64_t i = find_or_add_item(m, &ev->item, &inew);
+	uint64_t uh = hash64(ev->user.p, ev->user.n, MODEL_ID_SEED);
+	uint64_t ih = hash64(ev->item.p, ev->item.n, MODEL_ID_SEED);
+	uint64_t u = find_or_add_user(m, &ev->user, uh, &unew);
+	uint64_t i = find_or_add_item(m, &ev->item, ih, &inew);
 
 	/* Test, then train: before the model learns the event, the blend
 	 * learns from where its item stood among the candidates, and the
 	 * stream tells how often users come back to what they have seen (the
 	 * events reco-eval evaluates: a user with a history, an item other
 	 * than the last one). */
-	uint64_t uh = hash64(ev->user.p, ev->user.n, MODEL_ID_SEED);
-	uint64_t pk = model_pair_key(uh, hash64(ev->item.p, ev->item.n, MODEL_ID_SEED));
+	uint64_t pk = model_pair_key(uh, ih);
 	if (!unew && !inew && m->unrec[u] > 0 && m->urec[u * m->p.recent] != i) {
 		m->st.repeat_asked++;
 		m->st.repeat_events += (uint64_t)model_seen_has(m, pk);
@@ -1829,6 +1940,19 @@ model_learn(struct model *m, const struct event *ev)
 	/* Co-occurrence with the current session's recent items, nearer ones more. */
 	uint32_t *rec = m->urec + u * m->p.recent;
 	double cw = w * fwd(m, ts, m->p.cooc_half_life);
+	/* Their lists are cache misses: the heads, then the tags, are
+	 * asked for before the first update. */
+	for (uint32_t k = 0; k < m->unsess[u]; k++) {
+		__builtin_prefetch(&m->nb.v[rec[k]]);
+		__builtin_prefetch(&m->sq.v[rec[k]]);
+	}
+	for (uint32_t k = 0; k < m->unsess[u]; k++) {
+		const struct model_list *a = &m->nb.v[rec[k]], *b = &m->sq.v[rec[k]];
+		if (a->l)
+			__builtin_prefetch(nb_tags(a->l, a->room));
+		if (b->l)
+			__builtin_prefetch(nb_tags(b->l, b->room));
+	}
 	for (uint32_t k = 0; k < m->unsess[u]; k++) {
 		uint32_t j = rec[k];
 		if (j == i)
@@ -2117,6 +2241,13 @@ sink_put(struct sink *s, const void *p, size_t n)
 		wout_write(s->o, p, n);
 }
 
+/* sink_put for sknn_blob_emit, which streams the session index. */
+static void
+sink_emit(void *ctx, const void *p, size_t n)
+{
+	sink_put(ctx, p, n);
+}
+
 /* Little arrays built on the fly (offsets) go through this buffer. */
 struct obuf {
 	struct sink *s;
@@ -2226,9 +2357,10 @@ lists_copy(struct model *m, struct model_lists *L, const struct model_lists *V,
 		L->v[i].l = xreallocarray(NULL, k, NB_BYTES);
 		m->nlists++;
 		memcpy(L->v[i].l, V->ent + V->off[i], k * sizeof(struct model_nb));
-		L->v[i].n = L->v[i].cap = (uint16_t)k;
+		L->v[i].n = L->v[i].cap = L->v[i].room = (uint16_t)k;
 		nb_retag(L->v[i].l, (uint32_t)k, (uint32_t)k);
 		m->nbtotal += k;
+		m->nbroom += k;
 	}
 }
 
@@ -2403,16 +2535,17 @@ emit(const struct model *m, int id, struct sink *s)
 		break;
 	}
 	case SEC_SEEN:
-		sink_put(s, m->seen, 8 * m->seen_cap);
+		for (uint64_t b = 0; b < seen_nblk(m->seen_cap); b++) {
+			const struct model_seen_blk *x = &m->seenb[b];
+			unsigned r = 0;
+			for (uint64_t j = 0; j < SEEN_BLK && b * SEEN_BLK + j < m->seen_cap; j++)
+				obuf_put(&o, x->occ >> j & 1 ? x->k[r++] : 0);
+		}
+		obuf_flush(&o);
 		break;
 	case SEC_SESSIONS:
-		if (m->sknn) {
-			size_t n = sknn_blob_size(m->sknn);
-			unsigned char *b = xmalloc(n ? n : 1);
-			sknn_blob_write(m->sknn, b);
-			sink_put(s, b, n);
-			free(b);
-		}
+		if (m->sknn)
+			sknn_blob_emit(m->sknn, sink_emit, s);
 		break;
 	}
 }
@@ -3024,8 +3157,10 @@ unmap_copy(struct model *v)
 		m->ncats++;
 	}
 	if (v->seen_cap) {
-		m->seen = xreallocarray(NULL, v->seen_cap, sizeof *m->seen);
-		memcpy(m->seen, v->seen, 8 * v->seen_cap);
+		m->seenb = xcalloc(seen_nblk(v->seen_cap), sizeof *m->seenb);
+		for (uint64_t j = 0; j < v->seen_cap; j++)
+			if (v->seen[j])
+				seen_store(m->seenb, &m->seen_room, j, v->seen[j]);
 	}
 	m->seen_cap = v->seen_cap;
 	m->seen_n = v->seen_n;

@@ -115,13 +115,14 @@ struct model_nb {
 };
 
 /* A list of items per item, best first: trainable, an array each (l,
- * n held, cap allocated); mapped, in CSR form (off, ent). */
+ * n held, cap counted, room allocated); mapped, in CSR form (off, ent). */
 struct model_lists {
 	/* A trainable model's lists: item i's n entries, room for cap, in
 	 * one place so that a list costs one lookup. */
 	struct model_list {
 		struct model_nb *l;
-		uint16_t n, cap;
+		uint16_t n, cap;  /* held; the room --cooc-memory counts */
+		uint16_t room;    /* allocated: n to cap */
 	} *v;
 	const uint64_t *off;
 	const struct model_nb *ent;
@@ -183,7 +184,9 @@ struct model {
 	struct model_index ii;    /* trainable: the same */
 	struct model_lists nb;    /* co-occurrence: items seen together */
 	struct model_lists sq;    /* sequence: items that came next */
-	uint64_t nbtotal;         /* entries allocated in both */
+	uint64_t nbtotal;         /* entries of both, by their caps (what
+				   * --cooc-memory bounds) */
+	uint64_t nbroom;          /* entries allocated in both */
 	uint32_t *icat;           /* the item's category + 1, 0: none */
 	/* categories: the hash of the name, and the most popular items */
 	uint64_t ncats, cats_cap;
@@ -193,9 +196,15 @@ struct model {
 	uint16_t *cln;
 	const uint64_t *cloff;    /* mapped: CSR of the category lists */
 	const struct model_nb *clent;
-	/* the (user, item) pairs seen: open addressing, 0 empty */
-	uint64_t *seen;
+	/* the (user, item) pairs seen: open addressing, 0 empty; mapped,
+	 * the slots (seen), trainable, blocks of them (model.c) */
+	const uint64_t *seen;
+	struct model_seen_blk {
+		uint64_t occ;     /* the slots in use */
+		uint64_t *k;      /* their keys, in slot order */
+	} *seenb;
 	uint64_t seen_cap, seen_n;
+	uint64_t seen_room;       /* keys the blocks have room for */
 	struct model_blend blend;
 	void *blend_ranker;       /* scratch of the blend's learning */
 	struct sknn *sknn;        /* past sessions, or NULL */

@@ -19,8 +19,27 @@ struct slot {
 	uint64_t key;    /* the session's key */
 	int64_t ts;      /* its latest event time */
 	uint32_t serial;
-	uint16_t n;      /* items held, oldest first in the item array */
-	uint16_t used;   /* 0: never used */
+	uint16_t n;      /* items held, oldest first in the item block */
+	uint8_t used;    /* 0: never used */
+	uint8_t cls;     /* the block's room (its pool), 0: no block */
+	uint32_t blk;    /* the block of its items in pool cls */
+};
+
+/*
+ * A session's items live in a block of the pool of its size: pool c
+ * hands out blocks of c items, POOL_CHUNK blocks to a chunk, and keeps
+ * the ones given back in a list threaded through their first item. A
+ * session that gains an item moves to the next pool, so that a session
+ * costs 4 bytes per item it holds and not the room of the longest one
+ * (sessions of a shop hold 5 items in the mean, 16 at most).
+ */
+#define POOL_CHUNK 256
+
+struct pool {
+	uint32_t **chunk;
+	uint32_t nchunk;
+	uint32_t used;   /* blocks handed out from the chunks, freed or not */
+	uint32_t free;   /* the first block given back + 1, 0: none */
 };
 
 struct iidx {
@@ -32,12 +51,17 @@ struct iidx {
 struct sknn {
 	struct sknn_params p;
 	struct slot *slot;
-	uint32_t *sitem;     /* p.items per slot */
+	struct pool pool[SKNN_MAX_ITEMS + 1];
+	uint64_t pooled;     /* bytes of the pools' chunks */
 	uint32_t nslot;      /* slots in the used region (grows to sessions) */
 	uint32_t capslot;
 	uint32_t next;       /* serial of the next session */
 	uint32_t wrap;       /* serials lie in [0, wrap) */
-	struct htab keys;    /* key -> slot of the live sessions */
+	/* The live sessions by key: slot + 1, 0 empty, in kcap places (a
+	 * power of two) probed from the mixed key (the key is the slot's:
+	 * 4 bytes a place, not the 12 of a struct htab). */
+	uint32_t *kslot;
+	uint32_t kcap, kn;
 	struct iidx *idx;
 	uint32_t nidx, capidx;
 	uint64_t entries;    /* index entries, stale ones included */
@@ -188,7 +212,8 @@ sknn_new(const struct sknn_params *p)
 	s = xcalloc(1, sizeof *s);
 	s->p = *p;
 	s->wrap = (uint32_t)(UINT32_MAX / p->sessions * p->sessions);
-	htab_init(&s->keys, 64);
+	s->kcap = 128;
+	s->kslot = xcalloc(s->kcap, sizeof *s->kslot);
 	tables(s);
 	return s;
 }
@@ -203,8 +228,12 @@ sknn_free(struct sknn *s)
 		free(s->idx[i].e);
 	free(s->idx);
 	free(s->slot);
-	free(s->sitem);
-	htab_free(&s->keys);
+	for (int c = 0; c <= SKNN_MAX_ITEMS; c++) {
+		for (uint32_t k = 0; k < s->pool[c].nchunk; k++)
+			free(s->pool[c].chunk[k]);
+		free(s->pool[c].chunk);
+	}
+	free(s->kslot);
 	free(s);
 }
 
@@ -252,6 +281,69 @@ mix(uint64_t k)
 	return k ^ (k >> 31);
 }
 
+/* The slot of the live session of key, or UINT32_MAX. */
+static uint32_t
+key_find(const struct sknn *s, uint64_t key)
+{
+	uint32_t mask = s->kcap - 1, j, v;
+
+	for (j = (uint32_t)mix(key) & mask; (v = s->kslot[j]) != 0; j = (j + 1) & mask)
+		if (s->slot[v - 1].key == key)
+			return v - 1;
+	return UINT32_MAX;
+}
+
+static void
+key_place(uint32_t *t, uint32_t mask, uint64_t key, uint32_t sl)
+{
+	uint32_t j;
+
+	for (j = (uint32_t)mix(key) & mask; t[j]; j = (j + 1) & mask)
+		;
+	t[j] = sl + 1;
+}
+
+/* Slot sl, whose key is in no other live slot, becomes findable by it. */
+static void
+key_put(struct sknn *s, uint32_t sl)
+{
+	if ((uint64_t)(s->kn + 1) * 4 > (uint64_t)s->kcap * 3) {
+		uint32_t cap = s->kcap * 2, *t = xcalloc(cap, sizeof *t);
+		for (uint32_t j = 0; j < s->kcap; j++)
+			if (s->kslot[j])
+				key_place(t, cap - 1, s->slot[s->kslot[j] - 1].key,
+					  s->kslot[j] - 1);
+		free(s->kslot);
+		s->kslot = t;
+		s->kcap = cap;
+	}
+	key_place(s->kslot, s->kcap - 1, s->slot[sl].key, sl);
+	s->kn++;
+}
+
+/* Slot sl leaves the key table. Later places of its probe run shift
+ * back, so no tombstones accumulate. */
+static void
+key_del(struct sknn *s, uint32_t sl)
+{
+	uint32_t mask = s->kcap - 1, i, j;
+
+	for (i = (uint32_t)mix(s->slot[sl].key) & mask; s->kslot[i] != sl + 1;
+	     i = (i + 1) & mask)
+		;
+	for (j = (i + 1) & mask; s->kslot[j]; j = (j + 1) & mask) {
+		uint32_t home = (uint32_t)mix(s->slot[s->kslot[j] - 1].key) & mask;
+		/* Move j back to i unless its home lies cyclically in (i, j]. */
+		if ((j > i && (home <= i || home > j)) ||
+		    (j < i && (home <= i && home > j))) {
+			s->kslot[i] = s->kslot[j];
+			i = j;
+		}
+	}
+	s->kslot[i] = 0;
+	s->kn--;
+}
+
 static inline int
 live_serial(const struct sknn *s, uint32_t e)
 {
@@ -261,6 +353,66 @@ live_serial(const struct sknn *s, uint32_t e)
 		return 0;
 	sl = e % s->p.sessions;
 	return sl < s->nslot && s->slot[sl].used && s->slot[sl].serial == e;
+}
+
+/* Block b of pool c. */
+static inline uint32_t *
+blk_at(const struct sknn *s, unsigned c, uint32_t b)
+{
+	return s->pool[c].chunk[b / POOL_CHUNK] + (size_t)(b % POOL_CHUNK) * c;
+}
+
+/* The items of slot x (NULL if it has room for none). */
+static inline uint32_t *
+slot_items(const struct sknn *s, const struct slot *x)
+{
+	return x->cls ? blk_at(s, x->cls, x->blk) : NULL;
+}
+
+/* A block of pool c (c > 0). */
+static uint32_t
+blk_new(struct sknn *s, unsigned c)
+{
+	struct pool *p = &s->pool[c];
+	uint32_t b;
+
+	if (p->free) {
+		b = p->free - 1;
+		p->free = *blk_at(s, c, b);
+		return b;
+	}
+	if (p->used == p->nchunk * POOL_CHUNK) {
+		p->chunk = xreallocarray(p->chunk, p->nchunk + 1, sizeof *p->chunk);
+		p->chunk[p->nchunk++] = xreallocarray(NULL, POOL_CHUNK, c * sizeof(uint32_t));
+		s->pooled += POOL_CHUNK * c * sizeof(uint32_t);
+	}
+	return p->used++;
+}
+
+/* Give slot x's block back to its pool. */
+static void
+blk_free(struct sknn *s, struct slot *x)
+{
+	if (!x->cls)
+		return;
+	*blk_at(s, x->cls, x->blk) = s->pool[x->cls].free;
+	s->pool[x->cls].free = x->blk + 1;
+	x->cls = 0;
+	x->blk = 0;
+}
+
+/* Room for c items in slot x, keeping the n it holds; the items. */
+static uint32_t *
+slot_room(struct sknn *s, struct slot *x, unsigned c)
+{
+	uint32_t b = blk_new(s, c), *it = blk_at(s, c, b);
+
+	if (x->n)
+		memcpy(it, slot_items(s, x), x->n * sizeof *it);
+	blk_free(s, x);
+	x->cls = (uint8_t)c;
+	x->blk = b;
+	return it;
 }
 
 /* Make slot sl exist (the region below it too, unused). */
@@ -274,10 +426,7 @@ slots_reach(struct sknn *s, uint32_t sl)
 		if (cap > s->p.sessions)
 			cap = s->p.sessions;
 		s->slot = xreallocarray(s->slot, cap, sizeof *s->slot);
-		s->sitem = xreallocarray(s->sitem, cap * s->p.items, sizeof *s->sitem);
 		memset(s->slot + s->capslot, 0, (cap - s->capslot) * sizeof *s->slot);
-		memset(s->sitem + (uint64_t)s->capslot * s->p.items, 0,
-		       (cap - s->capslot) * s->p.items * sizeof *s->sitem);
 		s->capslot = (uint32_t)cap;
 	}
 	if (sl >= s->nslot)
@@ -375,15 +524,14 @@ index_add(struct sknn *s, uint32_t item, uint32_t serial)
 void
 sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 {
-	uint32_t *h = htab_get(&s->keys, mix(key)), sl, *it;
+	uint32_t sl = key_find(s, key), *it;
 	struct slot *x;
 
 	s->st.adds++;
-	if (h) {
+	if (sl != UINT32_MAX) {
 		uint16_t n, j;
-		sl = *h;
 		x = &s->slot[sl];
-		it = s->sitem + (uint64_t)sl * s->p.items;
+		it = slot_items(s, x);
 		n = x->n;
 		if (ts > x->ts)
 			x->ts = ts;
@@ -402,30 +550,31 @@ sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 			memmove(it, it + 1, (n - 1) * sizeof *it);
 			s->st.items_dropped++;
 			n--;
-		}
+		} else if (n == x->cls)
+			it = slot_room(s, x, n + 1u);
 		it[n] = item;
 		x->n = n + 1;
 		index_add(s, item, x->serial);
 		return;
 	}
 	uint32_t serial = s->next;
-	int isnew;
 	s->next = s->next + 1 >= s->wrap ? 0 : s->next + 1;
 	sl = serial % s->p.sessions;
 	slots_reach(s, sl);
 	x = &s->slot[sl];
 	if (x->used) {
-		htab_del(&s->keys, mix(x->key));
+		key_del(s, sl);
 		s->st.sessions_evicted++;
 		s->live--;
 	}
+	x->n = 0;
 	x->key = key;
 	x->ts = ts;
 	x->serial = serial;
-	x->n = 1;
 	x->used = 1;
-	s->sitem[(uint64_t)sl * s->p.items] = item;
-	*htab_put(&s->keys, mix(key), &isnew) = sl;
+	slot_room(s, x, 1)[0] = item;
+	x->n = 1;
+	key_put(s, sl);
 	s->st.sessions++;
 	s->live++;
 	index_add(s, item, serial);
@@ -443,7 +592,7 @@ sknn_remap(struct sknn *s, const uint32_t *newidx, uint64_t n)
 	uint64_t nn = 0;
 
 	for (uint32_t sl = 0; sl < s->nslot; sl++) {
-		uint32_t *it = s->sitem + (uint64_t)sl * s->p.items;
+		uint32_t *it = slot_items(s, &s->slot[sl]);
 		uint16_t w = 0;
 		for (uint16_t r = 0; r < s->slot[sl].n; r++) {
 			uint32_t v = it[r] < n ? newidx[it[r]] : UINT32_MAX;
@@ -649,12 +798,11 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 	   size_t ncur, int64_t now, uint64_t self, uint32_t nitems, sknn_fn fn,
 	   void *ctx)
 {
-	uint32_t selfserial = UINT32_MAX, nc = 0;
-	const uint32_t *h;
+	uint32_t selfserial = UINT32_MAX, nc = 0, h;
 	double logn = s->p.idf > 0 ? log((double)s->st.sessions + 1) : 0;
 
-	if (self && (h = htab_get(&s->keys, mix(self))))
-		selfserial = s->slot[*h].serial;
+	if (self && (h = key_find(s, self)) != UINT32_MAX)
+		selfserial = s->slot[h].serial;
 	smap_clear(&sc->sess);
 	smap_clear(&sc->item);
 	smap_clear(&sc->cur);
@@ -724,16 +872,15 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 	}
 
 	/* Their items, weighted by the distance to the newest shared item. */
-	for (uint32_t j = 0; j < nb; j++) {
-		uint32_t sl = (sc->sess.key[sc->nb[j]] - 1) % s->p.sessions;
-		__builtin_prefetch(&s->slot[sl]);
-		__builtin_prefetch(s->sitem + (uint64_t)sl * s->p.items);
-	}
+	for (uint32_t j = 0; j < nb; j++)
+		__builtin_prefetch(&s->slot[(sc->sess.key[sc->nb[j]] - 1) % s->p.sessions]);
+	for (uint32_t j = 0; j < nb; j++)
+		__builtin_prefetch(slot_items(s, &s->slot[(sc->sess.key[sc->nb[j]] - 1) % s->p.sessions]));
 	for (uint32_t j = 0; j < nb; j++) {
 		uint32_t e = sc->sess.key[sc->nb[j]] - 1;
 		float sim = sc->nbs[j];
 		const struct slot *x = &s->slot[e % s->p.sessions];
-		const uint32_t *it = s->sitem + (uint64_t)(e % s->p.sessions) * s->p.items;
+		const uint32_t *it = slot_items(s, x);
 		int star = -1;
 		if (!(sim > 0))
 			continue;
@@ -770,9 +917,9 @@ sknn_stats(const struct sknn *s, struct sknn_stats *st)
 size_t
 sknn_bytes(const struct sknn *s)
 {
-	size_t b = sizeof *s + htab_bytes(&s->keys);
+	size_t b = sizeof *s + (size_t)s->kcap * sizeof *s->kslot;
 
-	b += (size_t)s->capslot * (sizeof *s->slot + s->p.items * sizeof *s->sitem);
+	b += (size_t)s->capslot * sizeof *s->slot + s->pooled;
 	b += (size_t)s->capidx * sizeof *s->idx;
 	return b + s->ecap * sizeof *s->idx->e;
 }
@@ -827,12 +974,41 @@ wf(unsigned char *p, float f)
 	return w32(p, v);
 }
 
-/* Write s's blob, exactly sknn_blob_size(s) bytes, to out. */
-void
-sknn_blob_write(const struct sknn *s, unsigned char *out)
-{
-	unsigned char *p = out;
+/* The blob goes out through a buffer of this many bytes at a time,
+ * so that writing a snapshot costs no copy of the index in memory. */
+#define EMIT_BUF 8192
 
+struct emit {
+	sknn_put_fn put;
+	void *ctx;
+	unsigned char *p;
+	unsigned char b[EMIT_BUF];
+};
+
+/* Room for n bytes (at most 64) at e->p. */
+static unsigned char *
+room(struct emit *e, size_t n)
+{
+	if ((size_t)(e->b + sizeof e->b - e->p) < n) {
+		e->put(e->ctx, e->b, (size_t)(e->p - e->b));
+		e->p = e->b;
+	}
+	return e->p;
+}
+
+/*
+ * Give s's blob, exactly sknn_blob_size(s) bytes, to put in pieces of at
+ * most EMIT_BUF bytes, in order.
+ */
+void
+sknn_blob_emit(const struct sknn *s, sknn_put_fn put, void *ctx)
+{
+	struct emit *e = xmalloc(sizeof *e);
+	unsigned char *p;
+
+	e->put = put;
+	e->ctx = ctx;
+	e->p = p = e->b;
 	memcpy(p, BLOB_MAGIC, 4);
 	p = w32(p + 4, BLOB_VERSION);
 	p = w32(p, s->p.sessions);
@@ -854,10 +1030,11 @@ sknn_blob_write(const struct sknn *s, unsigned char *out)
 	p = w64(p, s->st.adds);
 	p = w64(p, s->st.repeats);
 	p = w64(p, s->st.remapped_out);
-	p = w32(p, s->nidx);
+	e->p = w32(p, s->nidx);
 	for (uint32_t sl = 0; sl < s->nslot; sl++) {
 		const struct slot *x = &s->slot[sl];
-		const uint32_t *it = s->sitem + (uint64_t)sl * s->p.items;
+		const uint32_t *it = slot_items(s, x);
+		p = room(e, SLOT_HEAD);
 		p = w64(p, x->key);
 		p = w64(p, (uint64_t)x->ts);
 		p = w32(p, x->serial);
@@ -865,17 +1042,35 @@ sknn_blob_write(const struct sknn *s, unsigned char *out)
 		p[1] = (unsigned char)(x->n >> 8);
 		p[2] = (unsigned char)x->used;
 		p[3] = 0;
-		p += 4;
+		e->p = p + 4;
 		for (uint16_t r = 0; r < x->n; r++)
-			p = w32(p, it[r]);
+			e->p = w32(room(e, 4), it[r]);
 	}
 	for (uint32_t i = 0; i < s->nidx; i++) {
 		const struct iidx *x = &s->idx[i];
-		p = w32(p, x->df);
-		p = w32(p, (uint32_t)x->cap << 16 | x->n);
+		p = w32(room(e, 8), x->df);
+		e->p = w32(p, (uint32_t)x->cap << 16 | x->n);
 		for (uint16_t r = 0; r < x->n; r++)
-			p = w32(p, x->e[r]);
+			e->p = w32(room(e, 4), x->e[r]);
 	}
+	put(ctx, e->b, (size_t)(e->p - e->b));
+	free(e);
+}
+
+static void
+put_mem(void *ctx, const void *p, size_t n)
+{
+	unsigned char **out = ctx;
+
+	memcpy(*out, p, n);
+	*out += n;
+}
+
+/* Write s's blob, exactly sknn_blob_size(s) bytes, to out. */
+void
+sknn_blob_write(const struct sknn *s, unsigned char *out)
+{
+	sknn_blob_emit(s, put_mem, &out);
 }
 
 struct rd {
@@ -975,20 +1170,22 @@ sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems, char *err,
 		slots_reach(s, nslot - 1);
 	for (uint32_t sl = 0; sl < nslot; sl++) {
 		struct slot *x = &s->slot[sl];
-		uint32_t *it = s->sitem + (uint64_t)sl * q.items;
+		uint32_t *it;
 		uint32_t nu;
 		if (r64(&r, &x->key) || r64(&r, &l2) || r32(&r, &x->serial) ||
 		    r32(&r, &nu))
 			goto bad;
 		x->ts = (int64_t)l2;
-		x->n = (uint16_t)(nu & 0xffff);
-		x->used = (uint16_t)(nu >> 16);
 		/* Slots fill in serial order: all below nslot are used. */
-		if (x->used != 1 || x->n > q.items || x->serial >= wrap ||
-		    x->serial % q.sessions != sl) {
+		if ((nu >> 16) != 1 || (nu & 0xffff) > q.items ||
+		    x->serial >= wrap || x->serial % q.sessions != sl) {
 			why = "bad session slot";
 			goto bad;
 		}
+		x->used = 1;
+		x->n = 0;
+		it = nu & 0xffff ? slot_room(s, x, nu & 0xffff) : NULL;
+		x->n = (uint16_t)(nu & 0xffff);
 		for (uint16_t j = 0; j < x->n; j++) {
 			if (r32(&r, &it[j]))
 				goto bad;
@@ -997,12 +1194,11 @@ sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems, char *err,
 				goto bad;
 			}
 		}
-		int isnew;
-		*htab_put(&s->keys, mix(x->key), &isnew) = sl;
-		if (!isnew) {
+		if (key_find(s, x->key) != UINT32_MAX) {
 			why = "two sessions with one key";
 			goto bad;
 		}
+		key_put(s, sl);
 		s->live++;
 	}
 	if (nidx > nitems || nidx > (size_t)(r.e - r.p) / 8) {

@@ -15,15 +15,17 @@
  * similar, and scores their items by similarity times w3, the decay with
  * the distance to the neighbour's most recent shared item.
  *
- * Memory (sknn_bytes counts it): per session, a slot of 24 + 4 * items bytes
- * (88 with 16 items; slots are allocated as the ring fills, doubling) and
- * 12 to 24 bytes of the key table; per item, 16 bytes and 4 bytes per
- * indexed session (lists grown on demand, at most per_item entries and at
- * most 4 slots per entry). Measured (sknn-check --synth): 1M sessions of
- * 2 to 9 items over 1M items take 155 MB (88 MB of slots, 25 MB of keys,
- * 16 MB of items, the rest index entries); the default 200000 sessions over
- * the same items 54 MB; a reco-gen stream of 213000 sessions and 123000
- * items 34 MB, 160 bytes per session all told.
+ * Memory (sknn_bytes counts it): per session, a slot of 32 bytes
+ * (allocated as the ring fills, doubling), 4 bytes per item it holds (in
+ * pools of blocks of each size) and 5 to 11 bytes of the key table; per
+ * item, 16 bytes and 4 bytes per indexed session (lists grown on demand,
+ * at most per_item entries and at most 4 slots per entry). Measured
+ * (sknn-check --synth): 1M sessions of 2 to 9 items over 1M items take
+ * 104 MB (155 MB when every slot had room for 16 items and the keys were
+ * a struct htab); the default 200000 sessions over the same items 43 MB
+ * (54 MB); the 183647 sessions of 45000 items of a 1M-event reco-gen
+ * stream (--regime sessions --items 50000) 14.6 MB, 79 bytes per session
+ * all told (24.2 MB before).
  *
  * Use: sknn_add(s, key, item, ts) for every learned item event, key a hash
  * of the user and the session (a new key per session, also when sessions
@@ -104,6 +106,8 @@ size_t sknn_score(const struct sknn *s, struct sknn_scratch *sc,
 		  uint32_t nitems, sknn_fn fn, void *ctx);
 
 size_t sknn_blob_size(const struct sknn *s);
+typedef void (*sknn_put_fn)(void *ctx, const void *p, size_t n);
+void sknn_blob_emit(const struct sknn *s, sknn_put_fn put, void *ctx);
 void sknn_blob_write(const struct sknn *s, unsigned char *out);
 struct sknn *sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems,
 			    char *err, size_t errlen);

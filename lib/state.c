@@ -72,6 +72,10 @@ flush(struct statew *w)
 	return rc;
 }
 
+/* Bytes gathered at most before a write: a snapshot is written while the
+ * model is in memory, so the buffer adds to the peak. */
+#define STATE_BUF (1u << 18)
+
 /* Append bytes. Return 0, or -1 once writing has failed. A large piece
  * (a snapshot's section) goes straight to the file, not through the
  * buffer: no copy of it in memory. */
@@ -81,10 +85,12 @@ state_write(struct statew *w, const void *p, size_t n)
 	if (w->failed)
 		return -1;
 	w->crc = crc32_any((uint32_t)w->crc, p, n);
-	if (n >= (1u << 20))
+	if (n >= STATE_BUF)
 		return flush(w) || write_out(w, p, n) ? -1 : 0;
+	if (w->b.n + n > STATE_BUF && flush(w))
+		return -1;
 	buf_put(&w->b, p, n);
-	return w->b.n >= (1u << 20) ? flush(w) : 0;
+	return 0;
 }
 
 /* Write what b holds and empty it, for callers that build records in a

@@ -260,6 +260,20 @@ run "$tmp/o" sh -c "reco-train --stats -o $tmp/m.bin $tmp/gen.avro 2>&1 >/dev/nu
 rate=$(sed -n 's/.*learned in [0-9.]* s (\([0-9]*\) per second.*/\1/p' "$tmp/o")
 printf '%-46s %12s %10s\n' "reco-train, Avro in, 100k users and items" "$(human_n "$rate")" "$(human_kb "$RSS")"
 
+# Long-tail traffic (a user comes a few times, most items are rare): what
+# a user costs resident, all told (model, sessions, seen pairs, items and
+# lists over the users), above an idle reco-train, as bench-scale counts.
+reco-gen --regime sessions --events "$N" --items 50000 -O avro -o "$tmp/lt.avro"
+run "$tmp/o" sh -c "reco-train --stats -o $tmp/lt.bin $tmp/lt.avro 2>&1 >/dev/null"
+rate=$(sed -n 's/.*learned in [0-9.]* s (\([0-9]*\) per second.*/\1/p' "$tmp/o")
+users=$(sed -n 's/^reco-train:   users \([0-9]*\)$/\1/p' "$tmp/o")
+rss=$RSS
+run "$tmp/o" sh -c "reco-train -q -o $tmp/e.bin /dev/null || true"
+printf '%-46s %12s %10s\n' "reco-train, long tail, $(human_n "$users") users, 50k items" "$(human_n "$rate")" "$(human_kb "$rss")"
+awk -v r="$rss" -v r0="$RSS" -v u="$users" 'BEGIN {
+	printf "%-46s %12s\n", "  resident bytes per user (above an idle one)", sprintf("%.0f (%.0f)", r * 1024 / u, (r - r0) * 1024 / u)
+	printf "%-46s %s\n", "  target: 500 per user", ((r - r0) * 1024 / u <= 500) ? "met" : "NOT MET" }'
+
 # Each kind of data: reco-train's rate with every source, and what a
 # snapshot costs per item, per user and per session kept.
 for r in shop sessions history; do
