@@ -299,7 +299,7 @@ reco-gen --events "$NE" -o "$tmp/eval.ndjson"
 run "$tmp/o" sh -c "reco-eval --stats $tmp/eval.ndjson 2>&1 >/dev/null"
 rate=$(sed -n 's/.*evaluated in [0-9.]* s: \([0-9]*\) events\/s/\1/p' "$tmp/o")
 ev=$(sed -n 's/.* \([0-9]*\) evaluated in.*/\1/p' "$tmp/o")
-printf '%-46s %12s %10s\n' "reco-eval, 7 models, $NE events (events)" "$(human_n "$rate")" "$(human_kb "$RSS")"
+printf '%-46s %12s %10s\n' "reco-eval, its 8 default models, $NE events" "$(human_n "$rate")" "$(human_kb "$RSS")"
 awk -v e="$ev" -v n="$NE" -v r="$rate" 'BEGIN { printf "%-46s %12s\n", "  evaluated events", sprintf("%.1fk", r * e / n / 1e3)
 	printf "%-46s %s\n", "  target: 10000 evaluated per second", (r * e / n >= 10000) ? "met" : "NOT MET" }'
 sed -n 's/^reco-eval:   \([a-z]*\): \([0-9]*\) requests\/s$/\1 \2/p' "$tmp/o" |
