@@ -98,14 +98,22 @@ buf_put_u64(struct buf *b, uint64_t v)
 	b->n = (size_t)(u64_put(b->p + b->n, v) - b->p);
 }
 
+/* The same for a signed v (room for 21 bytes). */
+char *
+i64_put(char *o, int64_t v)
+{
+	if (v < 0) {
+		*o++ = '-';
+		return u64_put(o, (uint64_t)0 - (uint64_t)v);
+	}
+	return u64_put(o, (uint64_t)v);
+}
+
 void
 buf_put_i64(struct buf *b, int64_t v)
 {
-	if (v < 0) {
-		buf_putc(b, '-');
-		buf_put_u64(b, (uint64_t)0 - (uint64_t)v);
-	} else
-		buf_put_u64(b, (uint64_t)v);
+	buf_reserve(b, 21);
+	b->n = (size_t)(i64_put(b->p + b->n, v) - b->p);
 }
 
 /*

@@ -63,10 +63,7 @@ set_del(struct dedupe *d, uint64_t key)
 	if (!d->keys[i])
 		return;
 	for (j = (i + 1) & mask; d->keys[j]; j = (j + 1) & mask) {
-		size_t home = d->keys[j] & mask;
-		/* Move j back to i unless its home lies cyclically in (i, j]. */
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && (home <= i && home > j))) {
+		if (probe_moves_back(i, j, d->keys[j] & mask)) {
 			d->keys[i] = d->keys[j];
 			i = j;
 		}

@@ -236,16 +236,6 @@ put_str(char *o, const struct event *ev, const struct str *s)
 	return json_str_put(o, s->p, s->n);
 }
 
-static inline char *
-put_i64(char *o, int64_t v)
-{
-	if (v < 0) {
-		*o++ = '-';
-		return u64_put(o, (uint64_t)0 - (uint64_t)v);
-	}
-	return u64_put(o, (uint64_t)v);
-}
-
 /* Append the event as one compact JSON object (no newline). Fields come in
  * schema order and absent optional fields are left out, so equal events
  * always give equal bytes. */
@@ -273,7 +263,7 @@ event_write_json(struct buf *b, const struct event *ev)
 	K("{\"event_id\":");
 	o = put_str(o, ev, &ev->event_id);
 	K(",\"ts\":");
-	o = put_i64(o, ev->ts);
+	o = i64_put(o, ev->ts);
 	K(",\"user\":");
 	o = put_str(o, ev, &ev->user);
 	K(",\"type\":\"");
@@ -296,7 +286,7 @@ event_write_json(struct buf *b, const struct event *ev)
 	}
 	if (ev->has & EV_QTY) {
 		K(",\"qty\":");
-		o = put_i64(o, ev->qty);
+		o = i64_put(o, ev->qty);
 	}
 	if (ev->has & EV_PRICE) {
 		K(",\"price\":");
@@ -324,7 +314,7 @@ event_write_json(struct buf *b, const struct event *ev)
 		*o++ = '}';
 	}
 	K(",\"v\":");
-	o = put_i64(o, ev->v);
+	o = i64_put(o, ev->v);
 	*o++ = '}';
 #undef K
 	b->n = (size_t)(o - b->p);

@@ -108,10 +108,7 @@ htab_del(struct htab *h, uint64_t key)
 	if (!h->keys[i])
 		return 0;
 	for (j = (i + 1) & mask; h->keys[j]; j = (j + 1) & mask) {
-		size_t home = h->keys[j] & mask;
-		/* Move j back to i unless its home lies cyclically in (i, j]. */
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && (home <= i && home > j))) {
+		if (probe_moves_back(i, j, h->keys[j] & mask)) {
 			h->keys[i] = h->keys[j];
 			h->vals[i] = h->vals[j];
 			i = j;

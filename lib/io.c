@@ -420,6 +420,20 @@ wout_write(struct wout *w, const void *p, size_t n)
 	return 0;
 }
 
+/* Append p[0..n) and a newline, one record, if both fit in the room the
+ * buffer has left: return 1, or 0 with nothing written (the caller takes
+ * the general way, wout_write). */
+int
+wout_try_line(struct wout *w, const void *p, size_t n)
+{
+	if (w->failed || w->cap - w->n < n + 1)
+		return 0;
+	memcpy(w->buf + w->n, p, n);
+	w->buf[w->n + n] = '\n';
+	w->n += n + 1;
+	return 1;
+}
+
 /* Flush and close (standard output stays open). Return 0 or -1. */
 int
 wout_close(struct wout *w)

@@ -2515,7 +2515,7 @@ emit(const struct model *m, int id, struct sink *s)
 			putf(b + 128 + 4 * k, m->blend.w[k]);
 		for (int k = 0; k < MODEL_NSRC + 1; k++)
 			putf(b + 128 + 12 * MODEL_NSRC + 4 * k, m->blend.hit[k]);
-		putf(b + BLEND_SAMECAT, m->blend.w[3 * MODEL_NSRC]);
+		putf(b + BLEND_SAMECAT, m->blend.w[RANK_SAMECAT]);
 		sink_put(s, b, sizeof b);
 		break;
 	}
@@ -3042,14 +3042,14 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	/* Version 4 snapshots written before the category match have 0
 	 * there: its weight starts from 0. */
 	if (ver >= 4)
-		v->blend.w[3 * MODEL_NSRC] = getf(bl + BLEND_SAMECAT);
+		v->blend.w[RANK_SAMECAT] = getf(bl + BLEND_SAMECAT);
 	v->seen_n = get64(bl + 112);
 	if (p->cat_items > MODEL_MAX_CAT_ITEMS || p->exclude_seen < 0 ||
 	    p->exclude_seen > MODEL_SEEN_ALL || !isfinite(p->blend_lr) ||
 	    p->walk_steps > MODEL_MAX_WALK_STEPS || p->walk_width < 1 ||
 	    p->walk_width > MODEL_MAX_WALK_WIDTH ||
 	    p->cat_attr[sizeof p->cat_attr - 1] || v->seen_n > v->seen_cap ||
-	    !all_finite(v->blend.w, 3 * MODEL_NSRC + 1) ||
+	    !all_finite(v->blend.w, RANK_NFEAT) ||
 	    !all_finite(v->blend.hit, MODEL_NSRC + 1))
 		FAIL("%s: corrupt snapshot: bad blend", path);
 	const unsigned char *cs = sec[SEC_CATEGORIES];

@@ -130,7 +130,7 @@ struct model_lists {
 
 /* The learned blend: rank.h's struct rank_weights. */
 struct model_blend {
-	float w[3 * MODEL_NSRC + 1];
+	float w[3 * MODEL_NSRC + 1]; /* rank.h's RANK_NFEAT */
 	/* How often, lately, each source alone and the blend (the last) had
 	 * the next item in their top 20: decayed means over the events the
 	 * blend learned from. */

@@ -48,7 +48,8 @@ struct ranker {
 	uint8_t *cr;              /* its source */
 	size_t nc, c_cap;
 	/* The categories of the items the request starts from, each with
-	 * the weight of its nearest item (start_item), for RANK_SAMECAT. */
+	 * the weight of its nearest item (start_item), for the category
+	 * source and RANK_SAMECAT. */
 	struct qcat {
 		uint32_t cat;
 		float w;
@@ -929,31 +930,22 @@ src_sknn(struct ranker *r, const struct model *m, const struct rank_req *q,
 }
 
 /* The most popular items of the categories of the recent and context
- * items, nearer ones more, each list scaled by its best. */
+ * items (start_cats: each category once, weighing as its nearest item),
+ * each list scaled by its best. */
 static void
 src_cat(struct ranker *r, const struct model *m, const struct rank_req *q,
 	size_t depth)
 {
 	r->naccl = 0;
-	for (size_t k = 0; k < q->nrecent + q->ncontext; k++) {
-		float wk;
-		uint32_t a = start_item(q, k, &wk);
+	for (size_t k = 0; k < r->nqcat; k++) {
+		uint32_t c = r->qcat[k].cat;
 		const struct model_nb *l;
 		size_t n;
-		uint32_t c;
 
-		if (a >= m->nitems || !m->icat || (c = m->icat[a]) == 0 ||
-		    c > m->ncats || (n = model_cat_items(m, c - 1, &l)) == 0 ||
+		if (c > m->ncats || (n = model_cat_items(m, c - 1, &l)) == 0 ||
 		    !(l[0].score > 0))
 			continue;
-		/* A category seen through an earlier item counts once. */
-		size_t j;
-		for (j = 0; j < k && j < q->nrecent; j++)
-			if (q->recent[j] < m->nitems && m->icat[q->recent[j]] == c)
-				break;
-		if (j < k && k < q->nrecent)
-			continue;
-		acc_list(r, m, q, l, n, wk / l[0].score);
+		acc_list(r, m, q, l, n, r->qcat[k].w / l[0].score);
 	}
 	acc_done(r, depth, RANK_CAT);
 }
@@ -972,8 +964,8 @@ cands_fit(struct ranker *r, size_t n)
 	r->cf = xreallocarray(r->cf, n, RANK_NFEAT * sizeof *r->cf);
 }
 
-/* The categories of the items q starts from, for samecat: each once,
- * with the weight of its nearest item. */
+/* The categories of the items q starts from, for the category source
+ * and samecat: each once, with the weight of its nearest item. */
 static void
 start_cats(struct ranker *r, const struct model *m, const struct rank_req *q)
 {

@@ -108,6 +108,7 @@ void buf_put_i64(struct buf *b, int64_t v);
 void buf_put_double(struct buf *b, double d);
 void buf_json_str(struct buf *b, const char *p, size_t n);
 char *u64_put(char *o, uint64_t v);
+char *i64_put(char *o, int64_t v);
 char *json_str_put(char *o, const char *p, size_t n);
 size_t json_plain_run(const char *p, size_t n, int *high);
 void buf_free(struct buf *b);
@@ -178,6 +179,17 @@ uint32_t *htab_put(struct htab *h, uint64_t key, int *isnew);
 int htab_del(struct htab *h, uint64_t key);
 void htab_free(struct htab *h);
 size_t htab_bytes(const struct htab *h);
+
+/* Deleting from a table probed linearly (htab and the others like it):
+ * with place i emptied, the entry at j, further along the same run, whose
+ * probe starts at home, moves back to i unless home lies cyclically in
+ * (i, j] (then it is found without passing i). */
+static inline int
+probe_moves_back(size_t i, size_t j, size_t home)
+{
+	return (j > i && (home <= i || home > j)) ||
+	       (j < i && (home <= i && home > j));
+}
 
 /* state.c: state and snapshot files, written atomically (a temporary file
  * in the same directory, fsync, rename, fsync of the directory), so that a
@@ -399,10 +411,7 @@ struct wout *wout_fd(int fd, const char *name);
 int wout_write(struct wout *w, const void *p, size_t n);
 int wout_flush(struct wout *w);
 int wout_close(struct wout *w);
-static inline int wout_reserve_ok(struct wout *w, size_t n)
-{
-	return w->cap - w->n >= n;
-}
+int wout_try_line(struct wout *w, const void *p, size_t n);
 
 /* File formats. */
 enum { FMT_AUTO, FMT_NDJSON, FMT_AVRO, FMT_CONFLUENT, FMT_AVRO_SINGLE };

@@ -332,10 +332,7 @@ key_del(struct sknn *s, uint32_t sl)
 	     i = (i + 1) & mask)
 		;
 	for (j = (i + 1) & mask; s->kslot[j]; j = (j + 1) & mask) {
-		uint32_t home = (uint32_t)mix(s->slot[s->kslot[j] - 1].key) & mask;
-		/* Move j back to i unless its home lies cyclically in (i, j]. */
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && (home <= i && home > j))) {
+		if (probe_moves_back(i, j, (uint32_t)mix(s->slot[s->kslot[j] - 1].key) & mask)) {
 			s->kslot[i] = s->kslot[j];
 			i = j;
 		}

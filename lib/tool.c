@@ -1046,16 +1046,10 @@ tool_emit(struct tool *t, const struct event *ev)
 		return;
 	}
 	(*t->out_n)++;
-	if (!t->key && ev->canon.p && wout_reserve_ok(t->out, ev->canon.n + 1) &&
-	    !t->out->failed) {
-		/* The line as it came, and its newline, straight into the
-		 * output buffer: one record, never split between writes. */
-		struct wout *w = t->out;
-		memcpy(w->buf + w->n, ev->canon.p, ev->canon.n);
-		w->buf[w->n + ev->canon.n] = '\n';
-		w->n += ev->canon.n + 1;
+	/* A line read in the canonical form goes out as it came, straight
+	 * into the output buffer when it has room. */
+	if (!t->key && ev->canon.p && wout_try_line(t->out, ev->canon.p, ev->canon.n))
 		return;
-	}
 	if (t->key)
 		buf_putc(&t->line, '\t');
 	event_write_json(&t->line, ev);
