@@ -1164,12 +1164,37 @@ rank_gather(struct ranker *r, const struct model *m, const struct rank_req *q,
  * weighs (see blend) and write the best n to out (room for n), best
  * first, each with the source that gave most of its score. Return how
  * many were written: fewer than n when the sources have no more. A
- * single source keeps its own order.
+ * single source keeps its own order (only_source).
  */
+/* The one source that weights w ask, or -1 if they ask several (or the
+ * category match, which weighs candidates of any source). */
+static int
+only_source(const float *w)
+{
+	int one = -1;
+
+	if (w[RANK_SAMECAT] != 0)
+		return -1;
+	for (int s = 0; s < RANK_NSRC; s++)
+		if (w[s] != 0 || w[RANK_NSRC + s] != 0 || w[2 * RANK_NSRC + s] != 0) {
+			if (one >= 0)
+				return -1;
+			one = s;
+		}
+	return one;
+}
+
 size_t
 rank_pick(struct ranker *r, const struct rank_weights *w, size_t n,
 	  struct rank_item *out)
 {
+	/* A single source's candidates are its list, best first, in the
+	 * order blend met them: its own order stands. Sorting them again by
+	 * the scaled score would let the rounding of the scaling tie items
+	 * that the source tells apart, and the cut at n would then depend on
+	 * how deep the sources were asked. */
+	int one = only_source(w->w);
+
 	blend(r, w->w, 0);
 	for (size_t k = 0; k < r->nc; k++) {
 		r->order[k].s = r->cs[k];
@@ -1177,7 +1202,7 @@ rank_pick(struct ranker *r, const struct rank_weights *w, size_t n,
 	}
 	if (r->nc < n)
 		n = r->nc;
-	if (r->nc > 1)
+	if (r->nc > 1 && one < 0)
 		cand_best(r->order, r->nc, n);
 	for (size_t k = 0; k < n; k++) {
 		uint32_t c = r->slot[r->order[k].i];

@@ -126,6 +126,19 @@ near() {
 	done
 }
 
+@test "a single model scores the same alone as beside the others" {
+	# Beside a blend the sources are asked for more candidates; a single
+	# model's top 20 must not depend on that.
+	reco-gen --seed 1 -o ev.ndjson
+	reco-eval --json ev.ndjson >all.json
+	for m in pop dpop cooc seq sknn walk mf; do
+		reco-eval --json --models "$m" ev.ndjson >one.json
+		jq -c --arg m "$m" '.models[] | select(.model == $m)' all.json >a
+		jq -c --arg m "$m" '.models[] | select(.model == $m)' one.json >b
+		same_bytes a b || fail "$m differs"
+	done
+}
+
 @test "on every reco-gen regime the learned blend is at least as good as its best single source" {
 	local r m best h v
 	for r in shop sessions history; do
