@@ -133,7 +133,7 @@ check: all $(TESTBINS)
 
 # libFuzzer targets, each run for a bounded time on its checked-in corpus.
 FUZZ_SECONDS ?= 10
-FUZZERS = fuzz_event_json fuzz_csv fuzz_access_log fuzz_avro
+FUZZERS = fuzz_event_json fuzz_csv fuzz_access_log fuzz_avro fuzz_profile
 FUZZ_SRC = $(filter-out lib/schema_text.c,$(LIBSRC))
 fuzz:
 	@if command -v clang >/dev/null; then \

@@ -139,8 +139,12 @@ void profile_write_json(struct buf *b, struct profile *p);
 int profile_parse_json(struct profile *p, const char *s, size_t n, char *err,
 		       size_t errlen);
 void profile_encode(struct buf *b, struct profile *p);
+void profile_pack(struct buf *b, struct profile *p);
 int profile_decode(struct profile *p, const char *s, size_t n, char *err,
 		   size_t errlen);
+/* The first byte of profile_pack's form: a string length of -1 (zigzag),
+ * which no reco.Profile encoding starts with. */
+#define PROFILE_PACKED 0x01
 
 void profile_stats_add(struct profile_stats *st, uint64_t events, int delta);
 double profile_stats_percentile(const struct profile_stats *st,

@@ -70,13 +70,17 @@ pk_size(const unsigned char *pk)
 	return (size_t)(x.p - (const char *)pk) + x.n;
 }
 
-/* The user of a profile's encoding: its first field, a string. */
+/* The user of a profile's encoding, either form: its first field, a
+ * string. */
 static struct str
 enc_user(const char *p, size_t n)
 {
 	struct str u = { "", 0 };
 	int64_t len;
 	const char *e = p + n;
+
+	if (n > 0 && (unsigned char)*p == PROFILE_PACKED)
+		p++;
 
 	if (get_varint(&p, e, &len) == 0 && len >= 0 && len <= e - p) {
 		u.p = p;
@@ -141,11 +145,28 @@ store_slot_encode(struct store *s, uint32_t i, struct buf *b)
 	const struct slot *e = &s->slots[i];
 
 	if (e->p)
-		profile_encode(b, e->p);
+		profile_pack(b, e->p);
 	else {
 		struct str x = pk_enc(e->pk);
 		buf_put(b, x.p, x.n);
 	}
+}
+
+/* Give slot e profile p's packed form, in an allocation of its own. */
+static void
+own_packed(struct store *s, struct slot *e, struct profile *p)
+{
+	char len[10];
+	size_t ln;
+
+	s->pkbuf.n = 0;
+	profile_pack(&s->pkbuf, p);
+	ln = (size_t)(varint_put(len, (int64_t)s->pkbuf.n) - len);
+	e->pk = xmalloc(ln + s->pkbuf.n);
+	memcpy(e->pk, len, ln);
+	memcpy(e->pk + ln, s->pkbuf.p, s->pkbuf.n);
+	e->pk_owned = 1;
+	s->packed_bytes += ln + s->pkbuf.n;
 }
 
 /* Pack slot i (unpacked, not changed in the current batch). */
@@ -154,17 +175,7 @@ pack(struct store *s, uint32_t i)
 {
 	struct slot *e = &s->slots[i];
 
-	char len[10];
-	size_t ln;
-
-	s->pkbuf.n = 0;
-	profile_encode(&s->pkbuf, e->p);
-	ln = (size_t)(varint_put(len, (int64_t)s->pkbuf.n) - len);
-	e->pk = xmalloc(ln + s->pkbuf.n);
-	memcpy(e->pk, len, ln);
-	memcpy(e->pk + ln, s->pkbuf.p, s->pkbuf.n);
-	e->pk_owned = 1;
-	s->packed_bytes += ln + s->pkbuf.n;
+	own_packed(s, e, e->p);
 	profile_free(e->p);
 	e->p = NULL;
 	list_unlink(s, LIST_HOT, i);
@@ -263,6 +274,18 @@ store_table_insert_packed(struct store *s, const char *pk, uint64_t h)
 	uint32_t i = table_slot(s, h);
 
 	s->slots[i].pk = (unsigned char *)(uintptr_t)pk;
+	return i;
+}
+
+/* A new slot for profile p (of hash h), packed in an allocation of its
+ * own (p stays the caller's): a state file of an older version, whose
+ * profiles are in reco.Profile's encoding, is kept as a new one would be. */
+uint32_t
+store_table_insert_repacked(struct store *s, struct profile *p, uint64_t h)
+{
+	uint32_t i = table_slot(s, h);
+
+	own_packed(s, &s->slots[i], p);
 	return i;
 }
 

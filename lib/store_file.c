@@ -11,7 +11,9 @@
 
 #include "store_impl.h"
 
-#define STATE_VERSION 2 /* 1: no windows (read, every window full) */
+#define STATE_VERSION 3 /* 1: no windows (read, every window full); 1 and
+			  * 2: profiles in reco.Profile's encoding (read,
+			  * packed again), 3: packed (profile_pack) */
 
 static const char state_magic[] = "reco-profile state\n";
 #define STATE_MAGIC_LEN (sizeof state_magic - 1)
@@ -125,7 +127,8 @@ load_file(struct store *s, char *err, size_t errlen)
 	htab_free(&s->idx);
 	htab_init(&s->idx, (size_t)n);
 	/* A writer keeps the profiles packed as the file has them (each
-	 * checked by decoding it once); a reader, decoded. */
+	 * checked by decoding it once), or as it would have them, from an
+	 * older version; a reader, decoded. */
 	struct profile *pr = profile_new("", 0);
 	while (n-- > 0) {
 		const char *at = p;
@@ -135,7 +138,9 @@ load_file(struct store *s, char *err, size_t errlen)
 		uint64_t h = store_user_hash(u.p, u.n);
 		if (store_table_find(s, u.p, u.n, h) != NIL)
 			break;
-		if (s->pack)
+		if (s->pack && version < 3)
+			store_table_insert_repacked(s, pr, h);
+		else if (s->pack)
 			store_table_insert_packed(s, at, h);
 		else {
 			store_table_insert(s, pr);
@@ -148,7 +153,7 @@ load_file(struct store *s, char *err, size_t errlen)
 	if (p != e)
 		goto corrupt;
 	/* A writer's packed profiles are in the file's bytes: they stay. */
-	if (s->pack) {
+	if (s->pack && version >= 3) {
 		buf_free(&s->arena);
 		s->arena = b;
 	} else

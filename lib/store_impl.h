@@ -136,6 +136,8 @@ void store_lru_append(struct store *s, uint32_t i);
 size_t store_sorted(struct store *s);
 struct str store_slot_user(const struct store *s, uint32_t i);
 uint32_t store_table_insert_packed(struct store *s, const char *pk, uint64_t h);
+uint32_t store_table_insert_repacked(struct store *s, struct profile *p,
+				     uint64_t h);
 struct profile *store_slot_profile(struct store *s, uint32_t i);
 void store_slot_encode(struct store *s, uint32_t i, struct buf *b);
 int store_profile_cmp(const void *a, const void *b);

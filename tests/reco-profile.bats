@@ -234,6 +234,27 @@ kill_until_done() {
 	[ "$((packed * 2))" -lt "$unpacked" ]
 }
 
+@test "state files hold profiles packed (version 3); a version 2 file is read and written again as a new one would be" {
+	# v2.state: the first 300 of these events, by a reco-profile that
+	# wrote version 2 (profiles in reco.Profile's Avro encoding).
+	positioned_events 600 50
+	head -300 ev.ndjson >part1
+	reco-profile --emit none --store new.state part1
+	[ "$(head -c 20 new.state | tail -c 1 | od -An -tu1 | tr -d ' ')" = 6 ]  # zigzag 3
+	[ "$(head -c 20 "$F/v2.state" | tail -c 1 | od -An -tu1 | tr -d ' ')" = 4 ]
+	reco-profile --dump --store new.state >new.dump
+	reco-profile --dump --store "$F/v2.state" >v2.dump
+	same_bytes new.dump v2.dump
+	old=$(wc -c <"$F/v2.state") new=$(wc -c <new.state)
+	echo "# state file: version 2 $old bytes, version 3 $new" >&3
+	[ "$((new * 4))" -lt "$((old * 3))" ]
+	# Resumed from the old file, the store is the one a single run makes.
+	cp "$F/v2.state" split.state
+	reco-profile --emit none --store split.state ev.ndjson
+	reco-profile --emit none --store whole.state ev.ndjson
+	same_bytes whole.state split.state
+}
+
 @test "kill -9 at random points, restart on the same input: the embedded store equals one uninterrupted run" {
 	positioned_events 50000 2000
 	reco-profile --emit none --store ref.state ev.ndjson
