@@ -739,6 +739,8 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 			size_t n;
 			/* The lists are scattered in memory: ask for one a
 			 * few items ahead while this one is read. */
+			if (f + 2 * WALK_AHEAD < nf && m->nb.v)
+				__builtin_prefetch(&m->nb.v[r->wf[f + 2 * WALK_AHEAD].i]);
 			if (f + WALK_AHEAD < nf &&
 			    (n = model_list(&m->nb, r->wf[f + WALK_AHEAD].i, &l)) > 0)
 				for (size_t b = 0; b < n && b < RANK_WALK_LINKS; b += 64 / sizeof *l)
@@ -1060,11 +1062,42 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 		 1u << RANK_NEXT | 1u << RANK_WALK | \
 		 1u << RANK_TREND | 1u << RANK_DPOP)
 
+/* How a source's scores are scaled to [0, 1]: MF's by the range of its
+ * candidates, the others' by their best. */
+struct scale {
+	float lo, span;
+};
+
+static inline struct scale
+scale_of(const struct cand *l, size_t n, int s)
+{
+	struct scale sc = { 0, l[0].s };
+
+	if (s == RANK_MF) {
+		sc.lo = n > 1 ? l[n - 1].s : l[0].s - 1;
+		sc.span = l[0].s - sc.lo;
+	}
+	return sc;
+}
+
+/* What entry k of source s's list l adds to its item's blended score by
+ * weights w; its three features in *v, *rr and *ab. */
+static inline float
+contribution(const float *w, int s, const struct cand *l, size_t k,
+	     struct scale sc, float *v, float *rr, float *ab)
+{
+	*v = sc.span > 0 ? (l[k].s - sc.lo) / sc.span : 1;
+	*rr = 1.0f / (float)(k + 1);
+	*ab = l[k].s > 0 ? l[k].s / (1 + l[k].s) : 0;
+	return w[s] * *v + w[RANK_NSRC + s] * *rr + w[2 * RANK_NSRC + s] * *ab;
+}
+
 /*
  * The candidates of the gathered lists, each with its features: every
  * source's score scaled to [0, 1] (MF's by the range of its candidates,
  * the others by their best), 0 where the source did not list it; and,
  * by the weights w, the blended score and the source that gave most.
+ * The features are kept (in cf) only for the blend's learning (all).
  */
 static void
 blend(struct ranker *r, const float *w, int all)
@@ -1085,17 +1118,10 @@ blend(struct ranker *r, const float *w, int all)
 		if (n == 0 || (!all && w[s] == 0 && w[RANK_NSRC + s] == 0 &&
 			       w[2 * RANK_NSRC + s] == 0))
 			continue;
-		float hi = l[0].s, lo = 0;
-		if (s == RANK_MF)
-			lo = n > 1 ? l[n - 1].s : hi - 1;
-		float span = hi - lo;
+		struct scale sc = scale_of(l, n, s);
 		for (size_t k = 0; k < n; k++) {
 			uint32_t i = l[k].i;
-			float v = span > 0 ? (l[k].s - lo) / span : 1;
-			float rr = 1.0f / (float)(k + 1);
-			float ab = l[k].s > 0 ? l[k].s / (1 + l[k].s) : 0;
-			float c = w[s] * v + w[RANK_NSRC + s] * rr +
-				  w[2 * RANK_NSRC + s] * ab;
+			float v, rr, ab, c = contribution(w, s, l, k, sc, &v, &rr, &ab);
 			size_t at;
 			if (r->seen[i] != r->sgen) {
 				r->seen[i] = r->sgen;
@@ -1104,12 +1130,16 @@ blend(struct ranker *r, const float *w, int all)
 				r->cs[at] = 0;
 				r->cbest[at] = -INFINITY;
 				r->cr[at] = (uint8_t)s;
-				memset(r->cf + at * RANK_NFEAT, 0, RANK_NFEAT * sizeof *r->cf);
+				if (all)
+					memset(r->cf + at * RANK_NFEAT, 0, RANK_NFEAT * sizeof *r->cf);
 			} else
 				at = r->slot[i];
-			r->cf[at * RANK_NFEAT + s] = v;
-			r->cf[at * RANK_NFEAT + RANK_NSRC + s] = rr;
-			r->cf[at * RANK_NFEAT + 2 * RANK_NSRC + s] = ab;
+			/* The features, for the blend's learning only. */
+			if (all) {
+				r->cf[at * RANK_NFEAT + s] = v;
+				r->cf[at * RANK_NFEAT + RANK_NSRC + s] = rr;
+				r->cf[at * RANK_NFEAT + 2 * RANK_NSRC + s] = ab;
+			}
 			r->cs[at] += c;
 			if (c > r->cbest[at]) {
 				r->cbest[at] = c;
@@ -1122,7 +1152,8 @@ blend(struct ranker *r, const float *w, int all)
 	if (r->nqcat && (all || w[RANK_SAMECAT] != 0))
 		for (size_t k = 0; k < r->nc; k++) {
 			float f = samecat(r, r->ci[k]);
-			r->cf[k * RANK_NFEAT + RANK_SAMECAT] = f;
+			if (all)
+				r->cf[k * RANK_NFEAT + RANK_SAMECAT] = f;
 			r->cs[k] += w[RANK_SAMECAT] * f;
 		}
 	r->info.candidates = r->nc;
@@ -1188,13 +1219,31 @@ size_t
 rank_pick(struct ranker *r, const struct rank_weights *w, size_t n,
 	  struct rank_item *out)
 {
-	/* A single source's candidates are its list, best first, in the
-	 * order blend met them: its own order stands. Sorting them again by
-	 * the scaled score would let the rounding of the scaling tie items
-	 * that the source tells apart, and the cut at n would then depend on
-	 * how deep the sources were asked. */
+	/* A single source's candidates are its list, best first: its own
+	 * order stands. Sorting them again by the scaled score would let the
+	 * rounding of the scaling tie items that the source tells apart, and
+	 * the cut at n would then depend on how deep the sources were
+	 * asked. */
 	int one = only_source(w->w);
 
+	if (one >= 0) {
+		const struct cand *l = r->src[one];
+		size_t len = r->nsrc[one];
+		r->nc = 0;
+		r->info.candidates = len;
+		if (len < n)
+			n = len;
+		if (n == 0)
+			return 0;
+		struct scale sc = scale_of(l, len, one);
+		for (size_t k = 0; k < n; k++) {
+			float v, rr, ab;
+			out[k].item = l[k].i;
+			out[k].score = contribution(w->w, one, l, k, sc, &v, &rr, &ab);
+			out[k].reason = (uint8_t)one;
+		}
+		return n;
+	}
 	blend(r, w->w, 0);
 	for (size_t k = 0; k < r->nc; k++) {
 		r->order[k].s = r->cs[k];
@@ -1202,7 +1251,7 @@ rank_pick(struct ranker *r, const struct rank_weights *w, size_t n,
 	}
 	if (r->nc < n)
 		n = r->nc;
-	if (r->nc > 1 && one < 0)
+	if (r->nc > 1)
 		cand_best(r->order, r->nc, n);
 	for (size_t k = 0; k < n; k++) {
 		uint32_t c = r->slot[r->order[k].i];
