@@ -786,12 +786,13 @@ stride_of(uint32_t dim)
 
 /* The lists' heads stay on the heap, not in a mapping of xalign_grow:
  * they hold the only pointers to the lists, and leak checkers look for
- * pointers on the heap, not in anonymous mappings. */
+ * pointers on the heap, not in anonymous mappings. The heads past the
+ * n items are left as they are, not resident until an item is added
+ * (find_or_add_item sets its heads). */
 static void
-lists_grow(struct model_lists *L, uint64_t n, uint64_t cap)
+lists_grow(struct model_lists *L, uint64_t cap)
 {
 	L->v = xreallocarray(L->v, cap, sizeof *L->v);
-	memset(L->v + n, 0, (cap - n) * sizeof *L->v);
 }
 
 static void
@@ -818,8 +819,8 @@ grow_items(struct model *m, uint64_t need)
 	m->its = xalign_grow(m->its, n, cap, sizeof(int64_t));
 	m->iseq = xalign_grow(m->iseq, n, cap, sizeof(uint64_t));
 	m->ioff = xalign_grow(m->ioff, n + 1, cap + 1, sizeof(uint64_t));
-	lists_grow(&m->nb, n, cap);
-	lists_grow(&m->sq, n, cap);
+	lists_grow(&m->nb, cap);
+	lists_grow(&m->sq, cap);
 	m->icat = xalign_grow(m->icat, n, cap, sizeof(uint32_t));
 	for (int k = 0; k < 2; k++)
 		m->top[k].pos = xalign_grow(m->top[k].pos, n, cap, 1);
@@ -942,7 +943,7 @@ model_bytes(const struct model *m)
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
 	b += m->ncats * m->p.cat_items * sizeof(struct model_nb);
-	b += seen_nblk(m->seen_cap) * sizeof *m->seenb + m->seen_room * 8;
+	b += seen_nblk(m->seen_cap) * sizeof *m->seenb + m->seen_room * m->seen_w;
 	b += m->users_cap * 8;
 	if (m->sknn)
 		b += sknn_bytes(m->sknn);
@@ -1630,7 +1631,12 @@ model_pair_key(uint64_t uh, uint64_t ih)
  * order, in an array of the block's own with room for a multiple of 4.
  * The snapshot holds the slots as they are (reco-model(5)), at most half
  * of them in use; in memory an empty slot costs a bit instead of 8
- * bytes. A mapped model reads the snapshot's slots (m->seen).
+ * bytes, and a key only what its slot does not tell: a key lies at most
+ * SEEN_PROBE - 1 slots past its home slot (its low bits), so the key
+ * shifted down by the bits of the capacity and the distance from its
+ * home (5 bits) give it back, in 6 bytes at 2^21 slots and more, in 7
+ * from 2^13 (seen_width). A mapped model reads the snapshot's slots
+ * (m->seen).
  */
 
 static inline unsigned
@@ -1649,6 +1655,49 @@ seen_room(unsigned n)
 	return (n + 3) & ~3u;
 }
 
+/* The shape of a seen set's blocks: 2^bits slots, keys of w bytes (8:
+ * the keys as they are, less: their quotients). */
+struct seen_shape {
+	unsigned bits, w;
+};
+
+/* The shape of a set of cap slots (a power of two). */
+static struct seen_shape
+seen_shape(uint64_t cap)
+{
+	struct seen_shape sh = { 0, 8 };
+
+	while (sh.bits < 63 && (1ULL << sh.bits) < cap)
+		sh.bits++;
+	/* 64 - bits of quotient and 5 of distance, in whole bytes. */
+	if (sh.bits >= 13)
+		sh.w = (64 - sh.bits + 5 + 7) / 8;
+	return sh;
+}
+
+/* Key k of block b (its k-th slot in use), which is in slot j. */
+static inline uint64_t
+seen_get(const struct model_seen_blk *b, struct seen_shape sh, uint64_t j,
+	 unsigned k)
+{
+	const unsigned char *p = b->k + (size_t)k * sh.w;
+	uint64_t x = 0;
+
+	for (unsigned c = sh.w; c-- > 0;)
+		x = x << 8 | p[c];
+	if (sh.w == 8)
+		return x;
+	uint64_t mask = (1ULL << sh.bits) - 1;
+	return (x >> 5) << sh.bits | ((j - (x & 31)) & mask);
+}
+
+/* Whether key v can be kept in slot j of a set of shape sh. */
+static inline int
+seen_fits(struct seen_shape sh, uint64_t j, uint64_t v)
+{
+	return sh.w == 8 || ((j - v) & ((1ULL << sh.bits) - 1)) < SEEN_PROBE;
+}
+
 /* The key in slot j, 0 if it is empty. */
 static inline uint64_t
 seen_at(const struct model *m, uint64_t j)
@@ -1657,28 +1706,36 @@ seen_at(const struct model *m, uint64_t j)
 		return m->seen[j];
 	const struct model_seen_blk *b = &m->seenb[j / SEEN_BLK];
 	uint64_t bit = 1ULL << (j % SEEN_BLK);
-	return b->occ & bit ? b->k[popcount64(b->occ & (bit - 1))] : 0;
+	struct seen_shape sh = { m->seen_bits, m->seen_w };
+	return b->occ & bit ? seen_get(b, sh, j, popcount64(b->occ & (bit - 1))) : 0;
 }
 
-/* Slot j of the blocks bl holds key v (not 0) from now on. */
+/* Slot j of the blocks bl, of shape sh, holds key v (not 0, and
+ * seen_fits) from now on. */
 static void
-seen_store(struct model_seen_blk *bl, uint64_t *room, uint64_t j, uint64_t v)
+seen_store(struct model_seen_blk *bl, struct seen_shape sh, uint64_t *room,
+	   uint64_t j, uint64_t v)
 {
 	struct model_seen_blk *b = &bl[j / SEEN_BLK];
 	uint64_t bit = 1ULL << (j % SEEN_BLK);
 	unsigned n = popcount64(b->occ), k = popcount64(b->occ & (bit - 1));
+	unsigned char *p;
+	uint64_t x = v;
 
-	if (b->occ & bit) {
-		b->k[k] = v;
-		return;
+	if (sh.w < 8)
+		x = (v >> sh.bits) << 5 | ((j - v) & ((1ULL << sh.bits) - 1));
+	if (!(b->occ & bit)) {
+		if (seen_room(n + 1) != seen_room(n)) {
+			b->k = xreallocarray(b->k, seen_room(n + 1), sh.w);
+			*room += seen_room(n + 1) - seen_room(n);
+		}
+		memmove(b->k + (size_t)(k + 1) * sh.w, b->k + (size_t)k * sh.w,
+			(size_t)(n - k) * sh.w);
+		b->occ |= bit;
 	}
-	if (seen_room(n + 1) != seen_room(n)) {
-		b->k = xreallocarray(b->k, seen_room(n + 1), sizeof *b->k);
-		*room += seen_room(n + 1) - seen_room(n);
-	}
-	memmove(b->k + k + 1, b->k + k, (n - k) * sizeof *b->k);
-	b->k[k] = v;
-	b->occ |= bit;
+	p = b->k + (size_t)k * sh.w;
+	for (unsigned c = 0; c < sh.w; c++, x >>= 8)
+		p[c] = (unsigned char)x;
 }
 
 static void
@@ -1714,17 +1771,21 @@ static void
 seen_grow(struct model *m, uint64_t cap)
 {
 	struct model_seen_blk *old = m->seenb;
+	struct seen_shape osh = { m->seen_bits, m->seen_w }, sh = seen_shape(cap);
 	uint64_t ocap = m->seen_cap, room = 0;
 
 	m->seenb = xcalloc(seen_nblk(cap), sizeof *m->seenb);
 	m->seen_n = 0;
 	for (uint64_t ob = 0; ob < seen_nblk(ocap); ob++) {
-		for (unsigned r = 0; r < popcount64(old[ob].occ); r++) {
-			uint64_t v = old[ob].k[r];
+		unsigned r = 0;
+		for (unsigned s = 0; s < SEEN_BLK; s++) {
+			if (!(old[ob].occ >> s & 1))
+				continue;
+			uint64_t v = seen_get(&old[ob], osh, ob * SEEN_BLK + s, r++);
 			for (uint64_t j = 0; j < SEEN_PROBE; j++) {
 				uint64_t at = (v + j) & (cap - 1);
 				if (!(m->seenb[at / SEEN_BLK].occ >> (at % SEEN_BLK) & 1)) {
-					seen_store(m->seenb, &room, at, v);
+					seen_store(m->seenb, sh, &room, at, v);
 					m->seen_n++;
 					break;
 				}
@@ -1737,6 +1798,8 @@ seen_grow(struct model *m, uint64_t cap)
 	free(old);
 	m->seen_cap = cap;
 	m->seen_room = room;
+	m->seen_bits = sh.bits;
+	m->seen_w = sh.w;
 }
 
 /* Add the pair key; return 1 if it was there already. At --seen-max, a
@@ -1751,15 +1814,16 @@ seen_add(struct model *m, uint64_t key)
 	if (m->seen_n * 2 >= m->seen_cap && m->seen_cap < 2 * m->p.seen_max)
 		seen_grow(m, m->seen_cap ? m->seen_cap * 2 : 1024);
 	uint64_t mask = m->seen_cap - 1;
+	struct seen_shape sh = { m->seen_bits, m->seen_w };
 	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
 		uint64_t at = (key + k) & mask;
 		if (seen_at(m, at) == 0 && m->seen_n < m->p.seen_max) {
-			seen_store(m->seenb, &m->seen_room, at, key);
+			seen_store(m->seenb, sh, &m->seen_room, at, key);
 			m->seen_n++;
 			return 0;
 		}
 	}
-	seen_store(m->seenb, &m->seen_room, (key + (key >> 59) % SEEN_PROBE) & mask, key);
+	seen_store(m->seenb, sh, &m->seen_room, (key + (key >> 59) % SEEN_PROBE) & mask, key);
 	m->st.seen_evicted++;
 	return 0;
 }
@@ -1841,8 +1905,8 @@ find_or_add_item(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	*slot = (uint32_t)(i + 1);
 	init_row(m, m->ifac + i * m->stride);
 	m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
-	m->nb.v[i].l = m->sq.v[i].l = NULL;
-	m->nb.v[i].n = m->sq.v[i].n = 0;
+	memset(&m->nb.v[i], 0, sizeof m->nb.v[i]);
+	memset(&m->sq.v[i], 0, sizeof m->sq.v[i]);
 	m->st.items_added++;
 	*isnew = 1;
 	return i;
@@ -2352,6 +2416,7 @@ lists_copy(struct model *m, struct model_lists *L, const struct model_lists *V,
 {
 	for (uint64_t i = 0; i < n; i++) {
 		size_t k = (size_t)(V->off[i + 1] - V->off[i]);
+		memset(&L->v[i], 0, sizeof L->v[i]);
 		if (k == 0)
 			continue;
 		L->v[i].l = xreallocarray(NULL, k, NB_BYTES);
@@ -2537,9 +2602,10 @@ emit(const struct model *m, int id, struct sink *s)
 	case SEC_SEEN:
 		for (uint64_t b = 0; b < seen_nblk(m->seen_cap); b++) {
 			const struct model_seen_blk *x = &m->seenb[b];
+			struct seen_shape sh = { m->seen_bits, m->seen_w };
 			unsigned r = 0;
 			for (uint64_t j = 0; j < SEEN_BLK && b * SEEN_BLK + j < m->seen_cap; j++)
-				obuf_put(&o, x->occ >> j & 1 ? x->k[r++] : 0);
+				obuf_put(&o, x->occ >> j & 1 ? seen_get(x, sh, b * SEEN_BLK + j, r++) : 0);
 		}
 		obuf_flush(&o);
 		break;
@@ -3157,10 +3223,18 @@ unmap_copy(struct model *v)
 		m->ncats++;
 	}
 	if (v->seen_cap) {
+		/* A key that lies too far from its home (not one this code
+		 * put there) keeps the keys as they are. */
+		struct seen_shape sh = seen_shape(v->seen_cap);
+		for (uint64_t j = 0; j < v->seen_cap && sh.w < 8; j++)
+			if (v->seen[j] && !seen_fits(sh, j, v->seen[j]))
+				sh.w = 8;
 		m->seenb = xcalloc(seen_nblk(v->seen_cap), sizeof *m->seenb);
 		for (uint64_t j = 0; j < v->seen_cap; j++)
 			if (v->seen[j])
-				seen_store(m->seenb, &m->seen_room, j, v->seen[j]);
+				seen_store(m->seenb, sh, &m->seen_room, j, v->seen[j]);
+		m->seen_bits = sh.bits;
+		m->seen_w = sh.w;
 	}
 	m->seen_cap = v->seen_cap;
 	m->seen_n = v->seen_n;

@@ -201,10 +201,12 @@ struct model {
 	const uint64_t *seen;
 	struct model_seen_blk {
 		uint64_t occ;     /* the slots in use */
-		uint64_t *k;      /* their keys, in slot order */
+		unsigned char *k; /* their keys, in slot order, seen_w
+				   * bytes each (model.c) */
 	} *seenb;
 	uint64_t seen_cap, seen_n;
 	uint64_t seen_room;       /* keys the blocks have room for */
+	unsigned seen_bits, seen_w; /* log2 of seen_cap; bytes of a key */
 	struct model_blend blend;
 	void *blend_ranker;       /* scratch of the blend's learning */
 	struct sknn *sknn;        /* past sessions, or NULL */
