@@ -579,6 +579,26 @@ seen_nblk(uint64_t cap)
 
 static void seen_free(struct model *m);
 
+/* The seen set and the indexes of ids keep a table of slots in blocks of
+ * 64: a bit per slot in use and an array of what the slots in use hold,
+ * in slot order, with room for a multiple of 4 (blk_room), so that an
+ * empty slot costs a bit. */
+static inline unsigned
+popcount64(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* The room of a block's array for n slots in use. */
+static inline unsigned
+blk_room(unsigned n)
+{
+	return (n + 3) & ~3u;
+}
+
 /* Aligned memory, dying like xmalloc when there is none. */
 static void *
 xalign(size_t n)
@@ -708,19 +728,59 @@ index_cap(uint64_t n)
 	return cap;
 }
 
+/* The entry in slot j of x, or -1 if it is empty. */
+static inline int64_t
+index_at(const struct model_index *x, uint64_t j)
+{
+	const struct model_index_blk *b = &x->b[j / SEEN_BLK];
+	uint64_t bit = 1ULL << (j % SEEN_BLK);
+
+	return b->occ & bit ? (int64_t)b->e[popcount64(b->occ & (bit - 1))] : -1;
+}
+
 /* The slot of key in x: the one of its entry, or the empty one where it
  * would go. */
-static uint32_t *
+static uint64_t
 index_slot(const struct model_index *x, const uint64_t *off, const char *bytes,
 	   uint64_t key)
 {
 	uint64_t mask = x->cap - 1, j;
+	int64_t e;
 
 	key = key ? key : 1;
-	for (j = key & mask; x->slot[j] && index_key(off, bytes, x->slot[j] - 1) != key;
-	     j = (j + 1) & mask)
+	for (j = key & mask; (e = index_at(x, j)) >= 0 &&
+	     index_key(off, bytes, (uint32_t)e) != key; j = (j + 1) & mask)
 		;
-	return &x->slot[j];
+	return j;
+}
+
+/* Slot j of x holds entry e from now on. */
+static void
+index_put(struct model_index *x, uint64_t j, uint64_t e)
+{
+	struct model_index_blk *b = &x->b[j / SEEN_BLK];
+	uint64_t bit = 1ULL << (j % SEEN_BLK);
+	unsigned n = popcount64(b->occ), k = popcount64(b->occ & (bit - 1));
+
+	if (!(b->occ & bit)) {
+		if (blk_room(n + 1) != blk_room(n)) {
+			b->e = xreallocarray(b->e, blk_room(n + 1), sizeof *b->e);
+			x->room += blk_room(n + 1) - blk_room(n);
+		}
+		memmove(b->e + k + 1, b->e + k, (n - k) * sizeof *b->e);
+		b->occ |= bit;
+	}
+	b->e[k] = (uint32_t)e;
+}
+
+static void
+index_free(struct model_index *x)
+{
+	for (uint64_t k = 0; x->b && k < seen_nblk(x->cap); k++)
+		free(x->b[k].e);
+	free(x->b);
+	x->b = NULL;
+	x->room = 0;
 }
 
 /* Index the n entries of an id table afresh, in the order of their
@@ -730,12 +790,11 @@ static void
 index_build(struct model_index *x, const uint64_t *off, const char *bytes,
 	    uint64_t n, uint64_t cap)
 {
-	free(x->slot);
+	index_free(x);
 	x->cap = cap;
-	x->slot = xcalloc(cap, sizeof *x->slot);
+	x->b = xcalloc(seen_nblk(cap), sizeof *x->b);
 	for (uint64_t i = 0; i < n; i++)
-		*index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i)) =
-			(uint32_t)(i + 1);
+		index_put(x, index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i)), i);
 }
 
 /* The entry of key, or -1. */
@@ -743,14 +802,12 @@ static int64_t
 index_get(const struct model_index *x, const uint64_t *off, const char *bytes,
 	  uint64_t key)
 {
-	uint32_t v = *index_slot(x, off, bytes, key);
-
-	return v ? (int64_t)v - 1 : -1;
+	return index_at(x, index_slot(x, off, bytes, key));
 }
 
 /* Room for entry n (the entries before it indexed), then its slot: the
- * caller stores n + 1 there once its id is in the table. */
-static uint32_t *
+ * caller puts n there (index_put) once its id is in the table. */
+static uint64_t
 index_add(struct model_index *x, const uint64_t *off, const char *bytes,
 	  uint64_t n, uint64_t key)
 {
@@ -758,7 +815,6 @@ index_add(struct model_index *x, const uint64_t *off, const char *bytes,
 		index_build(x, off, bytes, n, index_cap(n + 1));
 	return index_slot(x, off, bytes, key);
 }
-
 
 static void
 ids_add(uint64_t **off, char **bytes, size_t *n, size_t *cap, uint64_t idx,
@@ -920,8 +976,8 @@ model_free(struct model *m)
 	arr_free(m->uoff);
 	free(m->ubytes);
 	free(m->log);
-	free(m->ii.slot);
-	free(m->ui.slot);
+	index_free(&m->ii);
+	index_free(&m->ui);
 	free(m);
 }
 
@@ -938,7 +994,8 @@ model_bytes(const struct model *m)
 	b += m->users_cap * (m->stride * sizeof(float) + 2 * 8 + 2 + 8 +
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
-	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
+	b += seen_nblk(m->ii.cap) * sizeof *m->ii.b + m->ii.room * 4;
+	b += seen_nblk(m->ui.cap) * sizeof *m->ui.b + m->ui.room * 4;
 	b += m->nbroom * NB_BYTES;
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
@@ -1486,8 +1543,12 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 	if (k == n && n < cap && n == room) {
 		/* The list takes its room as it fills, by an eighth and 4
 		 * entries at a time, up to the cap that --cooc-memory counts
-		 * (which doubles): a third less than the cap, in the mean. */
+		 * (which doubles): a third less than the cap, in the mean.
+		 * The room is what fits in the allocator's chunk of that
+		 * size (malloc's: 8 bytes of header, 16 of alignment), which
+		 * would otherwise be padding. */
 		uint32_t nr = (room + room / 8 + 4) & ~3u;
+		nr = (uint32_t)((((size_t)nr * NB_BYTES + 8 + 15) & ~(size_t)15) - 8) / NB_BYTES;
 		if (nr > cap)
 			nr = cap;
 		if (!l)
@@ -1639,22 +1700,6 @@ model_pair_key(uint64_t uh, uint64_t ih)
  * (m->seen).
  */
 
-static inline unsigned
-popcount64(uint64_t x)
-{
-	x = x - ((x >> 1) & 0x5555555555555555ULL);
-	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
-	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
-}
-
-/* The room of a block's keys array for n keys. */
-static inline unsigned
-seen_room(unsigned n)
-{
-	return (n + 3) & ~3u;
-}
-
 /* The shape of a seen set's blocks: 2^bits slots, keys of w bytes (8:
  * the keys as they are, less: their quotients). */
 struct seen_shape {
@@ -1725,9 +1770,9 @@ seen_store(struct model_seen_blk *bl, struct seen_shape sh, uint64_t *room,
 	if (sh.w < 8)
 		x = (v >> sh.bits) << 5 | ((j - v) & ((1ULL << sh.bits) - 1));
 	if (!(b->occ & bit)) {
-		if (seen_room(n + 1) != seen_room(n)) {
-			b->k = xreallocarray(b->k, seen_room(n + 1), sh.w);
-			*room += seen_room(n + 1) - seen_room(n);
+		if (blk_room(n + 1) != blk_room(n)) {
+			b->k = xreallocarray(b->k, blk_room(n + 1), sh.w);
+			*room += blk_room(n + 1) - blk_room(n);
 		}
 		memmove(b->k + (size_t)(k + 1) * sh.w, b->k + (size_t)k * sh.w,
 			(size_t)(n - k) * sh.w);
@@ -1873,11 +1918,11 @@ find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	if (m->nusers >= m->p.max_users)
 		evict_users(m);
 	grow_users(m, m->nusers + 1);
-	uint32_t *slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h);
+	uint64_t slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h);
 	uint64_t u = m->nusers++;
 	ids_add(&m->uoff, &m->ubytes, &m->ubytes_n, &m->ubytes_cap, u, id->p,
 		id->n);
-	*slot = (uint32_t)(u + 1);
+	index_put(&m->ui, slot, u);
 	init_row(m, m->ufac + u * m->stride);
 	m->uts[u] = 0;
 	m->uskey[u] = 0;
@@ -1898,11 +1943,11 @@ find_or_add_item(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	if (m->nitems >= m->p.max_items)
 		evict_items(m);
 	grow_items(m, m->nitems + 1);
-	uint32_t *slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h);
+	uint64_t slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h);
 	uint64_t i = m->nitems++;
 	ids_add(&m->ioff, &m->ibytes, &m->ibytes_n, &m->ibytes_cap, i, id->p,
 		id->n);
-	*slot = (uint32_t)(i + 1);
+	index_put(&m->ii, slot, i);
 	init_row(m, m->ifac + i * m->stride);
 	m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
 	memset(&m->nb.v[i], 0, sizeof m->nb.v[i]);
@@ -2337,8 +2382,8 @@ obuf_flush(struct obuf *o)
 }
 
 /* x as a snapshot's index section: the capacity, the keys, the entries
- * (0 in an empty slot). A trainable model's index is laid out as the
- * section wants it (struct model_index), so it is written as it is. */
+ * (0 in an empty slot). A trainable model's index has the slots the
+ * section wants (struct model_index), so it is written slot by slot. */
 static void
 index_emit(const struct model_index *x, const uint64_t *off, const char *bytes,
 	   struct sink *s, struct obuf *o)
@@ -2347,11 +2392,14 @@ index_emit(const struct model_index *x, const uint64_t *off, const char *bytes,
 	size_t nv = 0;
 
 	obuf_put(o, x->cap);
-	for (uint64_t j = 0; j < x->cap; j++)
-		obuf_put(o, x->slot[j] ? index_key(off, bytes, x->slot[j] - 1) : 0);
+	for (uint64_t j = 0; j < x->cap; j++) {
+		int64_t e = index_at(x, j);
+		obuf_put(o, e >= 0 ? index_key(off, bytes, (uint32_t)e) : 0);
+	}
 	obuf_flush(o);
 	for (uint64_t j = 0; j < x->cap; j++) {
-		v[nv++] = x->slot[j] ? x->slot[j] - 1 : 0;
+		int64_t e = index_at(x, j);
+		v[nv++] = e >= 0 ? (uint32_t)e : 0;
 		if (nv == sizeof v / sizeof v[0] || j + 1 == x->cap) {
 			sink_put(s, v, nv * sizeof v[0]);
 			nv = 0;
