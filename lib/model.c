@@ -599,6 +599,25 @@ blk_room(unsigned n)
 	return (n + 3) & ~3u;
 }
 
+/* Where block b keeps the w bytes of its slot s, which is in use from
+ * now on; *room counts the values the blocks have room for. */
+static unsigned char *
+blk_put(struct model_blk *b, unsigned s, size_t w, uint64_t *room)
+{
+	uint64_t bit = 1ULL << s;
+	unsigned n = popcount64(b->occ), k = popcount64(b->occ & (bit - 1));
+
+	if (!(b->occ & bit)) {
+		if (blk_room(n + 1) != blk_room(n)) {
+			b->a = xreallocarray(b->a, blk_room(n + 1), w);
+			*room += blk_room(n + 1) - blk_room(n);
+		}
+		memmove(b->a + (k + 1) * w, b->a + k * w, (n - k) * w);
+		b->occ |= bit;
+	}
+	return b->a + k * w;
+}
+
 /* Aligned memory, dying like xmalloc when there is none. */
 static void *
 xalign(size_t n)
@@ -732,10 +751,14 @@ index_cap(uint64_t n)
 static inline int64_t
 index_at(const struct model_index *x, uint64_t j)
 {
-	const struct model_index_blk *b = &x->b[j / SEEN_BLK];
+	const struct model_blk *b = &x->b[j / SEEN_BLK];
 	uint64_t bit = 1ULL << (j % SEEN_BLK);
+	uint32_t e;
 
-	return b->occ & bit ? (int64_t)b->e[popcount64(b->occ & (bit - 1))] : -1;
+	if (!(b->occ & bit))
+		return -1;
+	memcpy(&e, b->a + 4 * popcount64(b->occ & (bit - 1)), 4);
+	return e;
 }
 
 /* The slot of key in x: the one of its entry, or the empty one where it
@@ -758,26 +781,16 @@ index_slot(const struct model_index *x, const uint64_t *off, const char *bytes,
 static void
 index_put(struct model_index *x, uint64_t j, uint64_t e)
 {
-	struct model_index_blk *b = &x->b[j / SEEN_BLK];
-	uint64_t bit = 1ULL << (j % SEEN_BLK);
-	unsigned n = popcount64(b->occ), k = popcount64(b->occ & (bit - 1));
+	uint32_t v = (uint32_t)e;
 
-	if (!(b->occ & bit)) {
-		if (blk_room(n + 1) != blk_room(n)) {
-			b->e = xreallocarray(b->e, blk_room(n + 1), sizeof *b->e);
-			x->room += blk_room(n + 1) - blk_room(n);
-		}
-		memmove(b->e + k + 1, b->e + k, (n - k) * sizeof *b->e);
-		b->occ |= bit;
-	}
-	b->e[k] = (uint32_t)e;
+	memcpy(blk_put(&x->b[j / SEEN_BLK], j % SEEN_BLK, 4, &x->room), &v, 4);
 }
 
 static void
 index_free(struct model_index *x)
 {
 	for (uint64_t k = 0; x->b && k < seen_nblk(x->cap); k++)
-		free(x->b[k].e);
+		free(x->b[k].a);
 	free(x->b);
 	x->b = NULL;
 	x->room = 0;
@@ -1722,10 +1735,10 @@ seen_shape(uint64_t cap)
 
 /* Key k of block b (its k-th slot in use), which is in slot j. */
 static inline uint64_t
-seen_get(const struct model_seen_blk *b, struct seen_shape sh, uint64_t j,
+seen_get(const struct model_blk *b, struct seen_shape sh, uint64_t j,
 	 unsigned k)
 {
-	const unsigned char *p = b->k + (size_t)k * sh.w;
+	const unsigned char *p = b->a + (size_t)k * sh.w;
 	uint64_t x = 0;
 
 	for (unsigned c = sh.w; c-- > 0;)
@@ -1749,7 +1762,7 @@ seen_at(const struct model *m, uint64_t j)
 {
 	if (!m->seenb)
 		return m->seen[j];
-	const struct model_seen_blk *b = &m->seenb[j / SEEN_BLK];
+	const struct model_blk *b = &m->seenb[j / SEEN_BLK];
 	uint64_t bit = 1ULL << (j % SEEN_BLK);
 	struct seen_shape sh = { m->seen_bits, m->seen_w };
 	return b->occ & bit ? seen_get(b, sh, j, popcount64(b->occ & (bit - 1))) : 0;
@@ -1758,27 +1771,14 @@ seen_at(const struct model *m, uint64_t j)
 /* Slot j of the blocks bl, of shape sh, holds key v (not 0, and
  * seen_fits) from now on. */
 static void
-seen_store(struct model_seen_blk *bl, struct seen_shape sh, uint64_t *room,
+seen_store(struct model_blk *bl, struct seen_shape sh, uint64_t *room,
 	   uint64_t j, uint64_t v)
 {
-	struct model_seen_blk *b = &bl[j / SEEN_BLK];
-	uint64_t bit = 1ULL << (j % SEEN_BLK);
-	unsigned n = popcount64(b->occ), k = popcount64(b->occ & (bit - 1));
-	unsigned char *p;
+	unsigned char *p = blk_put(&bl[j / SEEN_BLK], j % SEEN_BLK, sh.w, room);
 	uint64_t x = v;
 
 	if (sh.w < 8)
 		x = (v >> sh.bits) << 5 | ((j - v) & ((1ULL << sh.bits) - 1));
-	if (!(b->occ & bit)) {
-		if (blk_room(n + 1) != blk_room(n)) {
-			b->k = xreallocarray(b->k, blk_room(n + 1), sh.w);
-			*room += blk_room(n + 1) - blk_room(n);
-		}
-		memmove(b->k + (size_t)(k + 1) * sh.w, b->k + (size_t)k * sh.w,
-			(size_t)(n - k) * sh.w);
-		b->occ |= bit;
-	}
-	p = b->k + (size_t)k * sh.w;
 	for (unsigned c = 0; c < sh.w; c++, x >>= 8)
 		p[c] = (unsigned char)x;
 }
@@ -1787,7 +1787,7 @@ static void
 seen_free(struct model *m)
 {
 	for (uint64_t b = 0; m->seenb && b < seen_nblk(m->seen_cap); b++)
-		free(m->seenb[b].k);
+		free(m->seenb[b].a);
 	free(m->seenb);
 	m->seenb = NULL;
 	m->seen_room = 0;
@@ -1815,7 +1815,7 @@ model_seen_has(const struct model *m, uint64_t key)
 static void
 seen_grow(struct model *m, uint64_t cap)
 {
-	struct model_seen_blk *old = m->seenb;
+	struct model_blk *old = m->seenb;
 	struct seen_shape osh = { m->seen_bits, m->seen_w }, sh = seen_shape(cap);
 	uint64_t ocap = m->seen_cap, room = 0;
 
@@ -1838,7 +1838,7 @@ seen_grow(struct model *m, uint64_t cap)
 		}
 		/* The old block goes as soon as it is read, so that the
 		 * two tables are never whole together. */
-		free(old[ob].k);
+		free(old[ob].a);
 	}
 	free(old);
 	m->seen_cap = cap;
@@ -2649,7 +2649,7 @@ emit(const struct model *m, int id, struct sink *s)
 	}
 	case SEC_SEEN:
 		for (uint64_t b = 0; b < seen_nblk(m->seen_cap); b++) {
-			const struct model_seen_blk *x = &m->seenb[b];
+			const struct model_blk *x = &m->seenb[b];
 			struct seen_shape sh = { m->seen_bits, m->seen_w };
 			unsigned r = 0;
 			for (uint64_t j = 0; j < SEEN_BLK && b * SEEN_BLK + j < m->seen_cap; j++)

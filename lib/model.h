@@ -137,6 +137,13 @@ struct model_blend {
 	float hit[MODEL_NSRC + 1];
 };
 
+/* 64 slots of a table: a bit for each in use, and what those hold, in
+ * slot order (model.c). */
+struct model_blk {
+	uint64_t occ;
+	unsigned char *a;
+};
+
 /*
  * A trainable model's index of ids: a slot holds an entry's number or
  * nothing; a slot's key is the hash64 of its entry's id, computed again
@@ -148,10 +155,7 @@ struct model_blend {
  * entry 4 bytes.
  */
 struct model_index {
-	struct model_index_blk {
-		uint64_t occ;     /* the slots in use */
-		uint32_t *e;      /* their entries, in slot order */
-	} *b;
+	struct model_blk *b;      /* entries of 4 bytes */
 	uint64_t cap;
 	uint64_t room;            /* entries the blocks have room for */
 };
@@ -206,11 +210,7 @@ struct model {
 	/* the (user, item) pairs seen: open addressing, 0 empty; mapped,
 	 * the slots (seen), trainable, blocks of them (model.c) */
 	const uint64_t *seen;
-	struct model_seen_blk {
-		uint64_t occ;     /* the slots in use */
-		unsigned char *k; /* their keys, in slot order, seen_w
-				   * bytes each (model.c) */
-	} *seenb;
+	struct model_blk *seenb;  /* keys of seen_w bytes (model.c) */
 	uint64_t seen_cap, seen_n;
 	uint64_t seen_room;       /* keys the blocks have room for */
 	unsigned seen_bits, seen_w; /* log2 of seen_cap; bytes of a key */
