@@ -601,7 +601,7 @@ blk_room(unsigned n)
 
 /* Where block b keeps the w bytes of its slot s, which is in use from
  * now on; *room counts the values the blocks have room for. */
-static unsigned char *
+static inline unsigned char *
 blk_put(struct model_blk *b, unsigned s, size_t w, uint64_t *room)
 {
 	uint64_t bit = 1ULL << s;
@@ -612,7 +612,8 @@ blk_put(struct model_blk *b, unsigned s, size_t w, uint64_t *room)
 			b->a = xreallocarray(b->a, blk_room(n + 1), w);
 			*room += blk_room(n + 1) - blk_room(n);
 		}
-		memmove(b->a + (k + 1) * w, b->a + k * w, (n - k) * w);
+		if (k < n)
+			memmove(b->a + (k + 1) * w, b->a + k * w, (n - k) * w);
 		b->occ |= bit;
 	}
 	return b->a + k * w;
@@ -761,19 +762,24 @@ index_at(const struct model_index *x, uint64_t j)
 	return e;
 }
 
-/* The slot of key in x: the one of its entry, or the empty one where it
- * would go. */
+/* The slot of key, the hash64 of the id of len bytes at id, in x: the one
+ * of its entry, or the empty one where it would go. */
 static uint64_t
 index_slot(const struct model_index *x, const uint64_t *off, const char *bytes,
-	   uint64_t key)
+	   uint64_t key, const char *id, size_t len)
 {
 	uint64_t mask = x->cap - 1, j;
 	int64_t e;
 
 	key = key ? key : 1;
-	for (j = key & mask; (e = index_at(x, j)) >= 0 &&
-	     index_key(off, bytes, (uint32_t)e) != key; j = (j + 1) & mask)
-		;
+	for (j = key & mask; (e = index_at(x, j)) >= 0; j = (j + 1) & mask) {
+		/* The same id has the same key, known without hashing it
+		 * again; another id may have it too (and then takes the
+		 * slot, as with htab). */
+		if ((off[e + 1] - off[e] == len && memcmp(bytes + off[e], id, len) == 0) ||
+		    index_key(off, bytes, (uint32_t)e) == key)
+			break;
+	}
 	return j;
 }
 
@@ -807,26 +813,28 @@ index_build(struct model_index *x, const uint64_t *off, const char *bytes,
 	x->cap = cap;
 	x->b = xcalloc(seen_nblk(cap), sizeof *x->b);
 	for (uint64_t i = 0; i < n; i++)
-		index_put(x, index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i)), i);
+		index_put(x, index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i),
+					bytes + off[i], (size_t)(off[i + 1] - off[i])), i);
 }
 
-/* The entry of key, or -1. */
+/* The entry of key, the hash64 of the id of len bytes at id, or -1. */
 static int64_t
 index_get(const struct model_index *x, const uint64_t *off, const char *bytes,
-	  uint64_t key)
+	  uint64_t key, const char *id, size_t len)
 {
-	return index_at(x, index_slot(x, off, bytes, key));
+	return index_at(x, index_slot(x, off, bytes, key, id, len));
 }
 
-/* Room for entry n (the entries before it indexed), then its slot: the
- * caller puts n there (index_put) once its id is in the table. */
+/* Room for entry n (the entries before it indexed), then the slot of key
+ * (of the id of len bytes at id): the caller puts n there (index_put)
+ * once its id is in the table. */
 static uint64_t
 index_add(struct model_index *x, const uint64_t *off, const char *bytes,
-	  uint64_t n, uint64_t key)
+	  uint64_t n, uint64_t key, const char *id, size_t len)
 {
 	if (index_cap(n + 1) > x->cap)
 		index_build(x, off, bytes, n, index_cap(n + 1));
-	return index_slot(x, off, bytes, key);
+	return index_slot(x, off, bytes, key, id, len);
 }
 
 static void
@@ -1733,16 +1741,33 @@ seen_shape(uint64_t cap)
 	return sh;
 }
 
+/* The w bytes at p as a number, little-endian; constant sizes of
+ * memcpy become single loads. */
+static inline uint64_t
+rec_get(const unsigned char *p, unsigned w)
+{
+	uint64_t x = 0;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	switch (w) {
+	case 5: memcpy(&x, p, 5); return x;
+	case 6: memcpy(&x, p, 6); return x;
+	case 7: memcpy(&x, p, 7); return x;
+	case 8: memcpy(&x, p, 8); return x;
+	}
+#endif
+	for (unsigned c = w; c-- > 0;)
+		x = x << 8 | p[c];
+	return x;
+}
+
 /* Key k of block b (its k-th slot in use), which is in slot j. */
 static inline uint64_t
 seen_get(const struct model_blk *b, struct seen_shape sh, uint64_t j,
 	 unsigned k)
 {
-	const unsigned char *p = b->a + (size_t)k * sh.w;
-	uint64_t x = 0;
+	uint64_t x = rec_get(b->a + (size_t)k * sh.w, sh.w);
 
-	for (unsigned c = sh.w; c-- > 0;)
-		x = x << 8 | p[c];
 	if (sh.w == 8)
 		return x;
 	uint64_t mask = (1ULL << sh.bits) - 1;
@@ -1770,7 +1795,7 @@ seen_at(const struct model *m, uint64_t j)
 
 /* Slot j of the blocks bl, of shape sh, holds key v (not 0, and
  * seen_fits) from now on. */
-static void
+static inline void
 seen_store(struct model_blk *bl, struct seen_shape sh, uint64_t *room,
 	   uint64_t j, uint64_t v)
 {
@@ -1779,6 +1804,12 @@ seen_store(struct model_blk *bl, struct seen_shape sh, uint64_t *room,
 
 	if (sh.w < 8)
 		x = (v >> sh.bits) << 5 | ((j - v) & ((1ULL << sh.bits) - 1));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (sh.w == 6) {
+		memcpy(p, &x, 6);
+		return;
+	}
+#endif
 	for (unsigned c = 0; c < sh.w; c++, x >>= 8)
 		p[c] = (unsigned char)x;
 }
@@ -1793,21 +1824,53 @@ seen_free(struct model *m)
 	m->seen_room = 0;
 }
 
+/* Whether the pair key is in the seen set; if not, *empty (if not NULL)
+ * is the number of probes to the first empty slot of its neighbourhood,
+ * SEEN_PROBE if it has none. */
+static int
+seen_find(const struct model *m, uint64_t key, uint64_t *empty)
+{
+	uint64_t k, mask = m->seen_cap - 1;
+
+	if (m->seenb && m->seen_cap >= SEEN_BLK) {
+		/* The probe walks the slots of a block in order, and so its
+		 * keys: one rank a block; what is in the slot k places past
+		 * the key's home is, if it is the key, the key's quotient and
+		 * k. */
+		struct seen_shape sh = { m->seen_bits, m->seen_w };
+		uint64_t q = sh.w < 8 ? (key >> sh.bits) << 5 : key;
+		for (k = 0; k < SEEN_PROBE;) {
+			uint64_t j = (key + k) & mask;
+			const struct model_blk *b = &m->seenb[j / SEEN_BLK];
+			unsigned s = (unsigned)(j % SEEN_BLK);
+			const unsigned char *p = b->a + (size_t)popcount64(b->occ & ((1ULL << s) - 1)) * sh.w;
+			for (; s < SEEN_BLK && k < SEEN_PROBE; s++, k++, p += sh.w) {
+				if (!(b->occ >> s & 1))
+					goto out;
+				if (rec_get(p, sh.w) == (sh.w < 8 ? q | k : key))
+					return 1;
+			}
+		}
+	} else {
+		for (k = 0; k < SEEN_PROBE; k++) {
+			uint64_t v = seen_at(m, (key + k) & mask);
+			if (v == key)
+				return 1;
+			if (v == 0)
+				break;
+		}
+	}
+out:
+	if (empty)
+		*empty = k;
+	return 0;
+}
+
 /* Whether the pair key is in the seen set. */
 int
 model_seen_has(const struct model *m, uint64_t key)
 {
-	if (!m->seen_cap)
-		return 0;
-	uint64_t mask = m->seen_cap - 1;
-	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
-		uint64_t v = seen_at(m, (key + k) & mask);
-		if (v == key)
-			return 1;
-		if (v == 0)
-			return 0;
-	}
-	return 0;
+	return m->seen_cap ? seen_find(m, key, NULL) : 0;
 }
 
 /* The seen set in cap slots (a power of two), its keys
@@ -1852,21 +1915,25 @@ seen_grow(struct model *m, uint64_t cap)
 static int
 seen_add(struct model *m, uint64_t key)
 {
+	uint64_t k = SEEN_PROBE;
+
 	if (m->p.seen_max == 0)
 		return 0;
-	if (model_seen_has(m, key))
+	if (m->seen_cap && seen_find(m, key, &k))
 		return 1;
-	if (m->seen_n * 2 >= m->seen_cap && m->seen_cap < 2 * m->p.seen_max)
+	/* The new pair goes to the first empty slot of its neighbourhood,
+	 * which the search has found unless the set grows. */
+	if (m->seen_n * 2 >= m->seen_cap && m->seen_cap < 2 * m->p.seen_max) {
 		seen_grow(m, m->seen_cap ? m->seen_cap * 2 : 1024);
+		for (k = 0; k < SEEN_PROBE && seen_at(m, (key + k) & (m->seen_cap - 1)); k++)
+			;
+	}
 	uint64_t mask = m->seen_cap - 1;
 	struct seen_shape sh = { m->seen_bits, m->seen_w };
-	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
-		uint64_t at = (key + k) & mask;
-		if (seen_at(m, at) == 0 && m->seen_n < m->p.seen_max) {
-			seen_store(m->seenb, sh, &m->seen_room, at, key);
-			m->seen_n++;
-			return 0;
-		}
+	if (k < SEEN_PROBE && m->seen_n < m->p.seen_max) {
+		seen_store(m->seenb, sh, &m->seen_room, (key + k) & mask, key);
+		m->seen_n++;
+		return 0;
 	}
 	seen_store(m->seenb, sh, &m->seen_room, (key + (key >> 59) % SEEN_PROBE) & mask, key);
 	m->st.seen_evicted++;
@@ -1910,7 +1977,7 @@ model_blend_default(struct model_blend *b)
 static uint64_t
 find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 {
-	int64_t e = index_get(&m->ui, m->uoff, m->ubytes, h);
+	int64_t e = index_get(&m->ui, m->uoff, m->ubytes, h, id->p, id->n);
 
 	*isnew = 0;
 	if (e >= 0)
@@ -1918,7 +1985,7 @@ find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	if (m->nusers >= m->p.max_users)
 		evict_users(m);
 	grow_users(m, m->nusers + 1);
-	uint64_t slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h);
+	uint64_t slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h, id->p, id->n);
 	uint64_t u = m->nusers++;
 	ids_add(&m->uoff, &m->ubytes, &m->ubytes_n, &m->ubytes_cap, u, id->p,
 		id->n);
@@ -1935,7 +2002,7 @@ find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 static uint64_t
 find_or_add_item(struct model *m, const struct str *id, uint64_t h, int *isnew)
 {
-	int64_t e = index_get(&m->ii, m->ioff, m->ibytes, h);
+	int64_t e = index_get(&m->ii, m->ioff, m->ibytes, h, id->p, id->n);
 
 	*isnew = 0;
 	if (e >= 0)
@@ -1943,7 +2010,7 @@ find_or_add_item(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	if (m->nitems >= m->p.max_items)
 		evict_items(m);
 	grow_items(m, m->nitems + 1);
-	uint64_t slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h);
+	uint64_t slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h, id->p, id->n);
 	uint64_t i = m->nitems++;
 	ids_add(&m->ioff, &m->ibytes, &m->ibytes_n, &m->ibytes_cap, i, id->p,
 		id->n);
@@ -2190,7 +2257,7 @@ find(const struct model *m, const struct htab *h, const struct model_index *x,
 		const uint32_t *v = htab_get(h, key);
 		e = v ? (int64_t)*v : -1;
 	} else
-		e = index_get(x, off, bytes, key);
+		e = index_get(x, off, bytes, key, id, len);
 	if (e < 0 || (uint64_t)e >= n || off[e + 1] - off[e] != len ||
 	    memcmp(bytes + off[e], id, len) != 0)
 		return -1;
