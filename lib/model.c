@@ -579,10 +579,10 @@ seen_nblk(uint64_t cap)
 
 static void seen_free(struct model *m);
 
-/* The seen set and the indexes of ids keep a table of slots in blocks of
- * 64: a bit per slot in use and an array of what the slots in use hold,
- * in slot order, with room for a multiple of 4 (blk_room), so that an
- * empty slot costs a bit. */
+/* A table of slots kept in blocks of 64 (the seen set's): a bit per slot
+ * in use and an array of what the slots in use hold, in slot order, with
+ * room for a multiple of 4 (blk_room), so that an empty slot costs a
+ * bit. */
 static inline unsigned
 popcount64(uint64_t x)
 {
@@ -748,58 +748,26 @@ index_cap(uint64_t n)
 	return cap;
 }
 
-/* The entry in slot j of x, or -1 if it is empty. */
-static inline int64_t
-index_at(const struct model_index *x, uint64_t j)
-{
-	const struct model_blk *b = &x->b[j / SEEN_BLK];
-	uint64_t bit = 1ULL << (j % SEEN_BLK);
-	uint32_t e;
-
-	if (!(b->occ & bit))
-		return -1;
-	memcpy(&e, b->a + 4 * popcount64(b->occ & (bit - 1)), 4);
-	return e;
-}
-
 /* The slot of key, the hash64 of the id of len bytes at id, in x: the one
  * of its entry, or the empty one where it would go. */
-static uint64_t
+static uint32_t *
 index_slot(const struct model_index *x, const uint64_t *off, const char *bytes,
 	   uint64_t key, const char *id, size_t len)
 {
 	uint64_t mask = x->cap - 1, j;
-	int64_t e;
+	uint32_t v;
 
 	key = key ? key : 1;
-	for (j = key & mask; (e = index_at(x, j)) >= 0; j = (j + 1) & mask) {
+	for (j = key & mask; (v = x->slot[j]) != 0; j = (j + 1) & mask) {
 		/* The same id has the same key, known without hashing it
 		 * again; another id may have it too (and then takes the
 		 * slot, as with htab). */
+		uint32_t e = v - 1;
 		if ((off[e + 1] - off[e] == len && memcmp(bytes + off[e], id, len) == 0) ||
-		    index_key(off, bytes, (uint32_t)e) == key)
+		    index_key(off, bytes, e) == key)
 			break;
 	}
-	return j;
-}
-
-/* Slot j of x holds entry e from now on. */
-static void
-index_put(struct model_index *x, uint64_t j, uint64_t e)
-{
-	uint32_t v = (uint32_t)e;
-
-	memcpy(blk_put(&x->b[j / SEEN_BLK], j % SEEN_BLK, 4, &x->room), &v, 4);
-}
-
-static void
-index_free(struct model_index *x)
-{
-	for (uint64_t k = 0; x->b && k < seen_nblk(x->cap); k++)
-		free(x->b[k].a);
-	free(x->b);
-	x->b = NULL;
-	x->room = 0;
+	return &x->slot[j];
 }
 
 /* Index the n entries of an id table afresh, in the order of their
@@ -809,12 +777,12 @@ static void
 index_build(struct model_index *x, const uint64_t *off, const char *bytes,
 	    uint64_t n, uint64_t cap)
 {
-	index_free(x);
+	free(x->slot);
 	x->cap = cap;
-	x->b = xcalloc(seen_nblk(cap), sizeof *x->b);
+	x->slot = xcalloc(cap, sizeof *x->slot);
 	for (uint64_t i = 0; i < n; i++)
-		index_put(x, index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i),
-					bytes + off[i], (size_t)(off[i + 1] - off[i])), i);
+		*index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i),
+			    bytes + off[i], (size_t)(off[i + 1] - off[i])) = (uint32_t)(i + 1);
 }
 
 /* The entry of key, the hash64 of the id of len bytes at id, or -1. */
@@ -822,13 +790,15 @@ static int64_t
 index_get(const struct model_index *x, const uint64_t *off, const char *bytes,
 	  uint64_t key, const char *id, size_t len)
 {
-	return index_at(x, index_slot(x, off, bytes, key, id, len));
+	uint32_t v = *index_slot(x, off, bytes, key, id, len);
+
+	return v ? (int64_t)v - 1 : -1;
 }
 
 /* Room for entry n (the entries before it indexed), then the slot of key
- * (of the id of len bytes at id): the caller puts n there (index_put)
- * once its id is in the table. */
-static uint64_t
+ * (of the id of len bytes at id): the caller stores n + 1 there once its
+ * id is in the table. */
+static uint32_t *
 index_add(struct model_index *x, const uint64_t *off, const char *bytes,
 	  uint64_t n, uint64_t key, const char *id, size_t len)
 {
@@ -997,8 +967,8 @@ model_free(struct model *m)
 	arr_free(m->uoff);
 	free(m->ubytes);
 	free(m->log);
-	index_free(&m->ii);
-	index_free(&m->ui);
+	free(m->ii.slot);
+	free(m->ui.slot);
 	free(m);
 }
 
@@ -1015,8 +985,7 @@ model_bytes(const struct model *m)
 	b += m->users_cap * (m->stride * sizeof(float) + 2 * 8 + 2 + 8 +
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
-	b += seen_nblk(m->ii.cap) * sizeof *m->ii.b + m->ii.room * 4;
-	b += seen_nblk(m->ui.cap) * sizeof *m->ui.b + m->ui.room * 4;
+	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
 	b += m->nbroom * NB_BYTES;
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
@@ -1985,11 +1954,11 @@ find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	if (m->nusers >= m->p.max_users)
 		evict_users(m);
 	grow_users(m, m->nusers + 1);
-	uint64_t slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h, id->p, id->n);
+	uint32_t *slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h, id->p, id->n);
 	uint64_t u = m->nusers++;
 	ids_add(&m->uoff, &m->ubytes, &m->ubytes_n, &m->ubytes_cap, u, id->p,
 		id->n);
-	index_put(&m->ui, slot, u);
+	*slot = (uint32_t)(u + 1);
 	init_row(m, m->ufac + u * m->stride);
 	m->uts[u] = 0;
 	m->uskey[u] = 0;
@@ -2010,11 +1979,11 @@ find_or_add_item(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	if (m->nitems >= m->p.max_items)
 		evict_items(m);
 	grow_items(m, m->nitems + 1);
-	uint64_t slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h, id->p, id->n);
+	uint32_t *slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h, id->p, id->n);
 	uint64_t i = m->nitems++;
 	ids_add(&m->ioff, &m->ibytes, &m->ibytes_n, &m->ibytes_cap, i, id->p,
 		id->n);
-	index_put(&m->ii, slot, i);
+	*slot = (uint32_t)(i + 1);
 	init_row(m, m->ifac + i * m->stride);
 	m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
 	memset(&m->nb.v[i], 0, sizeof m->nb.v[i]);
@@ -2449,8 +2418,8 @@ obuf_flush(struct obuf *o)
 }
 
 /* x as a snapshot's index section: the capacity, the keys, the entries
- * (0 in an empty slot). A trainable model's index has the slots the
- * section wants (struct model_index), so it is written slot by slot. */
+ * (0 in an empty slot). A trainable model's index is laid out as the
+ * section wants it (struct model_index), so it is written as it is. */
 static void
 index_emit(const struct model_index *x, const uint64_t *off, const char *bytes,
 	   struct sink *s, struct obuf *o)
@@ -2459,14 +2428,11 @@ index_emit(const struct model_index *x, const uint64_t *off, const char *bytes,
 	size_t nv = 0;
 
 	obuf_put(o, x->cap);
-	for (uint64_t j = 0; j < x->cap; j++) {
-		int64_t e = index_at(x, j);
-		obuf_put(o, e >= 0 ? index_key(off, bytes, (uint32_t)e) : 0);
-	}
+	for (uint64_t j = 0; j < x->cap; j++)
+		obuf_put(o, x->slot[j] ? index_key(off, bytes, x->slot[j] - 1) : 0);
 	obuf_flush(o);
 	for (uint64_t j = 0; j < x->cap; j++) {
-		int64_t e = index_at(x, j);
-		v[nv++] = e >= 0 ? (uint32_t)e : 0;
+		v[nv++] = x->slot[j] ? x->slot[j] - 1 : 0;
 		if (nv == sizeof v / sizeof v[0] || j + 1 == x->cap) {
 			sink_put(s, v, nv * sizeof v[0]);
 			nv = 0;

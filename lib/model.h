@@ -145,19 +145,15 @@ struct model_blk {
 };
 
 /*
- * A trainable model's index of ids: a slot holds an entry's number or
- * nothing; a slot's key is the hash64 of its entry's id, computed again
- * where a probe reaches it (not the 12 bytes a slot of a struct htab).
- * Entries are put in the order of their numbers into a power of two of
- * slots, at least twice their count: the layout of a snapshot's index
- * section. The slots are kept in blocks of 64, a bit for each and the
- * entries of those in use (model.c), so that a slot costs a bit and an
- * entry 4 bytes.
+ * A trainable model's index of ids: slot k holds an entry's number + 1, or
+ * 0; a slot's key is the hash64 of its entry's id, computed again where a
+ * probe reaches it (4 bytes a slot, not the 12 of a struct htab). Entries
+ * are put in the order of their numbers into a power of two of slots, at
+ * least twice their count: the layout of a snapshot's index section.
  */
 struct model_index {
-	struct model_blk *b;      /* entries of 4 bytes */
+	uint32_t *slot;
 	uint64_t cap;
-	uint64_t room;            /* entries the blocks have room for */
 };
 
 /*
