@@ -289,7 +289,14 @@ utf8_valid(const char *p, size_t n)
 	while (s < e) {
 		unsigned c = *s;
 		if (c < 0x80) {
-			s++;
+			/* Ids and names are mostly ASCII: 8 bytes at a time
+			 * while no byte has its high bit set. */
+			uint64_t w;
+			while ((size_t)(e - s) >= 8 &&
+			       (memcpy(&w, s, 8), !(w & 0x8080808080808080ULL)))
+				s += 8;
+			while (s < e && *s < 0x80)
+				s++;
 			continue;
 		}
 		size_t len;

@@ -579,6 +579,46 @@ seen_nblk(uint64_t cap)
 
 static void seen_free(struct model *m);
 
+/* A table of slots kept in blocks of 64 (the seen set's): a bit per slot
+ * in use and an array of what the slots in use hold, in slot order, with
+ * room for a multiple of 4 (blk_room), so that an empty slot costs a
+ * bit. */
+static inline unsigned
+popcount64(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* The room of a block's array for n slots in use. */
+static inline unsigned
+blk_room(unsigned n)
+{
+	return (n + 3) & ~3u;
+}
+
+/* Where block b keeps the w bytes of its slot s, which is in use from
+ * now on; *room counts the values the blocks have room for. */
+static inline unsigned char *
+blk_put(struct model_blk *b, unsigned s, size_t w, uint64_t *room)
+{
+	uint64_t bit = 1ULL << s;
+	unsigned n = popcount64(b->occ), k = popcount64(b->occ & (bit - 1));
+
+	if (!(b->occ & bit)) {
+		if (blk_room(n + 1) != blk_room(n)) {
+			b->a = xreallocarray(b->a, blk_room(n + 1), w);
+			*room += blk_room(n + 1) - blk_room(n);
+		}
+		if (k < n)
+			memmove(b->a + (k + 1) * w, b->a + k * w, (n - k) * w);
+		b->occ |= bit;
+	}
+	return b->a + k * w;
+}
+
 /* Aligned memory, dying like xmalloc when there is none. */
 static void *
 xalign(size_t n)
@@ -708,18 +748,25 @@ index_cap(uint64_t n)
 	return cap;
 }
 
-/* The slot of key in x: the one of its entry, or the empty one where it
- * would go. */
+/* The slot of key, the hash64 of the id of len bytes at id, in x: the one
+ * of its entry, or the empty one where it would go. */
 static uint32_t *
 index_slot(const struct model_index *x, const uint64_t *off, const char *bytes,
-	   uint64_t key)
+	   uint64_t key, const char *id, size_t len)
 {
 	uint64_t mask = x->cap - 1, j;
+	uint32_t v;
 
 	key = key ? key : 1;
-	for (j = key & mask; x->slot[j] && index_key(off, bytes, x->slot[j] - 1) != key;
-	     j = (j + 1) & mask)
-		;
+	for (j = key & mask; (v = x->slot[j]) != 0; j = (j + 1) & mask) {
+		/* The same id has the same key, known without hashing it
+		 * again; another id may have it too (and then takes the
+		 * slot, as with htab). */
+		uint32_t e = v - 1;
+		if ((off[e + 1] - off[e] == len && memcmp(bytes + off[e], id, len) == 0) ||
+		    index_key(off, bytes, e) == key)
+			break;
+	}
 	return &x->slot[j];
 }
 
@@ -734,31 +781,31 @@ index_build(struct model_index *x, const uint64_t *off, const char *bytes,
 	x->cap = cap;
 	x->slot = xcalloc(cap, sizeof *x->slot);
 	for (uint64_t i = 0; i < n; i++)
-		*index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i)) =
-			(uint32_t)(i + 1);
+		*index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i),
+			    bytes + off[i], (size_t)(off[i + 1] - off[i])) = (uint32_t)(i + 1);
 }
 
-/* The entry of key, or -1. */
+/* The entry of key, the hash64 of the id of len bytes at id, or -1. */
 static int64_t
 index_get(const struct model_index *x, const uint64_t *off, const char *bytes,
-	  uint64_t key)
+	  uint64_t key, const char *id, size_t len)
 {
-	uint32_t v = *index_slot(x, off, bytes, key);
+	uint32_t v = *index_slot(x, off, bytes, key, id, len);
 
 	return v ? (int64_t)v - 1 : -1;
 }
 
-/* Room for entry n (the entries before it indexed), then its slot: the
- * caller stores n + 1 there once its id is in the table. */
+/* Room for entry n (the entries before it indexed), then the slot of key
+ * (of the id of len bytes at id): the caller stores n + 1 there once its
+ * id is in the table. */
 static uint32_t *
 index_add(struct model_index *x, const uint64_t *off, const char *bytes,
-	  uint64_t n, uint64_t key)
+	  uint64_t n, uint64_t key, const char *id, size_t len)
 {
 	if (index_cap(n + 1) > x->cap)
 		index_build(x, off, bytes, n, index_cap(n + 1));
-	return index_slot(x, off, bytes, key);
+	return index_slot(x, off, bytes, key, id, len);
 }
-
 
 static void
 ids_add(uint64_t **off, char **bytes, size_t *n, size_t *cap, uint64_t idx,
@@ -786,12 +833,13 @@ stride_of(uint32_t dim)
 
 /* The lists' heads stay on the heap, not in a mapping of xalign_grow:
  * they hold the only pointers to the lists, and leak checkers look for
- * pointers on the heap, not in anonymous mappings. */
+ * pointers on the heap, not in anonymous mappings. The heads past the
+ * n items are left as they are, not resident until an item is added
+ * (find_or_add_item sets its heads). */
 static void
-lists_grow(struct model_lists *L, uint64_t n, uint64_t cap)
+lists_grow(struct model_lists *L, uint64_t cap)
 {
 	L->v = xreallocarray(L->v, cap, sizeof *L->v);
-	memset(L->v + n, 0, (cap - n) * sizeof *L->v);
 }
 
 static void
@@ -818,8 +866,8 @@ grow_items(struct model *m, uint64_t need)
 	m->its = xalign_grow(m->its, n, cap, sizeof(int64_t));
 	m->iseq = xalign_grow(m->iseq, n, cap, sizeof(uint64_t));
 	m->ioff = xalign_grow(m->ioff, n + 1, cap + 1, sizeof(uint64_t));
-	lists_grow(&m->nb, n, cap);
-	lists_grow(&m->sq, n, cap);
+	lists_grow(&m->nb, cap);
+	lists_grow(&m->sq, cap);
 	m->icat = xalign_grow(m->icat, n, cap, sizeof(uint32_t));
 	for (int k = 0; k < 2; k++)
 		m->top[k].pos = xalign_grow(m->top[k].pos, n, cap, 1);
@@ -942,7 +990,7 @@ model_bytes(const struct model *m)
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
 	b += m->ncats * m->p.cat_items * sizeof(struct model_nb);
-	b += seen_nblk(m->seen_cap) * sizeof *m->seenb + m->seen_room * 8;
+	b += seen_nblk(m->seen_cap) * sizeof *m->seenb + m->seen_room * m->seen_w;
 	b += m->users_cap * 8;
 	if (m->sknn)
 		b += sknn_bytes(m->sknn);
@@ -1485,8 +1533,12 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 	if (k == n && n < cap && n == room) {
 		/* The list takes its room as it fills, by an eighth and 4
 		 * entries at a time, up to the cap that --cooc-memory counts
-		 * (which doubles): a third less than the cap, in the mean. */
+		 * (which doubles): a third less than the cap, in the mean.
+		 * The room is what fits in the allocator's chunk of that
+		 * size (malloc's: 8 bytes of header, 16 of alignment), which
+		 * would otherwise be padding. */
 		uint32_t nr = (room + room / 8 + 4) & ~3u;
+		nr = (uint32_t)((((size_t)nr * NB_BYTES + 8 + 15) & ~(size_t)15) - 8) / NB_BYTES;
 		if (nr > cap)
 			nr = cap;
 		if (!l)
@@ -1630,23 +1682,72 @@ model_pair_key(uint64_t uh, uint64_t ih)
  * order, in an array of the block's own with room for a multiple of 4.
  * The snapshot holds the slots as they are (reco-model(5)), at most half
  * of them in use; in memory an empty slot costs a bit instead of 8
- * bytes. A mapped model reads the snapshot's slots (m->seen).
+ * bytes, and a key only what its slot does not tell: a key lies at most
+ * SEEN_PROBE - 1 slots past its home slot (its low bits), so the key
+ * shifted down by the bits of the capacity and the distance from its
+ * home (5 bits) give it back, in 6 bytes at 2^21 slots and more, in 7
+ * from 2^13 (seen_width). A mapped model reads the snapshot's slots
+ * (m->seen).
  */
 
-static inline unsigned
-popcount64(uint64_t x)
+/* The shape of a seen set's blocks: 2^bits slots, keys of w bytes (8:
+ * the keys as they are, less: their quotients). */
+struct seen_shape {
+	unsigned bits, w;
+};
+
+/* The shape of a set of cap slots (a power of two). */
+static struct seen_shape
+seen_shape(uint64_t cap)
 {
-	x = x - ((x >> 1) & 0x5555555555555555ULL);
-	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
-	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+	struct seen_shape sh = { 0, 8 };
+
+	while (sh.bits < 63 && (1ULL << sh.bits) < cap)
+		sh.bits++;
+	/* 64 - bits of quotient and 5 of distance, in whole bytes. */
+	if (sh.bits >= 13)
+		sh.w = (64 - sh.bits + 5 + 7) / 8;
+	return sh;
 }
 
-/* The room of a block's keys array for n keys. */
-static inline unsigned
-seen_room(unsigned n)
+/* The w bytes at p as a number, little-endian; constant sizes of
+ * memcpy become single loads. */
+static inline uint64_t
+rec_get(const unsigned char *p, unsigned w)
 {
-	return (n + 3) & ~3u;
+	uint64_t x = 0;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	switch (w) {
+	case 5: memcpy(&x, p, 5); return x;
+	case 6: memcpy(&x, p, 6); return x;
+	case 7: memcpy(&x, p, 7); return x;
+	case 8: memcpy(&x, p, 8); return x;
+	}
+#endif
+	for (unsigned c = w; c-- > 0;)
+		x = x << 8 | p[c];
+	return x;
+}
+
+/* Key k of block b (its k-th slot in use), which is in slot j. */
+static inline uint64_t
+seen_get(const struct model_blk *b, struct seen_shape sh, uint64_t j,
+	 unsigned k)
+{
+	uint64_t x = rec_get(b->a + (size_t)k * sh.w, sh.w);
+
+	if (sh.w == 8)
+		return x;
+	uint64_t mask = (1ULL << sh.bits) - 1;
+	return (x >> 5) << sh.bits | ((j - (x & 31)) & mask);
+}
+
+/* Whether key v can be kept in slot j of a set of shape sh. */
+static inline int
+seen_fits(struct seen_shape sh, uint64_t j, uint64_t v)
+{
+	return sh.w == 8 || ((j - v) & ((1ULL << sh.bits) - 1)) < SEEN_PROBE;
 }
 
 /* The key in slot j, 0 if it is empty. */
@@ -1655,57 +1756,90 @@ seen_at(const struct model *m, uint64_t j)
 {
 	if (!m->seenb)
 		return m->seen[j];
-	const struct model_seen_blk *b = &m->seenb[j / SEEN_BLK];
+	const struct model_blk *b = &m->seenb[j / SEEN_BLK];
 	uint64_t bit = 1ULL << (j % SEEN_BLK);
-	return b->occ & bit ? b->k[popcount64(b->occ & (bit - 1))] : 0;
+	struct seen_shape sh = { m->seen_bits, m->seen_w };
+	return b->occ & bit ? seen_get(b, sh, j, popcount64(b->occ & (bit - 1))) : 0;
 }
 
-/* Slot j of the blocks bl holds key v (not 0) from now on. */
-static void
-seen_store(struct model_seen_blk *bl, uint64_t *room, uint64_t j, uint64_t v)
+/* Slot j of the blocks bl, of shape sh, holds key v (not 0, and
+ * seen_fits) from now on. */
+static inline void
+seen_store(struct model_blk *bl, struct seen_shape sh, uint64_t *room,
+	   uint64_t j, uint64_t v)
 {
-	struct model_seen_blk *b = &bl[j / SEEN_BLK];
-	uint64_t bit = 1ULL << (j % SEEN_BLK);
-	unsigned n = popcount64(b->occ), k = popcount64(b->occ & (bit - 1));
+	unsigned char *p = blk_put(&bl[j / SEEN_BLK], j % SEEN_BLK, sh.w, room);
+	uint64_t x = v;
 
-	if (b->occ & bit) {
-		b->k[k] = v;
+	if (sh.w < 8)
+		x = (v >> sh.bits) << 5 | ((j - v) & ((1ULL << sh.bits) - 1));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (sh.w == 6) {
+		memcpy(p, &x, 6);
 		return;
 	}
-	if (seen_room(n + 1) != seen_room(n)) {
-		b->k = xreallocarray(b->k, seen_room(n + 1), sizeof *b->k);
-		*room += seen_room(n + 1) - seen_room(n);
-	}
-	memmove(b->k + k + 1, b->k + k, (n - k) * sizeof *b->k);
-	b->k[k] = v;
-	b->occ |= bit;
+#endif
+	for (unsigned c = 0; c < sh.w; c++, x >>= 8)
+		p[c] = (unsigned char)x;
 }
 
 static void
 seen_free(struct model *m)
 {
 	for (uint64_t b = 0; m->seenb && b < seen_nblk(m->seen_cap); b++)
-		free(m->seenb[b].k);
+		free(m->seenb[b].a);
 	free(m->seenb);
 	m->seenb = NULL;
 	m->seen_room = 0;
+}
+
+/* Whether the pair key is in the seen set; if not, *empty (if not NULL)
+ * is the number of probes to the first empty slot of its neighbourhood,
+ * SEEN_PROBE if it has none. */
+static int
+seen_find(const struct model *m, uint64_t key, uint64_t *empty)
+{
+	uint64_t k, mask = m->seen_cap - 1;
+
+	if (m->seenb && m->seen_cap >= SEEN_BLK) {
+		/* The probe walks the slots of a block in order, and so its
+		 * keys: one rank a block; what is in the slot k places past
+		 * the key's home is, if it is the key, the key's quotient and
+		 * k. */
+		struct seen_shape sh = { m->seen_bits, m->seen_w };
+		uint64_t q = sh.w < 8 ? (key >> sh.bits) << 5 : key;
+		for (k = 0; k < SEEN_PROBE;) {
+			uint64_t j = (key + k) & mask;
+			const struct model_blk *b = &m->seenb[j / SEEN_BLK];
+			unsigned s = (unsigned)(j % SEEN_BLK);
+			const unsigned char *p = b->a + (size_t)popcount64(b->occ & ((1ULL << s) - 1)) * sh.w;
+			for (; s < SEEN_BLK && k < SEEN_PROBE; s++, k++, p += sh.w) {
+				if (!(b->occ >> s & 1))
+					goto out;
+				if (rec_get(p, sh.w) == (sh.w < 8 ? q | k : key))
+					return 1;
+			}
+		}
+	} else {
+		for (k = 0; k < SEEN_PROBE; k++) {
+			uint64_t v = seen_at(m, (key + k) & mask);
+			if (v == key)
+				return 1;
+			if (v == 0)
+				break;
+		}
+	}
+out:
+	if (empty)
+		*empty = k;
+	return 0;
 }
 
 /* Whether the pair key is in the seen set. */
 int
 model_seen_has(const struct model *m, uint64_t key)
 {
-	if (!m->seen_cap)
-		return 0;
-	uint64_t mask = m->seen_cap - 1;
-	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
-		uint64_t v = seen_at(m, (key + k) & mask);
-		if (v == key)
-			return 1;
-		if (v == 0)
-			return 0;
-	}
-	return 0;
+	return m->seen_cap ? seen_find(m, key, NULL) : 0;
 }
 
 /* The seen set in cap slots (a power of two), its keys
@@ -1713,18 +1847,22 @@ model_seen_has(const struct model *m, uint64_t key)
 static void
 seen_grow(struct model *m, uint64_t cap)
 {
-	struct model_seen_blk *old = m->seenb;
+	struct model_blk *old = m->seenb;
+	struct seen_shape osh = { m->seen_bits, m->seen_w }, sh = seen_shape(cap);
 	uint64_t ocap = m->seen_cap, room = 0;
 
 	m->seenb = xcalloc(seen_nblk(cap), sizeof *m->seenb);
 	m->seen_n = 0;
 	for (uint64_t ob = 0; ob < seen_nblk(ocap); ob++) {
-		for (unsigned r = 0; r < popcount64(old[ob].occ); r++) {
-			uint64_t v = old[ob].k[r];
+		unsigned r = 0;
+		for (unsigned s = 0; s < SEEN_BLK; s++) {
+			if (!(old[ob].occ >> s & 1))
+				continue;
+			uint64_t v = seen_get(&old[ob], osh, ob * SEEN_BLK + s, r++);
 			for (uint64_t j = 0; j < SEEN_PROBE; j++) {
 				uint64_t at = (v + j) & (cap - 1);
 				if (!(m->seenb[at / SEEN_BLK].occ >> (at % SEEN_BLK) & 1)) {
-					seen_store(m->seenb, &room, at, v);
+					seen_store(m->seenb, sh, &room, at, v);
 					m->seen_n++;
 					break;
 				}
@@ -1732,11 +1870,13 @@ seen_grow(struct model *m, uint64_t cap)
 		}
 		/* The old block goes as soon as it is read, so that the
 		 * two tables are never whole together. */
-		free(old[ob].k);
+		free(old[ob].a);
 	}
 	free(old);
 	m->seen_cap = cap;
 	m->seen_room = room;
+	m->seen_bits = sh.bits;
+	m->seen_w = sh.w;
 }
 
 /* Add the pair key; return 1 if it was there already. At --seen-max, a
@@ -1744,22 +1884,27 @@ seen_grow(struct model *m, uint64_t cap)
 static int
 seen_add(struct model *m, uint64_t key)
 {
+	uint64_t k = SEEN_PROBE;
+
 	if (m->p.seen_max == 0)
 		return 0;
-	if (model_seen_has(m, key))
+	if (m->seen_cap && seen_find(m, key, &k))
 		return 1;
-	if (m->seen_n * 2 >= m->seen_cap && m->seen_cap < 2 * m->p.seen_max)
+	/* The new pair goes to the first empty slot of its neighbourhood,
+	 * which the search has found unless the set grows. */
+	if (m->seen_n * 2 >= m->seen_cap && m->seen_cap < 2 * m->p.seen_max) {
 		seen_grow(m, m->seen_cap ? m->seen_cap * 2 : 1024);
-	uint64_t mask = m->seen_cap - 1;
-	for (uint64_t k = 0; k < SEEN_PROBE; k++) {
-		uint64_t at = (key + k) & mask;
-		if (seen_at(m, at) == 0 && m->seen_n < m->p.seen_max) {
-			seen_store(m->seenb, &m->seen_room, at, key);
-			m->seen_n++;
-			return 0;
-		}
+		for (k = 0; k < SEEN_PROBE && seen_at(m, (key + k) & (m->seen_cap - 1)); k++)
+			;
 	}
-	seen_store(m->seenb, &m->seen_room, (key + (key >> 59) % SEEN_PROBE) & mask, key);
+	uint64_t mask = m->seen_cap - 1;
+	struct seen_shape sh = { m->seen_bits, m->seen_w };
+	if (k < SEEN_PROBE && m->seen_n < m->p.seen_max) {
+		seen_store(m->seenb, sh, &m->seen_room, (key + k) & mask, key);
+		m->seen_n++;
+		return 0;
+	}
+	seen_store(m->seenb, sh, &m->seen_room, (key + (key >> 59) % SEEN_PROBE) & mask, key);
 	m->st.seen_evicted++;
 	return 0;
 }
@@ -1801,7 +1946,7 @@ model_blend_default(struct model_blend *b)
 static uint64_t
 find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 {
-	int64_t e = index_get(&m->ui, m->uoff, m->ubytes, h);
+	int64_t e = index_get(&m->ui, m->uoff, m->ubytes, h, id->p, id->n);
 
 	*isnew = 0;
 	if (e >= 0)
@@ -1809,7 +1954,7 @@ find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	if (m->nusers >= m->p.max_users)
 		evict_users(m);
 	grow_users(m, m->nusers + 1);
-	uint32_t *slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h);
+	uint32_t *slot = index_add(&m->ui, m->uoff, m->ubytes, m->nusers, h, id->p, id->n);
 	uint64_t u = m->nusers++;
 	ids_add(&m->uoff, &m->ubytes, &m->ubytes_n, &m->ubytes_cap, u, id->p,
 		id->n);
@@ -1826,7 +1971,7 @@ find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 static uint64_t
 find_or_add_item(struct model *m, const struct str *id, uint64_t h, int *isnew)
 {
-	int64_t e = index_get(&m->ii, m->ioff, m->ibytes, h);
+	int64_t e = index_get(&m->ii, m->ioff, m->ibytes, h, id->p, id->n);
 
 	*isnew = 0;
 	if (e >= 0)
@@ -1834,15 +1979,15 @@ find_or_add_item(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	if (m->nitems >= m->p.max_items)
 		evict_items(m);
 	grow_items(m, m->nitems + 1);
-	uint32_t *slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h);
+	uint32_t *slot = index_add(&m->ii, m->ioff, m->ibytes, m->nitems, h, id->p, id->n);
 	uint64_t i = m->nitems++;
 	ids_add(&m->ioff, &m->ibytes, &m->ibytes_n, &m->ibytes_cap, i, id->p,
 		id->n);
 	*slot = (uint32_t)(i + 1);
 	init_row(m, m->ifac + i * m->stride);
 	m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
-	m->nb.v[i].l = m->sq.v[i].l = NULL;
-	m->nb.v[i].n = m->sq.v[i].n = 0;
+	memset(&m->nb.v[i], 0, sizeof m->nb.v[i]);
+	memset(&m->sq.v[i], 0, sizeof m->sq.v[i]);
 	m->st.items_added++;
 	*isnew = 1;
 	return i;
@@ -2081,7 +2226,7 @@ find(const struct model *m, const struct htab *h, const struct model_index *x,
 		const uint32_t *v = htab_get(h, key);
 		e = v ? (int64_t)*v : -1;
 	} else
-		e = index_get(x, off, bytes, key);
+		e = index_get(x, off, bytes, key, id, len);
 	if (e < 0 || (uint64_t)e >= n || off[e + 1] - off[e] != len ||
 	    memcmp(bytes + off[e], id, len) != 0)
 		return -1;
@@ -2352,6 +2497,7 @@ lists_copy(struct model *m, struct model_lists *L, const struct model_lists *V,
 {
 	for (uint64_t i = 0; i < n; i++) {
 		size_t k = (size_t)(V->off[i + 1] - V->off[i]);
+		memset(&L->v[i], 0, sizeof L->v[i]);
 		if (k == 0)
 			continue;
 		L->v[i].l = xreallocarray(NULL, k, NB_BYTES);
@@ -2536,10 +2682,11 @@ emit(const struct model *m, int id, struct sink *s)
 	}
 	case SEC_SEEN:
 		for (uint64_t b = 0; b < seen_nblk(m->seen_cap); b++) {
-			const struct model_seen_blk *x = &m->seenb[b];
+			const struct model_blk *x = &m->seenb[b];
+			struct seen_shape sh = { m->seen_bits, m->seen_w };
 			unsigned r = 0;
 			for (uint64_t j = 0; j < SEEN_BLK && b * SEEN_BLK + j < m->seen_cap; j++)
-				obuf_put(&o, x->occ >> j & 1 ? x->k[r++] : 0);
+				obuf_put(&o, x->occ >> j & 1 ? seen_get(x, sh, b * SEEN_BLK + j, r++) : 0);
 		}
 		obuf_flush(&o);
 		break;
@@ -3157,10 +3304,18 @@ unmap_copy(struct model *v)
 		m->ncats++;
 	}
 	if (v->seen_cap) {
+		/* A key that lies too far from its home (not one this code
+		 * put there) keeps the keys as they are. */
+		struct seen_shape sh = seen_shape(v->seen_cap);
+		for (uint64_t j = 0; j < v->seen_cap && sh.w < 8; j++)
+			if (v->seen[j] && !seen_fits(sh, j, v->seen[j]))
+				sh.w = 8;
 		m->seenb = xcalloc(seen_nblk(v->seen_cap), sizeof *m->seenb);
 		for (uint64_t j = 0; j < v->seen_cap; j++)
 			if (v->seen[j])
-				seen_store(m->seenb, &m->seen_room, j, v->seen[j]);
+				seen_store(m->seenb, sh, &m->seen_room, j, v->seen[j]);
+		m->seen_bits = sh.bits;
+		m->seen_w = sh.w;
 	}
 	m->seen_cap = v->seen_cap;
 	m->seen_n = v->seen_n;

@@ -137,6 +137,13 @@ struct model_blend {
 	float hit[MODEL_NSRC + 1];
 };
 
+/* 64 slots of a table: a bit for each in use, and what those hold, in
+ * slot order (model.c). */
+struct model_blk {
+	uint64_t occ;
+	unsigned char *a;
+};
+
 /*
  * A trainable model's index of ids: slot k holds an entry's number + 1, or
  * 0; a slot's key is the hash64 of its entry's id, computed again where a
@@ -199,12 +206,10 @@ struct model {
 	/* the (user, item) pairs seen: open addressing, 0 empty; mapped,
 	 * the slots (seen), trainable, blocks of them (model.c) */
 	const uint64_t *seen;
-	struct model_seen_blk {
-		uint64_t occ;     /* the slots in use */
-		uint64_t *k;      /* their keys, in slot order */
-	} *seenb;
+	struct model_blk *seenb;  /* keys of seen_w bytes (model.c) */
 	uint64_t seen_cap, seen_n;
 	uint64_t seen_room;       /* keys the blocks have room for */
+	unsigned seen_bits, seen_w; /* log2 of seen_cap; bytes of a key */
 	struct model_blend blend;
 	void *blend_ranker;       /* scratch of the blend's learning */
 	struct sknn *sknn;        /* past sessions, or NULL */

@@ -412,7 +412,9 @@ slot_room(struct sknn *s, struct slot *x, unsigned c)
 	return it;
 }
 
-/* Make slot sl exist (the region below it too, unused). */
+/* Make slot sl exist (the region below it too, unused). The slots past
+ * nslot are never read, so they are zeroed as they are reached: the room
+ * grown for later is not resident until the ring fills it. */
 static void
 slots_reach(struct sknn *s, uint32_t sl)
 {
@@ -423,11 +425,12 @@ slots_reach(struct sknn *s, uint32_t sl)
 		if (cap > s->p.sessions)
 			cap = s->p.sessions;
 		s->slot = xreallocarray(s->slot, cap, sizeof *s->slot);
-		memset(s->slot + s->capslot, 0, (cap - s->capslot) * sizeof *s->slot);
 		s->capslot = (uint32_t)cap;
 	}
-	if (sl >= s->nslot)
+	if (sl >= s->nslot) {
+		memset(s->slot + s->nslot, 0, (sl + 1 - s->nslot) * sizeof *s->slot);
 		s->nslot = sl + 1;
+	}
 }
 
 static void

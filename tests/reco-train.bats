@@ -96,6 +96,23 @@ u64_at() {
 	same_bytes whole.bin c.bin
 }
 
+@test "--resume continues exactly with a seen set past 2^20 pairs, whose keys memory holds in 6 bytes, and at --seen-max" {
+	gen_lt() { reco-gen --regime sessions --events 700000 --items 50000; }
+	gen_lt | reco-train -o whole.bin
+	gen_lt | head -n 400000 | reco-train -o p1.bin
+	gen_lt | tail -n +400001 | reco-train --resume p1.bin -o p2.bin
+	same_bytes whole.bin p2.bin
+	run reco-train --inspect whole.bin
+	[[ "$output" =~ seen\ .*\ (5[3-9][0-9]|6[0-9][0-9])[0-9]{3}\ pairs\ kept ]] || fail "$output"
+	# Pushed out at --seen-max: the same pairs go, run whole or resumed.
+	gen_lt | reco-train --seen-max 550000 -o whole.bin
+	gen_lt | head -n 400000 | reco-train --seen-max 550000 -o p1.bin
+	gen_lt | tail -n +400001 | reco-train --resume p1.bin -o p2.bin
+	same_bytes whole.bin p2.bin
+	run reco-train --inspect whole.bin
+	[[ "$output" =~ max\ 550000,\ [1-9][0-9]*\ pushed\ out ]] || fail "$output"
+}
+
 @test "--resume continues exactly with evictions, forgetting and renormalised decays" {
 	gen ev.ndjson 8000
 	head -n 4500 ev.ndjson >p1.ndjson
