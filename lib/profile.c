@@ -42,11 +42,10 @@ profile_opts_default(struct profile_opts *o)
 
 /* ---- the string arena ---- */
 
-static struct pstr
-pstr_add(struct profile *p, const char *s, size_t n)
+/* Room for n more bytes at the end of the arena (which may move). */
+static void
+pstr_room(struct profile *p, size_t n)
 {
-	struct pstr r;
-
 	if (n > UINT32_MAX / 4 || (size_t)p->nstrs + n > UINT32_MAX / 2)
 		die(EXIT_IO, "profile: string arena too large");
 	if (p->nstrs + n > p->capstrs) {
@@ -56,11 +55,33 @@ pstr_add(struct profile *p, const char *s, size_t n)
 		p->strs = xrealloc(p->strs, cap);
 		p->capstrs = (uint32_t)cap;
 	}
+}
+
+/* Append s[0..n) to the arena; s must not point into it (pstr_dup). */
+static struct pstr
+pstr_add(struct profile *p, const char *s, size_t n)
+{
+	struct pstr r;
+
+	pstr_room(p, n);
 	r.off = p->nstrs;
 	r.len = (uint32_t)n;
 	if (n)
 		memcpy(p->strs + p->nstrs, s, n);
 	p->nstrs += (uint32_t)n;
+	return r;
+}
+
+/* A copy of p's own string s, at the end of its arena. */
+static struct pstr
+pstr_dup(struct profile *p, struct pstr s)
+{
+	struct pstr r = { p->nstrs, s.len };
+
+	pstr_room(p, s.len);
+	if (s.len)
+		memcpy(p->strs + r.off, p->strs + s.off, s.len);
+	p->nstrs += s.len;
 	return r;
 }
 
@@ -1451,23 +1472,6 @@ decode_one(struct profile *p, struct dec *d)
 	if (v < 1 || v > PROFILE_VERSION)
 		d->bad = 1;
 	return d->bad ? -1 : 0;
-}
-
-/* A copy of p's string s, at the end of its arena. */
-static struct pstr
-pstr_dup(struct profile *p, struct pstr s)
-{
-	char small[64], *t;
-	struct pstr r;
-
-	if (s.len == 0)
-		return pstr_add(p, "", 0);
-	t = s.len <= sizeof small ? small : xmalloc(s.len);
-	memcpy(t, p->strs + s.off, s.len);
-	r = pstr_add(p, t, s.len);
-	if (t != small)
-		free(t);
-	return r;
 }
 
 /* The count of a list of the packed form: each entry takes a byte at

@@ -448,7 +448,24 @@ mf_block_q8_plain(const float *p, const int8_t *blk, uint32_t stride,
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(RANK_PLAIN)
 #include <immintrin.h>
-#define RANK_AVX2 1
+#define RANK_X86 1
+
+/* What of AVX the processor runs, asked once: CPU_AVX, and CPU_AVX2 for
+ * AVX2 with FMA. */
+enum { CPU_AVX = 1, CPU_AVX2 = 2 };
+static unsigned
+cpu_avx(void)
+{
+	static int f = -1;
+
+	if (f < 0) {
+		__builtin_cpu_init();
+		f = (__builtin_cpu_supports("avx") ? CPU_AVX : 0) |
+		    (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ?
+		     CPU_AVX2 : 0);
+	}
+	return (unsigned)f;
+}
 
 /* The same with AVX2: the bytes widened to 32-bit integers and to floats
  * in registers (which GCC's generic vectors leave to scalar code). */
@@ -486,13 +503,8 @@ typedef unsigned (*rank_q8_fn)(const float *, const int8_t *, uint32_t,
 static rank_q8_fn
 mf_block_q8(void)
 {
-#ifdef RANK_AVX2
-	static int avx2 = -1;
-	if (avx2 < 0) {
-		__builtin_cpu_init();
-		avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-	}
-	if (avx2)
+#ifdef RANK_X86
+	if (cpu_avx() & CPU_AVX2)
 		return mf_block_q8_avx2;
 #endif
 	return mf_block_q8_plain;
@@ -581,8 +593,7 @@ mf_dots_plain(const float *p, const float *rows, size_t n, uint32_t stride,
 		out[i] = model_dot(p, rows + i * stride, stride);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(RANK_PLAIN)
-#define RANK_AVX 1
+#ifdef RANK_X86
 __attribute__((target("avx"))) static void
 mf_dots_avx(const float *p, const float *rows, size_t n, uint32_t stride,
 	    float *out)
@@ -612,13 +623,8 @@ mf_dots_avx(const float *p, const float *rows, size_t n, uint32_t stride,
 static rank_dots_fn
 mf_dots(void)
 {
-#ifdef RANK_AVX
-	static int avx = -1;
-	if (avx < 0) {
-		__builtin_cpu_init();
-		avx = __builtin_cpu_supports("avx");
-	}
-	if (avx)
+#ifdef RANK_X86
+	if (cpu_avx() & CPU_AVX)
 		return mf_dots_avx;
 #endif
 	return mf_dots_plain;
@@ -1258,6 +1264,18 @@ rank_gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 		gather(r, m, q, ask, depth);
 }
 
+/* The one source that weights w ask, or -1 if they ask several (or the
+ * category match, which weighs candidates of any source). */
+static int
+only_source(const struct rank_weights *w)
+{
+	unsigned ask = rank_sources(w);
+
+	if (w->w[RANK_SAMECAT] != 0 || ask == 0 || (ask & (ask - 1)))
+		return -1;
+	return __builtin_ctz(ask);
+}
+
 /*
  * The second half: blend the gathered lists of the sources that w
  * weighs (see blend) and write the best n to out (room for n), best
@@ -1265,24 +1283,6 @@ rank_gather(struct ranker *r, const struct model *m, const struct rank_req *q,
  * many were written: fewer than n when the sources have no more. A
  * single source keeps its own order (only_source).
  */
-/* The one source that weights w ask, or -1 if they ask several (or the
- * category match, which weighs candidates of any source). */
-static int
-only_source(const float *w)
-{
-	int one = -1;
-
-	if (w[RANK_SAMECAT] != 0)
-		return -1;
-	for (int s = 0; s < RANK_NSRC; s++)
-		if (w[s] != 0 || w[RANK_NSRC + s] != 0 || w[2 * RANK_NSRC + s] != 0) {
-			if (one >= 0)
-				return -1;
-			one = s;
-		}
-	return one;
-}
-
 size_t
 rank_pick(struct ranker *r, const struct rank_weights *w, size_t n,
 	  struct rank_item *out)
@@ -1292,12 +1292,11 @@ rank_pick(struct ranker *r, const struct rank_weights *w, size_t n,
 	 * rounding of the scaling tie items that the source tells apart, and
 	 * the cut at n would then depend on how deep the sources were
 	 * asked. */
-	int one = only_source(w->w);
+	int one = only_source(w);
 
 	if (one >= 0) {
 		const struct cand *l = r->src[one];
 		size_t len = r->nsrc[one];
-		r->nc = 0;
 		r->info.candidates = len;
 		if (len < n)
 			n = len;
