@@ -26,8 +26,9 @@ static const char usage_head[] =
 "                           trend, next, seen, cat)\n"
 "      --weights SPEC       a fixed blend for the hybrid, SOURCE=WEIGHT,...\n"
 "                           with sources mf, cooc, trend, dpop, pop, seen,\n"
-"                           cat, sknn, seq, next, walk (default: the blend\n"
-"                           the model learns as it goes)\n"
+"                           cat, sknn, seq, next, walk, and tail=N: places\n"
+"                           18 on for the walk's new items (default: the\n"
+"                           blend the model learns as it goes, tail=3)\n"
 "      --eval-types T,...   event types evaluated (default\n"
 "                           view,click,add_to_cart,purchase)\n"
 "      --model FILE         start from the snapshot FILE (reco-train -o)\n"
@@ -372,6 +373,8 @@ eval_report(struct model *m, uint64_t learned, uint64_t evaluated,
 						   s < RANK_NSRC ? "" : s < 2 * RANK_NSRC ? "@rank" : "@raw",
 						   (double)e->w.w[s]);
 			}
+			if (e->w.tail)
+				buf_printf(&ob, "%s\"tail\":%u", first ? "" : ",", e->w.tail);
 			buf_puts(&ob, "},\"evaluated\":");
 			buf_put_u64(&ob, e->n);
 			buf_puts(&ob, ",\"hr@10\":");

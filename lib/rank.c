@@ -113,9 +113,24 @@ rank_weights_parse(struct rank_weights *w, const char *spec, char *err,
 		char *end;
 		int src;
 
+		if (eq && (!comma || comma > eq) && eq - s == 4 &&
+		    memcmp(s, "tail", 4) == 0) {
+			unsigned long t = strtoul(eq + 1, &end, 10);
+			if (end == eq + 1 || (*end && *end != ',') ||
+			    eq[1] == '-' || t > RANK_TAIL_MAX) {
+				snprintf(err, errlen, "bad tail in \"%s\" (places from %d on given to the walk: 0 to %d)",
+					 spec, RANK_TAIL_AT + 1, RANK_TAIL_MAX);
+				return -1;
+			}
+			w->tail = (unsigned)t;
+			if (!*end)
+				return 0;
+			s = end + 1;
+			continue;
+		}
 		if (!eq || (comma && comma < eq) ||
 		    (src = rank_src_parse(s, (size_t)(eq - s))) < 0) {
-			snprintf(err, errlen, "expected SOURCE=WEIGHT,... with sources mf, cooc, trend, dpop, pop, seen, cat, sknn, seq, next and walk, not \"%s\"",
+			snprintf(err, errlen, "expected SOURCE=WEIGHT,... with sources mf, cooc, trend, dpop, pop, seen, cat, sknn, seq, next and walk (and tail=N), not \"%s\"",
 				 spec);
 			return -1;
 		}
@@ -1233,6 +1248,61 @@ blend(struct ranker *r, const float *w, int all)
 	r->info.candidates = r->nc;
 }
 
+/* Whether item i is among out[0..n). */
+static int
+listed(const struct rank_item *out, size_t n, uint32_t i)
+{
+	for (size_t k = 0; k < n; k++)
+		if (out[k].item == i)
+			return 1;
+	return 0;
+}
+
+/*
+ * The list of want places from the blend's best n (r->order, in order)
+ * and the walk's list: the blend's first RANK_TAIL_AT, then the walk's
+ * best tail items not among them, then the blend's next ones not already
+ * placed. From the first walk item on, each score is at most the float
+ * just below the one before it, so that the scores fall along the list
+ * and no tie among them reorders it (reco-serve orders ties by id).
+ */
+static size_t
+walk_tail(struct ranker *r, size_t tail, size_t want, size_t n,
+	  struct rank_item *out)
+{
+	const struct cand *l = r->src[RANK_WALK];
+	size_t len = r->nsrc[RANK_WALK], k = 0, j = 0, filled = 0;
+
+	while (k < want) {
+		if (k >= RANK_TAIL_AT && filled < tail && len) {
+			uint32_t i = l[0].i;
+			l++;
+			len--;
+			if (listed(out, k, i))
+				continue;
+			out[k].item = i;
+			out[k].score = nextafterf(out[k - 1].score, -INFINITY);
+			out[k++].reason = RANK_WALK;
+			filled++;
+			continue;
+		}
+		if (j == n)
+			break;
+		uint32_t c = r->slot[r->order[j++].i];
+		float sc = r->cs[c];
+		if (filled) {
+			if (listed(out + RANK_TAIL_AT, k - RANK_TAIL_AT, r->ci[c]))
+				continue;
+			float below = nextafterf(out[k - 1].score, -INFINITY);
+			sc = sc < below ? sc : below;
+		}
+		out[k].item = r->ci[c];
+		out[k].score = sc;
+		out[k++].reason = r->cr[c];
+	}
+	return k;
+}
+
 /* The sources that weights w ask: a bit for each. */
 unsigned
 rank_sources(const struct rank_weights *w)
@@ -1243,6 +1313,8 @@ rank_sources(const struct rank_weights *w)
 		if (w->w[s] != 0 || w->w[RANK_NSRC + s] != 0 ||
 		    w->w[2 * RANK_NSRC + s] != 0)
 			ask |= 1u << s;
+	if (w->tail && ask)
+		ask |= 1u << RANK_WALK;
 	return ask;
 }
 
@@ -1316,10 +1388,20 @@ rank_pick(struct ranker *r, const struct rank_weights *w, size_t n,
 		r->order[k].s = r->cs[k];
 		r->order[k].i = r->ci[k];
 	}
-	if (r->nc < n)
+	size_t want = n, tail = w->tail && n > RANK_TAIL_AT ? w->tail : 0;
+	if (tail > n - RANK_TAIL_AT)
+		tail = n - RANK_TAIL_AT;
+	if (tail && !r->nsrc[RANK_WALK])
+		tail = 0;
+	/* With a tail, the blend's next tail items may follow it. */
+	if (r->nc < n + tail)
 		n = r->nc;
+	else
+		n += tail;
 	if (r->nc > 1)
 		cand_best(r->order, r->nc, n);
+	if (tail)
+		return walk_tail(r, tail, want, n, out);
 	for (size_t k = 0; k < n; k++) {
 		uint32_t c = r->slot[r->order[k].i];
 		out[k].item = r->ci[c];
@@ -1381,6 +1463,7 @@ rank_weights_model(struct rank_weights *w, const struct model *m)
 			  m->st.blend_events < (uint64_t)(1 / HIT_RATE)))
 		best = -1;
 	memcpy(w->w, m->blend.w, sizeof w->w);
+	w->tail = m->p.walk_steps ? RANK_TAIL : 0;
 	/* The chosen source's order first; the blend fills the rest. */
 	if (best >= 0) {
 		for (int k = 0; k < RANK_NFEAT; k++)

@@ -46,8 +46,18 @@ rank_better(float as, uint32_t ai, float bs, uint32_t bi)
 	return as > bs || (as == bs && ai < bi);
 }
 
+/* The learned blend gives places RANK_TAIL_AT + 1 to RANK_TAIL_AT +
+ * RANK_TAIL (18 to 20) of a list to the walk's best items that the
+ * places before do not hold: the blend, trained to put the next item
+ * first, fills the end of a list with more of what leads it, where items
+ * a few steps away are likelier. */
+#define RANK_TAIL_AT 17
+#define RANK_TAIL 3
+#define RANK_TAIL_MAX 1000 /* most places --weights' tail=N may give */
+
 struct rank_weights {
 	float w[RANK_NFEAT];
+	unsigned tail;  /* places from RANK_TAIL_AT given to the walk */
 };
 
 /* A request. Items are model indices (model_item_find). */

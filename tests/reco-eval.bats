@@ -161,7 +161,7 @@ near() {
 	reco-gen --events 5000 --seed 3 -o ev.ndjson
 	reco-eval --json --models hybrid --blend-budget 0 ev.ndjson >learned0.json
 	reco-eval --json --models hybrid \
-		--weights mf=0.2,cooc=1,trend=0.05,dpop=0.1,seen=0.3,cat=0.1,sknn=1,seq=0.5,next=0.5,walk=0.5 \
+		--weights mf=0.2,cooc=1,trend=0.05,dpop=0.1,seen=0.3,cat=0.1,sknn=1,seq=0.5,next=0.5,walk=0.5,tail=3 \
 		ev.ndjson >fixed.json
 	near "$(metric_of learned0.json hybrid hr@20)" "$(metric_of fixed.json hybrid hr@20)"
 	near "$(metric_of learned0.json hybrid mrr@20)" "$(metric_of fixed.json hybrid mrr@20)"

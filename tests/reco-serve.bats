@@ -333,6 +333,36 @@ teardown() {
 	[ "$(grep -c '^200$' codes.txt)" -eq 200 ] || { sort codes.txt | uniq -c; fail "dropped"; }
 }
 
+@test "places 18 to 20 go to the walk's items that the places before do not hold" {
+	reco-gen --regime sessions --events 20000 --seed 2 >ev.ndjson
+	reco-train -o g.bin ev.ndjson
+	reco-profile --store g.state ev.ndjson >/dev/null
+	jq -r '.user' ev.ndjson | awk '!seen[$0]++' | head -200 >users.txt
+	awk '{ printf "{\"user\":\"%s\",\"n\":%d}\n", $1, NR % 2 ? 20 : 30 }' users.txt >q30.ndjson
+	awk '{ printf "{\"user\":\"%s\",\"n\":20}\n", $1 }' users.txt >q20.ndjson
+	reco-serve --model g.bin --store g.state q30.ndjson >a30.ndjson
+	reco-serve --model g.bin --store g.state q20.ndjson >a20.ndjson
+	# No list holds an item twice; scores do not rise along a list.
+	jq -e -s 'all(.[]; ([.items[]?.item] | length) == ([.items[]?.item] | unique | length))' a30.ndjson
+	jq -e -s 'all(.[]; [.items[]?.score] as $s | all(range(1; $s | length); $s[.] <= $s[. - 1]))' a30.ndjson
+	# Places 18 to 20 are mostly the walk's; with a fixed blend that
+	# names no tail, none is.
+	local walked
+	walked=$(jq -s '[.[] | .items[17:20][]? | select(.reason == "walk")] | length' a20.ndjson)
+	[ "$walked" -ge 300 ] || fail "places 18-20 from the walk: $walked of 600"
+	reco-serve --model g.bin --store g.state --weights cooc=1 q20.ndjson >c.ndjson
+	jq -e -s '[.[] | .items[]? | select(.reason == "walk")] | length == 0' c.ndjson
+	# cooc=1,tail=3: cooc's first 17, then the walk's.
+	reco-serve --model g.bin --store g.state --weights cooc=1,tail=3 q20.ndjson >ct.ndjson
+	jq -s -c '.[] | [.items[]?.item][:17]' c.ndjson >c17
+	jq -s -c '.[] | [.items[]?.item][:17]' ct.ndjson >ct17
+	same_bytes c17 ct17
+	jq -e -s '[.[] | .items[17:20][]? | select(.reason == "walk")] | length >= 300' ct.ndjson
+	run reco-serve --model g.bin --weights cooc=1,tail=-1 q20.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"bad tail"* ]]
+}
+
 @test "the index of a snapshot changes the cost, not the answers" {
 	reco-gen --events 30000 --users 600 --items 3000 --items-out items.csv >ev.ndjson
 	reco-train -o g.bin ev.ndjson
