@@ -884,7 +884,7 @@ grow_users(struct model *m, uint64_t need)
 		return;
 	while (cap < need)
 		cap *= 2;
-	m->ufac = xalign_grow(m->ufac, n * m->stride, cap * m->stride, sizeof(float));
+	m->ufac16 = xalign_grow(m->ufac16, n * m->stride, cap * m->stride, sizeof(uint16_t));
 	m->uts = xalign_grow(m->uts, n, cap, sizeof(int64_t));
 	m->useq = xalign_grow(m->useq, n, cap, sizeof(uint64_t));
 	m->uskey = xalign_grow(m->uskey, n, cap, sizeof(uint64_t));
@@ -912,6 +912,7 @@ model_new(const struct model_params *p)
 	model_blend_default(&m->blend);
 	if (p->sk.sessions)
 		m->sknn = sknn_new(&p->sk);
+	m->urow = xalign_grow(NULL, 0, m->stride, sizeof(float));
 	grow_items(m, 1);
 	grow_users(m, 1);
 	index_build(&m->ii, m->ioff, m->ibytes, 0, index_cap(0));
@@ -957,7 +958,8 @@ model_free(struct model *m)
 	arr_free(m->iseq);
 	arr_free(m->ioff);
 	free(m->ibytes);
-	arr_free(m->ufac);
+	arr_free(m->ufac16);
+	arr_free(m->urow);
 	arr_free(m->uts);
 	arr_free(m->useq);
 	arr_free(m->uskey);
@@ -982,7 +984,7 @@ model_bytes(const struct model *m)
 		return m->maplen;
 	b += m->items_cap * (m->stride * sizeof(float) + 3 * sizeof(float) +
 			     2 * 8 + 8 + 2 * sizeof(struct model_list));
-	b += m->users_cap * (m->stride * sizeof(float) + 2 * 8 + 2 + 8 +
+	b += m->users_cap * (m->stride * sizeof(uint16_t) + 2 * 8 + 2 + 8 +
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
 	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
@@ -1240,7 +1242,7 @@ evict_users(struct model *m)
 		uint64_t k = newidx[i];
 		if (k == UINT32_MAX || k == i)
 			continue;
-		memcpy(m->ufac + k * s, m->ufac + i * s, s * sizeof(float));
+		memcpy(m->ufac16 + k * s, m->ufac16 + i * s, s * sizeof(uint16_t));
 		m->uts[k] = m->uts[i];
 		m->useq[k] = m->useq[i];
 		m->uskey[k] = m->uskey[i];
@@ -1248,7 +1250,7 @@ evict_users(struct model *m)
 		m->unsess[k] = m->unsess[i];
 		memcpy(m->urec + k * r, m->urec + i * r, r * sizeof(uint32_t));
 	}
-	memset(m->ufac + j * s, 0, (n - j) * s * sizeof(float));
+	memset(m->ufac16 + j * s, 0, (n - j) * s * sizeof(uint16_t));
 	memset(m->urec + j * r, 0, (n - j) * r * sizeof(uint32_t));
 	for (uint64_t i = j; i < n; i++) {
 		m->uts[i] = 0;
@@ -1279,6 +1281,14 @@ init_row(struct model *m, float *v)
 		v[k] = 0;
 }
 
+/* Row v of n floats into bfloat16 values h. */
+static void
+narrow_row(const float *v, uint16_t *h, uint32_t n)
+{
+	for (uint32_t k = 0; k < n; k++)
+		h[k] = model_bf16(v[k]);
+}
+
 /* One SGD step on the squared error of p.q against target. */
 static inline void
 sgd_step(float *p, float *q, float target, float lr,
@@ -1292,14 +1302,16 @@ sgd_step(float *p, float *q, float target, float lr,
 static void
 mf_update(struct model *m, uint64_t u, uint64_t i, float w)
 {
-	float *p = m->ufac + u * m->stride;
+	float *p = (float *)model_user_vec(m, u, m->urow);
 	float lr = m->p.lr, keep = 1 - lr * m->p.reg;
 	uint32_t n = m->stride;
 
 	sgd_step(p, m->ifac + i * n, 1, lr * w, keep, n);
 	m->st.mf_updates++;
-	if (m->nitems < 2)
+	if (m->nitems < 2) {
+		narrow_row(p, m->ufac16 + u * n, n);
 		return;
+	}
 	/* The negatives are drawn a few at a time and their rows asked for
 	 * before the steps (rows of random items are cache misses): the
 	 * steps draw nothing, so the draws and the steps come in the same
@@ -1319,6 +1331,7 @@ mf_update(struct model *m, uint64_t u, uint64_t i, float w)
 			m->st.mf_updates++;
 		}
 	}
+	narrow_row(p, m->ufac16 + u * n, n);
 }
 
 /* ---- clocks ---- */
@@ -1406,7 +1419,8 @@ advance(struct model *m, int64_t ts)
 			float f = (float)exp2(-k * (double)tick_len(m) /
 					      (double)m->p.forget);
 			scale_rows(m->ifac, m->nitems, m->stride, f);
-			scale_rows(m->ufac, m->nusers, m->stride, f);
+			for (size_t e = 0; e < (size_t)m->nusers * m->stride; e++)
+				m->ufac16[e] = model_bf16(model_bf16_float(m->ufac16[e]) * f);
 			m->tick = t;
 			m->st.ticks++;
 		}
@@ -1959,7 +1973,8 @@ find_or_add_user(struct model *m, const struct str *id, uint64_t h, int *isnew)
 	ids_add(&m->uoff, &m->ubytes, &m->ubytes_n, &m->ubytes_cap, u, id->p,
 		id->n);
 	*slot = (uint32_t)(u + 1);
-	init_row(m, m->ufac + u * m->stride);
+	init_row(m, m->urow);
+	narrow_row(m->urow, m->ufac16 + u * m->stride, m->stride);
 	m->uts[u] = 0;
 	m->uskey[u] = 0;
 	m->unrec[u] = m->unsess[u] = 0;
@@ -2600,7 +2615,9 @@ emit(const struct model *m, int id, struct sink *s)
 		sink_put(s, m->ifac, 4 * ni * m->stride);
 		break;
 	case SEC_USER_FACTORS:
-		sink_put(s, m->ufac, 4 * nu * m->stride);
+		/* The bfloat16 values as the floats they are. */
+		for (uint64_t u = 0; u < nu; u++)
+			sink_put(s, model_user_vec(m, u, m->urow), 4 * m->stride);
 		break;
 	case SEC_ITEM_COUNT:
 		sink_put(s, m->icount, 4 * ni);
@@ -3320,7 +3337,9 @@ unmap_copy(struct model *v)
 	m->seen_cap = v->seen_cap;
 	m->seen_n = v->seen_n;
 	m->blend = v->blend;
-	memcpy(m->ufac, v->ufac, 4 * nu * v->stride);
+	/* Rounded to bfloat16: exact for the snapshots this code writes. */
+	for (uint64_t k = 0; k < nu * v->stride; k++)
+		m->ufac16[k] = model_bf16(v->ufac[k]);
 	memcpy(m->uts, v->uts, 8 * nu);
 	memcpy(m->useq, v->useq, 8 * nu);
 	memcpy(m->uskey, v->uskey, 8 * nu);

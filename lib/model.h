@@ -216,7 +216,13 @@ struct model {
 	uint64_t nlists;          /* neighbour lists allocated */
 	/* users */
 	uint64_t nusers, users_cap;
+	/* The users' factor rows, stride values each: a mapped snapshot's
+	 * floats (ufac), or a trainable model's bfloat16 values (ufac16:
+	 * the upper half of a float, rounded to the nearest, ties to even),
+	 * which the snapshot writes as the floats they are. */
 	float *ufac;
+	uint16_t *ufac16;
+	float *urow;              /* one row widened, for the SGD steps */
 	int64_t *uts;
 	uint64_t *useq;
 	/* The current session's key in sknn, whose bit 0 (always 1 in a
@@ -445,10 +451,38 @@ model_user_skey(const struct model *m, uint64_t u)
 	return m->uskey[u] | 1;
 }
 
-static inline const float *
-model_user_vec(const struct model *m, uint64_t u)
+/* A bfloat16 value as the float it is, and a float rounded to the
+ * nearest bfloat16 (ties to even); the factors are finite and far from
+ * the largest float, so the rounding never makes an infinity. */
+static inline float
+model_bf16_float(uint16_t h)
 {
-	return m->ufac + u * m->stride;
+	uint32_t b = (uint32_t)h << 16;
+	float f;
+
+	memcpy(&f, &b, sizeof f);
+	return f;
+}
+
+static inline uint16_t
+model_bf16(float f)
+{
+	uint32_t b;
+
+	memcpy(&b, &f, sizeof b);
+	return (uint16_t)((b + 0x7fffu + (b >> 16 & 1)) >> 16);
+}
+
+/* User u's factor row (stride floats): the mapped snapshot's own, or a
+ * trainable model's widened into buf (stride floats, 64-byte aligned). */
+static inline const float *
+model_user_vec(const struct model *m, uint64_t u, float *buf)
+{
+	if (!m->ufac16)
+		return m->ufac + u * m->stride;
+	for (uint32_t k = 0; k < m->stride; k++)
+		buf[k] = model_bf16_float(m->ufac16[u * m->stride + k]);
+	return buf;
 }
 
 #endif

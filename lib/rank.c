@@ -38,6 +38,8 @@ struct ranker {
 	size_t lob_cap, mfc_cap;
 	struct cand *wf;          /* the walk's frontier */
 	size_t wf_cap;
+	float *uvec;              /* the user's factors, widened */
+	uint32_t uvec_cap;
 	struct cand *src[RANK_NSRC]; /* each source's list, best first */
 	size_t nsrc[RANK_NSRC], src_cap[RANK_NSRC];
 	uint32_t *ci;             /* candidates: item */
@@ -171,6 +173,7 @@ ranker_free(struct ranker *r)
 	free(r->lob);
 	free(r->mfc);
 	free(r->wf);
+	free(r->uvec);
 	for (int s = 0; s < RANK_NSRC; s++)
 		free(r->src[s]);
 	free(r->ci);
@@ -662,7 +665,11 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
 		top_done(r, &t, RANK_MF);
 		return;
 	}
-	const float *p = model_user_vec(m, (uint64_t)q->user);
+	if (r->uvec_cap < stride) {
+		r->uvec = xreallocarray(r->uvec, stride, sizeof *r->uvec);
+		r->uvec_cap = stride;
+	}
+	const float *p = model_user_vec(m, (uint64_t)q->user, r->uvec);
 	if (q->ix && q->ix->q) {
 		src_mf_q8(r, m, q, p, &t);
 		top_done(r, &t, RANK_MF);

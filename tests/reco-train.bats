@@ -96,6 +96,38 @@ u64_at() {
 	same_bytes whole.bin c.bin
 }
 
+@test "user factors are bfloat16: the snapshot's have zero low halves, and an old snapshot's floats are rounded to the nearest on --resume" {
+	gen ev.ndjson 3000
+	reco-train -o m.bin ev.ndjson
+	# The user_factors section: every float's low 16 bits are 0, and
+	# most high halves are not.
+	local off size
+	read -r off size < <(reco-train --inspect m.bin | awk '$1 == "user_factors" { print $3, $5 }')
+	[ "$size" -gt 10000 ]
+	od -An -v -tx2 -j "$off" -N "$size" m.bin | tr -s ' ' '\n' | grep . >words
+	awk 'NR % 2 == 1 && $1 != "0000" { bad++ } NR % 2 == 0 && $1 != "0000" { set++ }
+	     END { if (bad || set < NR / 4) { print "low halves set:", bad + 0, "high halves set:", set + 0; exit 1 } }' words
+	# A version 2 snapshot holds full floats: resumed with no event, the
+	# user factors come out rounded to the nearest bfloat16.
+	cp "$(fixture model/v2.bin)" v2.bin
+	read -r off size < <(reco-train --inspect v2.bin | awk '$1 == "user_factors" { print $3, $5 }')
+	od -An -v -tu4 -j "$off" -N "$size" v2.bin | tr -s ' ' '\n' | grep . >old
+	awk '$1 % 65536 != 0 { n++ } END { exit !(n > 0) }' old
+	reco-gen --seed 9 --events 1 --start 2019-10-02T00:00:00Z >one.ndjson
+	reco-train --resume v2.bin -o v4.bin one.ndjson
+	read -r off size < <(reco-train --inspect v4.bin | awk '$1 == "user_factors" { print $3, $5 }')
+	od -An -v -tu4 -j "$off" -N "$size" v4.bin | tr -s ' ' '\n' | grep . >new
+	# Every user of the old snapshot: the float rounded to the nearest
+	# bfloat16, ties to even (the new event's user, if new, comes last).
+	awk 'NR == FNR { old[FNR] = $1; n = FNR; next }
+	     FNR <= n {
+		lo = old[FNR] % 65536; hi = (old[FNR] - lo) / 65536
+		if (lo > 32768 || (lo == 32768 && hi % 2 == 1)) hi++
+		if ($1 != hi * 65536) { print "row word", FNR, old[FNR], "->", $1; bad++ }
+	     }
+	     END { exit bad > 0 }' old new
+}
+
 @test "--resume continues exactly with a seen set past 2^20 pairs, whose keys memory holds in 6 bytes, and at --seen-max" {
 	gen_lt() { reco-gen --regime sessions --events 700000 --items 50000; }
 	gen_lt | reco-train -o whole.bin
