@@ -1428,6 +1428,12 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 	 struct rank_item *out)
 {
 	unsigned ask = rank_sources(&q->w);
+
+	/* A list too short for the walk's places asks the walk only for its
+	 * weights. */
+	if (q->w.tail && q->n <= RANK_TAIL_AT && q->w.w[RANK_WALK] == 0 &&
+	    q->w.w[RANK_NSRC + RANK_WALK] == 0 && q->w.w[2 * RANK_NSRC + RANK_WALK] == 0)
+		ask &= ~(1u << RANK_WALK);
 	int nsrc = __builtin_popcount(ask);
 
 	if (q->n == 0 || nsrc == 0) {
