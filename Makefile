@@ -30,7 +30,9 @@ WARN += -Werror
 endif
 PKGS = jansson avro-c zlib hiredis libmicrohttpd libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+# libcurl is loaded when a registry is first asked (registry.c); the
+# linker keeps only the libraries a tool uses (libmicrohttpd: reco-serve).
+PKG_LIBS := -Wl,--as-needed $(shell pkg-config --libs $(filter-out libcurl,$(PKGS))) -ldl
 ALL_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -DRECO_VERSION_NUMBER=$(VERSION) \
 	$(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -Ilib
 LDLIBS = $(PKG_LIBS) -lcsv -lm

@@ -489,7 +489,8 @@ int msg_in_next(struct msg_in *m, struct event *ev, size_t max, int *why,
 void msg_in_raw(const struct msg_in *m, const char **p, size_t *n);
 void msg_in_free(struct msg_in *m);
 
-/* registry.c: a Confluent-compatible schema registry (libcurl). */
+/* registry.c: a Confluent-compatible schema registry (libcurl, loaded by
+ * the first registry_new). */
 struct registry *registry_new(const char *url, char *err, size_t errlen);
 int registry_get(struct registry *r, uint32_t id, char **schema, char *err,
 		 size_t errlen);

@@ -1,4 +1,5 @@
-/* registry.c: a client of a Confluent-compatible schema registry over HTTP (libcurl): writer schemas by id, and our schema registered under a subject. */
+/* registry.c: a client of a Confluent-compatible schema registry over HTTP (libcurl, loaded when first needed): writer schemas by id, and our schema registered under a subject. */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,71 @@
 #include "reco.h"
 
 #define TRIES 3 /* attempts when the registry does not answer */
+
+/*
+ * libcurl, loaded by the first client: a tool that never asks a registry
+ * does not map libcurl and the thirty libraries it brings (3 MB resident
+ * and a few milliseconds of every start).
+ */
+static struct {
+	CURLcode (*global_init)(long);
+	CURL *(*easy_init)(void);
+	void (*easy_cleanup)(CURL *);
+	void (*easy_reset)(CURL *);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_perform)(CURL *);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	const char *(*easy_strerror)(CURLcode);
+	char *(*easy_escape)(CURL *, const char *, int);
+	void (*free)(void *);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+} C;
+
+static int
+curl_load(char *err, size_t errlen)
+{
+	static const char *const libs[] = { "libcurl.so.4", "libcurl-gnutls.so.4" };
+	static const char *const names[] = {
+		"curl_global_init", "curl_easy_init", "curl_easy_cleanup",
+		"curl_easy_reset", "curl_easy_setopt", "curl_easy_perform",
+		"curl_easy_getinfo", "curl_easy_strerror", "curl_easy_escape",
+		"curl_free", "curl_slist_append", "curl_slist_free_all"
+	};
+	void *slots[] = {
+		&C.global_init, &C.easy_init, &C.easy_cleanup, &C.easy_reset,
+		&C.easy_setopt, &C.easy_perform, &C.easy_getinfo,
+		&C.easy_strerror, &C.easy_escape, &C.free, &C.slist_append,
+		&C.slist_free_all
+	};
+	static void *lib;
+	void *h = NULL;
+
+	_Static_assert(sizeof slots / sizeof *slots == sizeof names / sizeof *names,
+		       "a slot for each name");
+	if (lib)
+		return 0;
+	for (size_t k = 0; k < sizeof libs / sizeof *libs && !h; k++)
+		h = dlopen(libs[k], RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		snprintf(err, errlen, "--registry: cannot load libcurl (%s): %s",
+			 libs[0], dlerror());
+		return -1;
+	}
+	for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+		void *f = dlsym(h, names[k]);
+		if (!f) {
+			snprintf(err, errlen, "--registry: libcurl has no %s", names[k]);
+			dlclose(h);
+			return -1;
+		}
+		/* POSIX: a function's address comes as a void *. */
+		memcpy(slots[k], &f, sizeof f);
+	}
+	C.global_init(CURL_GLOBAL_DEFAULT);
+	lib = h;
+	return 0;
+}
 
 struct registry {
 	char *url;   /* without a trailing slash */
@@ -32,7 +98,6 @@ on_body(char *p, size_t size, size_t n, void *ctx)
 struct registry *
 registry_new(const char *url, char *err, size_t errlen)
 {
-	static int inited;
 	struct registry *r;
 	size_t n = strlen(url);
 
@@ -40,17 +105,15 @@ registry_new(const char *url, char *err, size_t errlen)
 		snprintf(err, errlen, "--registry: expected an http:// or https:// URL, not \"%s\"", url);
 		return NULL;
 	}
-	if (!inited) {
-		curl_global_init(CURL_GLOBAL_DEFAULT);
-		inited = 1;
-	}
+	if (curl_load(err, errlen))
+		return NULL;
 	r = xcalloc(1, sizeof *r);
 	while (n > 0 && url[n - 1] == '/')
 		n--;
 	r->url = xmalloc(n + 1);
 	memcpy(r->url, url, n);
 	r->url[n] = '\0';
-	if (!(r->c = curl_easy_init()))
+	if (!(r->c = C.easy_init()))
 		die(EXIT_IO, "out of memory");
 	return r;
 }
@@ -60,7 +123,7 @@ registry_free(struct registry *r)
 {
 	if (!r)
 		return;
-	curl_easy_cleanup(r->c);
+	C.easy_cleanup(r->c);
 	buf_free(&r->body);
 	free(r->url);
 	free(r);
@@ -92,42 +155,42 @@ request(struct registry *r, const char *path, const char *post,
 	CURLcode rc = CURLE_OK;
 
 	snprintf(url, sizeof url, "%s%s", r->url, path);
-	h = curl_slist_append(h, "Accept: application/vnd.schemaregistry.v1+json, application/json");
+	h = C.slist_append(h, "Accept: application/vnd.schemaregistry.v1+json, application/json");
 	if (post)
-		h = curl_slist_append(h, "Content-Type: application/vnd.schemaregistry.v1+json");
+		h = C.slist_append(h, "Content-Type: application/vnd.schemaregistry.v1+json");
 	for (int k = 0; k < TRIES; k++) {
 		if (k) {
 			struct timespec ts = { 0, 250000000L * k * k };
 			nanosleep(&ts, NULL);
 		}
-		curl_easy_reset(r->c);
+		C.easy_reset(r->c);
 		r->body.n = 0;
 		r->status = 0;
-		curl_easy_setopt(r->c, CURLOPT_URL, url);
-		curl_easy_setopt(r->c, CURLOPT_HTTPHEADER, h);
-		curl_easy_setopt(r->c, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(r->c, CURLOPT_WRITEDATA, &r->body);
-		curl_easy_setopt(r->c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-		curl_easy_setopt(r->c, CURLOPT_TIMEOUT_MS, 15000L);
-		curl_easy_setopt(r->c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(r->c, CURLOPT_USERAGENT, "reco/" RECO_VERSION);
+		C.easy_setopt(r->c, CURLOPT_URL, url);
+		C.easy_setopt(r->c, CURLOPT_HTTPHEADER, h);
+		C.easy_setopt(r->c, CURLOPT_WRITEFUNCTION, on_body);
+		C.easy_setopt(r->c, CURLOPT_WRITEDATA, &r->body);
+		C.easy_setopt(r->c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+		C.easy_setopt(r->c, CURLOPT_TIMEOUT_MS, 15000L);
+		C.easy_setopt(r->c, CURLOPT_NOSIGNAL, 1L);
+		C.easy_setopt(r->c, CURLOPT_USERAGENT, "reco/" RECO_VERSION);
 		if (post) {
-			curl_easy_setopt(r->c, CURLOPT_POSTFIELDS, post);
-			curl_easy_setopt(r->c, CURLOPT_POSTFIELDSIZE, (long)strlen(post));
+			C.easy_setopt(r->c, CURLOPT_POSTFIELDS, post);
+			C.easy_setopt(r->c, CURLOPT_POSTFIELDSIZE, (long)strlen(post));
 		}
-		rc = curl_easy_perform(r->c);
+		rc = C.easy_perform(r->c);
 		if (rc == CURLE_OK) {
-			curl_easy_getinfo(r->c, CURLINFO_RESPONSE_CODE, &r->status);
+			C.easy_getinfo(r->c, CURLINFO_RESPONSE_CODE, &r->status);
 			if (r->status < 500)
 				break;
 		}
 	}
-	curl_slist_free_all(h);
+	C.slist_free_all(h);
 	buf_putc(&r->body, '\0');
 	r->body.n--;
 	if (rc != CURLE_OK) {
 		snprintf(err, errlen, "%s: schema registry %s: %s", what, r->url,
-			 curl_easy_strerror(rc));
+			 C.easy_strerror(rc));
 		return -1;
 	}
 	if (r->status >= 500) {
@@ -185,14 +248,14 @@ int
 registry_register(struct registry *r, const char *subject, const char *schema,
 		  uint32_t *id, char *err, size_t errlen)
 {
-	char *esc = curl_easy_escape(r->c, subject, 0), path[1024], what[600];
+	char *esc = C.easy_escape(r->c, subject, 0), path[1024], what[600];
 	json_t *body = json_pack("{ss}", "schema", schema), *j;
 	char *text = json_dumps(body, JSON_COMPACT);
 	int rc = -1;
 
 	snprintf(path, sizeof path, "/subjects/%s/versions", esc ? esc : subject);
 	snprintf(what, sizeof what, "registering the schema under subject %s", subject);
-	curl_free(esc);
+	C.free(esc);
 	json_decref(body);
 	if (request(r, path, text, what, err, errlen))
 		goto out;

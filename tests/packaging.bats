@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# packaging.bats: what a packager relies on: one version everywhere, CPPFLAGS honoured and -Werror only for the tests, install with modes and an uninstall that leaves nothing, systemd units that verify.
+# packaging.bats: what a packager relies on: one version everywhere, CPPFLAGS honoured and -Werror only for the tests, only the libraries a tool uses, install with modes and an uninstall that leaves nothing, systemd units that verify.
 
 load helpers
 
@@ -37,6 +37,24 @@ TOOLS="reco-ingest reco-gen reco-enrich reco-clean reco-profile reco-train reco-
 	grep -- '-c -o .*/lib/store.o' <<<"$output" | grep -q -- '-Werror' || fail "no -Werror under make check"
 	run make -C "$RECO_ROOT" -n -B BUILD="$b" WERROR=1 all
 	grep -- '-c -o .*/lib/store.o' <<<"$output" | grep -q -- '-Werror'
+}
+
+@test "a tool maps only the libraries it uses: libcurl once a registry is asked, libmicrohttpd in reco-serve alone" {
+	local t
+	for t in $TOOLS; do
+		run ldd "$RECO_BIN/$t"
+		[ "$status" -eq 0 ]
+		[[ "$output" != *libcurl* ]] || fail "$t links libcurl"
+		if [ "$t" = reco-serve ]; then
+			[[ "$output" == *libmicrohttpd* ]] || fail "reco-serve without libmicrohttpd"
+		else
+			[[ "$output" != *libmicrohttpd* ]] || fail "$t links libmicrohttpd"
+		fi
+	done
+	# A registry that does not answer: libcurl is loaded and says so.
+	run reco-ingest -O confluent --registry http://127.0.0.1:1 --subject s </dev/null
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"schema registry"*onnect* ]] || fail "$output"
 }
 
 @test "make install: the tools 755, the rest 644; they run from there; make uninstall leaves nothing" {
