@@ -92,7 +92,7 @@ static const struct option own_opts[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
-#define TOPN RANK_BLEND_LIST
+#define TOPN 20
 #define MAXMODELS 16
 #define SEED_AB 0x7265636f2d616220ULL
 

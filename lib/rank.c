@@ -1440,10 +1440,7 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 		rank_gather(r, m, q, 0, 0);
 		return 0;
 	}
-	size_t depth = q->n;
-	if (nsrc > 1)
-		depth = (q->n > RANK_BLEND_LIST ? q->n : RANK_BLEND_LIST) * BLEND_DEPTH;
-	rank_gather(r, m, q, ask, depth);
+	rank_gather(r, m, q, ask, nsrc > 1 ? q->n * BLEND_DEPTH : q->n);
 	return rank_pick(r, &q->w, q->n, out);
 }
 

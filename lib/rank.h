@@ -27,9 +27,6 @@ extern const char *const rank_src_names[RANK_NSRC];
 /* How many candidates each source gives a blend, per result wanted: a
  * blend can lift an item that two sources rank fairly high. */
 #define RANK_BLEND_DEPTH 3
-/* A blend takes the candidates of a list of this many at least, so that a
- * shorter list is the start of this one (which reco-eval measures). */
-#define RANK_BLEND_LIST 20
 #define RANK_WALK_LINKS 32 /* the walk follows an item's strongest links */
 
 /* Blend weights, three per source: w[s] of its score scaled to [0, 1]
