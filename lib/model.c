@@ -1283,9 +1283,9 @@ init_row(struct model *m, float *v)
 
 /* Row v of n floats into bfloat16 values h. */
 static void
-narrow_row(const float *v, uint16_t *h, uint32_t n)
+narrow_row(const float *v, uint16_t *h, size_t n)
 {
-	for (uint32_t k = 0; k < n; k++)
+	for (size_t k = 0; k < n; k++)
 		h[k] = model_bf16(v[k]);
 }
 
@@ -1298,25 +1298,22 @@ sgd_step(float *p, float *q, float target, float lr,
 }
 
 /* Learn (u, i) with weight w: one positive step and --negatives steps
- * towards 0 for items drawn uniformly. Allocates nothing. */
+ * towards 0 for items drawn uniformly, on the user's row widened once
+ * and rounded back once. Allocates nothing. */
 static void
 mf_update(struct model *m, uint64_t u, uint64_t i, float w)
 {
-	float *p = (float *)model_user_vec(m, u, m->urow);
+	float *p = model_user_widen(m, u, m->urow);
 	float lr = m->p.lr, keep = 1 - lr * m->p.reg;
 	uint32_t n = m->stride;
 
 	sgd_step(p, m->ifac + i * n, 1, lr * w, keep, n);
 	m->st.mf_updates++;
-	if (m->nitems < 2) {
-		narrow_row(p, m->ufac16 + u * n, n);
-		return;
-	}
 	/* The negatives are drawn a few at a time and their rows asked for
 	 * before the steps (rows of random items are cache misses): the
 	 * steps draw nothing, so the draws and the steps come in the same
 	 * order as one by one. */
-	for (uint32_t k = 0; k < m->p.negatives;) {
+	for (uint32_t k = 0; m->nitems >= 2 && k < m->p.negatives;) {
 		uint64_t j[8];
 		uint32_t nj = 0;
 		for (; nj < 8 && k < m->p.negatives; nj++, k++) {
@@ -3338,8 +3335,7 @@ unmap_copy(struct model *v)
 	m->seen_n = v->seen_n;
 	m->blend = v->blend;
 	/* Rounded to bfloat16: exact for the snapshots this code writes. */
-	for (uint64_t k = 0; k < nu * v->stride; k++)
-		m->ufac16[k] = model_bf16(v->ufac[k]);
+	narrow_row(v->ufac, m->ufac16, nu * v->stride);
 	memcpy(m->uts, v->uts, 8 * nu);
 	memcpy(m->useq, v->useq, 8 * nu);
 	memcpy(m->uskey, v->uskey, 8 * nu);

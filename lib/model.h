@@ -473,16 +473,23 @@ model_bf16(float f)
 	return (uint16_t)((b + 0x7fffu + (b >> 16 & 1)) >> 16);
 }
 
+/* Trainable user u's bfloat16 row widened into buf (stride floats). */
+static inline float *
+model_user_widen(const struct model *m, uint64_t u, float *buf)
+{
+	const uint16_t *h = m->ufac16 + u * m->stride;
+
+	for (uint32_t k = 0; k < m->stride; k++)
+		buf[k] = model_bf16_float(h[k]);
+	return buf;
+}
+
 /* User u's factor row (stride floats): the mapped snapshot's own, or a
- * trainable model's widened into buf (stride floats, 64-byte aligned). */
+ * trainable model's widened into buf. */
 static inline const float *
 model_user_vec(const struct model *m, uint64_t u, float *buf)
 {
-	if (!m->ufac16)
-		return m->ufac + u * m->stride;
-	for (uint32_t k = 0; k < m->stride; k++)
-		buf[k] = model_bf16_float(m->ufac16[u * m->stride + k]);
-	return buf;
+	return m->ufac16 ? model_user_widen(m, u, buf) : m->ufac + u * m->stride;
 }
 
 #endif

@@ -1188,6 +1188,13 @@ contribution(const float *w, int s, const struct cand *l, size_t k,
 	return w[s] * *v + w[RANK_NSRC + s] * *rr + w[2 * RANK_NSRC + s] * *ab;
 }
 
+/* Whether weights w give source s any weight. */
+static inline int
+weighs(const float *w, int s)
+{
+	return w[s] != 0 || w[RANK_NSRC + s] != 0 || w[2 * RANK_NSRC + s] != 0;
+}
+
 /*
  * The candidates of the gathered lists, each with its features: every
  * source's score scaled to [0, 1] (MF's by the range of its candidates,
@@ -1211,8 +1218,7 @@ blend(struct ranker *r, const float *w, int all)
 	for (int s = 0; s < RANK_NSRC; s++) {
 		size_t n = r->nsrc[s];
 		const struct cand *l = r->src[s];
-		if (n == 0 || (!all && w[s] == 0 && w[RANK_NSRC + s] == 0 &&
-			       w[2 * RANK_NSRC + s] == 0))
+		if (n == 0 || (!all && !weighs(w, s)))
 			continue;
 		struct scale sc = scale_of(l, n, s);
 		for (size_t k = 0; k < n; k++) {
@@ -1317,8 +1323,7 @@ rank_sources(const struct rank_weights *w)
 	unsigned ask = 0;
 
 	for (int s = 0; s < RANK_NSRC; s++)
-		if (w->w[s] != 0 || w->w[RANK_NSRC + s] != 0 ||
-		    w->w[2 * RANK_NSRC + s] != 0)
+		if (weighs(w->w, s))
 			ask |= 1u << s;
 	if (w->tail && ask)
 		ask |= 1u << RANK_WALK;
@@ -1431,8 +1436,7 @@ rank_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 
 	/* A list too short for the walk's places asks the walk only for its
 	 * weights. */
-	if (q->w.tail && q->n <= RANK_TAIL_AT && q->w.w[RANK_WALK] == 0 &&
-	    q->w.w[RANK_NSRC + RANK_WALK] == 0 && q->w.w[2 * RANK_NSRC + RANK_WALK] == 0)
+	if (q->n <= RANK_TAIL_AT && !weighs(q->w.w, RANK_WALK))
 		ask &= ~(1u << RANK_WALK);
 	int nsrc = __builtin_popcount(ask);
 
