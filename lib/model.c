@@ -864,7 +864,6 @@ grow_items(struct model *m, uint64_t need)
 	m->ipop = xalign_grow(m->ipop, n, cap, sizeof(float));
 	m->ishort = xalign_grow(m->ishort, n, cap, sizeof(float));
 	m->its = xalign_grow(m->its, n, cap, sizeof(int64_t));
-	m->iseq = xalign_grow(m->iseq, n, cap, sizeof(uint64_t));
 	m->ioff = xalign_grow(m->ioff, n + 1, cap + 1, sizeof(uint64_t));
 	lists_grow(&m->nb, cap);
 	lists_grow(&m->sq, cap);
@@ -886,7 +885,6 @@ grow_users(struct model *m, uint64_t need)
 		cap *= 2;
 	m->ufac16 = xalign_grow(m->ufac16, n * m->stride, cap * m->stride, sizeof(uint16_t));
 	m->uts = xalign_grow(m->uts, n, cap, sizeof(int64_t));
-	m->useq = xalign_grow(m->useq, n, cap, sizeof(uint64_t));
 	m->uskey = xalign_grow(m->uskey, n, cap, sizeof(uint64_t));
 	m->unrec = xalign_grow(m->unrec, n, cap, 1);
 	m->unsess = xalign_grow(m->unsess, n, cap, 1);
@@ -955,13 +953,11 @@ model_free(struct model *m)
 	arr_free(m->top[0].pos);
 	arr_free(m->top[1].pos);
 	arr_free(m->its);
-	arr_free(m->iseq);
 	arr_free(m->ioff);
 	free(m->ibytes);
 	arr_free(m->ufac16);
 	arr_free(m->urow);
 	arr_free(m->uts);
-	arr_free(m->useq);
 	arr_free(m->uskey);
 	arr_free(m->unrec);
 	arr_free(m->unsess);
@@ -983,8 +979,8 @@ model_bytes(const struct model *m)
 	if (m->mapped)
 		return m->maplen;
 	b += m->items_cap * (m->stride * sizeof(float) + 3 * sizeof(float) +
-			     2 * 8 + 8 + 2 * sizeof(struct model_list));
-	b += m->users_cap * (m->stride * sizeof(uint16_t) + 2 * 8 + 2 + 8 +
+			     8 + 8 + 2 * sizeof(struct model_list));
+	b += m->users_cap * (m->stride * sizeof(uint16_t) + 8 + 2 + 8 +
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
 	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
@@ -1003,7 +999,8 @@ model_bytes(const struct model *m)
 /* ---- eviction ---- */
 
 struct lru_key {
-	uint64_t seq, idx;
+	int64_t ts;
+	uint64_t idx;
 };
 
 static int
@@ -1011,19 +1008,22 @@ lru_cmp(const void *a, const void *b)
 {
 	const struct lru_key *x = a, *y = b;
 
-	if (x->seq != y->seq)
-		return x->seq < y->seq ? -1 : 1;
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* Mark the e least recently active of n entries (by seq) in gone[]. */
+/* Mark the e least recently active of n entries in gone[]: by the time of
+ * their last event (ts), the first to come (the lower index) first among
+ * equal times. The times are in the snapshot, so a resumed run evicts as
+ * one run would. */
 static void
-pick_oldest(const uint64_t *seq, uint64_t n, uint64_t e, uint8_t *gone)
+pick_oldest(const int64_t *ts, uint64_t n, uint64_t e, uint8_t *gone)
 {
 	struct lru_key *k = xreallocarray(NULL, n, sizeof *k);
 
 	for (uint64_t i = 0; i < n; i++) {
-		k[i].seq = seq[i];
+		k[i].ts = ts[i];
 		k[i].idx = i;
 	}
 	if (n > 1)
@@ -1150,7 +1150,7 @@ evict_items(struct model *m)
 	uint32_t *newidx = xreallocarray(NULL, n, sizeof *newidx);
 	size_t r = m->p.recent, s = m->stride;
 
-	pick_oldest(m->iseq, n, e, gone);
+	pick_oldest(m->its, n, e, gone);
 	for (uint64_t i = 0; i < n; i++)
 		newidx[i] = gone[i] ? UINT32_MAX : (uint32_t)j++;
 	ids_compact(m->ioff, m->ibytes, &m->ibytes_n, n, newidx, &m->ii);
@@ -1167,7 +1167,6 @@ evict_items(struct model *m)
 			m->ipop[k] = m->ipop[i];
 			m->ishort[k] = m->ishort[i];
 			m->its[k] = m->its[i];
-			m->iseq[k] = m->iseq[i];
 			m->icat[k] = m->icat[i];
 			lists_move(&m->nb, k, i);
 			lists_move(&m->sq, k, i);
@@ -1177,7 +1176,6 @@ evict_items(struct model *m)
 	for (uint64_t i = j; i < n; i++) {
 		m->icount[i] = m->ipop[i] = m->ishort[i] = 0;
 		m->its[i] = 0;
-		m->iseq[i] = 0;
 		m->nb.v[i].n = m->nb.v[i].cap = m->nb.v[i].room = 0;
 		m->sq.v[i].n = m->sq.v[i].cap = m->sq.v[i].room = 0;
 		m->icat[i] = 0;
@@ -1234,7 +1232,7 @@ evict_users(struct model *m)
 	uint32_t *newidx = xreallocarray(NULL, n, sizeof *newidx);
 	size_t r = m->p.recent, s = m->stride;
 
-	pick_oldest(m->useq, n, e, gone);
+	pick_oldest(m->uts, n, e, gone);
 	for (uint64_t i = 0; i < n; i++)
 		newidx[i] = gone[i] ? UINT32_MAX : (uint32_t)j++;
 	ids_compact(m->uoff, m->ubytes, &m->ubytes_n, n, newidx, &m->ui);
@@ -1244,7 +1242,6 @@ evict_users(struct model *m)
 			continue;
 		memcpy(m->ufac16 + k * s, m->ufac16 + i * s, s * sizeof(uint16_t));
 		m->uts[k] = m->uts[i];
-		m->useq[k] = m->useq[i];
 		m->uskey[k] = m->uskey[i];
 		m->unrec[k] = m->unrec[i];
 		m->unsess[k] = m->unsess[i];
@@ -1254,7 +1251,7 @@ evict_users(struct model *m)
 	memset(m->urec + j * r, 0, (n - j) * r * sizeof(uint32_t));
 	for (uint64_t i = j; i < n; i++) {
 		m->uts[i] = 0;
-		m->useq[i] = m->uskey[i] = 0;
+		m->uskey[i] = 0;
 		m->unrec[i] = m->unsess[i] = 0;
 	}
 	m->nusers = j;
@@ -2149,8 +2146,6 @@ model_learn(struct model *m, const struct event *ev)
 		m->uts[u] = ts;
 	if (ts > m->its[i] || inew)
 		m->its[i] = ts;
-	m->useq[u] = seq;
-	m->iseq[i] = seq;
 	if (m->logging) {
 		if (m->nlog == m->log_cap) {
 			m->log_cap = m->log_cap ? m->log_cap * 2 : 4096;
@@ -2533,11 +2528,20 @@ total_cl(const struct model *m)
 }
 
 /* The bytes of the user_state section of nu users in format version
- * ver: version 3 also had the hash of each user's session id. */
+ * ver: versions before 5 also had the number of each user's last event,
+ * version 3 the hash of each user's session id. */
 static uint64_t
 user_state_size(unsigned ver, uint64_t nu, uint32_t recent)
 {
-	return (ver < 4 ? 32 : 24) * nu + 4 * nu * recent + 2 * nu;
+	return (ver < 4 ? 32 : ver < 5 ? 24 : 16) * nu + 4 * nu * recent + 2 * nu;
+}
+
+/* The bytes of the item_state section of ni items in format version ver:
+ * versions before 5 also had the number of each item's last event. */
+static uint64_t
+item_state_size(unsigned ver, uint64_t ni)
+{
+	return (ver < 5 ? 16 : 8) * ni;
 }
 
 static uint64_t
@@ -2567,7 +2571,7 @@ sec_size(const struct model *m, int id, uint64_t nnb)
 	case SEC_SEQUENCE:
 		return 8 * (ni + 1) + 8 * total_nb(m, &m->sq);
 	case SEC_ITEM_STATE:
-		return 16 * ni;
+		return item_state_size(MODEL_VERSION, ni);
 	case SEC_USER_STATE:
 		return user_state_size(MODEL_VERSION, nu, m->p.recent);
 	case SEC_TRAIN_STATE:
@@ -2633,11 +2637,9 @@ emit(const struct model *m, int id, struct sink *s)
 		break;
 	case SEC_ITEM_STATE:
 		sink_put(s, m->its, 8 * ni);
-		sink_put(s, m->iseq, 8 * ni);
 		break;
 	case SEC_USER_STATE:
 		sink_put(s, m->uts, 8 * nu);
-		sink_put(s, m->useq, 8 * nu);
 		sink_put(s, m->uskey, 8 * nu);
 		sink_put(s, m->urec, 4 * nu * m->p.recent);
 		sink_put(s, m->unrec, nu);
@@ -3101,7 +3103,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		case SEC_SEQUENCE:
 			continue;
 		case SEC_ITEM_STATE:
-			want = 16 * ni;
+			want = item_state_size(ver, ni);
 			break;
 		case SEC_USER_STATE:
 			want = user_state_size(ver, nu, p->recent);
@@ -3158,11 +3160,9 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	v->ipop = (float *)(uintptr_t)sec[SEC_ITEM_POP];
 	v->ishort = (float *)(uintptr_t)sec[SEC_ITEM_TREND];
 	v->its = (int64_t *)(uintptr_t)sec[SEC_ITEM_STATE];
-	v->iseq = (uint64_t *)(uintptr_t)(sec[SEC_ITEM_STATE] + 8 * ni);
 	const unsigned char *us = sec[SEC_USER_STATE];
-	uint64_t u8 = ver < 4 ? 4 : 3; /* 8-byte values per user */
+	uint64_t u8 = ver < 4 ? 4 : ver < 5 ? 3 : 2; /* 8-byte values per user */
 	v->uts = (int64_t *)(uintptr_t)us;
-	v->useq = (uint64_t *)(uintptr_t)(us + 8 * nu);
 	if (ver < 4)
 		v->usess3 = (const uint64_t *)(us + 16 * nu);
 	v->uskey = (uint64_t *)(uintptr_t)(us + 8 * (u8 - 1) * nu);
@@ -3288,7 +3288,6 @@ unmap_copy(struct model *v)
 	memcpy(m->ipop, v->ipop, 4 * ni);
 	memcpy(m->ishort, v->ishort, 4 * ni);
 	memcpy(m->its, v->its, 8 * ni);
-	memcpy(m->iseq, v->iseq, 8 * ni);
 	memcpy(m->ioff, v->ioff, 8 * (ni + 1));
 	m->ibytes_cap = v->ibytes_n ? v->ibytes_n : 1;
 	m->ibytes = xmalloc(m->ibytes_cap);
@@ -3337,7 +3336,6 @@ unmap_copy(struct model *v)
 	/* Rounded to bfloat16: exact for the snapshots this code writes. */
 	narrow_row(v->ufac, m->ufac16, nu * v->stride);
 	memcpy(m->uts, v->uts, 8 * nu);
-	memcpy(m->useq, v->useq, 8 * nu);
 	memcpy(m->uskey, v->uskey, 8 * nu);
 	for (uint64_t u = 0; v->usess3 && u < nu; u++)
 		if (!v->usess3[u])

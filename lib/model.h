@@ -10,7 +10,7 @@
 #include "reco.h"
 #include "sknn.h"
 
-#define MODEL_VERSION 4
+#define MODEL_VERSION 5
 #define MODEL_VERSION_READ 2 /* the oldest version read */
 #define MODEL_MAGIC "RECOMDL1"
 #define MODEL_ALIGN 64     /* bytes: factor rows and file sections */
@@ -183,7 +183,6 @@ struct model {
 		uint8_t *pos;
 	} top[2];
 	int64_t *its;             /* time of the last event */
-	uint64_t *iseq;           /* number of the last event, for eviction */
 	uint64_t *ioff;           /* nitems + 1 offsets into ibytes */
 	char *ibytes;
 	size_t ibytes_n, ibytes_cap;
@@ -224,7 +223,6 @@ struct model {
 	uint16_t *ufac16;
 	float *urow;              /* one row widened, for the SGD steps */
 	int64_t *uts;
-	uint64_t *useq;
 	/* The current session's key in sknn, whose bit 0 (always 1 in a
 	 * key: model_user_skey) is 1 when the session has an id and 0 when
 	 * inactivity cuts it. */

@@ -278,40 +278,79 @@ top_floor(const struct top *t)
 	return t->full ? t->thr.s : -INFINITY;
 }
 
+/*
+ * A candidate as one 64-bit key that orders as better does: the score's
+ * bits made monotone (negative scores flipped whole, the others by their
+ * sign; -0 taken as 0) above the complement of the item. A selection
+ * then compares one integer instead of a score and, on a tie, an item.
+ */
+typedef uint64_t __attribute__((may_alias)) cand_key;
+
+static inline uint64_t
+key_of(struct cand c)
+{
+	float s = c.s + 0.0f;
+	uint32_t b;
+
+	memcpy(&b, &s, sizeof b);
+	b = b >> 31 ? ~b : b | 0x80000000u;
+	return (uint64_t)b << 32 | (uint32_t)~c.i;
+}
+
+static inline struct cand
+cand_of(uint64_t k)
+{
+	uint32_t b = (uint32_t)(k >> 32);
+	struct cand c;
+
+	b = b >> 31 ? b & 0x7fffffffu : ~b;
+	memcpy(&c.s, &b, sizeof b);
+	c.i = ~(uint32_t)k;
+	return c;
+}
+
 /* Reorder v[0..n) so that its best k (0 < k < n) come first, in no
- * order, the k-th best at v[k - 1]. */
+ * order, the k-th best at v[k - 1]: a quickselect (median of three) on
+ * the candidates turned into keys in place, then turned back. */
 static void
 select_best(struct cand *v, size_t n, size_t k)
 {
+	cand_key *x = (cand_key *)(void *)v;
 	size_t lo = 0, hi = n - 1;
 
+	for (size_t j = 0; j < n; j++)
+		x[j] = key_of(v[j]);
 	while (lo < hi) {
-		/* The median of three as the pivot, moved to hi. */
 		size_t mid = lo + (hi - lo) / 2;
-		struct cand c;
-#define SWAP(a, b) (c = v[a], v[a] = v[b], v[b] = c)
-		if (better(v[mid].s, v[mid].i, v[lo].s, v[lo].i))
+		uint64_t c;
+#define SWAP(a, b) (c = x[a], x[a] = x[b], x[b] = c)
+		if (x[mid] > x[lo])
 			SWAP(mid, lo);
-		if (better(v[hi].s, v[hi].i, v[lo].s, v[lo].i))
+		if (x[hi] > x[lo])
 			SWAP(hi, lo);
-		if (better(v[mid].s, v[mid].i, v[hi].s, v[hi].i))
+		if (x[mid] > x[hi])
 			SWAP(mid, hi);
-		struct cand p = v[hi];
+		/* Lomuto's partition without a branch: every key swaps
+		 * with the boundary's, which moves on past the better ones. */
+		uint64_t p = x[hi];
 		size_t st = lo;
-		for (size_t j = lo; j < hi; j++)
-			if (better(v[j].s, v[j].i, p.s, p.i)) {
-				SWAP(j, st);
-				st++;
-			}
+		for (size_t j = lo; j < hi; j++) {
+			uint64_t y = x[j];
+			x[j] = x[st];
+			x[st] = y;
+			st += y > p;
+		}
 		SWAP(st, hi);
 #undef SWAP
 		if (st == k - 1)
-			return;
+			break;
 		if (st < k - 1)
 			lo = st + 1;
 		else
 			hi = st - 1;
 	}
+	for (size_t j = 0; j < n; j++)
+		v[j] = cand_of(x[j]);
 }
 
 static void
@@ -831,7 +870,7 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 		int last = step == steps;
 		r->naccl = 0;
 		for (size_t f = 0; f < nf; f++) {
-			const struct model_nb *l;
+			const struct model_nb *l = NULL;
 			size_t n;
 			/* The lists are scattered in memory: ask for one a
 			 * few items ahead while this one is read. */

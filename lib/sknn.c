@@ -17,13 +17,24 @@
 
 struct slot {
 	uint64_t key;    /* the session's key */
-	int64_t ts;      /* its latest event time */
+	uint32_t ts;     /* its latest event time, in whole seconds (ts_sec) */
 	uint32_t serial;
+	uint32_t blk;    /* the block of its items in pool cls */
 	uint16_t n;      /* items held, oldest first in the item block */
 	uint8_t used;    /* 0: never used */
 	uint8_t cls;     /* the block's room (its pool), 0: no block */
-	uint32_t blk;    /* the block of its items in pool cls */
 };
+
+/* A slot's time: an event time (ms) in whole seconds since 1970, held
+ * in 4 bytes (24 a slot, not 32), which λ2's decay over minutes or days
+ * does not miss; times before 1970 or after 2106 hold the nearest end. */
+static uint32_t
+ts_sec(int64_t ms)
+{
+	if (ms <= 0)
+		return 0;
+	return ms / 1000 >= (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)(ms / 1000);
+}
 
 /*
  * A session's items live in a block of the pool of its size: pool c
@@ -533,8 +544,8 @@ sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 		x = &s->slot[sl];
 		it = slot_items(s, x);
 		n = x->n;
-		if (ts > x->ts)
-			x->ts = ts;
+		if (ts_sec(ts) > x->ts)
+			x->ts = ts_sec(ts);
 		if (n && it[n - 1] == item) {
 			s->st.repeats++;
 			return;
@@ -569,7 +580,7 @@ sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 	}
 	x->n = 0;
 	x->key = key;
-	x->ts = ts;
+	x->ts = ts_sec(ts);
 	x->serial = serial;
 	x->used = 1;
 	slot_room(s, x, 1)[0] = item;
@@ -856,8 +867,8 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 		float sim = sc->sess.val[q];
 		if (s->p.norm)
 			sim /= sqrtf((float)(x->n ? x->n : 1));
-		if (s->p.l2 > 0 && now > x->ts)
-			sim *= (float)exp(-(double)(now - x->ts) / (double)s->p.l2);
+		if (s->p.l2 > 0 && now > (int64_t)x->ts * 1000)
+			sim *= (float)exp(-(double)(now - (int64_t)x->ts * 1000) / (double)s->p.l2);
 		if (nb < k) {
 			sc->nbs[nb] = sim;
 			sc->nb[nb++] = q;
@@ -1036,7 +1047,7 @@ sknn_blob_emit(const struct sknn *s, sknn_put_fn put, void *ctx)
 		const uint32_t *it = slot_items(s, x);
 		p = room(e, SLOT_HEAD);
 		p = w64(p, x->key);
-		p = w64(p, (uint64_t)x->ts);
+		p = w64(p, (uint64_t)x->ts * 1000);
 		p = w32(p, x->serial);
 		p[0] = (unsigned char)x->n;
 		p[1] = (unsigned char)(x->n >> 8);
@@ -1175,7 +1186,7 @@ sknn_blob_read(const unsigned char *p, size_t n, uint32_t nitems, char *err,
 		if (r64(&r, &x->key) || r64(&r, &l2) || r32(&r, &x->serial) ||
 		    r32(&r, &nu))
 			goto bad;
-		x->ts = (int64_t)l2;
+		x->ts = ts_sec((int64_t)l2);
 		/* Slots fill in serial order: all below nslot are used. */
 		if ((nu >> 16) != 1 || (nu & 0xffff) > q.items ||
 		    x->serial >= wrap || x->serial % q.sessions != sl) {

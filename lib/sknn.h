@@ -15,7 +15,7 @@
  * similar, and scores their items by similarity times w3, the decay with
  * the distance to the neighbour's most recent shared item.
  *
- * Memory (sknn_bytes counts it): per session, a slot of 32 bytes
+ * Memory (sknn_bytes counts it): per session, a slot of 24 bytes
  * (allocated as the ring fills, doubling), 4 bytes per item it holds (in
  * pools of blocks of each size) and 5 to 11 bytes of the key table; per
  * item, 16 bytes and 4 bytes per indexed session (lists grown on demand,
@@ -24,8 +24,8 @@
  * 104 MB (155 MB when every slot had room for 16 items and the keys were
  * a struct htab); the default 200000 sessions over the same items 43 MB
  * (54 MB); the 183647 sessions of 45000 items of a 1M-event reco-gen
- * stream (--regime sessions --items 50000) 14.6 MB, 79 bytes per session
- * all told (24.2 MB before).
+ * stream (--regime sessions --items 50000) 13.0 MB, 71 bytes per session
+ * all told (14.6 MB with slots of 32 bytes, 24.2 MB before the pools).
  *
  * Use: sknn_add(s, key, item, ts) for every learned item event, key a hash
  * of the user and the session (a new key per session, also when sessions

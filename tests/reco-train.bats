@@ -62,7 +62,7 @@ u64_at() {
 	reco-train ev.ndjson >b.bin
 	same_bytes a.bin b.bin
 	[ "$(head -c 8 a.bin)" = RECOMDL1 ]
-	[ "$(u32_at a.bin 8)" -eq 4 ]
+	[ "$(u32_at a.bin 8)" -eq 5 ]
 	[ "$(u64_at a.bin 16)" -eq "$(wc -c <a.bin)" ]
 	[ "$(u32_at a.bin 28)" -eq 32 ]
 	# No temporary file is left behind.
@@ -197,7 +197,7 @@ u64_at() {
 	cp good.bin hdr.bin
 	printf '\7' | dd of=hdr.bin bs=1 seek=30 conv=notrunc 2>/dev/null
 	cp good.bin ver.bin
-	printf '\5' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
+	printf '\6' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	cp good.bin old.bin
 	printf '\1' | dd of=old.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	echo '{"not":"a model"}' >json.bin
@@ -205,7 +205,7 @@ u64_at() {
 	local f
 	run --separate-stderr reco-train --inspect old.bin
 	[ "$status" -eq 1 ]
-	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads versions 2 to 4: train the model again"* ]] || fail "old: $stderr"
+	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads versions 2 to 5: train the model again"* ]] || fail "old: $stderr"
 	for f in short stub flip hdr ver old json empty; do
 		run --separate-stderr reco-train --inspect "$f.bin"
 		[ "$status" -eq 1 ] || fail "--inspect $f.bin: status $status"
@@ -222,7 +222,7 @@ u64_at() {
 	run --separate-stderr reco-train --inspect hdr.bin
 	[[ "$stderr" == *"header checksum mismatch"* ]]
 	run --separate-stderr reco-train --inspect ver.bin
-	[[ "$stderr" == *"snapshot format version 5; this program reads versions 2 to 4"* ]]
+	[[ "$stderr" == *"snapshot format version 6; this program reads versions 2 to 5"* ]]
 	run --separate-stderr reco-train --inspect json.bin
 	[[ "$stderr" == *"not a reco model snapshot"* ]]
 	run --separate-stderr reco-train --inspect no-such.bin
@@ -245,7 +245,7 @@ u64_at() {
 	same_bytes keep.bin m.bin
 }
 
-@test "a snapshot of format version 2 (no next source) is read: its blend kept, next and walk from 0, and saved again as version 4" {
+@test "a snapshot of format version 2 (no next source) is read: its blend kept, next and walk from 0, and saved again as version 5" {
 	cp "$(fixture model/v2.bin)" v2.bin
 	run --separate-stderr reco-train --inspect v2.bin
 	[ "$status" -eq 0 ]
@@ -256,11 +256,11 @@ u64_at() {
 	reco-train --resume v2.bin -o v4.bin more.ndjson
 	run --separate-stderr reco-train --inspect v4.bin
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 4, $(wc -c <v4.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 5, $(wc -c <v4.bin) bytes"* ]]
 	[[ "$output" == *"events       500 offered"* ]] || fail "$output"
 }
 
-@test "a snapshot of format version 3 (no walk source) is read: its blend kept, walk from 0 with its default bounds, and saved again as version 4" {
+@test "a snapshot of format version 3 (no walk source) is read: its blend kept, walk from 0 with its default bounds, and saved again as version 5" {
 	cp "$(fixture model/v3.bin)" v3.bin
 	run --separate-stderr reco-train --inspect v3.bin
 	[ "$status" -eq 0 ]
@@ -272,12 +272,12 @@ u64_at() {
 	reco-train --resume v3.bin -o v4.bin more.ndjson
 	run --separate-stderr reco-train --inspect v4.bin
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 4, $(wc -c <v4.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 5, $(wc -c <v4.bin) bytes"* ]]
 	[[ "$output" == *"events       3450 offered"* ]] || fail "$output"
 	[[ "$output" != *" walk=0/0/0 "* ]] || fail "the walk learned nothing: $output"
 }
 
-@test "a snapshot of format version 3 (session id hashes) resumes with the users and sessions of version 4: sessions with ids and sessions cut by time go on" {
+@test "a snapshot of format version 3 (session id hashes) resumes with the users and sessions of the current version: sessions with ids and sessions cut by time go on" {
 	# v3.bin: one.ndjson learned by a reco of format version 3.
 	cp "$(fixture model/v3.bin)" v3.bin
 	reco-gen --regime history --seed 9 --events 300 --users 5 >h.ndjson
@@ -304,6 +304,52 @@ u64_at() {
 	same_bytes all.bin from4.bin
 }
 
+@test "a snapshot of format version 4 (event numbers for eviction) resumes as one run of version 5, and evicts by the time of the last event" {
+	# v4.bin: one.ndjson learned by a reco of format version 4, which kept
+	# the number of each user's and item's last event beside its time.
+	cp "$(fixture model/v4.bin)" v4.bin
+	reco-gen --regime shop --seed 9 --events 400 --users 60 >one.ndjson
+	reco-gen --regime shop --seed 10 --events 400 --users 60 --start 2019-10-03T06:00:00Z >two.ndjson
+	run --separate-stderr reco-train --inspect v4.bin
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"format       RECOMDL1 version 4, "* ]]
+	[[ "$output" == *"users        47 "* ]] || fail "$output"
+	reco-train --resume v4.bin -o from4.bin two.ndjson
+	cat one.ndjson two.ndjson >all.ndjson
+	reco-train -o all.bin all.ndjson
+	same_bytes all.bin from4.bin
+	run --separate-stderr reco-train --inspect from4.bin
+	[[ "$output" == *"format       RECOMDL1 version 5, $(wc -c <from4.bin) bytes"* ]]
+	# Version 5 has 8 bytes less a user and an item.
+	users=$(sed -n 's/^users *\([0-9]*\) .*/\1/p' <<<"$output")
+	items=$(sed -n 's/^items *\([0-9]*\) .*/\1/p' <<<"$output")
+	a=$(reco-train --inspect v4.bin | sed -n 's/^  user_state .* size *\([0-9]*\) .*/\1/p')
+	[ "$a" -eq $(( (24 + 4 * 8 + 2) * 47 )) ] || fail "v4 user_state $a"
+	a=$(sed -n 's/^  user_state .* size *\([0-9]*\) .*/\1/p' <<<"$output")
+	[ "$a" -eq $(( (16 + 4 * 8 + 2) * users )) ] || fail "v5 user_state $a for $users users"
+	a=$(sed -n 's/^  item_state .* size *\([0-9]*\) .*/\1/p' <<<"$output")
+	[ "$a" -eq $(( 8 * items )) ] || fail "v5 item_state $a for $items items"
+	# Eviction goes by the time of the last event, not by the order of
+	# arrival: B came second but its event is the oldest.
+	printf '%s\n' \
+	    '{"v":1,"event_id":"e1","ts":1569891600000,"user":"A","item":"i1","type":"view"}' \
+	    '{"v":1,"event_id":"e2","ts":1569888000000,"user":"B","item":"i2","type":"view"}' \
+	    '{"v":1,"event_id":"e3","ts":1569895200000,"user":"C","item":"i1","type":"view"}' \
+	    '{"v":1,"event_id":"e4","ts":1569895201000,"user":"D","item":"i2","type":"view"}' >ev.ndjson
+	reco-train --max-users 3 -o cap.bin ev.ndjson
+	run --separate-stderr reco-train --inspect cap.bin --user B
+	[[ "$output" == *"users        3 (max 3; 4 added, 1 evicted)"* ]] || fail "$output"
+	[[ "$output" == *"user B: not in the model"* ]] || fail "$output"
+	run --separate-stderr reco-train --inspect cap.bin --user A
+	[[ "$output" == *"user A: index 0, last event 2019-10-01T01:00:00.000Z"* ]] || fail "$output"
+	# The same across a resume: the times are in the snapshot.
+	head -2 ev.ndjson >a.ndjson
+	tail -n +3 ev.ndjson >b.ndjson
+	reco-train --max-users 3 -o p1.bin a.ndjson
+	reco-train --max-users 3 --resume p1.bin -o p2.bin b.ndjson
+	same_bytes cap.bin p2.bin
+}
+
 @test "a snapshot that cannot be written is an I/O error, found before the input" {
 	gen ev.ndjson 500
 	run --separate-stderr reco-train -o no-such-dir/m.bin ev.ndjson
@@ -318,7 +364,7 @@ u64_at() {
 	reco-train -o m.bin small.ndjson
 	run --separate-stderr reco-train --inspect m.bin --item i1 --user u2
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 4, $(wc -c <m.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 5, $(wc -c <m.bin) bytes"* ]]
 	[[ "$output" == *"clock        2023-11-14T22:13:27.000Z (1700000007000)"* ]]
 	[[ "$output" == *"events       8 offered, 8 learned"* ]]
 	[[ "$output" == *"users        3 (max 1000000; 3 added, 0 evicted)"* ]]
