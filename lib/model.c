@@ -2299,20 +2299,22 @@ enum {
 	SEC_ITEM_FACTORS, SEC_USER_FACTORS, SEC_ITEM_COUNT, SEC_ITEM_POP,
 	SEC_ITEM_TREND, SEC_NEIGHBOURS, SEC_ITEM_STATE, SEC_USER_STATE,
 	SEC_TRAIN_STATE, SEC_BLEND, SEC_CATEGORIES, SEC_SEEN, SEC_SESSIONS,
-	SEC_SEQUENCE,
-	NSEC = SEC_SEQUENCE
+	SEC_SEQUENCE, SEC_ITEM_FACTORS8,
+	NSEC = SEC_ITEM_FACTORS8,
+	NSEC_V4 = SEC_SEQUENCE     /* the sections of versions 2 to 4 */
 };
 static const char *const sec_names[NSEC + 1] = {
 	"", "item_ids", "user_ids", "item_index", "user_index",
 	"item_factors", "user_factors", "item_count", "item_pop",
 	"item_trend", "neighbours", "item_state", "user_state", "train_state",
-	"blend", "categories", "seen", "sessions", "sequence"
+	"blend", "categories", "seen", "sessions", "sequence", "item_factors8"
 };
 #define BLEND_SIZE 320
 #define BLEND_SAMECAT 308 /* the category match's weight */
 #define HDR_FIXED 256
 #define SEC_ENTRY 32
-#define HDR_SIZE ((HDR_FIXED + NSEC * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
+#define HDR_SIZE_OF(n) ((HDR_FIXED + (n) * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
+#define HDR_SIZE HDR_SIZE_OF(NSEC)
 #define TRAIN_STATE_SIZE (4 * 8 + 8 + 8 + MODEL_NSTATS * 8)
 
 static uint64_t lsec_header(const struct model *m, unsigned char *h,
@@ -2544,6 +2546,41 @@ item_state_size(unsigned ver, uint64_t ni)
 	return (ver < 5 ? 16 : 8) * ni;
 }
 
+/* The bytes of the item_factors8 section of ni items at stride floats. */
+static uint64_t
+q8_size(uint32_t stride, uint64_t ni)
+{
+	if (stride % 16 || ni == 0)
+		return 0;
+	return (ni + MODEL_Q8_BLOCK - 1) / MODEL_Q8_BLOCK * MODEL_Q8_BYTES(stride);
+}
+
+/*
+ * Block b of m's 8-bit item factors into out (MODEL_Q8_BYTES(stride)
+ * bytes): see model.h. The rounding error of a factor is at most half a
+ * step, scale / 2; items past the last and rows of zeros are all zero.
+ */
+void
+model_q8_block(const struct model *m, uint64_t b, unsigned char *out)
+{
+	size_t stride = m->stride;
+	int8_t *q = (int8_t *)(void *)out;
+	float sc[MODEL_Q8_BLOCK] = { 0 };
+
+	memset(out, 0, MODEL_Q8_BYTES(stride));
+	for (unsigned j = 0; j < MODEL_Q8_BLOCK && b * MODEL_Q8_BLOCK + j < m->nitems; j++) {
+		const float *row = model_item_vec(m, b * MODEL_Q8_BLOCK + j);
+		float top = 0;
+		for (size_t k = 0; k < stride; k++)
+			if (fabsf(row[k]) > top)
+				top = fabsf(row[k]);
+		sc[j] = top / 127;
+		for (size_t k = 0; sc[j] > 0 && k < stride; k++)
+			q[k * MODEL_Q8_BLOCK + j] = (int8_t)lrintf(row[k] / sc[j]);
+	}
+	memcpy(out + MODEL_Q8_BLOCK * stride, sc, sizeof sc);
+}
+
 static uint64_t
 sec_size(const struct model *m, int id, uint64_t nnb)
 {
@@ -2584,6 +2621,8 @@ sec_size(const struct model *m, int id, uint64_t nnb)
 		return 8 * m->seen_cap;
 	case SEC_SESSIONS:
 		return m->sknn ? sknn_blob_size(m->sknn) : 0;
+	case SEC_ITEM_FACTORS8:
+		return q8_size(m->stride, ni);
 	}
 	return 0;
 }
@@ -2709,6 +2748,16 @@ emit(const struct model *m, int id, struct sink *s)
 	case SEC_SESSIONS:
 		if (m->sknn)
 			sknn_blob_emit(m->sknn, sink_emit, s);
+		break;
+	case SEC_ITEM_FACTORS8:
+		if (q8_size(m->stride, ni)) {
+			unsigned char *blk = xmalloc(MODEL_Q8_BYTES(m->stride));
+			for (uint64_t b = 0; b * MODEL_Q8_BLOCK < ni; b++) {
+				model_q8_block(m, b, blk);
+				sink_put(s, blk, MODEL_Q8_BYTES(m->stride));
+			}
+			free(blk);
+		}
 		break;
 	}
 }
@@ -2980,8 +3029,8 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
       char *err, size_t errlen)
 {
 	unsigned char h[HDR_SIZE];
-	const unsigned char *sec[NSEC + 1];
-	uint64_t secsize[NSEC + 1];
+	const unsigned char *sec[NSEC + 1] = { NULL };
+	uint64_t secsize[NSEC + 1] = { 0 };
 	struct model_params *p = &v->p;
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
@@ -2994,10 +3043,12 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	if (ver < MODEL_VERSION_READ || ver > MODEL_VERSION)
 		FAIL("%s: snapshot format version %u; this program reads versions %d to %d",
 		     path, ver, MODEL_VERSION_READ, MODEL_VERSION);
-	if (len < HDR_SIZE)
+	/* Version 5 added the 8-bit item factors. */
+	unsigned nsec = ver < 5 ? NSEC_V4 : NSEC, hsize = HDR_SIZE_OF(nsec);
+	if (len < hsize)
 		FAIL("%s: truncated snapshot: %zu bytes, shorter than its header",
 		     path, len);
-	if (get32(map + 12) != HDR_SIZE || get32(map + 24) != NSEC)
+	if (get32(map + 12) != hsize || get32(map + 24) != nsec)
 		FAIL("%s: corrupt snapshot: bad header", path);
 	if (get64(map + 16) != len) {
 		if (get64(map + 16) > len)
@@ -3006,9 +3057,9 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		FAIL("%s: corrupt snapshot: %zu bytes, the header says %llu",
 		     path, len, (unsigned long long)get64(map + 16));
 	}
-	memcpy(h, map, HDR_SIZE);
+	memcpy(h, map, hsize);
 	put32(h + 252, 0);
-	if (crc32_any(0, h, HDR_SIZE) != get32(map + 252))
+	if (crc32_any(0, h, hsize) != get32(map + 252))
 		FAIL("%s: corrupt snapshot: header checksum mismatch", path);
 	if (MODEL_BIG_ENDIAN)
 		FAIL("%s: snapshots are little-endian; this machine is not", path);
@@ -3044,8 +3095,9 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	    p->trend_half_life < 1 || p->max_users < 1 || p->max_items < 1 ||
 	    !isfinite(p->lr) || !isfinite(p->reg) || !isfinite(p->init))
 		FAIL("%s: corrupt snapshot: impossible parameters", path);
-	uint64_t ni = v->nitems, nu = v->nusers, prev = HDR_SIZE;
-	for (int k = 0; k < NSEC; k++) {
+	v->nsec = nsec;
+	uint64_t ni = v->nitems, nu = v->nusers, prev = hsize;
+	for (int k = 0; k < (int)nsec; k++) {
 		const unsigned char *e = map + HDR_FIXED + k * SEC_ENTRY;
 		uint64_t off = get64(e + 8), size = get64(e + 16);
 		if (get32(e) != (uint32_t)(k + 1) || off % MODEL_ALIGN || off < prev ||
@@ -3070,7 +3122,7 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		if (map[z])
 			FAIL("%s: corrupt snapshot: garbage at the end", path);
 	/* Sizes. */
-	for (int k = 1; k <= NSEC; k++) {
+	for (int k = 1; k <= (int)nsec; k++) {
 		uint64_t want = 0;
 		switch (k) {
 		case SEC_ITEM_IDS:
@@ -3133,6 +3185,9 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 			break;
 		case SEC_SESSIONS:
 			continue;
+		case SEC_ITEM_FACTORS8:
+			want = q8_size(v->stride, ni);
+			break;
 		}
 		if (secsize[k] != want)
 			FAIL("%s: corrupt snapshot: section %s has %llu bytes, not %llu",
@@ -3261,6 +3316,19 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	    !all_finite(v->icount, ni) || !all_finite(v->ipop, ni) ||
 	    !all_finite(v->ishort, ni))
 		FAIL("%s: corrupt snapshot: a number that is not finite", path);
+	/* The 8-bit factors: a scale that is finite and not negative for
+	 * each item (the checksum vouches for the rest, which model_save
+	 * made of the float rows). */
+	if (secsize[SEC_ITEM_FACTORS8]) {
+		size_t bb = MODEL_Q8_BYTES(v->stride), at = MODEL_Q8_BLOCK * (size_t)v->stride;
+		for (uint64_t i = 0; i < ni; i++) {
+			float sc = getf(sec[SEC_ITEM_FACTORS8] + (i / MODEL_Q8_BLOCK) * bb + at +
+					4 * (i % MODEL_Q8_BLOCK));
+			if (!(sc >= 0) || !isfinite(sc))
+				FAIL("%s: corrupt snapshot: bad section item_factors8", path);
+		}
+		v->iq8 = sec[SEC_ITEM_FACTORS8];
+	}
 #undef FAIL
 	if (lsize)
 		buf_put(&v->ledger, map + loff, (size_t)lsize);
@@ -3417,7 +3485,7 @@ model_section(const struct model *m, int k, const char **name,
 {
 	const unsigned char *e;
 
-	if (!m->mapped || k < 0 || k >= NSEC)
+	if (!m->mapped || k < 0 || k >= (int)m->nsec)
 		return -1;
 	e = (const unsigned char *)m->map + HDR_FIXED + k * SEC_ENTRY;
 	*name = sec_names[k + 1];

@@ -168,6 +168,11 @@ struct model {
 	/* items */
 	uint64_t nitems, items_cap;
 	float *ifac;              /* nitems rows of stride floats */
+	/* Mapped, version 5: the item factors again in 8 bits, in blocks of
+	 * MODEL_Q8_BLOCK items (model_q8_block); NULL for older snapshots
+	 * and trainable models. */
+	const unsigned char *iq8;
+	unsigned nsec;            /* mapped: sections in the table */
 	float *icount;            /* weighted count, never decayed */
 	float *ipop;              /* forward-decayed count, pop_half_life */
 	float *ishort;            /* forward-decayed count, trend_half_life */
@@ -441,6 +446,16 @@ model_item_vec(const struct model *m, uint64_t i)
 {
 	return m->ifac + i * m->stride;
 }
+
+/* The 8-bit item factors: item i's row is scale[i] times its bytes,
+ * each factor rounded to the nearest of 255 steps of the row's largest
+ * magnitude; a block holds MODEL_Q8_BLOCK items, factor k of its item j
+ * at [k * MODEL_Q8_BLOCK + j], so that a pass scores a block's items
+ * side by side. Only for strides that are multiples of 16. */
+#define MODEL_Q8_BLOCK 16
+/* The bytes of a block: its rows' bytes, then their scales (floats). */
+#define MODEL_Q8_BYTES(stride) ((size_t)MODEL_Q8_BLOCK * ((size_t)(stride) + sizeof(float)))
+void model_q8_block(const struct model *m, uint64_t b, unsigned char *out);
 
 /* The key of user u's current session in the session index. */
 static inline uint64_t

@@ -466,17 +466,17 @@ struct rank_index {
 	struct cand *list[RANK_NSRC];
 	size_t n[RANK_NSRC];
 	int complete[RANK_NSRC];  /* every item with a score is listed */
-	/* The item factors again, in 8 bits: item i's row is scale[i] times
-	 * q's, rounded to the nearest, in blocks of MF_BLOCK items (factor k
-	 * of the block's item j at [k * MF_BLOCK + j]), so that one pass
-	 * scores a block's items side by side, reading a quarter of the
-	 * bytes; the best are scored again exactly (src_mf). */
-	int8_t *q;
-	float *scale;
+	/* The item factors again, in 8 bits (model_q8_block's blocks, each
+	 * MODEL_Q8_BYTES: the rows of MF_BLOCK items, then their scales), so
+	 * that one pass scores a block's items side by side, reading about a
+	 * quarter of the bytes; the best are scored again exactly (src_mf).
+	 * The snapshot's own (version 5, mapped), or made here (own). */
+	const unsigned char *q;
+	unsigned char *own;
 	uint64_t nblocks;
 };
 
-#define MF_BLOCK 16
+#define MF_BLOCK MODEL_Q8_BLOCK
 
 /*
  * The approximate scores of a block of 8-bit rows against user factors p:
@@ -593,14 +593,16 @@ src_mf_q8(struct ranker *r, const struct model *m, const struct rank_req *q,
 	for (uint64_t b = 0; b < ix->nblocks; b++) {
 		uint64_t base = b * MF_BLOCK;
 		uint64_t n = m->nitems - base < MF_BLOCK ? m->nitems - base : MF_BLOCK;
-		unsigned mask = block(p, ix->q + (size_t)b * stride * MF_BLOCK, stride,
-				      ix->scale + base, p1, top_floor(&lo), a);
+		const unsigned char *blk = ix->q + (size_t)b * MODEL_Q8_BYTES(stride);
+		const float *scale = (const float *)(const void *)(blk + (size_t)MF_BLOCK * stride);
+		unsigned mask = block(p, (const int8_t *)(const void *)blk, stride,
+				      scale, p1, top_floor(&lo), a);
 		if (n < MF_BLOCK)
 			mask &= (1u << n) - 1;
 		while (mask) {
 			unsigned j = (unsigned)__builtin_ctz(mask);
 			mask &= mask - 1;
-			float e = ix->scale[base + j] * p1, s = a[j];
+			float e = scale[j] * p1, s = a[j];
 			if (SKIP(r, q, base + j))
 				continue;
 			if (nc == r->mfc_cap) {
@@ -1686,22 +1688,18 @@ rank_index_new(const struct model *m, size_t depth)
 		ix->complete[s] = n < depth;
 	}
 	ranker_free(r);
+	/* The 8-bit factors: mapped from the snapshot, or made of the rows
+	 * of an older one (or a trainable model). */
 	if (m->stride % 16 == 0 && m->nitems) {
-		size_t stride = m->stride;
+		size_t bb = MODEL_Q8_BYTES(m->stride);
 		ix->nblocks = (m->nitems + MF_BLOCK - 1) / MF_BLOCK;
-		ix->q = xcalloc(ix->nblocks * MF_BLOCK, stride);
-		ix->scale = xcalloc(ix->nblocks * MF_BLOCK, sizeof *ix->scale);
-		for (uint64_t i = 0; i < m->nitems; i++) {
-			const float *row = model_item_vec(m, i);
-			int8_t *blk = ix->q + (i / MF_BLOCK) * stride * MF_BLOCK;
-			float top = 0;
-			for (size_t k = 0; k < stride; k++)
-				if (fabsf(row[k]) > top)
-					top = fabsf(row[k]);
-			float sc = top / 127;
-			ix->scale[i] = sc;
-			for (size_t k = 0; sc > 0 && k < stride; k++)
-				blk[k * MF_BLOCK + i % MF_BLOCK] = (int8_t)lrintf(row[k] / sc);
+		if (m->iq8)
+			ix->q = m->iq8;
+		else {
+			ix->own = xreallocarray(NULL, ix->nblocks, bb);
+			for (uint64_t b = 0; b < ix->nblocks; b++)
+				model_q8_block(m, b, ix->own + b * bb);
+			ix->q = ix->own;
 		}
 	}
 	return ix;
@@ -1715,7 +1713,6 @@ rank_index_free(struct rank_index *ix)
 		return;
 	for (int s = 0; s < RANK_NSRC; s++)
 		free(ix->list[s]);
-	free(ix->q);
-	free(ix->scale);
+	free(ix->own);
 	free(ix);
 }

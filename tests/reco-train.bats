@@ -371,7 +371,8 @@ u64_at() {
 	[[ "$output" == *"items        3 (max 1000000; 3 added, 0 evicted)"* ]]
 	[[ "$output" == *"factors      32 (rows of 32 floats)"* ]]
 	for s in item_ids user_ids item_index user_index item_factors user_factors \
-		item_count item_pop item_trend neighbours item_state user_state train_state; do
+		item_count item_pop item_trend neighbours item_state user_state train_state \
+		item_factors8; do
 		[[ "$output" == *"  $s "*"offset"*"size"*"crc32"* ]] || fail "no section $s"
 	done
 	# i1 and i3 were reached three times each, i2 twice.
