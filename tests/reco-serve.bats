@@ -367,11 +367,11 @@ teardown() {
 	reco-gen --events 30000 --users 600 --items 3000 --items-out items.csv >ev.ndjson
 	reco-train -o g.bin ev.ndjson
 	reco-profile --store g.state ev.ndjson >/dev/null
-	# Known and unknown users, excludes, filters that leave many items
+	# 1000 requests: known and unknown users, excludes, filters that leave many items
 	# and filters that leave few.
 	awk 'BEGIN {
 		srand(3)
-		for (k = 0; k < 400; k++) {
+		for (k = 0; k < 1000; k++) {
 			u = (k % 7 == 6) ? "nobody" k : "u" int(rand() * 600 + 1)
 			f = ""
 			if (k % 5 == 1) f = ",\"filter\":{\"category\":\"apparel.shoes\"}"
@@ -393,7 +393,7 @@ teardown() {
 		reco-serve --model g.bin --store g.state --items items.csv --weights "$w" --index-depth 0 q.ndjson >full.ndjson
 		reco-serve --model g.bin --store g.state --items items.csv --weights "$w" q.ndjson >ix.ndjson
 		same_bytes full.ndjson ix.ndjson
-		jq -e -s '[.[] | .items[]? | select(.reason == "mf")] | length >= 200' ix.ndjson >/dev/null ||
+		jq -e -s '[.[] | .items[]? | select(.reason == "mf")] | length >= 500' ix.ndjson >/dev/null ||
 			fail "mf gave too few items with --weights $w"
 	done
 	# The 8-bit factors are the snapshot's own (a section of 16-item
@@ -413,7 +413,7 @@ teardown() {
 	same_bytes full4.ndjson ix4.ndjson
 	[ "$(jq -s '[.[] | .items[]? | select(.reason == "mf")] | length' ix4.ndjson)" -ge 100 ]
 	# The requests were answered, most with a full list.
-	[ "$(jq -s '[.[] | select(.items and (.items | length) >= 10)] | length' full.ndjson)" -ge 300 ]
+	[ "$(jq -s '[.[] | select(.items and (.items | length) >= 10)] | length' full.ndjson)" -ge 750 ]
 	jq -e -s '[.[] | .items[]?.reason] | unique | length >= 3' full.ndjson
 	run reco-serve --model g.bin --index-depth -1 q.ndjson
 	[ "$status" -eq 2 ]
