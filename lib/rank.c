@@ -392,6 +392,11 @@ cand_best(struct cand *v, size_t len, size_t n)
 {
 	size_t kept = 0;
 
+	/* Many more than wanted: the best n picked out first. */
+	if (n && len > 4 * n) {
+		select_best(v, len, n);
+		len = n;
+	}
 	if (n > 64) {
 		qsort(v, len, sizeof *v, cand_cmp);
 		return;
@@ -989,7 +994,14 @@ src_trend(struct ranker *r, const struct model *m, const struct rank_req *q,
 		float e = m->ipop[i] * a, o = m->ishort[i] * b;
 		if (!(o > e))
 			continue;
-		float z = (o - e) / sqrtf(e + 1);
+		/* Once the list is full, the root and the division only for
+		 * the items near or above its threshold T: z >= T > 0 needs
+		 * (o - e)^2 >= T^2 (e + 1), and the margin of a thousandth
+		 * covers the roundings, so the list is the same. */
+		float d = o - e, th = top_floor(&t);
+		if (th > 0 && d * d < th * th * (e + 1) * 0.999f)
+			continue;
+		float z = d / sqrtf(e + 1);
 		if (top_out(&t, z, (uint32_t)i))
 			continue;
 		if (!SKIP(r, q, i))
