@@ -2550,8 +2550,6 @@ item_state_size(unsigned ver, uint64_t ni)
 static uint64_t
 q8_size(uint32_t stride, uint64_t ni)
 {
-	if (stride % 16 || ni == 0)
-		return 0;
 	return (ni + MODEL_Q8_BLOCK - 1) / MODEL_Q8_BLOCK * MODEL_Q8_BYTES(stride);
 }
 
@@ -2578,7 +2576,7 @@ model_q8_block(const struct model *m, uint64_t b, unsigned char *out)
 		for (size_t k = 0; sc[j] > 0 && k < stride; k++)
 			q[k * MODEL_Q8_BLOCK + j] = (int8_t)lrintf(row[k] / sc[j]);
 	}
-	memcpy(out + MODEL_Q8_BLOCK * stride, sc, sizeof sc);
+	memcpy(out + MODEL_Q8_SCALES(stride), sc, sizeof sc);
 }
 
 static uint64_t
@@ -2749,16 +2747,15 @@ emit(const struct model *m, int id, struct sink *s)
 		if (m->sknn)
 			sknn_blob_emit(m->sknn, sink_emit, s);
 		break;
-	case SEC_ITEM_FACTORS8:
-		if (q8_size(m->stride, ni)) {
-			unsigned char *blk = xmalloc(MODEL_Q8_BYTES(m->stride));
-			for (uint64_t b = 0; b * MODEL_Q8_BLOCK < ni; b++) {
-				model_q8_block(m, b, blk);
-				sink_put(s, blk, MODEL_Q8_BYTES(m->stride));
-			}
-			free(blk);
+	case SEC_ITEM_FACTORS8: {
+		unsigned char *blk = xmalloc(MODEL_Q8_BYTES(m->stride));
+		for (uint64_t b = 0; b * MODEL_Q8_BLOCK < ni; b++) {
+			model_q8_block(m, b, blk);
+			sink_put(s, blk, MODEL_Q8_BYTES(m->stride));
 		}
+		free(blk);
 		break;
+	}
 	}
 }
 
@@ -3320,10 +3317,10 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	 * each item (the checksum vouches for the rest, which model_save
 	 * made of the float rows). */
 	if (secsize[SEC_ITEM_FACTORS8]) {
-		size_t bb = MODEL_Q8_BYTES(v->stride), at = MODEL_Q8_BLOCK * (size_t)v->stride;
 		for (uint64_t i = 0; i < ni; i++) {
-			float sc = getf(sec[SEC_ITEM_FACTORS8] + (i / MODEL_Q8_BLOCK) * bb + at +
-					4 * (i % MODEL_Q8_BLOCK));
+			float sc = getf(sec[SEC_ITEM_FACTORS8] +
+					(i / MODEL_Q8_BLOCK) * MODEL_Q8_BYTES(v->stride) +
+					MODEL_Q8_SCALES(v->stride) + 4 * (i % MODEL_Q8_BLOCK));
 			if (!(sc >= 0) || !isfinite(sc))
 				FAIL("%s: corrupt snapshot: bad section item_factors8", path);
 		}

@@ -451,10 +451,11 @@ model_item_vec(const struct model *m, uint64_t i)
  * each factor rounded to the nearest of 255 steps of the row's largest
  * magnitude; a block holds MODEL_Q8_BLOCK items, factor k of its item j
  * at [k * MODEL_Q8_BLOCK + j], so that a pass scores a block's items
- * side by side. Only for strides that are multiples of 16. */
+ * side by side. A block is MODEL_Q8_BYTES: the rows' bytes, then at
+ * MODEL_Q8_SCALES the items' scales (floats). */
 #define MODEL_Q8_BLOCK 16
-/* The bytes of a block: its rows' bytes, then their scales (floats). */
-#define MODEL_Q8_BYTES(stride) ((size_t)MODEL_Q8_BLOCK * ((size_t)(stride) + sizeof(float)))
+#define MODEL_Q8_SCALES(stride) ((size_t)MODEL_Q8_BLOCK * (size_t)(stride))
+#define MODEL_Q8_BYTES(stride) (MODEL_Q8_SCALES(stride) + MODEL_Q8_BLOCK * sizeof(float))
 void model_q8_block(const struct model *m, uint64_t b, unsigned char *out);
 
 /* The key of user u's current session in the session index. */

@@ -599,7 +599,7 @@ src_mf_q8(struct ranker *r, const struct model *m, const struct rank_req *q,
 		uint64_t base = b * MF_BLOCK;
 		uint64_t n = m->nitems - base < MF_BLOCK ? m->nitems - base : MF_BLOCK;
 		const unsigned char *blk = ix->q + (size_t)b * MODEL_Q8_BYTES(stride);
-		const float *scale = (const float *)(const void *)(blk + (size_t)MF_BLOCK * stride);
+		const float *scale = (const float *)(const void *)(blk + MODEL_Q8_SCALES(stride));
 		unsigned mask = block(p, (const int8_t *)(const void *)blk, stride,
 				      scale, p1, top_floor(&lo), a);
 		if (n < MF_BLOCK)
@@ -1701,8 +1701,9 @@ rank_index_new(const struct model *m, size_t depth)
 	}
 	ranker_free(r);
 	/* The 8-bit factors: mapped from the snapshot, or made of the rows
-	 * of an older one (or a trainable model). */
-	if (m->stride % 16 == 0 && m->nitems) {
+	 * of an older one (or a trainable model). The stride, a multiple of
+	 * MODEL_ROW, is even, as the vector pass needs. */
+	if (m->nitems) {
 		size_t bb = MODEL_Q8_BYTES(m->stride);
 		ix->nblocks = (m->nitems + MF_BLOCK - 1) / MF_BLOCK;
 		if (m->iq8)

@@ -544,8 +544,9 @@ sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 		x = &s->slot[sl];
 		it = slot_items(s, x);
 		n = x->n;
-		if (ts_sec(ts) > x->ts)
-			x->ts = ts_sec(ts);
+		uint32_t t = ts_sec(ts);
+		if (t > x->ts)
+			x->ts = t;
 		if (n && it[n - 1] == item) {
 			s->st.repeats++;
 			return;
@@ -867,8 +868,9 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 		float sim = sc->sess.val[q];
 		if (s->p.norm)
 			sim /= sqrtf((float)(x->n ? x->n : 1));
-		if (s->p.l2 > 0 && now > (int64_t)x->ts * 1000)
-			sim *= (float)exp(-(double)(now - (int64_t)x->ts * 1000) / (double)s->p.l2);
+		int64_t at = (int64_t)x->ts * 1000;
+		if (s->p.l2 > 0 && now > at)
+			sim *= (float)exp(-(double)(now - at) / (double)s->p.l2);
 		if (nb < k) {
 			sc->nbs[nb] = sim;
 			sc->nb[nb++] = q;
