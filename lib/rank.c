@@ -206,7 +206,7 @@ fit(struct ranker *r, uint64_t nitems)
 	r->slot = xreallocarray(r->slot, cap, sizeof *r->slot);
 	r->excl = xreallocarray(r->excl, cap, sizeof *r->excl);
 	r->acc = xreallocarray(r->acc, cap, sizeof *r->acc);
-	r->accl = xreallocarray(r->accl, cap, sizeof *r->accl);
+	r->accl = xreallocarray(r->accl, cap + 1, sizeof *r->accl); /* + 1: acc_one */
 	/* New generations start from nothing. */
 	memset(r->seen, 0, cap * sizeof *r->seen);
 	memset(r->excl, 0, cap * sizeof *r->excl);
@@ -309,17 +309,14 @@ cand_of(uint64_t k)
 	return c;
 }
 
-/* Reorder v[0..n) so that its best k (0 < k < n) come first, in no
- * order, the k-th best at v[k - 1]: a quickselect (median of three) on
- * the candidates turned into keys in place, then turned back. */
+/* Reorder the keys x[0..n) so that the k greatest (0 < k < n) come
+ * first, in no order, the k-th at x[k - 1]: a quickselect (median of
+ * three). */
 static void
-select_best(struct cand *v, size_t n, size_t k)
+keys_select(cand_key *x, size_t n, size_t k)
 {
-	cand_key *x = (cand_key *)(void *)v;
 	size_t lo = 0, hi = n - 1;
 
-	for (size_t j = 0; j < n; j++)
-		x[j] = key_of(v[j]);
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		uint64_t c;
@@ -349,8 +346,34 @@ select_best(struct cand *v, size_t n, size_t k)
 		else
 			hi = st - 1;
 	}
+}
+
+static void
+to_keys(struct cand *v, size_t n)
+{
+	cand_key *x = (cand_key *)(void *)v;
+
+	for (size_t j = 0; j < n; j++)
+		x[j] = key_of(v[j]);
+}
+
+static void
+from_keys(struct cand *v, size_t n)
+{
+	const cand_key *x = (const cand_key *)(void *)v;
+
 	for (size_t j = 0; j < n; j++)
 		v[j] = cand_of(x[j]);
+}
+
+/* Reorder v[0..n) so that its best k (0 < k < n) come first, in no
+ * order, the k-th best at v[k - 1]. */
+static void
+select_best(struct cand *v, size_t n, size_t k)
+{
+	to_keys(v, n);
+	keys_select((cand_key *)(void *)v, n, k);
+	from_keys(v, n);
 }
 
 static void
@@ -377,43 +400,45 @@ top_add(struct top *t, float s, uint32_t i)
 }
 
 static int
-cand_cmp(const void *a, const void *b)
+key_cmp(const void *a, const void *b)
 {
-	const struct cand *x = a, *y = b;
+	uint64_t x = *(const cand_key *)a, y = *(const cand_key *)b;
 
-	if (better(x->s, x->i, y->s, y->i))
-		return -1;
-	return better(y->s, y->i, x->s, x->i);
+	return (x < y) - (x > y);
 }
 
 /* Put the best n of v[0..len) first, in order; the rest in no order. */
 static void
 cand_best(struct cand *v, size_t len, size_t n)
 {
-	size_t kept = 0;
+	cand_key *x = (cand_key *)(void *)v;
+	size_t kept = 0, all = len;
 
+	if (n == 0 || len == 0)
+		return;
+	to_keys(v, len);
 	/* Many more than wanted: the best n picked out first. */
-	if (n && len > 4 * n) {
-		select_best(v, len, n);
+	if (len > 4 * n) {
+		keys_select(x, len, n);
 		len = n;
 	}
-	if (n > 64) {
-		qsort(v, len, sizeof *v, cand_cmp);
-		return;
-	}
-	for (size_t k = 0; k < len; k++) {
-		struct cand x = v[k];
-		size_t j;
-		if (kept == n && !better(x.s, x.i, v[n - 1].s, v[n - 1].i))
-			continue;
-		v[k] = v[kept < n ? kept : n - 1];
-		j = kept < n ? kept++ : n - 1;
-		while (j > 0 && better(x.s, x.i, v[j - 1].s, v[j - 1].i)) {
-			v[j] = v[j - 1];
-			j--;
+	if (n > 64)
+		qsort(x, len, sizeof *x, key_cmp);
+	else
+		for (size_t k = 0; k < len; k++) {
+			uint64_t y = x[k];
+			size_t j;
+			if (kept == n && y <= x[n - 1])
+				continue;
+			x[k] = x[kept < n ? kept : n - 1];
+			j = kept < n ? kept++ : n - 1;
+			while (j > 0 && y > x[j - 1]) {
+				x[j] = x[j - 1];
+				j--;
+			}
+			x[j] = y;
 		}
-		v[j] = x;
-	}
+	from_keys(v, all);
 }
 
 /* n candidates h, best first, as source s's list. */
@@ -741,37 +766,39 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
 
 /* Add v to candidate b's sum, unless the request skips it. */
 static inline void
-acc_one(struct ranker *r, const struct model *m, const struct rank_req *q,
-	uint32_t b, float v)
+acc_one(struct ranker *r, uint32_t b, float v)
 {
-	if (r->acc[b] == 0 && SKIP(r, q, b))
-		return;
-	if (r->acc[b] == 0)
-		r->accl[r->naccl++] = b;
+	/* Without a branch: b is written past the list, and counted in
+	 * when its sum was 0 (there is room for one more than the items). */
+	r->accl[r->naccl] = b;
+	r->naccl += r->acc[b] == 0;
 	r->acc[b] += v;
 }
 
 /* Add f times the scores of list l (n entries) to the candidates' sums. */
 static void
-acc_list(struct ranker *r, const struct model *m, const struct rank_req *q,
-	 const struct model_nb *l, size_t n, float f)
+acc_list(struct ranker *r, const struct model *m, const struct model_nb *l,
+	 size_t n, float f)
 {
 	for (size_t j = 0; j < n; j++)
 		if (l[j].item < m->nitems && l[j].score > 0)
-			acc_one(r, m, q, l[j].item, l[j].score * f);
+			acc_one(r, l[j].item, l[j].score * f);
 }
 
-/* The best depth of the summed candidates, as source src's list; the
- * sums go back to 0. */
+/* The best depth of the summed candidates that q does not skip, as
+ * source src's list; the sums go back to 0. An item is asked about once,
+ * however many lists gave it. */
 static void
-acc_done(struct ranker *r, size_t depth, int src)
+acc_done(struct ranker *r, const struct model *m, const struct rank_req *q,
+	 size_t depth, int src)
 {
 	struct top t;
 
 	top_init(r, &t, depth);
 	for (size_t k = 0; k < r->naccl; k++) {
 		uint32_t b = r->accl[k];
-		top_add(&t, r->acc[b], b);
+		if (!SKIP(r, q, b))
+			top_add(&t, r->acc[b], b);
 		r->acc[b] = 0;
 	}
 	top_done(r, &t, src);
@@ -830,9 +857,9 @@ src_cooc(struct ranker *r, const struct model *m, const struct rank_req *q,
 			continue;
 		if (src == RANK_SEQ)
 			wk /= list_sum(m, l, n);
-		acc_list(r, m, q, l, n, wk);
+		acc_list(r, m, l, n, wk);
 	}
-	acc_done(r, depth, src);
+	acc_done(r, m, q, depth, src);
 }
 
 /*
@@ -897,16 +924,14 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 			/* The last step ends on candidates, which the request
 			 * may leave out; the steps before pass through any item. */
 			if (last) {
-				acc_list(r, m, q, l, n, x);
+				acc_list(r, m, l, n, x);
 				continue;
 			}
 			for (size_t j = 0; j < n; j++) {
 				uint32_t b = l[j].item;
 				if (b >= m->nitems || !(l[j].score > 0))
 					continue;
-				if (r->acc[b] == 0)
-					r->accl[r->naccl++] = b;
-				r->acc[b] += x * l[j].score;
+				acc_one(r, b, x * l[j].score);
 			}
 		}
 		if (last)
@@ -924,7 +949,7 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 			nf = width;
 		}
 	}
-	acc_done(r, depth, RANK_WALK);
+	acc_done(r, m, q, depth, RANK_WALK);
 }
 
 /* Trending: how far the recent count is above what the long-run rate
@@ -980,6 +1005,22 @@ from_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 	return 1;
 }
 
+#define TREND_BLOCK 256 /* items src_trend screens at a time */
+
+/* Which of n items may be trending enough to come in (near[j] set): the
+ * long-run counts ip times a above the recent ones is times b, by more
+ * than a threshold whose square is th2 (as src_trend's test, a margin
+ * below it). */
+static inline void
+trend_screen(const float *restrict ip, const float *restrict is,
+	     uint8_t *restrict near, size_t n, float a, float b, float th2)
+{
+	for (size_t j = 0; j < n; j++) {
+		float e = ip[j] * a, o = is[j] * b, d = o - e;
+		near[j] = (o > e) & !(d * d < th2 * (e + 1) * 0.999f);
+	}
+}
+
 static void
 src_trend(struct ranker *r, const struct model *m, const struct rank_req *q,
 	  size_t depth)
@@ -990,22 +1031,38 @@ src_trend(struct ranker *r, const struct model *m, const struct rank_req *q,
 	float a = (float)(fp * ratio), b = (float)fs;
 
 	top_init(r, &t, depth);
-	for (uint64_t i = 0; i < m->nitems; i++) {
-		float e = m->ipop[i] * a, o = m->ishort[i] * b;
-		if (!(o > e))
-			continue;
-		/* Once the list is full, the root and the division only for
-		 * the items near or above its threshold T: z >= T > 0 needs
-		 * (o - e)^2 >= T^2 (e + 1), and the margin of a thousandth
-		 * covers the roundings, so the list is the same. */
-		float d = o - e, th = top_floor(&t);
-		if (th > 0 && d * d < th * th * (e + 1) * 0.999f)
-			continue;
-		float z = d / sqrtf(e + 1);
-		if (top_out(&t, z, (uint32_t)i))
-			continue;
-		if (!SKIP(r, q, i))
-			top_add(&t, z, (uint32_t)i);
+	for (uint64_t base = 0; base < m->nitems; base += TREND_BLOCK) {
+		size_t len = m->nitems - base < TREND_BLOCK ? (size_t)(m->nitems - base) : TREND_BLOCK;
+		const float *ip = m->ipop + base, *is = m->ishort + base;
+		uint8_t near[TREND_BLOCK];
+		/* A block's items against the threshold as the block starts,
+		 * without a branch (a pass the compiler vectorises): those
+		 * that may come in, a few, are then seen one by one. */
+		float th = top_floor(&t), th2 = th > 0 ? th * th : 0;
+		if (len == TREND_BLOCK)
+			trend_screen(ip, is, near, TREND_BLOCK, a, b, th2);
+		else
+			trend_screen(ip, is, near, len, a, b, th2);
+		for (size_t j = 0; j < len; j++) {
+			if (!near[j])
+				continue;
+			uint64_t i = base + j;
+			float e = ip[j] * a, o = is[j] * b;
+			/* Once the list is full, the root and the division
+			 * only for the items near or above its threshold T:
+			 * z >= T > 0 needs (o - e)^2 >= T^2 (e + 1), and the
+			 * margin of a thousandth covers the roundings, so the
+			 * list is the same. */
+			float d = o - e;
+			th = top_floor(&t);
+			if (th > 0 && d * d < th * th * (e + 1) * 0.999f)
+				continue;
+			float z = d / sqrtf(e + 1);
+			if (top_out(&t, z, (uint32_t)i))
+				continue;
+			if (!SKIP(r, q, i))
+				top_add(&t, z, (uint32_t)i);
+		}
 	}
 	top_done(r, &t, RANK_TREND);
 }
@@ -1057,7 +1114,7 @@ sknn_take(void *ctx, uint32_t b, float score)
 {
 	struct sknn_ctx *c = ctx;
 
-	acc_one(c->r, c->m, c->q, b, score);
+	acc_one(c->r, b, score);
 }
 
 static void
@@ -1077,7 +1134,7 @@ src_sknn(struct ranker *r, const struct model *m, const struct rank_req *q,
 		self = model_user_skey(m, (uint64_t)q->user);
 	sknn_score(m->sknn, r->sk, q->recent, q->nrecent, m->clock, self,
 		   (uint32_t)m->nitems, sknn_take, &c);
-	acc_done(r, depth, RANK_SKNN);
+	acc_done(r, m, q, depth, RANK_SKNN);
 }
 
 /* The most popular items of the categories of the recent and context
@@ -1096,9 +1153,9 @@ src_cat(struct ranker *r, const struct model *m, const struct rank_req *q,
 		if (c > m->ncats || (n = model_cat_items(m, c - 1, &l)) == 0 ||
 		    !(l[0].score > 0))
 			continue;
-		acc_list(r, m, q, l, n, r->qcat[k].w / l[0].score);
+		acc_list(r, m, l, n, r->qcat[k].w / l[0].score);
 	}
-	acc_done(r, depth, RANK_CAT);
+	acc_done(r, m, q, depth, RANK_CAT);
 }
 
 static void

@@ -68,6 +68,7 @@ struct sknn {
 	uint32_t capslot;
 	uint32_t next;       /* serial of the next session */
 	uint32_t wrap;       /* serials lie in [0, wrap) */
+	uint64_t smod;       /* 2^64 / sessions, rounded up: slot_of */
 	/* The live sessions by key: slot + 1, 0 empty, in kcap places (a
 	 * power of two) probed from the mixed key (the key is the slot's:
 	 * 4 bytes a place, not the 12 of a struct htab). */
@@ -223,6 +224,7 @@ sknn_new(const struct sknn_params *p)
 	s = xcalloc(1, sizeof *s);
 	s->p = *p;
 	s->wrap = (uint32_t)(UINT32_MAX / p->sessions * p->sessions);
+	s->smod = UINT64_MAX / p->sessions + 1;
 	s->kcap = 128;
 	s->kslot = xcalloc(s->kcap, sizeof *s->kslot);
 	tables(s);
@@ -352,6 +354,15 @@ key_del(struct sknn *s, uint32_t sl)
 	s->kn--;
 }
 
+/* The slot of serial e, e % sessions, by a multiplication rather than a
+ * division (Lemire, Kaser and Kurz 2019: exact for 32-bit operands):
+ * the scoring pass takes it for every entry of the index it reads. */
+static inline uint32_t
+slot_of(const struct sknn *s, uint32_t e)
+{
+	return (uint32_t)(((unsigned __int128)(s->smod * e) * s->p.sessions) >> 64);
+}
+
 static inline int
 live_serial(const struct sknn *s, uint32_t e)
 {
@@ -359,7 +370,7 @@ live_serial(const struct sknn *s, uint32_t e)
 
 	if (e >= s->wrap)
 		return 0;
-	sl = e % s->p.sessions;
+	sl = slot_of(s, e);
 	return sl < s->nslot && s->slot[sl].used && s->slot[sl].serial == e;
 }
 
@@ -571,7 +582,7 @@ sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 	}
 	uint32_t serial = s->next;
 	s->next = s->next + 1 >= s->wrap ? 0 : s->next + 1;
-	sl = serial % s->p.sessions;
+	sl = slot_of(s, serial);
 	slots_reach(s, sl);
 	x = &s->slot[sl];
 	if (x->used) {
@@ -839,7 +850,7 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 			uint32_t e = x->e[j];
 			/* The slots are cache misses: ask for them ahead. */
 			if (j >= PREFETCH) {
-				uint32_t ahead = x->e[j - PREFETCH] % s->p.sessions;
+				uint32_t ahead = slot_of(s, x->e[j - PREFETCH]);
 				if (ahead < s->nslot)
 					__builtin_prefetch(&s->slot[ahead]);
 			}
@@ -864,7 +875,7 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 	}
 	for (uint32_t j = 0; j < sc->sess.n; j++) {
 		uint32_t q = sc->sess.pos[j], e = sc->sess.key[q] - 1;
-		const struct slot *x = &s->slot[e % s->p.sessions];
+		const struct slot *x = &s->slot[slot_of(s, e)];
 		float sim = sc->sess.val[q];
 		if (s->p.norm)
 			sim /= sqrtf((float)(x->n ? x->n : 1));
@@ -886,13 +897,13 @@ sknn_score(const struct sknn *s, struct sknn_scratch *sc, const uint32_t *cur,
 
 	/* Their items, weighted by the distance to the newest shared item. */
 	for (uint32_t j = 0; j < nb; j++)
-		__builtin_prefetch(&s->slot[(sc->sess.key[sc->nb[j]] - 1) % s->p.sessions]);
+		__builtin_prefetch(&s->slot[slot_of(s, sc->sess.key[sc->nb[j]] - 1)]);
 	for (uint32_t j = 0; j < nb; j++)
-		__builtin_prefetch(slot_items(s, &s->slot[(sc->sess.key[sc->nb[j]] - 1) % s->p.sessions]));
+		__builtin_prefetch(slot_items(s, &s->slot[slot_of(s, sc->sess.key[sc->nb[j]] - 1)]));
 	for (uint32_t j = 0; j < nb; j++) {
 		uint32_t e = sc->sess.key[sc->nb[j]] - 1;
 		float sim = sc->nbs[j];
-		const struct slot *x = &s->slot[e % s->p.sessions];
+		const struct slot *x = &s->slot[slot_of(s, e)];
 		const uint32_t *it = slot_items(s, x);
 		int star = -1;
 		if (!(sim > 0))
