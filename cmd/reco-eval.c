@@ -368,6 +368,8 @@ eval_report(struct model *m, uint64_t learned, uint64_t evaluated,
 				first = 0;
 				if (s == RANK_SAMECAT)
 					buf_printf(&ob, "\"category_match\":%.6g", (double)e->w.w[s]);
+				else if (s == RANK_SAMEBRAND)
+					buf_printf(&ob, "\"brand_match\":%.6g", (double)e->w.w[s]);
 				else
 					buf_printf(&ob, "\"%s%s\":%.6g", rank_src_names[s % RANK_NSRC],
 						   s < RANK_NSRC ? "" : s < 2 * RANK_NSRC ? "@rank" : "@raw",

@@ -426,8 +426,8 @@ inspect(void)
 	for (int k = 0; k < RANK_NSRC; k++)
 		fprintf(f, " %s=%.3g/%.3g/%.3g", rank_src_names[k], (double)m->blend.w[k],
 			(double)m->blend.w[RANK_NSRC + k], (double)m->blend.w[2 * RANK_NSRC + k]);
-	fprintf(f, " (scaled score/rank/score); category match %.3g",
-		(double)m->blend.w[RANK_SAMECAT]);
+	fprintf(f, " (scaled score/rank/score); category match %.3g; brand match %.3g",
+		(double)m->blend.w[RANK_SAMECAT], (double)m->blend.w[RANK_SAMEBRAND]);
 	{
 		struct rank_weights rw;
 		int pick = rank_weights_model(&rw, m);
@@ -462,9 +462,10 @@ inspect(void)
 			p->walk_steps, p->walk_width, RANK_WALK_LINKS);
 	else
 		fprintf(f, "walk         none (--walk-steps 0)\n");
-	fprintf(f, "categories   %llu, %u items listed each (attribute %s)\n",
+	fprintf(f, "categories   %llu, %u items listed each (attribute %s; brand %s)\n",
 		(unsigned long long)m->ncats, p->cat_items,
-		p->cat_attr[0] ? p->cat_attr : "category, category_code or category_id");
+		p->cat_attr[0] ? p->cat_attr : "category, category_code or category_id",
+		*model_brand_attrs(p) ? model_brand_attrs(p) : "none");
 	fprintf(f, "sections\n");
 	for (int k = 0;; k++) {
 		const char *name;

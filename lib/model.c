@@ -42,6 +42,7 @@ const struct option model_options[] = {
 	{ "seen-max", required_argument, NULL, MOPT_SEEN_MAX },
 	{ "category-items", required_argument, NULL, MOPT_CAT_ITEMS },
 	{ "category-attr", required_argument, NULL, MOPT_CAT_ATTR },
+	{ "brand-attr", required_argument, NULL, MOPT_BRAND_ATTR },
 	{ "blend-budget", required_argument, NULL, MOPT_BLEND_BUDGET },
 	{ "blend-lr", required_argument, NULL, MOPT_BLEND_LR },
 	{ "exclude-seen", required_argument, NULL, MOPT_EXCLUDE_SEEN },
@@ -77,8 +78,11 @@ const char model_usage[] =
 "      --max-users N        users kept at most (default 1000000)\n"
 "      --max-items N        items kept at most (default 1000000)\n"
 "      --seed N             seed of the random choices (default 1)\n"
-"      --category-attr NAME the event attribute naming an item's category\n"
-"                           (default: category, category_code, category_id)\n"
+"      --category-attr A,...  attrs naming an item's category, the first an\n"
+"                           event has (default category,category_code,\n"
+"                           category_id)\n"
+"      --brand-attr A,...   attrs naming its brand (default brand; '': none):\n"
+"                           an item's category is the two together\n"
 "      --category-items N   most popular items kept per category (default 50)\n"
 "      --seen-max N         (user, item) pairs remembered, at most\n"
 "                           (default 16777216)\n"
@@ -99,10 +103,63 @@ const char model_usage[] =
 "                           writes them), in place on the command line\n";
 
 /* Fill p with the defaults. */
+/* ---- the attributes of an item's category ---- */
+
+/* The brand list of a packed cat_attr (model.h), after the category
+ * list's NUL. */
+const char *
+model_brand_attrs(const struct model_params *p)
+{
+	return p->cat_attr + strlen(p->cat_attr) + 1;
+}
+
+/* Pack the category list cat and the brand list brand into out (64
+ * bytes, the rest zero); -1 if they do not fit. */
+static int
+attrs_pack(char *out, const char *cat, const char *brand)
+{
+	char t[sizeof ((struct model_params *)0)->cat_attr];
+	size_t nc = strlen(cat), nb = strlen(brand);
+
+	if (nc + nb + 2 > sizeof t)
+		return -1;
+	memset(t, 0, sizeof t);
+	memcpy(t, cat, nc);
+	memcpy(t + nc + 1, brand, nb);
+	memcpy(out, t, sizeof t);
+	return 0;
+}
+
+/* Whether list is names separated by commas, none of them empty. */
+static int
+attrs_ok(const char *list)
+{
+	size_t n = strlen(list);
+
+	return n > 0 && list[0] != ',' && list[n - 1] != ',' && !strstr(list, ",,");
+}
+
+/* The value of the first attribute of list (names separated by commas)
+ * that ev has and that is not empty, or NULL. */
+static const struct str *
+attrs_first(const struct event *ev, const char *list)
+{
+	while (*list) {
+		const char *e = strchr(list, ',');
+		size_t n = e ? (size_t)(e - list) : strlen(list);
+		const struct str *v = event_get_attr_n(ev, list, n);
+		if (v && v->n)
+			return v;
+		list += n + (e != NULL);
+	}
+	return NULL;
+}
+
 void
 model_params_default(struct model_params *p)
 {
 	memset(p, 0, sizeof *p);
+	attrs_pack(p->cat_attr, "", "brand");
 	p->dim = 32;
 	p->neighbours = 100;
 	p->recent = 8;
@@ -406,12 +463,21 @@ model_option(struct model_params *p, int c, const char *arg, char *err,
 		p->given |= MP_CAT_ITEMS;
 		return 0;
 	case MOPT_CAT_ATTR:
-		if (!*arg || strlen(arg) >= sizeof p->cat_attr)
-			BAD("--category-attr: expected an attribute name of 1 to %zu bytes",
-			    sizeof p->cat_attr - 1);
-		strcpy(p->cat_attr, arg);
+		if (!attrs_ok(arg) ||
+		    attrs_pack(p->cat_attr, arg, model_brand_attrs(p)))
+			BAD("--category-attr: expected attribute names separated by commas, of %zu bytes at most with --brand-attr's, not \"%s\"",
+			    sizeof p->cat_attr - 2, arg);
 		p->given |= MP_CAT_ATTR;
 		return 0;
+	case MOPT_BRAND_ATTR: {
+		char cat[sizeof p->cat_attr];
+		strcpy(cat, p->cat_attr);
+		if ((*arg && !attrs_ok(arg)) || attrs_pack(p->cat_attr, cat, arg))
+			BAD("--brand-attr: expected attribute names separated by commas (or nothing), of %zu bytes at most with --category-attr's, not \"%s\"",
+			    sizeof p->cat_attr - 2, arg);
+		p->given |= MP_BRAND_ATTR;
+		return 0;
+	}
 	case MOPT_BLEND_BUDGET:
 		if (num_u64(arg, 0, 1000000, &u))
 			BAD("--blend-budget: expected a number from 0 to 1000000, not \"%s\"", arg);
@@ -539,8 +605,16 @@ model_params_merge(struct model_params *snap, const struct model_params *cmd,
 			 cmd->cat_items, snap->cat_items);
 		return -1;
 	}
-	if (cmd->given & MP_CAT_ATTR)
-		memcpy(snap->cat_attr, cmd->cat_attr, sizeof snap->cat_attr);
+	if (cmd->given & (MP_CAT_ATTR | MP_BRAND_ATTR)) {
+		char cat[sizeof snap->cat_attr], brand[sizeof snap->cat_attr];
+		strcpy(cat, cmd->given & MP_CAT_ATTR ? cmd->cat_attr : snap->cat_attr);
+		strcpy(brand, model_brand_attrs(cmd->given & MP_BRAND_ATTR ? cmd : snap));
+		if (attrs_pack(snap->cat_attr, cat, brand)) {
+			snprintf(err, errlen, "--category-attr %s, --brand-attr %s: more than %zu bytes together",
+				 cat, brand, sizeof snap->cat_attr - 2);
+			return -1;
+		}
+	}
 	if (cmd->given & MP_BLEND_BUDGET)
 		snap->blend_budget = cmd->blend_budget;
 	if (cmd->given & MP_BLEND_LR)
@@ -868,6 +942,7 @@ grow_items(struct model *m, uint64_t need)
 	lists_grow(&m->nb, cap);
 	lists_grow(&m->sq, cap);
 	m->icat = xalign_grow(m->icat, n, cap, sizeof(uint32_t));
+	m->ibrand = xalign_grow(m->ibrand, n, cap, sizeof(uint64_t));
 	for (int k = 0; k < 2; k++)
 		m->top[k].pos = xalign_grow(m->top[k].pos, n, cap, 1);
 	m->items_cap = cap;
@@ -943,6 +1018,7 @@ model_free(struct model *m)
 	free(m->chash);
 	htab_free(&m->cidx);
 	arr_free(m->icat);
+	arr_free(m->ibrand);
 	seen_free(m);
 	sknn_free(m->sknn);
 	rank_learn_free(m);
@@ -1168,6 +1244,7 @@ evict_items(struct model *m)
 			m->ishort[k] = m->ishort[i];
 			m->its[k] = m->its[i];
 			m->icat[k] = m->icat[i];
+			m->ibrand[k] = m->ibrand[i];
 			lists_move(&m->nb, k, i);
 			lists_move(&m->sq, k, i);
 		}
@@ -1179,6 +1256,7 @@ evict_items(struct model *m)
 		m->nb.v[i].n = m->nb.v[i].cap = m->nb.v[i].room = 0;
 		m->sq.v[i].n = m->sq.v[i].cap = m->sq.v[i].room = 0;
 		m->icat[i] = 0;
+		m->ibrand[i] = 0;
 	}
 	m->nitems = j;
 	m->top[0].valid = m->top[1].valid = 0;
@@ -1598,17 +1676,12 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 static uint32_t
 cat_of(struct model *m, const struct event *ev)
 {
-	static const char *const names[] = { "category", "category_code", "category_id" };
-	const struct str *v = NULL;
+	const struct str *v;
 
 	if (m->p.cat_items == 0 || ev->nattrs == 0)
 		return 0;
-	if (m->p.cat_attr[0])
-		v = event_get_attr(ev, m->p.cat_attr);
-	else
-		for (size_t k = 0; k < 3 && !v; k++)
-			v = event_get_attr(ev, names[k]);
-	if (!v || v->n == 0)
+	v = attrs_first(ev, m->p.cat_attr[0] ? m->p.cat_attr : "category,category_code,category_id");
+	if (!v)
 		return 0;
 	uint64_t h = hash64(v->p, v->n, MODEL_ID_SEED);
 	uint32_t *at = htab_get(&m->cidx, h);
@@ -1630,6 +1703,18 @@ cat_of(struct model *m, const struct event *ev)
 	m->cln[c] = 0;
 	*htab_put(&m->cidx, h, &isnew) = (uint32_t)c;
 	return (uint32_t)c + 1;
+}
+
+/* The key of the event's brand (hash64 of its name, never 0), 0 if it
+ * names none. */
+static uint64_t
+brand_of(const struct model *m, const struct event *ev)
+{
+	const struct str *b;
+
+	if (ev->nattrs == 0 || !(b = attrs_first(ev, model_brand_attrs(&m->p))))
+		return 0;
+	return hash64(b->p, b->n, MODEL_ID_SEED) | 1;
 }
 
 /* Item i's popularity changed: its place in its category's list. */
@@ -2067,6 +2152,8 @@ model_learn(struct model *m, const struct event *ev)
 	m->ishort[i] += (float)(w * fwd(m, ts, m->p.trend_half_life));
 	if (!m->icat[i])
 		m->icat[i] = cat_of(m, ev);
+	if (!m->ibrand[i])
+		m->ibrand[i] = brand_of(m, ev);
 	cat_touch(m, i);
 
 	/* Sessions: an id when the event has one, else a gap in time. */
@@ -2299,18 +2386,21 @@ enum {
 	SEC_ITEM_FACTORS, SEC_USER_FACTORS, SEC_ITEM_COUNT, SEC_ITEM_POP,
 	SEC_ITEM_TREND, SEC_NEIGHBOURS, SEC_ITEM_STATE, SEC_USER_STATE,
 	SEC_TRAIN_STATE, SEC_BLEND, SEC_CATEGORIES, SEC_SEEN, SEC_SESSIONS,
-	SEC_SEQUENCE, SEC_ITEM_FACTORS8,
-	NSEC = SEC_ITEM_FACTORS8,
-	NSEC_V4 = SEC_SEQUENCE     /* the sections of versions 2 to 4 */
+	SEC_SEQUENCE, SEC_ITEM_FACTORS8, SEC_ITEM_BRANDS,
+	NSEC = SEC_ITEM_BRANDS,
+	NSEC_V4 = SEC_SEQUENCE,    /* the sections of versions 2 to 4 */
+	NSEC_V5 = SEC_ITEM_FACTORS8
 };
 static const char *const sec_names[NSEC + 1] = {
 	"", "item_ids", "user_ids", "item_index", "user_index",
 	"item_factors", "user_factors", "item_count", "item_pop",
 	"item_trend", "neighbours", "item_state", "user_state", "train_state",
-	"blend", "categories", "seen", "sessions", "sequence", "item_factors8"
+	"blend", "categories", "seen", "sessions", "sequence", "item_factors8",
+	"item_brands"
 };
 #define BLEND_SIZE 320
 #define BLEND_SAMECAT 308 /* the category match's weight */
+#define BLEND_SAMEBRAND 312 /* the brand match's weight, version 6 on */
 #define HDR_FIXED 256
 #define SEC_ENTRY 32
 #define HDR_SIZE_OF(n) ((HDR_FIXED + (n) * SEC_ENTRY + MODEL_ALIGN - 1) / MODEL_ALIGN * MODEL_ALIGN)
@@ -2621,6 +2711,8 @@ sec_size(const struct model *m, int id, uint64_t nnb)
 		return m->sknn ? sknn_blob_size(m->sknn) : 0;
 	case SEC_ITEM_FACTORS8:
 		return q8_size(m->stride, ni);
+	case SEC_ITEM_BRANDS:
+		return 8 * ni;
 	}
 	return 0;
 }
@@ -2715,6 +2807,7 @@ emit(const struct model *m, int id, struct sink *s)
 		for (int k = 0; k < MODEL_NSRC + 1; k++)
 			putf(b + 128 + 12 * MODEL_NSRC + 4 * k, m->blend.hit[k]);
 		putf(b + BLEND_SAMECAT, m->blend.w[RANK_SAMECAT]);
+		putf(b + BLEND_SAMEBRAND, m->blend.w[RANK_SAMEBRAND]);
 		sink_put(s, b, sizeof b);
 		break;
 	}
@@ -2756,6 +2849,9 @@ emit(const struct model *m, int id, struct sink *s)
 		free(blk);
 		break;
 	}
+	case SEC_ITEM_BRANDS:
+		sink_put(s, m->ibrand, 8 * ni);
+		break;
 	}
 }
 
@@ -3040,8 +3136,8 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	if (ver < MODEL_VERSION_READ || ver > MODEL_VERSION)
 		FAIL("%s: snapshot format version %u; this program reads versions %d to %d",
 		     path, ver, MODEL_VERSION_READ, MODEL_VERSION);
-	/* Version 5 added the 8-bit item factors. */
-	unsigned nsec = ver < 5 ? NSEC_V4 : NSEC, hsize = HDR_SIZE_OF(nsec);
+	/* Version 5 added the 8-bit item factors, version 6 the brands. */
+	unsigned nsec = ver < 5 ? NSEC_V4 : ver < 6 ? NSEC_V5 : NSEC, hsize = HDR_SIZE_OF(nsec);
 	if (len < hsize)
 		FAIL("%s: truncated snapshot: %zu bytes, shorter than its header",
 		     path, len);
@@ -3185,6 +3281,9 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		case SEC_ITEM_FACTORS8:
 			want = q8_size(v->stride, ni);
 			break;
+		case SEC_ITEM_BRANDS:
+			want = 8 * ni;
+			break;
 		}
 		if (secsize[k] != want)
 			FAIL("%s: corrupt snapshot: section %s has %llu bytes, not %llu",
@@ -3240,6 +3339,14 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	p->blend_lr = getf(bl + 24);
 	p->exclude_seen = (int)get32(bl + 28);
 	memcpy(p->cat_attr, bl + 32, sizeof p->cat_attr);
+	/* Before version 6 there were no brands: they come from the default
+	 * attribute from now on, as in a new model. */
+	if (ver < 6 && !p->cat_attr[sizeof p->cat_attr - 1]) {
+		char cat[sizeof p->cat_attr];
+		strcpy(cat, p->cat_attr);
+		if (attrs_pack(p->cat_attr, cat, "brand"))
+			attrs_pack(p->cat_attr, cat, "");
+	}
 	/* Version 2 had no next source and version 3 no walk: their
 	 * weights and hit means start from 0, the others move to their
 	 * places; the walk takes its default bounds. */
@@ -3256,6 +3363,8 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	 * there: its weight starts from 0. */
 	if (ver >= 4)
 		v->blend.w[RANK_SAMECAT] = getf(bl + BLEND_SAMECAT);
+	if (ver >= 6)
+		v->blend.w[RANK_SAMEBRAND] = getf(bl + BLEND_SAMEBRAND);
 	v->seen_n = get64(bl + 112);
 	if (p->cat_items > MODEL_MAX_CAT_ITEMS || p->exclude_seen < 0 ||
 	    p->exclude_seen > MODEL_SEEN_ALL || !isfinite(p->blend_lr) ||
@@ -3326,6 +3435,8 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 		}
 		v->iq8 = sec[SEC_ITEM_FACTORS8];
 	}
+	/* The brands, version 6 on (NULL before: no item has one). */
+	v->ibrand = (uint64_t *)(uintptr_t)sec[SEC_ITEM_BRANDS];
 #undef FAIL
 	if (lsize)
 		buf_put(&v->ledger, map + loff, (size_t)lsize);
@@ -3361,6 +3472,8 @@ unmap_copy(struct model *v)
 	lists_copy(m, &m->nb, &v->nb, ni);
 	lists_copy(m, &m->sq, &v->sq, ni);
 	memcpy(m->icat, v->icat, 4 * ni);
+	if (v->ibrand)
+		memcpy(m->ibrand, v->ibrand, 8 * ni);
 	for (uint64_t c = 0; c < v->ncats; c++) {
 		if (m->ncats == m->cats_cap) {
 			uint64_t cap = m->cats_cap ? m->cats_cap * 2 : 64;

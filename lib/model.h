@@ -10,7 +10,7 @@
 #include "reco.h"
 #include "sknn.h"
 
-#define MODEL_VERSION 5
+#define MODEL_VERSION 6
 #define MODEL_VERSION_READ 2 /* the oldest version read */
 #define MODEL_MAGIC "RECOMDL1"
 #define MODEL_ALIGN 64     /* bytes: factor rows and file sections */
@@ -53,8 +53,12 @@ struct model_params {
 	uint32_t walk_steps;    /* steps of the walk source; 0: none */
 	uint32_t walk_width;    /* items its frontier keeps per step */
 	int exclude_seen;       /* MODEL_SEEN_* */
-	char cat_attr[64];      /* attribute naming an item's category;
-				 * empty: category, category_code, category_id */
+	/* The attributes naming an item's category, then, after its NUL,
+	 * those naming its brand (model_brand_attrs): each a list of names
+	 * separated by commas, of which the first an event has counts. An
+	 * empty category list: category, category_code, category_id; an
+	 * empty brand list: none. */
+	char cat_attr[64];
 	struct sknn_params sk;  /* session neighbours; sk.sessions 0: none */
 	uint32_t given;         /* MP_* bits of the options set explicitly */
 };
@@ -76,7 +80,8 @@ enum {
 	MP_MAX_ITEMS = 1 << 14, MP_SEED = 1 << 15, MP_COOC_MEMORY = 1 << 16,
 	MP_SEEN_MAX = 1 << 17, MP_CAT_ITEMS = 1 << 18, MP_BLEND_BUDGET = 1 << 19,
 	MP_BLEND_LR = 1 << 20, MP_EXCLUDE_SEEN = 1 << 21, MP_CAT_ATTR = 1 << 22,
-	MP_SKNN = 1 << 23, MP_WALK_STEPS = 1 << 24, MP_WALK_WIDTH = 1 << 25
+	MP_SKNN = 1 << 23, MP_WALK_STEPS = 1 << 24, MP_WALK_WIDTH = 1 << 25,
+	MP_BRAND_ATTR = 1 << 26
 };
 
 /* Counters, kept in the snapshot so that they add up over --resume. */
@@ -130,7 +135,7 @@ struct model_lists {
 
 /* The learned blend: rank.h's struct rank_weights. */
 struct model_blend {
-	float w[3 * MODEL_NSRC + 1]; /* rank.h's RANK_NFEAT */
+	float w[3 * MODEL_NSRC + 2]; /* rank.h's RANK_NFEAT */
 	/* How often, lately, each source alone and the blend (the last) had
 	 * the next item in their top 20: decayed means over the events the
 	 * blend learned from. */
@@ -199,6 +204,9 @@ struct model {
 				   * --cooc-memory bounds) */
 	uint64_t nbroom;          /* entries allocated in both */
 	uint32_t *icat;           /* the item's category + 1, 0: none */
+	/* hash64 of the item's brand | 1, 0: none; mapped: NULL before
+	 * version 6 */
+	uint64_t *ibrand;
 	/* categories: the hash of the name, and the most popular items */
 	uint64_t ncats, cats_cap;
 	uint64_t *chash;
@@ -274,7 +282,8 @@ enum {
 	MOPT_MAX_ITEMS, MOPT_SEED, MOPT_COOC_MEMORY, MOPT_SEEN_MAX,
 	MOPT_CAT_ITEMS, MOPT_BLEND_BUDGET, MOPT_BLEND_LR, MOPT_EXCLUDE_SEEN,
 	MOPT_CAT_ATTR, MOPT_SKNN_SESSIONS, MOPT_SKNN_SAMPLE, MOPT_SKNN_K,
-	MOPT_SKNN_ITEMS, MOPT_WALK_STEPS, MOPT_WALK_WIDTH, MOPT_PARAMS,
+	MOPT_SKNN_ITEMS, MOPT_WALK_STEPS, MOPT_WALK_WIDTH, MOPT_BRAND_ATTR,
+	MOPT_PARAMS,
 	MOPT_LAST = MOPT_PARAMS
 };
 extern const struct option model_options[]; /* ended by a zero entry */
@@ -282,6 +291,7 @@ extern const char model_usage[];
 
 /* model.c */
 void model_params_default(struct model_params *p);
+const char *model_brand_attrs(const struct model_params *p);
 int model_option(struct model_params *p, int c, const char *arg, char *err,
 		 size_t errlen);
 int model_params_merge(struct model_params *snap,

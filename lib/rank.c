@@ -22,6 +22,16 @@ struct cand {
 	uint32_t i;
 };
 
+/* Keys (categories, brands), each once with the weight of the nearest
+ * item the request starts from that has it (start_item). */
+struct keyset {
+	struct keyw {
+		uint64_t key;
+		float w;
+	} *v;
+	size_t n, cap;
+};
+
 struct ranker {
 	uint64_t cap;             /* items the scratch arrays cover */
 	uint32_t gen;             /* request generation */
@@ -49,15 +59,12 @@ struct ranker {
 	struct sknn_scratch *sk;  /* scratch of the session neighbours */
 	uint8_t *cr;              /* its source */
 	size_t nc, c_cap;
-	/* The categories of the items the request starts from, each with
-	 * the weight of its nearest item (start_item), for the category
-	 * source and RANK_SAMECAT. */
-	struct qcat {
-		uint32_t cat;
-		float w;
-	} *qcat;
-	size_t nqcat, qcat_cap;
+	/* The categories of the items the request starts from, for the
+	 * category source and RANK_SAMECAT, and their brands, for
+	 * RANK_SAMEBRAND. */
+	struct keyset qcat, qbrand;
 	const uint32_t *icat;     /* the model's item categories, or NULL */
+	const uint64_t *ibrand;   /* the model's item brands, or NULL */
 	uint64_t nitems;
 	struct cand *order;
 	struct rank_info info;
@@ -180,7 +187,8 @@ ranker_free(struct ranker *r)
 	free(r->cs);
 	free(r->cbest);
 	free(r->cr);
-	free(r->qcat);
+	free(r->qcat.v);
+	free(r->qbrand.v);
 	free(r->order);
 	free(r->cf);
 	sknn_scratch_free(r->sk);
@@ -1138,22 +1146,22 @@ src_sknn(struct ranker *r, const struct model *m, const struct rank_req *q,
 }
 
 /* The most popular items of the categories of the recent and context
- * items (start_cats: each category once, weighing as its nearest item),
+ * items (start_keys: each category once, weighing as its nearest item),
  * each list scaled by its best. */
 static void
 src_cat(struct ranker *r, const struct model *m, const struct rank_req *q,
 	size_t depth)
 {
 	r->naccl = 0;
-	for (size_t k = 0; k < r->nqcat; k++) {
-		uint32_t c = r->qcat[k].cat;
+	for (size_t k = 0; k < r->qcat.n; k++) {
+		uint32_t c = (uint32_t)r->qcat.v[k].key;
 		const struct model_nb *l;
 		size_t n;
 
 		if (c > m->ncats || (n = model_cat_items(m, c - 1, &l)) == 0 ||
 		    !(l[0].score > 0))
 			continue;
-		acc_list(r, m, l, n, r->qcat[k].w / l[0].score);
+		acc_list(r, m, l, n, r->qcat.v[k].w / l[0].score);
 	}
 	acc_done(r, m, q, depth, RANK_CAT);
 }
@@ -1172,51 +1180,73 @@ cands_fit(struct ranker *r, size_t n)
 	r->cf = xreallocarray(r->cf, n, RANK_NFEAT * sizeof *r->cf);
 }
 
-/* The categories of the items q starts from, for the category source
- * and samecat: each once, with the weight of its nearest item. */
+/* Key k in set x with weight w: its weight the greater of the two if it
+ * is in already. */
 static void
-start_cats(struct ranker *r, const struct model *m, const struct rank_req *q)
+keyset_add(struct keyset *x, uint64_t k, float w)
 {
-	r->nqcat = 0;
-	r->icat = m->icat;
-	r->nitems = m->nitems;
-	if (!m->icat)
+	size_t j;
+
+	for (j = 0; j < x->n && x->v[j].key != k; j++)
+		;
+	if (j < x->n) {
+		if (w > x->v[j].w)
+			x->v[j].w = w;
 		return;
+	}
+	if (x->n == x->cap) {
+		x->cap = x->cap ? 2 * x->cap : 16;
+		x->v = xreallocarray(x->v, x->cap, sizeof *x->v);
+	}
+	x->v[x->n].key = k;
+	x->v[x->n++].w = w;
+}
+
+/* The weight of key k in x, 0 if it is not in (nor is key 0). */
+static float
+keyset_w(const struct keyset *x, uint64_t k)
+{
+	if (k == 0)
+		return 0;
+	for (size_t j = 0; j < x->n; j++)
+		if (x->v[j].key == k)
+			return x->v[j].w;
+	return 0;
+}
+
+/* The categories and the brands of the items q starts from. */
+static void
+start_keys(struct ranker *r, const struct model *m, const struct rank_req *q)
+{
+	r->qcat.n = r->qbrand.n = 0;
+	r->icat = m->icat;
+	r->ibrand = m->ibrand;
+	r->nitems = m->nitems;
 	for (size_t k = 0; k < q->nrecent + q->ncontext; k++) {
 		float wk;
-		uint32_t a = start_item(q, k, &wk), c;
-		size_t j;
-		if (a >= m->nitems || (c = m->icat[a]) == 0)
+		uint32_t a = start_item(q, k, &wk);
+		if (a >= m->nitems)
 			continue;
-		for (j = 0; j < r->nqcat && r->qcat[j].cat != c; j++)
-			;
-		if (j < r->nqcat) {
-			if (wk > r->qcat[j].w)
-				r->qcat[j].w = wk;
-			continue;
-		}
-		if (r->nqcat == r->qcat_cap) {
-			r->qcat_cap = r->qcat_cap ? 2 * r->qcat_cap : 16;
-			r->qcat = xreallocarray(r->qcat, r->qcat_cap, sizeof *r->qcat);
-		}
-		r->qcat[r->nqcat].cat = c;
-		r->qcat[r->nqcat++].w = wk;
+		if (m->icat && m->icat[a])
+			keyset_add(&r->qcat, m->icat[a], wk);
+		if (m->ibrand && m->ibrand[a])
+			keyset_add(&r->qbrand, m->ibrand[a], wk);
 	}
 }
 
 /* The category match of candidate i: the weight of the nearest item the
- * request starts from in i's category, 0 if none is. */
+ * request starts from in i's category, 0 if none is; and the brand
+ * match, the same for i's brand. */
 static float
 samecat(const struct ranker *r, uint32_t i)
 {
-	uint32_t c;
+	return r->icat && i < r->nitems ? keyset_w(&r->qcat, r->icat[i]) : 0;
+}
 
-	if (!r->icat || i >= r->nitems || (c = r->icat[i]) == 0)
-		return 0;
-	for (size_t j = 0; j < r->nqcat; j++)
-		if (r->qcat[j].cat == c)
-			return r->qcat[j].w;
-	return 0;
+static float
+samebrand(const struct ranker *r, uint32_t i)
+{
+	return r->ibrand && i < r->nitems ? keyset_w(&r->qbrand, r->ibrand[i]) : 0;
 }
 
 /* The lists of the sources whose bit is set in ask, each of its best
@@ -1229,7 +1259,7 @@ gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 		r->nsrc[s] = 0;
 	fit(r, m->nitems);
 	next_gen(r);
-	start_cats(r, m, q);
+	start_keys(r, m, q);
 	for (size_t k = 0; k < q->nexclude; k++)
 		if (q->exclude[k] < m->nitems)
 			r->excl[q->exclude[k]] = r->gen;
@@ -1305,6 +1335,20 @@ weighs(const float *w, int s)
 	return w[s] != 0 || w[RANK_NSRC + s] != 0 || w[2 * RANK_NSRC + s] != 0;
 }
 
+/* Feature feat of every candidate, match(r, item), into its blended
+ * score by weights w (and kept, for the blend's learning, if all). */
+static void
+add_match(struct ranker *r, const float *w, int all, int feat,
+	  float (*match)(const struct ranker *, uint32_t))
+{
+	for (size_t k = 0; k < r->nc; k++) {
+		float f = match(r, r->ci[k]);
+		if (all)
+			r->cf[k * RANK_NFEAT + feat] = f;
+		r->cs[k] += w[feat] * f;
+	}
+}
+
 /*
  * The candidates of the gathered lists, each with its features: every
  * source's score scaled to [0, 1] (MF's by the range of its candidates,
@@ -1360,14 +1404,14 @@ blend(struct ranker *r, const float *w, int all)
 		}
 	}
 	/* The category match, whatever source listed the candidate: in a
-	 * shop, the next item is often of a category the user is in. */
-	if (r->nqcat && (all || w[RANK_SAMECAT] != 0))
-		for (size_t k = 0; k < r->nc; k++) {
-			float f = samecat(r, r->ci[k]);
-			if (all)
-				r->cf[k * RANK_NFEAT + RANK_SAMECAT] = f;
-			r->cs[k] += w[RANK_SAMECAT] * f;
-		}
+	 * shop, the next item is often of a category the user is in; and
+	 * the brand: where shoppers stay with a brand, its items are
+	 * likelier next (where brands say nothing, the blend leaves the
+	 * weight near 0). */
+	if (r->qcat.n && (all || w[RANK_SAMECAT] != 0))
+		add_match(r, w, all, RANK_SAMECAT, samecat);
+	if (r->qbrand.n && (all || w[RANK_SAMEBRAND] != 0))
+		add_match(r, w, all, RANK_SAMEBRAND, samebrand);
 	r->info.candidates = r->nc;
 }
 
@@ -1453,19 +1497,20 @@ rank_gather(struct ranker *r, const struct model *m, const struct rank_req *q,
 	memset(&r->info, 0, sizeof r->info);
 	for (int s = 0; s < RANK_NSRC; s++)
 		r->nsrc[s] = 0;
-	r->nqcat = 0;
+	r->qcat.n = r->qbrand.n = 0;
 	if (ask && depth)
 		gather(r, m, q, ask, depth);
 }
 
 /* The one source that weights w ask, or -1 if they ask several (or the
- * category match, which weighs candidates of any source). */
+ * category or brand match, which weigh candidates of any source). */
 static int
 only_source(const struct rank_weights *w)
 {
 	unsigned ask = rank_sources(w);
 
-	if (w->w[RANK_SAMECAT] != 0 || ask == 0 || (ask & (ask - 1)))
+	if (w->w[RANK_SAMECAT] != 0 || w->w[RANK_SAMEBRAND] != 0 || ask == 0 ||
+	    (ask & (ask - 1)))
 		return -1;
 	return __builtin_ctz(ask);
 }

@@ -35,9 +35,10 @@ extern const char *const rank_src_names[RANK_NSRC];
  * of its evidence); a source whose weights are all 0 is not asked. Then
  * one weight of the candidate's category matching one of the items the
  * request starts from (RANK_SAMECAT, of whatever source the candidate
- * came). */
+ * came), and one of its brand matching one of theirs (RANK_SAMEBRAND). */
 #define RANK_SAMECAT (3 * RANK_NSRC)
-#define RANK_NFEAT (3 * RANK_NSRC + 1)
+#define RANK_SAMEBRAND (3 * RANK_NSRC + 1)
+#define RANK_NFEAT (3 * RANK_NSRC + 2)
 /* The order of every list: higher score first; among equals, the lower
  * item index. */
 static inline int

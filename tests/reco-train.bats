@@ -62,7 +62,7 @@ u64_at() {
 	reco-train ev.ndjson >b.bin
 	same_bytes a.bin b.bin
 	[ "$(head -c 8 a.bin)" = RECOMDL1 ]
-	[ "$(u32_at a.bin 8)" -eq 5 ]
+	[ "$(u32_at a.bin 8)" -eq 6 ]
 	[ "$(u64_at a.bin 16)" -eq "$(wc -c <a.bin)" ]
 	[ "$(u32_at a.bin 28)" -eq 32 ]
 	# No temporary file is left behind.
@@ -197,7 +197,7 @@ u64_at() {
 	cp good.bin hdr.bin
 	printf '\7' | dd of=hdr.bin bs=1 seek=30 conv=notrunc 2>/dev/null
 	cp good.bin ver.bin
-	printf '\6' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
+	printf '\7' | dd of=ver.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	cp good.bin old.bin
 	printf '\1' | dd of=old.bin bs=1 seek=8 conv=notrunc 2>/dev/null
 	echo '{"not":"a model"}' >json.bin
@@ -205,7 +205,7 @@ u64_at() {
 	local f
 	run --separate-stderr reco-train --inspect old.bin
 	[ "$status" -eq 1 ]
-	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads versions 2 to 5: train the model again"* ]] || fail "old: $stderr"
+	[[ "$stderr" == *"old.bin: written by an older reco (snapshot format version 1); this program reads versions 2 to 6: train the model again"* ]] || fail "old: $stderr"
 	for f in short stub flip hdr ver old json empty; do
 		run --separate-stderr reco-train --inspect "$f.bin"
 		[ "$status" -eq 1 ] || fail "--inspect $f.bin: status $status"
@@ -222,7 +222,7 @@ u64_at() {
 	run --separate-stderr reco-train --inspect hdr.bin
 	[[ "$stderr" == *"header checksum mismatch"* ]]
 	run --separate-stderr reco-train --inspect ver.bin
-	[[ "$stderr" == *"snapshot format version 6; this program reads versions 2 to 5"* ]]
+	[[ "$stderr" == *"snapshot format version 7; this program reads versions 2 to 6"* ]]
 	run --separate-stderr reco-train --inspect json.bin
 	[[ "$stderr" == *"not a reco model snapshot"* ]]
 	run --separate-stderr reco-train --inspect no-such.bin
@@ -245,7 +245,7 @@ u64_at() {
 	same_bytes keep.bin m.bin
 }
 
-@test "a snapshot of format version 2 (no next source) is read: its blend kept, next and walk from 0, and saved again as version 5" {
+@test "a snapshot of format version 2 (no next source) is read: its blend kept, next and walk from 0, and saved again as version 6" {
 	cp "$(fixture model/v2.bin)" v2.bin
 	run --separate-stderr reco-train --inspect v2.bin
 	[ "$status" -eq 0 ]
@@ -256,11 +256,11 @@ u64_at() {
 	reco-train --resume v2.bin -o v4.bin more.ndjson
 	run --separate-stderr reco-train --inspect v4.bin
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 5, $(wc -c <v4.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 6, $(wc -c <v4.bin) bytes"* ]]
 	[[ "$output" == *"events       500 offered"* ]] || fail "$output"
 }
 
-@test "a snapshot of format version 3 (no walk source) is read: its blend kept, walk from 0 with its default bounds, and saved again as version 5" {
+@test "a snapshot of format version 3 (no walk source) is read: its blend kept, walk from 0 with its default bounds, and saved again as version 6" {
 	cp "$(fixture model/v3.bin)" v3.bin
 	run --separate-stderr reco-train --inspect v3.bin
 	[ "$status" -eq 0 ]
@@ -272,7 +272,7 @@ u64_at() {
 	reco-train --resume v3.bin -o v4.bin more.ndjson
 	run --separate-stderr reco-train --inspect v4.bin
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 5, $(wc -c <v4.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 6, $(wc -c <v4.bin) bytes"* ]]
 	[[ "$output" == *"events       3450 offered"* ]] || fail "$output"
 	[[ "$output" != *" walk=0/0/0 "* ]] || fail "the walk learned nothing: $output"
 }
@@ -304,7 +304,7 @@ u64_at() {
 	same_bytes all.bin from4.bin
 }
 
-@test "a snapshot of format version 4 (event numbers for eviction) resumes as one run of version 5, and evicts by the time of the last event" {
+@test "a snapshot of format version 4 (event numbers for eviction) resumes as one run of version 6, and evicts by the time of the last event" {
 	# v4.bin: one.ndjson learned by a reco of format version 4, which kept
 	# the number of each user's and item's last event beside its time.
 	cp "$(fixture model/v4.bin)" v4.bin
@@ -319,8 +319,8 @@ u64_at() {
 	reco-train -o all.bin all.ndjson
 	same_bytes all.bin from4.bin
 	run --separate-stderr reco-train --inspect from4.bin
-	[[ "$output" == *"format       RECOMDL1 version 5, $(wc -c <from4.bin) bytes"* ]]
-	# Version 5 has 8 bytes less a user and an item.
+	[[ "$output" == *"format       RECOMDL1 version 6, $(wc -c <from4.bin) bytes"* ]]
+	# Version 5 on has 8 bytes less a user and an item.
 	users=$(sed -n 's/^users *\([0-9]*\) .*/\1/p' <<<"$output")
 	items=$(sed -n 's/^items *\([0-9]*\) .*/\1/p' <<<"$output")
 	a=$(reco-train --inspect v4.bin | sed -n 's/^  user_state .* size *\([0-9]*\) .*/\1/p')
@@ -364,7 +364,7 @@ u64_at() {
 	reco-train -o m.bin small.ndjson
 	run --separate-stderr reco-train --inspect m.bin --item i1 --user u2
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"format       RECOMDL1 version 5, $(wc -c <m.bin) bytes"* ]]
+	[[ "$output" == *"format       RECOMDL1 version 6, $(wc -c <m.bin) bytes"* ]]
 	[[ "$output" == *"clock        2023-11-14T22:13:27.000Z (1700000007000)"* ]]
 	[[ "$output" == *"events       8 offered, 8 learned"* ]]
 	[[ "$output" == *"users        3 (max 1000000; 3 added, 0 evicted)"* ]]
@@ -425,22 +425,88 @@ u64_at() {
 	[[ "$stderr" == *"--walk-width: expected a number from 1 to 65536"* ]] || fail "$stderr"
 }
 
+# blend_weight SNAPSHOT NAME BYTE MIN: the weight --inspect prints as
+# "NAME W" is above MIN and is the float at BYTE of the blend section.
+blend_weight() {
+	run --separate-stderr reco-train --inspect "$1"
+	[ "$status" -eq 0 ] || fail "$stderr"
+	local w off f
+	w=$(printf '%s\n' "$output" | sed -n "s/.*; $2 \\([0-9.e-]*\\)\\(;.*\\)*\$/\\1/p")
+	[ -n "$w" ] || fail "$output"
+	awk -v w="$w" -v m="$4" 'BEGIN { exit !(w > m) }' || fail "$2 $w"
+	off=$(printf '%s\n' "$output" | sed -n 's/^  blend  *offset  *\([0-9]*\) .*/\1/p')
+	f=$(od -A n -t f4 -j $((off + $3)) -N 4 "$1" | tr -d ' ')
+	awk -v a="$f" -v b="$w" 'BEGIN { d = a - b; exit !(d < 0.005 * b && d > -0.005 * b) }' || fail "$f against $w"
+}
+
+@test "a snapshot of format version 5 (no brands) resumes: its items take their brands from the events that follow" {
+	# v5.bin: one.ndjson (reco-gen --regime shop --seed 9 --events 400
+	# --users 60 --items 200, enriched with its items.csv) learned by a
+	# reco of format version 5, which kept no brands.
+	cp "$(fixture model/v5.bin)" v5.bin
+	reco-gen --regime shop --seed 9 --events 400 --users 60 --items 200 --items-out items.csv >/dev/null
+	reco-gen --regime shop --seed 10 --events 400 --users 60 --items 200 --start 2019-10-03T06:00:00Z >two0.ndjson
+	reco-enrich --items items.csv two0.ndjson >two.ndjson
+	run --separate-stderr reco-train --inspect v5.bin
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"format       RECOMDL1 version 5, "* ]]
+	[[ "$output" == *"(attribute category, category_code or category_id; brand brand)"* ]] || fail "$output"
+	[[ "$output" != *"item_brands"* ]] || fail "$output"
+	reco-train --resume v5.bin -o v6.bin two.ndjson
+	run --separate-stderr reco-train --inspect v6.bin
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"format       RECOMDL1 version 6, $(wc -c <v6.bin) bytes"* ]] || fail "$output"
+	items=$(sed -n 's/^items *\([0-9]*\) .*/\1/p' <<<"$output")
+	off=$(sed -n 's/^  item_brands *offset *\([0-9]*\) .*/\1/p' <<<"$output")
+	size=$(sed -n 's/^  item_brands *offset *[0-9]* *size *\([0-9]*\) .*/\1/p' <<<"$output")
+	[ "$size" -eq $((8 * items)) ] || fail "item_brands $size for $items items"
+	# The items of the events learned since know their brand; those of
+	# version 5 alone do not.
+	have=$(od -A n -v -t x8 -j "$off" -N "$size" v6.bin | tr -s ' ' '\n' | grep -c '[1-9a-f]')
+	want=$(jq -r 'select(.item != null and .attrs.brand != null and (.type | IN("view", "click", "add_to_cart", "purchase"))) | .item' two.ndjson | sort -u | wc -l)
+	[ "$want" -gt 20 ] && [ "$have" -eq "$want" ] || fail "$have items with a brand, $want expected"
+}
+
+@test "the blend learns the brand match where shoppers stay with a brand; without brands, or with --brand-attr '', it stays 0" {
+	# Brands that say where shoppers go: each item's brand is its
+	# category's name, and the categories themselves are turned off.
+	reco-gen --seed 3 --events 8000 --users 400 --items 1000 --items-out items.csv -o plain.ndjson
+	awk -F, -v OFS=, 'NR > 1 { $3 = $2 } { print }' items.csv >brands.csv
+	reco-enrich --items brands.csv plain.ndjson >brand.ndjson
+	i=$(jq -r 'select(.attrs.brand != null) | .item' brand.ndjson | head -1)
+	[ "$(jq -r --arg i "$i" 'select(.item == $i) | .attrs.brand' brand.ndjson | sort -u)" = "$(awk -F, -v i="$i" '$1 == i { print $2 }' items.csv)" ]
+	reco-train --category-items 0 -o brand.bin brand.ndjson
+	blend_weight brand.bin 'brand match' 312 0.05
+	reco-train --category-items 0 -o plain.bin plain.ndjson
+	run --separate-stderr reco-train --inspect plain.bin
+	[[ "$output" == *"; brand match 0"$'\n'* ]] || fail "$output"
+	reco-train --category-items 0 --brand-attr '' -o off.bin brand.ndjson
+	run --separate-stderr reco-train --inspect off.bin
+	[[ "$output" == *"; brand match 0"$'\n'* ]] || fail "$output"
+	[[ "$output" == *"; brand none)"* ]] || fail "$output"
+	# A brand named by another attribute, and the lists checked.
+	jq -c '.attrs.maker = .attrs.brand | del(.attrs.brand)' brand.ndjson >maker.ndjson
+	reco-train --category-items 0 --brand-attr label,maker -o maker.bin maker.ndjson
+	run --separate-stderr reco-train --inspect maker.bin
+	[[ "$output" == *"; brand label,maker)"* ]] || fail "$output"
+	[[ "$output" != *"; brand match 0"$'\n'* ]] || fail "$output"
+	run --separate-stderr reco-train --brand-attr 'a,,b' -o x.bin maker.ndjson
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"--brand-attr: expected attribute names separated by commas"* ]] || fail "$stderr"
+	# reco-eval names it in the hybrid's learned weights.
+	run --separate-stderr reco-eval --json --models hybrid --category-items 0 brand.ndjson
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"brand_match":'* ]] || fail "$output"
+}
+
 @test "the blend learns the category match where shoppers stay in a category; without categories it stays 0" {
 	reco-gen --seed 3 --events 8000 --users 400 --items 1000 --items-out items.csv -o plain.ndjson
 	reco-enrich --items items.csv plain.ndjson >cat.ndjson
 	reco-train -o cat.bin cat.ndjson
 	reco-train -o plain.bin plain.ndjson
-	run --separate-stderr reco-train --inspect cat.bin
-	[ "$status" -eq 0 ]
-	w=$(printf '%s\n' "$output" | sed -n 's/.*; category match \([0-9.e-]*\)$/\1/p')
-	[ -n "$w" ] || fail "$output"
-	awk -v w="$w" 'BEGIN { exit !(w > 0.01) }' || fail "category match $w"
-	# The weight is the float at byte 308 of the blend section.
-	off=$(printf '%s\n' "$output" | sed -n 's/^  blend  *offset  *\([0-9]*\) .*/\1/p')
-	f=$(od -A n -t f4 -j $((off + 308)) -N 4 cat.bin | tr -d ' ')
-	awk -v a="$f" -v b="$w" 'BEGIN { d = a - b; exit !(d < 0.005 * b && d > -0.005 * b) }' || fail "$f against $w"
+	blend_weight cat.bin 'category match' 308 0.01
 	run --separate-stderr reco-train --inspect plain.bin
-	[[ "$output" == *"; category match 0"$'\n'* ]] || fail "$output"
+	[[ "$output" == *"; category match 0; brand match 0"$'\n'* ]] || fail "$output"
 	# reco-eval names it in the hybrid's learned weights.
 	run --separate-stderr reco-eval --json --models hybrid cat.ndjson
 	[ "$status" -eq 0 ]
