@@ -81,8 +81,8 @@ const char model_usage[] =
 "      --category-attr A,...  attrs naming an item's category, the first an\n"
 "                           event has (default category,category_code,\n"
 "                           category_id)\n"
-"      --brand-attr A,...   attrs naming its brand (default brand; '': none):\n"
-"                           an item's category is the two together\n"
+"      --brand-attr A,...   attrs naming its brand, for the blend's brand\n"
+"                           match (default brand; '': none)\n"
 "      --category-items N   most popular items kept per category (default 50)\n"
 "      --seen-max N         (user, item) pairs remembered, at most\n"
 "                           (default 16777216)\n"
@@ -102,8 +102,7 @@ const char model_usage[] =
 "      --params FILE        the model options in FILE (as reco-eval --tune\n"
 "                           writes them), in place on the command line\n";
 
-/* Fill p with the defaults. */
-/* ---- the attributes of an item's category ---- */
+/* ---- the attributes of an item's category and brand ---- */
 
 /* The brand list of a packed cat_attr (model.h), after the category
  * list's NUL. */
@@ -114,7 +113,8 @@ model_brand_attrs(const struct model_params *p)
 }
 
 /* Pack the category list cat and the brand list brand into out (64
- * bytes, the rest zero); -1 if they do not fit. */
+ * bytes, the rest zero); -1 if they do not fit, out unchanged. Both are
+ * read before out is written: they may point into it. */
 static int
 attrs_pack(char *out, const char *cat, const char *brand)
 {
@@ -155,6 +155,7 @@ attrs_first(const struct event *ev, const char *list)
 	return NULL;
 }
 
+/* Fill p with the defaults. */
 void
 model_params_default(struct model_params *p)
 {
@@ -469,15 +470,12 @@ model_option(struct model_params *p, int c, const char *arg, char *err,
 			    sizeof p->cat_attr - 2, arg);
 		p->given |= MP_CAT_ATTR;
 		return 0;
-	case MOPT_BRAND_ATTR: {
-		char cat[sizeof p->cat_attr];
-		strcpy(cat, p->cat_attr);
-		if ((*arg && !attrs_ok(arg)) || attrs_pack(p->cat_attr, cat, arg))
+	case MOPT_BRAND_ATTR:
+		if ((*arg && !attrs_ok(arg)) || attrs_pack(p->cat_attr, p->cat_attr, arg))
 			BAD("--brand-attr: expected attribute names separated by commas (or nothing), of %zu bytes at most with --category-attr's, not \"%s\"",
 			    sizeof p->cat_attr - 2, arg);
 		p->given |= MP_BRAND_ATTR;
 		return 0;
-	}
 	case MOPT_BLEND_BUDGET:
 		if (num_u64(arg, 0, 1000000, &u))
 			BAD("--blend-budget: expected a number from 0 to 1000000, not \"%s\"", arg);
@@ -606,9 +604,8 @@ model_params_merge(struct model_params *snap, const struct model_params *cmd,
 		return -1;
 	}
 	if (cmd->given & (MP_CAT_ATTR | MP_BRAND_ATTR)) {
-		char cat[sizeof snap->cat_attr], brand[sizeof snap->cat_attr];
-		strcpy(cat, cmd->given & MP_CAT_ATTR ? cmd->cat_attr : snap->cat_attr);
-		strcpy(brand, model_brand_attrs(cmd->given & MP_BRAND_ATTR ? cmd : snap));
+		const char *cat = (cmd->given & MP_CAT_ATTR ? cmd : snap)->cat_attr;
+		const char *brand = model_brand_attrs(cmd->given & MP_BRAND_ATTR ? cmd : snap);
 		if (attrs_pack(snap->cat_attr, cat, brand)) {
 			snprintf(err, errlen, "--category-attr %s, --brand-attr %s: more than %zu bytes together",
 				 cat, brand, sizeof snap->cat_attr - 2);
@@ -3341,12 +3338,9 @@ check(struct model *v, const char *path, unsigned char *map, size_t len,
 	memcpy(p->cat_attr, bl + 32, sizeof p->cat_attr);
 	/* Before version 6 there were no brands: they come from the default
 	 * attribute from now on, as in a new model. */
-	if (ver < 6 && !p->cat_attr[sizeof p->cat_attr - 1]) {
-		char cat[sizeof p->cat_attr];
-		strcpy(cat, p->cat_attr);
-		if (attrs_pack(p->cat_attr, cat, "brand"))
-			attrs_pack(p->cat_attr, cat, "");
-	}
+	if (ver < 6 && !p->cat_attr[sizeof p->cat_attr - 1] &&
+	    attrs_pack(p->cat_attr, p->cat_attr, "brand"))
+		attrs_pack(p->cat_attr, p->cat_attr, "");
 	/* Version 2 had no next source and version 3 no walk: their
 	 * weights and hit means start from 0, the others move to their
 	 * places; the walk takes its default bounds. */

@@ -772,7 +772,8 @@ src_mf(struct ranker *r, const struct model *m, const struct rank_req *q,
 	top_done(r, &t, RANK_MF);
 }
 
-/* Add v to candidate b's sum, unless the request skips it. */
+/* Add v to candidate b's sum (acc_done leaves out what the request
+ * skips). */
 static inline void
 acc_one(struct ranker *r, uint32_t b, float v)
 {
@@ -909,7 +910,6 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 		r->wf[nf++].s = wk;
 	}
 	for (uint32_t step = 1; step <= steps; step++) {
-		int last = step == steps;
 		r->naccl = 0;
 		for (size_t f = 0; f < nf; f++) {
 			const struct model_nb *l = NULL;
@@ -928,21 +928,12 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 			float sum = list_sum(m, l, n);
 			if (!(sum > 0))
 				continue;
-			float x = r->wf[f].s / sum;
-			/* The last step ends on candidates, which the request
-			 * may leave out; the steps before pass through any item. */
-			if (last) {
-				acc_list(r, m, l, n, x);
-				continue;
-			}
-			for (size_t j = 0; j < n; j++) {
-				uint32_t b = l[j].item;
-				if (b >= m->nitems || !(l[j].score > 0))
-					continue;
-				acc_one(r, b, x * l[j].score);
-			}
+			/* The last step ends on candidates, which acc_done
+			 * leaves out as the request says; the steps before
+			 * pass through any item. */
+			acc_list(r, m, l, n, r->wf[f].s / sum);
 		}
-		if (last)
+		if (step == steps)
 			break;
 		walk_fit(r, r->naccl);
 		for (size_t k = 0; k < r->naccl; k++) {
@@ -960,8 +951,6 @@ src_walk(struct ranker *r, const struct model *m, const struct rank_req *q,
 	acc_done(r, m, q, depth, RANK_WALK);
 }
 
-/* Trending: how far the recent count is above what the long-run rate
- * predicts, in Poisson standard deviations. */
 /* Take source s's list from the index: the first depth items that are
  * not skipped. Return 0 if the list ran out before depth and does not
  * hold every item: the caller makes the full pass. */
@@ -1015,20 +1004,32 @@ from_top(struct ranker *r, const struct model *m, const struct rank_req *q,
 
 #define TREND_BLOCK 256 /* items src_trend screens at a time */
 
-/* Which of n items may be trending enough to come in (near[j] set): the
- * long-run counts ip times a above the recent ones is times b, by more
- * than a threshold whose square is th2 (as src_trend's test, a margin
- * below it). */
+/* Whether an item of expected count e and recent count o may come in
+ * above a list whose threshold T has the square th2 (0 while the list is
+ * not full): z = (o - e) / sqrt(e + 1) >= T > 0 needs o > e and
+ * (o - e)^2 >= T^2 (e + 1), and the margin of a thousandth covers the
+ * roundings, so that the root and the division are only for these. */
+static inline int
+trend_near(float e, float o, float th2)
+{
+	float d = o - e;
+
+	return (o > e) & !(d * d < th2 * (e + 1) * 0.999f);
+}
+
+/* trend_near for n items, the long-run counts ip times a and the recent
+ * ones is times b, into near[]: a pass without branches, vectorised when
+ * n is a constant. */
 static inline void
 trend_screen(const float *restrict ip, const float *restrict is,
 	     uint8_t *restrict near, size_t n, float a, float b, float th2)
 {
-	for (size_t j = 0; j < n; j++) {
-		float e = ip[j] * a, o = is[j] * b, d = o - e;
-		near[j] = (o > e) & !(d * d < th2 * (e + 1) * 0.999f);
-	}
+	for (size_t j = 0; j < n; j++)
+		near[j] = (uint8_t)trend_near(ip[j] * a, is[j] * b, th2);
 }
 
+/* Trending: how far the recent count is above what the long-run rate
+ * predicts, in Poisson standard deviations. */
 static void
 src_trend(struct ranker *r, const struct model *m, const struct rank_req *q,
 	  size_t depth)
@@ -1047,6 +1048,7 @@ src_trend(struct ranker *r, const struct model *m, const struct rank_req *q,
 		 * without a branch (a pass the compiler vectorises): those
 		 * that may come in, a few, are then seen one by one. */
 		float th = top_floor(&t), th2 = th > 0 ? th * th : 0;
+		/* (A constant count for whole blocks, so that it vectorises.) */
 		if (len == TREND_BLOCK)
 			trend_screen(ip, is, near, TREND_BLOCK, a, b, th2);
 		else
@@ -1056,16 +1058,11 @@ src_trend(struct ranker *r, const struct model *m, const struct rank_req *q,
 				continue;
 			uint64_t i = base + j;
 			float e = ip[j] * a, o = is[j] * b;
-			/* Once the list is full, the root and the division
-			 * only for the items near or above its threshold T:
-			 * z >= T > 0 needs (o - e)^2 >= T^2 (e + 1), and the
-			 * margin of a thousandth covers the roundings, so the
-			 * list is the same. */
-			float d = o - e;
+			/* Again against the threshold as it is now. */
 			th = top_floor(&t);
-			if (th > 0 && d * d < th * th * (e + 1) * 0.999f)
+			if (!trend_near(e, o, th > 0 ? th * th : 0))
 				continue;
-			float z = d / sqrtf(e + 1);
+			float z = (o - e) / sqrtf(e + 1);
 			if (top_out(&t, z, (uint32_t)i))
 				continue;
 			if (!SKIP(r, q, i))
