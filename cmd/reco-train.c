@@ -290,6 +290,23 @@ inspect_item(FILE *f, const struct model *m, const char *id)
 		put_id(f, model_item_id(m, l[k].item));
 		fprintf(f, "  %.6g\n", (double)l[k].score);
 	}
+	/* Its category's or community's most popular items. */
+	int64_t cm = model_item_community(m, (uint64_t)i);
+	if (m->icat[i]) {
+		n = model_cat_items(m, m->icat[i] - 1, &l);
+		if (cm >= 0)
+			fprintf(f, "community %lld (of items without a category): %zu listed\n",
+				(long long)cm, n);
+		else
+			fprintf(f, "category %016llx (the hash of its name): %zu listed\n",
+				(unsigned long long)m->chash[m->icat[i] - 1], n);
+		for (size_t k = 0; k < n && k < (size_t)O.top; k++) {
+			fprintf(f, "  %3zu  ", k + 1);
+			put_id(f, model_item_id(m, l[k].item));
+			fprintf(f, "  %.6g\n", (double)l[k].score);
+		}
+	} else
+		fprintf(f, "category none\n");
 	/* Look-alikes: cosine of the factors. */
 	uint32_t *best = xreallocarray(NULL, (size_t)O.top, sizeof *best);
 	float *cs = xreallocarray(NULL, m->nitems ? m->nitems : 1, sizeof *cs);
@@ -466,6 +483,9 @@ inspect(void)
 		(unsigned long long)m->ncats, p->cat_items,
 		p->cat_attr[0] ? p->cat_attr : "category, category_code or category_id",
 		*model_brand_attrs(p) ? model_brand_attrs(p) : "none");
+	fprintf(f, "communities  %llu of items without a category (found %llu times, next after %llu events learned)\n",
+		(unsigned long long)model_communities(m),
+		(unsigned long long)s->comm_passes, (unsigned long long)s->comm_next);
 	fprintf(f, "sections\n");
 	for (int k = 0;; k++) {
 		const char *name;

@@ -1668,6 +1668,8 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 
 /* ---- categories ---- */
 
+static uint32_t cat_key(struct model *m, uint64_t h);
+
 /* The category of the event's item (an index + 1), added if new; 0 if
  * the event names none. */
 static uint32_t
@@ -1680,7 +1682,14 @@ cat_of(struct model *m, const struct event *ev)
 	v = attrs_first(ev, m->p.cat_attr[0] ? m->p.cat_attr : "category,category_code,category_id");
 	if (!v)
 		return 0;
-	uint64_t h = hash64(v->p, v->n, MODEL_ID_SEED);
+	return cat_key(m, hash64(v->p, v->n, MODEL_ID_SEED));
+}
+
+/* The category of key h (an index + 1), added if new; 0 if the table is
+ * full. */
+static uint32_t
+cat_key(struct model *m, uint64_t h)
+{
 	uint32_t *at = htab_get(&m->cidx, h);
 	if (at)
 		return *at + 1;
@@ -1748,6 +1757,468 @@ cat_touch(struct model *m, uint64_t i)
 		l[k] = t;
 		k--;
 	}
+}
+
+/* Take item i out of category c's list (c an index + 1). */
+static void
+cat_remove(struct model *m, uint64_t i, uint32_t c)
+{
+	struct model_nb *l = m->cl[c - 1];
+	uint32_t n = m->cln[c - 1], k;
+
+	for (k = 0; l && k < n && l[k].item != i; k++)
+		;
+	if (!l || k == n)
+		return;
+	memmove(l + k, l + k + 1, (n - k - 1) * sizeof *l);
+	m->cln[c - 1] = (uint16_t)(n - 1);
+}
+
+/* ---- communities ---- */
+
+/*
+ * Items no event gives a category are grouped in communities, found in
+ * the graph of their co-occurrence lists, which then serve as their
+ * categories: the cat source lists a community's most popular items,
+ * the blend's category match weighs a candidate in the community of an
+ * item the request starts from.
+ *
+ * A pass finds them anew (comm_pass): Louvain's method (Blondel et al.
+ * 2008), local moves that raise the modularity, then the communities as
+ * the nodes of the next level, until no two merge. Passes run after
+ * COMM_FIRST events learned, then each time the events learned have
+ * doubled, and at least every COMM_EVERY events once that many are
+ * learned, but no more often than every COMM_COST times the edges the
+ * last pass read, so that passes cost a bounded share of the learning.
+ * Between passes, an item without a category or a community joins the
+ * one its nearest neighbours are in (comm_join).
+ *
+ * A community is a category whose key has COMM_TAG in its high half and
+ * a number in its low half; the pass keeps, for each community, the key
+ * most of its items had, so that communities keep their keys from pass
+ * to pass. A category the events name takes the place of a community.
+ */
+#define COMM_TAG 0x636f6d6dULL /* "comm" */
+#define COMM_VOTERS 8          /* neighbours comm_join asks */
+#define COMM_EDGES 16          /* neighbours of an item a pass reads */
+#define COMM_SWEEPS 16         /* local-moving sweeps of a level, at most */
+#define COMM_LEVELS 16
+#define COMM_FIRST 1024
+#define COMM_EVERY (1ULL << 20)
+#define COMM_COST 2
+
+/* Whether a pass is due. */
+static int
+comm_due(const struct model *m)
+{
+	return m->p.cat_items && m->st.learned >= (m->st.comm_next ? m->st.comm_next : COMM_FIRST);
+}
+
+static int
+cat_is_comm(const struct model *m, uint32_t c)
+{
+	return c && m->chash[c - 1] >> 32 == COMM_TAG;
+}
+
+uint64_t
+model_communities(const struct model *m)
+{
+	uint64_t n = 0;
+	const struct model_nb *l;
+
+	for (uint64_t c = 0; c < m->ncats; c++)
+		n += cat_is_comm(m, (uint32_t)c + 1) && model_cat_items(m, c, &l) > 0;
+	return n;
+}
+
+int64_t
+model_item_community(const struct model *m, uint64_t i)
+{
+	uint32_t c = m->icat[i];
+
+	return cat_is_comm(m, c) ? (int64_t)(uint32_t)m->chash[c - 1] : -1;
+}
+
+/* The community most of the nearest neighbours of item i (without one)
+ * are in, by the sum of their scores; 1 if it joined one. */
+static int
+comm_join(struct model *m, uint64_t i)
+{
+	const struct model_list *L = &m->nb.v[i];
+	uint32_t lab[COMM_VOTERS], nl = 0, n = L->n < COMM_VOTERS ? L->n : COMM_VOTERS, b = 0;
+	float sum[COMM_VOTERS];
+
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t c = m->icat[L->l[k].item], j;
+		if (!cat_is_comm(m, c))
+			continue;
+		for (j = 0; j < nl && lab[j] != c; j++)
+			;
+		if (j == nl) {
+			lab[nl] = c;
+			sum[nl++] = 0;
+		}
+		sum[j] += L->l[k].score;
+	}
+	for (uint32_t j = 1; j < nl; j++)
+		if (sum[j] > sum[b])
+			b = j;
+	if (nl == 0)
+		return 0;
+	m->icat[i] = lab[b];
+	return 1;
+}
+
+/* A level of the pass: a weighted graph in CSR form. */
+struct cgraph {
+	uint32_t n;
+	uint64_t *off;
+	uint32_t *adj;
+	float *w;
+	double *k;     /* weighted degree: the weights of the node's edges */
+};
+
+static void
+cgraph_free(struct cgraph *g)
+{
+	free(g->off);
+	free(g->adj);
+	free(g->w);
+	free(g->k);
+}
+
+/*
+ * Local moves: each node, in turn, moves to the community of a neighbour
+ * where the modularity gains most (ties keep it where it is), until a
+ * sweep moves few. cm gets the communities, numbered from 0 in the order
+ * of their first node; their number is returned. wc, mark and seen are
+ * scratch arrays of g->n.
+ */
+static uint32_t
+comm_move(const struct cgraph *g, uint32_t *cm, double *tot, double m2,
+	  double *wc, uint32_t *mark, uint32_t *seen)
+{
+	uint32_t n = g->n, K = 0;
+
+	for (uint32_t v = 0; v < n; v++) {
+		cm[v] = v;
+		tot[v] = g->k[v];
+		mark[v] = UINT32_MAX;
+	}
+	for (int sweep = 0; sweep < COMM_SWEEPS; sweep++) {
+		uint32_t moved = 0;
+		for (uint32_t v = 0; v < n; v++) {
+			uint32_t c0 = cm[v], best = c0, nt = 0;
+			double kv = g->k[v], bg;
+			for (uint64_t e = g->off[v]; e < g->off[v + 1]; e++) {
+				uint32_t u = g->adj[e], c = cm[u];
+				if (u == v)
+					continue;
+				if (mark[c] != v) {
+					mark[c] = v;
+					wc[c] = 0;
+					seen[nt++] = c;
+				}
+				wc[c] += g->w[e];
+			}
+			tot[c0] -= kv;
+			bg = (mark[c0] == v ? wc[c0] : 0) - kv * tot[c0] / m2;
+			for (uint32_t t = 0; t < nt; t++) {
+				uint32_t c = seen[t];
+				double gain = wc[c] - kv * tot[c] / m2;
+				if (gain > bg) {
+					bg = gain;
+					best = c;
+				}
+			}
+			tot[best] += kv;
+			cm[v] = best;
+			moved += best != c0;
+		}
+		if (moved <= n / 256)
+			break;
+	}
+	/* Number the communities in the order of their first node. */
+	for (uint32_t v = 0; v < n; v++)
+		mark[v] = UINT32_MAX;
+	for (uint32_t v = 0; v < n; v++) {
+		uint32_t c = cm[v];
+		if (mark[c] == UINT32_MAX)
+			mark[c] = K++;
+		cm[v] = mark[c];
+	}
+	return K;
+}
+
+/* The graph of g's K communities (cm): an edge between two of them
+ * weighs what the edges between their nodes do, one from a community
+ * to itself what those inside it do. */
+static void
+comm_aggregate(const struct cgraph *g, const uint32_t *cm, uint32_t K,
+	       struct cgraph *h, double *wc, uint32_t *mark, uint32_t *seen)
+{
+	uint32_t *first = xcalloc((size_t)K + 1, sizeof *first);
+	uint32_t *order = xreallocarray(NULL, g->n ? g->n : 1, sizeof *order);
+	uint64_t ne = 0;
+
+	/* The nodes of each community, in node order. */
+	for (uint32_t v = 0; v < g->n; v++)
+		first[cm[v] + 1]++;
+	for (uint32_t c = 0; c < K; c++)
+		first[c + 1] += first[c];
+	for (uint32_t v = 0; v < g->n; v++)
+		order[first[cm[v]]++] = v;
+	for (uint32_t c = K; c > 0; c--)
+		first[c] = first[c - 1];
+	first[0] = 0;
+
+	h->n = K;
+	h->off = xreallocarray(NULL, (size_t)K + 1, sizeof *h->off);
+	/* Room as the edges come: fewer than g's, as a rule far fewer. */
+	uint64_t cap = 4 * (uint64_t)K + 64;
+	h->adj = xreallocarray(NULL, cap, sizeof *h->adj);
+	h->w = xreallocarray(NULL, cap, sizeof *h->w);
+	h->k = xcalloc(K ? K : 1, sizeof *h->k);
+	for (uint32_t c = 0; c < K; c++)
+		mark[c] = UINT32_MAX;
+	for (uint32_t c = 0; c < K; c++) {
+		uint32_t nt = 0;
+		h->off[c] = ne;
+		for (uint32_t r = first[c]; r < first[c + 1]; r++) {
+			uint32_t v = order[r];
+			h->k[c] += g->k[v];
+			for (uint64_t e = g->off[v]; e < g->off[v + 1]; e++) {
+				uint32_t d = cm[g->adj[e]];
+				if (mark[d] != c) {
+					mark[d] = c;
+					wc[d] = 0;
+					seen[nt++] = d;
+				}
+				wc[d] += g->w[e];
+			}
+		}
+		if (ne + nt > cap) {
+			while (ne + nt > cap)
+				cap *= 2;
+			h->adj = xreallocarray(h->adj, cap, sizeof *h->adj);
+			h->w = xreallocarray(h->w, cap, sizeof *h->w);
+		}
+		for (uint32_t t = 0; t < nt; t++) {
+			h->adj[ne] = seen[t];
+			h->w[ne++] = (float)wc[seen[t]];
+		}
+	}
+	h->off[K] = ne;
+	free(first);
+	free(order);
+}
+
+/* The graph of the pass's first level: the items without a category
+ * that have neighbours (node v is item it[v]; nd maps back), each with
+ * edges to its first COMM_EDGES neighbours that are nodes too. Returns
+ * the sum of the weights. */
+static double
+comm_graph(const struct model *m, struct cgraph *g, uint32_t **itp, uint32_t *nd)
+{
+	uint64_t ni = m->nitems, ne = 0;
+	uint32_t n = 0, *it;
+	double m2 = 0;
+
+	for (uint64_t i = 0; i < ni; i++) {
+		uint32_t c = m->nb.v[i].n;
+		nd[i] = UINT32_MAX;
+		if (c && (!m->icat[i] || cat_is_comm(m, m->icat[i]))) {
+			nd[i] = n++;
+			ne += c < COMM_EDGES ? c : COMM_EDGES;
+		}
+	}
+	*itp = it = xreallocarray(NULL, n ? n : 1, sizeof *it);
+	g->n = n;
+	g->off = xreallocarray(NULL, (size_t)n + 1, sizeof *g->off);
+	g->adj = xreallocarray(NULL, ne ? ne : 1, sizeof *g->adj);
+	g->w = xreallocarray(NULL, ne ? ne : 1, sizeof *g->w);
+	g->k = xcalloc(n ? n : 1, sizeof *g->k);
+	for (uint64_t i = 0; i < ni; i++)
+		if (nd[i] != UINT32_MAX)
+			it[nd[i]] = (uint32_t)i;
+	ne = 0;
+	for (uint32_t v = 0; v < n; v++) {
+		const struct model_list *L = &m->nb.v[it[v]];
+		g->off[v] = ne;
+		for (uint32_t k = 0; k < L->n && k < COMM_EDGES; k++) {
+			uint32_t u = nd[L->l[k].item];
+			if (u == UINT32_MAX || !(L->l[k].score > 0))
+				continue;
+			g->adj[ne] = u;
+			g->w[ne++] = L->l[k].score;
+			g->k[v] += L->l[k].score;
+		}
+		m2 += g->k[v];
+	}
+	g->off[n] = ne;
+	return m2;
+}
+
+/* Louvain's levels over g (which it frees): lab gets each node's
+ * community, numbered from 0; their number is returned. */
+static uint32_t
+comm_louvain(struct cgraph *g, double m2, uint32_t *lab)
+{
+	uint32_t n = g->n, K = n, sz = n ? n : 1;
+	uint32_t *cm = xreallocarray(NULL, sz, sizeof *cm);
+	uint32_t *mark = xreallocarray(NULL, sz, sizeof *mark);
+	uint32_t *seen = xreallocarray(NULL, sz, sizeof *seen);
+	double *tot = xreallocarray(NULL, sz, sizeof *tot);
+	double *wc = xreallocarray(NULL, sz, sizeof *wc);
+	struct cgraph h;
+
+	for (uint32_t v = 0; v < n; v++)
+		lab[v] = v;
+	for (int level = 0; level < COMM_LEVELS && m2 > 0; level++) {
+		K = comm_move(g, cm, tot, m2, wc, mark, seen);
+		for (uint32_t v = 0; v < n; v++)
+			lab[v] = cm[lab[v]];
+		if (K == g->n)
+			break;
+		comm_aggregate(g, cm, K, &h, wc, mark, seen);
+		cgraph_free(g);
+		*g = h;
+	}
+	cgraph_free(g);
+	free(cm);
+	free(mark);
+	free(seen);
+	free(tot);
+	free(wc);
+	return K;
+}
+
+/*
+ * The category numbers (index + 1) of the K communities of the n nodes
+ * (lab; node v is item it[v]) in key: largest first, each the number
+ * most of its items had, if no larger community took it; those left
+ * take the numbers of communities no one keeps, then new ones. A
+ * community of one item is none (0).
+ */
+static void
+comm_keys(struct model *m, const uint32_t *it, const uint32_t *lab, uint32_t n,
+	  uint32_t K, uint32_t *key)
+{
+	uint32_t sz = K ? K : 1, maxs = 0;
+	uint32_t *size = xcalloc(sz, sizeof *size);
+	uint32_t *first = xcalloc((size_t)K + 1, sizeof *first);
+	uint32_t *order = xreallocarray(NULL, n ? n : 1, sizeof *order);
+	uint32_t *bysize = xreallocarray(NULL, sz, sizeof *bysize);
+	uint64_t nc = m->ncats, freec = 0;
+	uint32_t *votes = xcalloc(nc ? nc : 1, sizeof *votes);
+	uint8_t *taken = xcalloc(nc ? nc : 1, 1);
+
+	/* The nodes of each community, in node order. */
+	for (uint32_t v = 0; v < n; v++)
+		size[lab[v]]++;
+	for (uint32_t c = 0; c < K; c++) {
+		first[c + 1] = first[c] + size[c];
+		if (size[c] > maxs)
+			maxs = size[c];
+	}
+	for (uint32_t v = 0; v < n; v++)
+		order[first[lab[v]]++] = v;
+	for (uint32_t c = K; c > 0; c--)
+		first[c] = first[c - 1];
+	first[0] = 0;
+	/* The communities by size, largest first, in a stable counting
+	 * sort. */
+	uint32_t *cnt = xcalloc((size_t)maxs + 2, sizeof *cnt);
+	for (uint32_t c = 0; c < K; c++)
+		cnt[maxs - size[c] + 1]++;
+	for (uint32_t s = 0; s <= maxs; s++)
+		cnt[s + 1] += cnt[s];
+	for (uint32_t c = 0; c < K; c++)
+		bysize[cnt[maxs - size[c]]++] = c;
+	free(cnt);
+
+	for (uint32_t r = 0; r < K; r++) {
+		uint32_t c = bysize[r], best = 0, bv = 0;
+		key[c] = 0;
+		if (size[c] < 2)
+			continue;
+		for (uint32_t q = first[c]; q < first[c + 1]; q++) {
+			uint32_t o = m->icat[it[order[q]]];
+			if (cat_is_comm(m, o) && !taken[o - 1] &&
+			    (++votes[o - 1] > bv || (votes[o - 1] == bv && o < best))) {
+				bv = votes[o - 1];
+				best = o;
+			}
+		}
+		for (uint32_t q = first[c]; q < first[c + 1]; q++) {
+			uint32_t o = m->icat[it[order[q]]];
+			if (o)
+				votes[o - 1] = 0;
+		}
+		if ((key[c] = best) != 0)
+			taken[best - 1] = 1;
+	}
+	for (uint32_t r = 0; r < K; r++) {
+		uint32_t c = bysize[r];
+		if (size[c] < 2 || key[c])
+			continue;
+		while (freec < nc && (taken[freec] || !cat_is_comm(m, (uint32_t)freec + 1)))
+			freec++;
+		if (freec < nc)
+			taken[freec] = 1, key[c] = (uint32_t)freec + 1;
+		else
+			key[c] = cat_key(m, COMM_TAG << 32 | m->ncomm++);
+	}
+	free(size);
+	free(first);
+	free(order);
+	free(bysize);
+	free(votes);
+	free(taken);
+}
+
+/* Find the communities of the items without a category anew. */
+static void
+comm_pass(struct model *m)
+{
+	uint64_t ni = m->nitems;
+	uint32_t *nd = xreallocarray(NULL, ni ? ni : 1, sizeof *nd), *it;
+	struct cgraph g = { 0 };
+	double m2 = comm_graph(m, &g, &it, nd);
+	uint32_t n = g.n;
+	uint64_t ne = g.off[n];
+	uint32_t *lab = xreallocarray(NULL, n ? n : 1, sizeof *lab);
+	uint32_t K = comm_louvain(&g, m2, lab);
+	uint32_t *key = xreallocarray(NULL, K ? K : 1, sizeof *key);
+
+	comm_keys(m, it, lab, n, K, key);
+	/* The items take their communities' numbers, those without
+	 * neighbours none; the communities' lists are made anew. */
+	for (uint64_t i = 0; i < ni; i++)
+		if (nd[i] == UINT32_MAX && cat_is_comm(m, m->icat[i]))
+			m->icat[i] = 0;
+	for (uint32_t v = 0; v < n; v++)
+		m->icat[it[v]] = key[lab[v]];
+	for (uint64_t c = 0; c < m->ncats; c++)
+		if (cat_is_comm(m, (uint32_t)c + 1))
+			m->cln[c] = 0;
+	for (uint32_t v = 0; v < n; v++)
+		if (m->icat[it[v]])
+			cat_touch(m, it[v]);
+	free(key);
+	free(lab);
+	free(it);
+	free(nd);
+
+	/* The next pass: when the events learned have doubled, or
+	 * COMM_EVERY more, but at least COMM_COST events for each edge. */
+	uint64_t l = m->st.learned, gap = l < COMM_EVERY ? l : COMM_EVERY;
+	if (gap < COMM_FIRST)
+		gap = COMM_FIRST;
+	if (gap < COMM_COST * ne)
+		gap = COMM_COST * ne;
+	m->st.comm_next = l + gap;
+	m->st.comm_passes++;
 }
 
 /* ---- the (user, item) pairs seen ---- */
@@ -2147,8 +2618,16 @@ model_learn(struct model *m, const struct event *ev)
 	m->ipop[i] += (float)(w * fwd(m, ts, m->p.pop_half_life));
 	top_touch(m, (uint32_t)i);
 	m->ishort[i] += (float)(w * fwd(m, ts, m->p.trend_half_life));
-	if (!m->icat[i])
-		m->icat[i] = cat_of(m, ev);
+	if (!m->icat[i] || cat_is_comm(m, m->icat[i])) {
+		/* A category the events name takes the place of a
+		 * community. */
+		uint32_t c = cat_of(m, ev);
+		if (c) {
+			if (m->icat[i])
+				cat_remove(m, i, m->icat[i]);
+			m->icat[i] = c;
+		}
+	}
 	if (!m->ibrand[i])
 		m->ibrand[i] = brand_of(m, ev);
 	cat_touch(m, i);
@@ -2205,6 +2684,8 @@ model_learn(struct model *m, const struct event *ev)
 		       (float)(cw / ((k + 1) * (k + 1))));
 		m->st.cooc_pairs++;
 	}
+	if (!m->icat[i] && m->p.cat_items && comm_join(m, i))
+		cat_touch(m, i);
 	/* i moves to the front of the recent items. */
 	uint32_t n = m->unrec[u], ns = m->unsess[u], k;
 	for (k = 0; k < n && rec[k] != i; k++)
@@ -2225,6 +2706,8 @@ model_learn(struct model *m, const struct event *ev)
 	m->unsess[u] = (uint8_t)ns;
 
 	mf_update(m, u, i, w);
+	if (comm_due(m))
+		comm_pass(m);
 
 	if (ts > m->uts[u] || unew)
 		m->uts[u] = ts;
@@ -3479,6 +3962,8 @@ unmap_copy(struct model *v)
 		size_t n = (size_t)(v->cloff[c + 1] - v->cloff[c]);
 		int isnew;
 		m->chash[c] = v->chash[c];
+		if (cat_is_comm(m, (uint32_t)c + 1) && (uint32_t)v->chash[c] >= m->ncomm)
+			m->ncomm = (uint32_t)v->chash[c] + 1;
 		*htab_put(&m->cidx, v->chash[c], &isnew) = (uint32_t)c;
 		m->cl[c] = NULL;
 		m->cln[c] = (uint16_t)n;

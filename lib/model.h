@@ -99,7 +99,7 @@ struct model_stats {
 	uint64_t ticks;           /* forgetting steps */
 	uint64_t renorms;         /* decay reference moves */
 	uint64_t epochs;          /* extra shuffled passes */
-	uint64_t reserved;
+	uint64_t comm_passes;     /* community detections */
 	uint64_t cooc_full;       /* list growths refused by --cooc-memory */
 	uint64_t seen_evicted;    /* pairs pushed out of the seen set */
 	uint64_t cat_replaced;    /* items pushed out of a category list */
@@ -109,7 +109,7 @@ struct model_stats {
 	uint64_t repeat_events;   /* eligible events whose item the user had seen */
 	uint64_t repeat_asked;    /* eligible events */
 	uint64_t blend_work;      /* item scores the blend's learning cost */
-	uint64_t reserved2;
+	uint64_t comm_next;       /* events learned at the next one */
 };
 #define MODEL_NSTATS 26
 
@@ -209,6 +209,7 @@ struct model {
 	uint64_t *ibrand;
 	/* categories: the hash of the name, and the most popular items */
 	uint64_t ncats, cats_cap;
+	uint32_t ncomm;           /* community keys made (COMM_TAG) */
 	uint64_t *chash;
 	struct htab cidx;
 	struct model_nb **cl;     /* trainable: per category, best first */
@@ -333,6 +334,12 @@ struct str model_user_id(const struct model *m, uint64_t u);
 size_t model_user_recent(const struct model *m, uint64_t u, uint32_t *out,
 			 size_t max);
 double model_trend_factor(const struct model *m, double *pop_scale);
+/* Categories that are communities found in the co-occurrence graph,
+ * with items listed; the passes that found them are in st.comm_passes. */
+uint64_t model_communities(const struct model *m);
+/* The number of item i's community, or -1 if it is in none (it has a
+ * category the events name, or none). */
+int64_t model_item_community(const struct model *m, uint64_t i);
 
 /* The most popular items of category c (an index), best first. */
 static inline size_t

@@ -499,18 +499,83 @@ blend_weight() {
 	[[ "$output" == *'"brand_match":'* ]] || fail "$output"
 }
 
-@test "the blend learns the category match where shoppers stay in a category; without categories it stays 0" {
+@test "the blend learns the category match where shoppers stay in a category; without categories or communities it stays 0" {
 	reco-gen --seed 3 --events 8000 --users 400 --items 1000 --items-out items.csv -o plain.ndjson
 	reco-enrich --items items.csv plain.ndjson >cat.ndjson
 	reco-train -o cat.bin cat.ndjson
-	reco-train -o plain.bin plain.ndjson
+	reco-train --category-items 0 -o plain.bin plain.ndjson
 	blend_weight cat.bin 'category match' 308 0.01
 	run --separate-stderr reco-train --inspect plain.bin
 	[[ "$output" == *"; category match 0; brand match 0"$'\n'* ]] || fail "$output"
+	[[ "$output" == *$'\ncommunities  0 of items without a category'* ]] || fail "$output"
 	# reco-eval names it in the hybrid's learned weights.
 	run --separate-stderr reco-eval --json --models hybrid cat.ndjson
 	[ "$status" -eq 0 ]
 	[[ "$output" == *'"category_match":'* ]] || fail "$output"
+}
+
+# The top-level category (the cluster) of reco-gen's items, as "id top".
+clusters() {
+	awk -F, 'NR > 1 { split($2, c, "."); print $1, c[1] }' "$1"
+}
+
+@test "items without a category are grouped in communities: the cat source lists them, the blend weighs a shared one" {
+	reco-gen --regime sessions --seed 4 --events 20000 --items 800 --items-out items.csv -o s.ndjson
+	run --separate-stderr reco-train -o s.bin s.ndjson
+	[ "$status" -eq 0 ] || fail "$stderr"
+	run --separate-stderr reco-train --inspect s.bin --top 10
+	line=$(printf '%s\n' "$output" | grep '^communities  ')
+	n=$(printf '%s\n' "$line" | awk '{ print $2 }')
+	passes=$(printf '%s\n' "$line" | sed -n 's/.*(found \([0-9]*\) times.*/\1/p')
+	# reco-gen's 8 clusters, give or take a few small ones; a pass after
+	# 1024, 2048, 4096 events learned and so on.
+	[ "$n" -ge 6 ] && [ "$n" -le 40 ] || fail "$line"
+	[ "$passes" -ge 3 ] || fail "$line"
+	blend_weight s.bin 'category match' 308 0.01
+	# A community is mostly one cluster: the items the 10 most viewed
+	# items' communities list, each against its list's commonest cluster.
+	clusters items.csv >clusters.txt
+	printf '%s\n' "$output" | sed -n '/^top items by count/,/^trending/p' |
+		awk '$1 ~ /^[0-9]+$/ { print $2 }' >top.txt
+	[ "$(nlines top.txt)" -eq 10 ]
+	: >lists.txt
+	while read -r id; do
+		run --separate-stderr reco-train --inspect s.bin --top 30 --item "$id"
+		[[ "$output" == *$'\ncommunity '*' (of items without a category): '* ]] || fail "$output"
+		printf '%s\n' "$output" | sed -n '/^community /,/^look-alikes/p' |
+			awk -v l="$id" '$1 ~ /^[0-9]+$/ { print l, $2 }' >>lists.txt
+	done <top.txt
+	awk 'NR == FNR { top[$1] = $2; next }
+	     { n[$1]++; k[$1 SUBSEP top[$2]]++ }
+	     END { for (x in k) { split(x, p, SUBSEP); if (k[x] > best[p[1]]) best[p[1]] = k[x] }
+		   for (l in n) { all += n[l]; maj += best[l] }
+		   printf "%d of %d\n", maj, all; exit !(all >= 100 && maj >= 0.8 * all) }' \
+		clusters.txt lists.txt || fail "$(cat lists.txt)"
+	# The cat model recommends from them: better than global popularity.
+	run --separate-stderr reco-eval --models pop,cat s.ndjson
+	[ "$status" -eq 0 ] || fail "$stderr"
+	pop=$(printf '%s\n' "$output" | awk '$1 == "pop" { print $4 }')
+	cat=$(printf '%s\n' "$output" | awk '$1 == "cat" { print $4 }')
+	awk -v p="$pop" -v c="$cat" 'BEGIN { exit !(c > p + 0.05) }' || fail "$output"
+}
+
+@test "a category the events name takes the place of an item's community" {
+	reco-gen --regime sessions --seed 5 --events 6000 --items 300 --items-out items.csv -o plain.ndjson
+	reco-enrich --items items.csv plain.ndjson >cat.ndjson
+	reco-train -o a.bin plain.ndjson
+	run --separate-stderr reco-train --inspect a.bin
+	[[ "$output" != *$'\ncommunities  0 '* ]] || fail "$output"
+	[[ "$output" == *$'\ncategories   '* ]]
+	# The same events again, naming the categories: every item leaves
+	# its community.
+	reco-train --resume a.bin -o b.bin cat.ndjson
+	run --separate-stderr reco-train --inspect b.bin --item i1
+	[[ "$output" == *$'\ncommunities  0 of items without a category'* ]] || fail "$output"
+	[[ "$output" == *$'\ncategory '*' (the hash of its name): '* ]] || fail "$output"
+	# Categories from the start: no community at all.
+	reco-train -o c.bin cat.ndjson
+	run --separate-stderr reco-train --inspect c.bin
+	[[ "$output" == *$'\ncommunities  0 of items without a category (found '* ]] || fail "$output"
 }
 
 @test "--inspect takes no input files" {
