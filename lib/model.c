@@ -834,8 +834,9 @@ index_slot(const struct model_index *x, const uint64_t *off, const char *bytes,
 		 * again; another id may have it too (and then takes the
 		 * slot, as with htab). */
 		uint32_t e = v - 1;
-		if ((off[e + 1] - off[e] == len && memcmp(bytes + off[e], id, len) == 0) ||
-		    index_key(off, bytes, e) == key)
+		if (x->key ? x->key[e] == key
+			   : (off[e + 1] - off[e] == len && memcmp(bytes + off[e], id, len) == 0) ||
+				     index_key(off, bytes, e) == key)
 			break;
 	}
 	return &x->slot[j];
@@ -852,8 +853,20 @@ index_build(struct model_index *x, const uint64_t *off, const char *bytes,
 	x->cap = cap;
 	x->slot = xcalloc(cap, sizeof *x->slot);
 	for (uint64_t i = 0; i < n; i++)
-		*index_slot(x, off, bytes, index_key(off, bytes, (uint32_t)i),
+		*index_slot(x, off, bytes,
+			    x->key ? x->key[i] : index_key(off, bytes, (uint32_t)i),
 			    bytes + off[i], (size_t)(off[i + 1] - off[i])) = (uint32_t)(i + 1);
+}
+
+/* A trainable index of n entries: their keys, then the slots. */
+static void
+index_load(struct model_index *x, const uint64_t *off, const char *bytes, uint64_t n)
+{
+	x->kcap = n > 16 ? n : 16;
+	x->key = xreallocarray(x->key, x->kcap, sizeof *x->key);
+	for (uint64_t i = 0; i < n; i++)
+		x->key[i] = index_key(off, bytes, (uint32_t)i);
+	index_build(x, off, bytes, n, index_cap(n));
 }
 
 /* The entry of key, the hash64 of the id of len bytes at id, or -1. */
@@ -873,6 +886,11 @@ static uint32_t *
 index_add(struct model_index *x, const uint64_t *off, const char *bytes,
 	  uint64_t n, uint64_t key, const char *id, size_t len)
 {
+	if (n >= x->kcap) {
+		x->kcap = x->kcap ? 2 * x->kcap : 16;
+		x->key = xreallocarray(x->key, x->kcap, sizeof *x->key);
+	}
+	x->key[n] = key ? key : 1;
 	if (index_cap(n + 1) > x->cap)
 		index_build(x, off, bytes, n, index_cap(n + 1));
 	return index_slot(x, off, bytes, key, id, len);
@@ -985,8 +1003,8 @@ model_new(const struct model_params *p)
 	m->urow = xalign_grow(NULL, 0, m->stride, sizeof(float));
 	grow_items(m, 1);
 	grow_users(m, 1);
-	index_build(&m->ii, m->ioff, m->ibytes, 0, index_cap(0));
-	index_build(&m->ui, m->uoff, m->ubytes, 0, index_cap(0));
+	index_load(&m->ii, m->ioff, m->ibytes, 0);
+	index_load(&m->ui, m->uoff, m->ubytes, 0);
 	return m;
 }
 
@@ -1040,6 +1058,8 @@ model_free(struct model *m)
 	free(m->log);
 	free(m->ii.slot);
 	free(m->ui.slot);
+	free(m->ii.key);
+	free(m->ui.key);
 	free(m);
 }
 
@@ -1057,6 +1077,7 @@ model_bytes(const struct model *m)
 			     m->p.recent * sizeof(uint32_t));
 	b += m->ibytes_cap + m->ubytes_cap;
 	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
+	b += (m->ii.kcap + m->ui.kcap) * sizeof(uint64_t);
 	b += m->nbroom * NB_BYTES;
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
@@ -1135,6 +1156,7 @@ ids_compact(uint64_t *off, char *bytes, size_t *nbytes, uint64_t n,
 		off[j] = w;
 		w += (size_t)(b - a);
 		off[j + 1] = w;
+		x->key[j] = x->key[i];
 		j++;
 	}
 	if (j == 0)
@@ -3039,7 +3061,8 @@ index_emit(const struct model_index *x, const uint64_t *off, const char *bytes,
 
 	obuf_put(o, x->cap);
 	for (uint64_t j = 0; j < x->cap; j++)
-		obuf_put(o, x->slot[j] ? index_key(off, bytes, x->slot[j] - 1) : 0);
+		obuf_put(o, !x->slot[j] ? 0 : x->key ? x->key[x->slot[j] - 1]
+					      : index_key(off, bytes, x->slot[j] - 1));
 	obuf_flush(o);
 	for (uint64_t j = 0; j < x->cap; j++) {
 		v[nv++] = x->slot[j] ? x->slot[j] - 1 : 0;
@@ -4036,8 +4059,8 @@ unmap_copy(struct model *v)
 	m->ubytes = xmalloc(m->ubytes_cap);
 	memcpy(m->ubytes, v->ubytes, v->ubytes_n);
 	m->ubytes_n = v->ubytes_n;
-	index_build(&m->ui, m->uoff, m->ubytes, nu, index_cap(nu));
-	index_build(&m->ii, m->ioff, m->ibytes, ni, index_cap(ni));
+	index_load(&m->ui, m->uoff, m->ubytes, nu);
+	index_load(&m->ii, m->ioff, m->ibytes, ni);
 	m->have_clock = v->have_clock;
 	m->clock = v->clock;
 	m->tref = v->tref;

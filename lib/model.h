@@ -151,14 +151,18 @@ struct model_blk {
 
 /*
  * A trainable model's index of ids: slot k holds an entry's number + 1, or
- * 0; a slot's key is the hash64 of its entry's id, computed again where a
- * probe reaches it (4 bytes a slot, not the 12 of a struct htab). Entries
- * are put in the order of their numbers into a power of two of slots, at
+ * 0; a slot's key is the hash64 of its entry's id, kept per entry (4 bytes
+ * a slot and 8 an entry, not the 12 a slot of a struct htab). Entries are
+ * put in the order of their numbers into a power of two of slots, at
  * least twice their count: the layout of a snapshot's index section.
  */
 struct model_index {
 	uint32_t *slot;
 	uint64_t cap;
+	/* A trainable model's: the key of each entry, so that a search
+	 * compares keys (one load) instead of ids (two) and a rebuild
+	 * hashes nothing; NULL in a mapped model. */
+	uint64_t *key, kcap;
 };
 
 /*
