@@ -2271,6 +2271,8 @@ prefetch_rows(const struct model *m, uint64_t u, uint64_t i, uint64_t pk)
 	__builtin_prefetch(m->urec + u * m->p.recent, 1);
 	if (m->seen_cap)
 		__builtin_prefetch(&m->seenb[(pk & (m->seen_cap - 1)) / SEEN_BLK]);
+	if (m->sknn)
+		sknn_prefetch(m->sknn, (uint32_t)i);
 }
 
 /* ---- the (user, item) pairs seen ---- */

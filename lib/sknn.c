@@ -544,10 +544,22 @@ index_add(struct sknn *s, uint32_t item, uint32_t serial)
  * index grows to item + 1). Key 0 is reserved (self 0 means none).
  */
 void
+sknn_prefetch(const struct sknn *s, uint32_t item)
+{
+	if (item < s->nidx)
+		__builtin_prefetch(&s->idx[item], 1);
+}
+
+void
 sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts)
 {
-	uint32_t sl = key_find(s, key), *it;
+	uint32_t sl, *it;
 	struct slot *x;
+
+	/* The tail of the item's list, which index_add reads last. */
+	if (item < s->nidx && s->idx[item].n)
+		__builtin_prefetch(&s->idx[item].e[s->idx[item].n - 1], 1);
+	sl = key_find(s, key);
 
 	s->st.adds++;
 	if (sl != UINT32_MAX) {

@@ -96,6 +96,9 @@ const struct sknn_params *sknn_get_params(const struct sknn *s);
 int sknn_retune(struct sknn *s, const struct sknn_params *p, char *err,
 		size_t errlen);
 void sknn_add(struct sknn *s, uint64_t key, uint32_t item, int64_t ts);
+/* Ask for the memory sknn_add(s, key, item, ...) will read first (a
+ * cache miss): the item's entry in the index. */
+void sknn_prefetch(const struct sknn *s, uint32_t item);
 void sknn_remap(struct sknn *s, const uint32_t *newidx, uint64_t n);
 
 struct sknn_scratch *sknn_scratch_new(void);
