@@ -830,13 +830,14 @@ index_slot(const struct model_index *x, const uint64_t *off, const char *bytes,
 
 	key = key ? key : 1;
 	for (j = key & mask; (v = x->slot[j]) != 0; j = (j + 1) & mask) {
-		/* The same id has the same key, known without hashing it
-		 * again; another id may have it too (and then takes the
-		 * slot, as with htab). */
+		/* The entry of the same key: the same id, or another of
+		 * the same hash (which then takes the slot, as with htab).
+		 * A mapped model has no keys: the same id is known without
+		 * hashing it again. */
 		uint32_t e = v - 1;
 		if (x->key ? x->key[e] == key
-			   : (off[e + 1] - off[e] == len && memcmp(bytes + off[e], id, len) == 0) ||
-				     index_key(off, bytes, e) == key)
+			   : ((off[e + 1] - off[e] == len && memcmp(bytes + off[e], id, len) == 0) ||
+			      index_key(off, bytes, e) == key))
 			break;
 	}
 	return &x->slot[j];
@@ -1811,9 +1812,10 @@ cat_remove(struct model *m, uint64_t i, uint32_t c)
  * 2008), local moves that raise the modularity, then the communities as
  * the nodes of the next level, until no two merge. Passes run after
  * COMM_FIRST events learned, then each time the events learned have
- * doubled, and at least every COMM_EVERY events once that many are
- * learned, but no more often than every COMM_COST times the edges the
- * last pass read, so that passes cost a bounded share of the learning.
+ * doubled, or COMM_EVERY more once that many are learned, but never
+ * sooner than COMM_COST events for each edge the last pass read, so
+ * that passes cost a bounded share of the learning (a pass costs about
+ * 50 ns an edge, learning an event some thousands).
  * Between passes, an item without a category or a community joins the
  * one its nearest neighbours are in (comm_join).
  *
