@@ -98,7 +98,7 @@ $(BUILD)/lib $(BUILD)/bin $(BUILD)/tests:
 # Test helpers (not installed).
 TESTBINS = $(BUILD)/tests/evcheck $(BUILD)/tests/avro-old $(BUILD)/tests/accesslog-check \
 	$(BUILD)/tests/kafka-broker $(BUILD)/tests/failwrite.so $(BUILD)/tests/sknn-check \
-	$(BUILD)/tests/crc-check $(BUILD)/tests/avro-pcf
+	$(BUILD)/tests/crc-check $(BUILD)/tests/avro-pcf $(BUILD)/tests/pool-check
 $(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libreco.a | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libreco.a $(LDFLAGS) $(LDLIBS)
 

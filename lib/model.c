@@ -932,11 +932,14 @@ lists_grow(struct model_lists *L, uint64_t cap)
 	L->v = xreallocarray(L->v, cap, sizeof *L->v);
 }
 
+/* Free the lists of n items (those from the pool's mappings go with
+ * pool_clear). */
 static void
-lists_free(struct model_lists *L, uint64_t n)
+lists_free(struct model *m, struct model_lists *L, uint64_t n)
 {
 	for (uint64_t i = 0; L->v && i < n; i++)
-		free(L->v[i].l);
+		if ((size_t)L->v[i].room * NB_BYTES > POOL_MAX)
+			pool_free(&m->nbpool, L->v[i].l, (size_t)L->v[i].room * NB_BYTES);
 	free(L->v);
 }
 
@@ -1025,8 +1028,9 @@ model_free(struct model *m)
 		free(m);
 		return;
 	}
-	lists_free(&m->nb, m->nitems);
-	lists_free(&m->sq, m->nitems);
+	lists_free(m, &m->nb, m->nitems);
+	lists_free(m, &m->sq, m->nitems);
+	pool_clear(&m->nbpool);
 	for (uint64_t c = 0; c < m->ncats; c++)
 		free(m->cl[c]);
 	free(m->cl);
@@ -1079,7 +1083,7 @@ model_bytes(const struct model *m)
 	b += m->ibytes_cap + m->ubytes_cap;
 	b += (m->ii.cap + m->ui.cap) * sizeof(uint32_t);
 	b += (m->ii.kcap + m->ui.kcap) * sizeof(uint64_t);
-	b += m->nbroom * NB_BYTES;
+	b += pool_bytes(&m->nbpool);
 	b += m->items_cap * (2 + 4);
 	b += m->cats_cap * (8 + sizeof(void *) + 2) + htab_bytes(&m->cidx);
 	b += m->ncats * m->p.cat_items * sizeof(struct model_nb);
@@ -1184,6 +1188,16 @@ nb_tags(struct model_nb *l, uint32_t room)
 	return (uint8_t *)(l + room);
 }
 
+/* Ask for every line of list a, entries and tags, ahead of its use. */
+static inline void
+nb_prefetch(const struct model_list *a)
+{
+	const char *p = (const char *)a->l;
+
+	for (size_t x = 0; p && x < a->room * NB_BYTES; x += 64)
+		__builtin_prefetch(p + x);
+}
+
 /* The tags of the n entries of l, a list with room for `room`. */
 static void
 nb_retag(struct model_nb *l, uint32_t n, uint32_t room)
@@ -1203,8 +1217,69 @@ lists_drop(struct model *m, struct model_lists *L, uint64_t i)
 		m->nlists--;
 	m->nbtotal -= L->v[i].cap;
 	m->nbroom -= L->v[i].room;
-	free(L->v[i].l);
+	pool_free(&m->nbpool, L->v[i].l, (size_t)L->v[i].room * NB_BYTES);
 	L->v[i].l = NULL;
+}
+
+/*
+ * Move every list of the pool into a new one, a mapping of the old one
+ * at a time (each unmapped once its lists are out), when its free
+ * blocks have come to a quarter of it (pool_sparse): lists that grew
+ * left blocks that no list of that size may come to take.
+ */
+static void
+lists_compact(struct model *m)
+{
+	struct model_lists *Ls[2] = { &m->nb, &m->sq };
+	struct pool np;
+	size_t nm = pool_maps(&m->nbpool, NULL, NULL, 0);
+	uint64_t n = m->nitems;
+
+	if (nm == 0 || nm >= UINT16_MAX)
+		return;
+	char **start = xreallocarray(NULL, nm, sizeof *start);
+	size_t *size = xreallocarray(NULL, nm, sizeof *size);
+	uint16_t *at = xreallocarray(NULL, 2 * n + 1, sizeof *at);
+	pool_maps(&m->nbpool, start, size, nm);
+	/* The mapping of each list: the last one starting at or before it. */
+	for (int t = 0; t < 2; t++)
+		for (uint64_t i = 0; i < n; i++) {
+			const struct model_list *a = &Ls[t]->v[i];
+			size_t lo = 0, hi = nm;
+			if (!a->l || (size_t)a->room * NB_BYTES > POOL_MAX) {
+				at[t * n + i] = UINT16_MAX;
+				continue;
+			}
+			while (hi - lo > 1) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (start[mid] <= (const char *)a->l)
+					lo = mid;
+				else
+					hi = mid;
+			}
+			at[t * n + i] = (uint16_t)lo;
+		}
+	memset(&np, 0, sizeof np);
+	np.large = m->nbpool.large;
+	np.sparse_min = m->nbpool.sparse_min;
+	np.moves = m->nbpool.moves + 1;
+	for (size_t k = 0; k < nm; k++) {
+		for (int t = 0; t < 2; t++)
+			for (uint64_t i = 0; i < n; i++) {
+				struct model_list *a = &Ls[t]->v[i];
+				if (at[t * n + i] != k)
+					continue;
+				struct model_nb *nl = pool_alloc(&np, (size_t)a->room * NB_BYTES);
+				memcpy(nl, a->l, a->n * sizeof *nl);
+				memcpy(nb_tags(nl, a->room), nb_tags(a->l, a->room), a->n);
+				a->l = nl;
+			}
+		pool_unmap(start[k], size[k]);
+	}
+	m->nbpool = np;
+	free(at);
+	free(size);
+	free(start);
 }
 
 /* Item i becomes item k (k < i). */
@@ -1642,17 +1717,21 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 		 * for a tenth more room than the lists hold instead of a
 		 * twentieth), up to the cap that --cooc-memory counts (which
 		 * doubles).
-		 * The room is what fits in the allocator's chunk of that
-		 * size (malloc's: 8 bytes of header, 16 of alignment), which
-		 * would otherwise be padding. */
+		 * The room is what fills the pool's block of that size,
+		 * which would otherwise be padding; a step that would leave
+		 * less than an eighth to the cap goes all the way. */
 		uint32_t nr = (room + room / 4 + 4) & ~3u;
-		nr = (uint32_t)((((size_t)nr * NB_BYTES + 8 + 15) & ~(size_t)15) - 8) / NB_BYTES;
-		if (nr > cap)
+		nr = (uint32_t)(pool_fit((size_t)nr * NB_BYTES) / NB_BYTES);
+		if (nr > cap || cap - nr < nr / 8)
 			nr = cap;
-		if (!l)
+		struct model_nb *nl = pool_alloc(&m->nbpool, (size_t)nr * NB_BYTES);
+		if (l) {
+			memcpy(nl, l, n * sizeof *l);
+			memcpy(nb_tags(nl, nr), nb_tags(l, room), n);
+			pool_free(&m->nbpool, l, (size_t)room * NB_BYTES);
+		} else
 			m->nlists++;
-		l = L->v[i].l = xreallocarray(l, nr, NB_BYTES);
-		memmove(nb_tags(l, nr), nb_tags(l, room), n);
+		l = L->v[i].l = nl;
 		m->nbroom += nr - room;
 		L->v[i].room = (uint16_t)nr;
 		room = nr;
@@ -1673,18 +1752,18 @@ nb_add(struct model *m, struct model_lists *L, uint64_t i, uint32_t j,
 	}
 	tg[k] = tag;
 	/* Up to its place: past the entries of a lower score (a suffix of
-	 * l[0..k), the list being in order), found by bisection. */
+	 * l[0..k), the list being in order), each moved down one as it is
+	 * passed. A scan from k down, not a bisection: the entries passed
+	 * are the ones that move anyway, and a scan reads them in order
+	 * (the processor fetches the next lines ahead) where a bisection's
+	 * reads wait one on another, each a cache miss in a cold list. */
 	struct model_nb e = l[k];
-	uint32_t lo = 0, hi = k;
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (l[mid].score < e.score)
-			hi = mid;
-		else
-			lo = mid + 1;
+	uint32_t lo = k;
+	while (lo > 0 && l[lo - 1].score < e.score) {
+		l[lo] = l[lo - 1];
+		lo--;
 	}
 	if (lo < k) {
-		memmove(l + lo + 1, l + lo, (k - lo) * sizeof *l);
 		memmove(tg + lo + 1, tg + lo, k - lo);
 		l[lo] = e;
 		tg[lo] = tag;
@@ -2714,8 +2793,9 @@ model_learn(struct model *m, const struct event *ev)
 	/* Co-occurrence with the current session's recent items, nearer ones more. */
 	uint32_t *rec = m->urec + u * m->p.recent;
 	double cw = w * fwd(m, ts, m->p.cooc_half_life);
-	/* Their lists are cache misses: the heads, then the tags, are
-	 * asked for before the first update. */
+	/* Their lists are cache misses: the heads, then the whole lists,
+	 * are asked for before the first update (an update reads the tags,
+	 * the entry and the entries it passes, wherever they are). */
 	for (uint32_t k = 0; k < m->unsess[u]; k++) {
 		__builtin_prefetch(&m->nb.v[rec[k]]);
 		__builtin_prefetch(&m->sq.v[rec[k]]);
@@ -2726,6 +2806,10 @@ model_learn(struct model *m, const struct event *ev)
 			__builtin_prefetch(nb_tags(a->l, a->room));
 		if (b->l)
 			__builtin_prefetch(nb_tags(b->l, b->room));
+		for (uint32_t x = 0; a->l && x < a->room * NB_BYTES; x += 64)
+			__builtin_prefetch((char *)a->l + x);
+		for (uint32_t x = 0; b->l && x < b->room * NB_BYTES; x += 64)
+			__builtin_prefetch((char *)b->l + x);
 	}
 	for (uint32_t k = 0; k < m->unsess[u]; k++) {
 		uint32_t j = rec[k];
@@ -2765,6 +2849,8 @@ model_learn(struct model *m, const struct event *ev)
 	mf_update(m, u, i, w);
 	if (comm_due(m))
 		comm_pass(m);
+	if (pool_sparse(&m->nbpool))
+		lists_compact(m);
 
 	if (ts > m->uts[u] || unew)
 		m->uts[u] = ts;
@@ -3137,7 +3223,7 @@ lists_copy(struct model *m, struct model_lists *L, const struct model_lists *V,
 		memset(&L->v[i], 0, sizeof L->v[i]);
 		if (k == 0)
 			continue;
-		L->v[i].l = xreallocarray(NULL, k, NB_BYTES);
+		L->v[i].l = pool_alloc(&m->nbpool, k * NB_BYTES);
 		m->nlists++;
 		memcpy(L->v[i].l, V->ent + V->off[i], k * sizeof(struct model_nb));
 		L->v[i].n = L->v[i].cap = L->v[i].room = (uint16_t)k;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "pool.h"
 #include "reco.h"
 #include "sknn.h"
 
@@ -207,6 +208,7 @@ struct model {
 	uint64_t nbtotal;         /* entries of both, by their caps (what
 				   * --cooc-memory bounds) */
 	uint64_t nbroom;          /* entries allocated in both */
+	struct pool nbpool;       /* trainable: the blocks of both */
 	uint32_t *icat;           /* the item's category + 1, 0: none */
 	/* hash64 of the item's brand | 1, 0: none; mapped: NULL before
 	 * version 6 */
